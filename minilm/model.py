@@ -1,0 +1,205 @@
+"""A BERT encoder written bottom-up: embeddings -> attention -> feed-forward -> layer -> encoder -> pooling.
+
+Module and parameter names follow the Hugging Face BERT checkpoint only where it costs nothing; the mapping from
+checkpoint keys to ours lives in one table in ``weights.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 30522  # WordPiece vocabulary (uncased BERT)
+    hidden_size: int = 384  # H: width of every token vector
+    num_hidden_layers: int = 6  # L: encoder layers
+    num_attention_heads: int = 12  # heads per layer; head dim = H / heads = 32
+    intermediate_size: int = 1536  # feed-forward inner width (4H)
+    max_position_embeddings: int = 512  # longest sequence the position table covers
+    type_vocab_size: int = 2  # segment ids (sentence A / B)
+    layer_norm_eps: float = 1e-12  # BERT's LayerNorm epsilon, tiny on purpose
+    hidden_dropout_prob: float = 0.1  # dropout after embeddings, attention output and feed-forward
+    attention_probs_dropout_prob: float = 0.1  # dropout on the attention probabilities
+    hidden_act: str = "gelu"  # exact erf GELU; "gelu_new"/"gelu_pytorch_tanh" select the tanh form
+    pad_token_id: int = 0  # id of [PAD]; only used to build padding masks from ids
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "BertConfig":
+        """Read a transformers ``config.json``; keys we do not model are ignored, unsupported settings refused."""
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        model_type = raw.get("model_type", "bert")
+        if model_type != "bert":
+            raise ValueError(f"{path}: model_type {model_type!r} is not supported; minilm loads BERT checkpoints only")
+        position_type = raw.get("position_embedding_type", "absolute")
+        if position_type != "absolute":
+            raise ValueError(f"{path}: position_embedding_type {position_type!r} is not supported (only 'absolute')")
+        known = {f.name for f in fields(cls)}
+        config = cls(**{k: v for k, v in raw.items() if k in known})
+        config.validate(str(path))
+        return config
+
+    def to_dict(self) -> dict:
+        """The transformers ``config.json`` form, so sentence-transformers and BertModel can read what we save."""
+        out = {"architectures": ["BertModel"], "model_type": "bert", "position_embedding_type": "absolute"}
+        out.update({f.name: getattr(self, f.name) for f in fields(self)})
+        return out
+
+    def validate(self, where: str = "config") -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"{where}: hidden_size {self.hidden_size} is not divisible by num_attention_heads "
+                f"{self.num_attention_heads}"
+            )
+        if self.hidden_act not in _ACTIVATIONS:
+            raise ValueError(f"{where}: hidden_act {self.hidden_act!r} is not one of {sorted(_ACTIVATIONS)}")
+
+
+_ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        T = input_ids.shape[1]
+        if T > self.position.num_embeddings:
+            raise ValueError(
+                f"input_ids has {T} positions but the model has only {self.position.num_embeddings} position embeddings"
+            )
+        positions = torch.arange(T, device=input_ids.device)  # (T,)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.word(input_ids) + self.token_type(token_type_ids) + self.position(positions)  # (B, T, H)
+        return self.dropout(self.norm(x))
+
+
+def reference_attention(q, k, v, mask, dropout_p: float = 0.0) -> torch.Tensor:
+    """Plain matmul-softmax attention, kept as the reference the fused SDPA path is tested against.
+
+    q, k, v: (B, nh, T, hd); mask: additive (B, 1, 1, T), 0 for real tokens and a large negative for padding.
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) + mask  # (B, nh, T, T)
+    probs = F.dropout(scores.softmax(dim=-1), p=dropout_p)
+    return probs @ v  # (B, nh, T, hd)
+
+
+def sdpa_attention(q, k, v, mask, dropout_p: float = 0.0) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.n_head = config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attn_dropout = config.attention_probs_dropout_prob
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attend = sdpa_attention  # swap for reference_attention to check the fused path
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, T, H = x.shape
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(B, T, self.n_head, H // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
+
+        p = self.attn_dropout if self.training else 0.0
+        y = self.attend(heads(self.query(x)), heads(self.key(x)), heads(self.value(x)), mask, p)  # (B, nh, T, hd)
+        y = y.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
+        return self.norm(x + self.dropout(self.out(y)))  # post-LayerNorm residual, as in BERT
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.up = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.act = _ACTIVATIONS[config.hidden_act]
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x + self.dropout(self.down(self.act(self.up(x)))))  # (B, T, H)
+
+
+class Layer(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = SelfAttention(config)
+        self.ffn = FeedForward(config)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.ffn(self.attention(x, mask))
+
+
+class BertModel(nn.Module):
+    """Token embeddings through the encoder stack; returns the last hidden states (B, T, H)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
+        # Additive mask broadcast over heads and query positions: padded keys get the dtype's most negative value,
+        # as transformers does, so a fully padded row still yields finite (uniform) probabilities.
+        mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min  # (B, 1, 1, T)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+    def set_attention(self, attend) -> None:
+        """Choose the attention implementation for every layer (``sdpa_attention`` or ``reference_attention``)."""
+        for layer in self.layers:
+            layer.attention.attend = attend
+
+
+# ----------------------------------------------------------------------------------------------- pooling
+
+POOLING_MODES = ("mean", "cls", "max")
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """Reduce token vectors (B, T, H) to one vector per sequence (B, H), ignoring padding."""
+    if mode == "cls":
+        return hidden[:, 0]
+    keep = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    if mode == "mean":
+        # The 1e-9 clamp matches sentence-transformers and keeps an all-padding row at zero instead of NaN.
+        return (hidden * keep).sum(1) / keep.sum(1).clamp(min=1e-9)
+    if mode == "max":
+        # Padding is pushed to the most negative finite value so it never wins; every real sequence has [CLS].
+        return hidden.masked_fill(keep == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+    raise ValueError(f"unknown pooling mode {mode!r}; expected one of {POOLING_MODES}")

@@ -1,0 +1,76 @@
+"""WordPiece tokenisation through the ``tokenizers`` library, padded and truncated the way sentence-transformers does.
+
+The checkpoint's ``tokenizer.json`` may carry its own padding and truncation (all-MiniLM-L6-v2's pads and truncates to
+128); those are switched off so that ``max_seq_length`` from ``sentence_bert_config.json`` alone decides truncation and
+each batch is padded only to its own longest sequence.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, normalizers
+from tokenizers.implementations import BertWordPieceTokenizer
+
+# The files that make up a tokenizer; copied verbatim on save so a round trip changes nothing.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+class WordPieceTokenizer:
+    def __init__(self, tokenizer: Tokenizer, max_seq_length: int, files: dict[str, bytes] | None = None):
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=max_seq_length)
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+        self.files = files or {}
+        self.pad_id = tokenizer.token_to_id("[PAD]") or 0
+
+    @classmethod
+    def from_dir(cls, directory: Path, max_seq_length: int, do_lower_case: bool = False) -> "WordPieceTokenizer":
+        files = {name: (directory / name).read_bytes() for name in TOKENIZER_FILES if (directory / name).is_file()}
+        if "tokenizer.json" in files:
+            tokenizer = Tokenizer.from_str(files["tokenizer.json"].decode("utf-8"))
+        elif "vocab.txt" in files:
+            settings = json.loads(files.get("tokenizer_config.json", b"{}"))
+            tokenizer = BertWordPieceTokenizer(
+                str(directory / "vocab.txt"),
+                lowercase=settings.get("do_lower_case", True),
+                strip_accents=settings.get("strip_accents"),
+                handle_chinese_chars=settings.get("tokenize_chinese_chars", True),
+            )._tokenizer
+        else:
+            raise FileNotFoundError(f"{directory} has neither tokenizer.json nor vocab.txt")
+        if do_lower_case:
+            # sentence-transformers' do_lower_case: put a Lowercase step in front unless one is already there.
+            current = tokenizer.normalizer
+            steps = list(current) if isinstance(current, normalizers.Sequence) else [current] if current else []
+            if not any(isinstance(step, normalizers.Lowercase) for step in steps):
+                tokenizer.normalizer = normalizers.Sequence([normalizers.Lowercase(), *steps])
+        return cls(tokenizer, max_seq_length, files)
+
+    def encode_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, with [CLS]/[SEP] and truncated to max_seq_length; no padding."""
+        check_texts(texts)
+        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+
+    def pad(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Right-pad to the longest sequence: input_ids, attention_mask, token_type_ids, each (B, T) int64."""
+        lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)  # (B,)
+        T = int(lengths.max()) if len(ids) else 0
+        input_ids = torch.full((len(ids), T), self.pad_id, dtype=torch.long)  # (B, T)
+        attention_mask = (torch.arange(T) < lengths[:, None]).long()  # (B, T)
+        input_ids[attention_mask.bool()] = torch.tensor([t for x in ids for t in x], dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": torch.zeros_like(input_ids)}
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.pad(self.encode_ids(texts))
+
+
+def check_texts(texts) -> None:
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, not str: {text!r:.60}")

@@ -1,0 +1,118 @@
+"""Checkpoint <-> model weights through one explicit key table.
+
+Every checkpoint key is either mapped by the table (and used exactly once, with its shape checked) or listed as
+ignorable; anything else is reported by name. Only safetensors is read: a pickle checkpoint can run arbitrary code
+when loaded, so a directory that has only ``pytorch_model.bin`` is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .model import BertConfig, BertModel
+
+WEIGHTS_NAME = "model.safetensors"
+PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+# Checkpoint keys that carry nothing the encoder uses: the position-id buffer (recomputed) and the unused pooler.
+IGNORED = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and the offending keys."""
+
+
+def key_table(config: BertConfig) -> dict[str, str]:
+    """Hugging Face BERT name -> our parameter name, for every parameter of ``BertModel(config)``."""
+    table = {
+        "embeddings.word_embeddings.weight": "embeddings.word.weight",
+        "embeddings.position_embeddings.weight": "embeddings.position.weight",
+        "embeddings.token_type_embeddings.weight": "embeddings.token_type.weight",
+        "embeddings.LayerNorm.weight": "embeddings.norm.weight",
+        "embeddings.LayerNorm.bias": "embeddings.norm.bias",
+    }
+    per_layer = {
+        "attention.self.query": "attention.query",
+        "attention.self.key": "attention.key",
+        "attention.self.value": "attention.value",
+        "attention.output.dense": "attention.out",
+        "attention.output.LayerNorm": "attention.norm",
+        "intermediate.dense": "ffn.up",
+        "output.dense": "ffn.down",
+        "output.LayerNorm": "ffn.norm",
+    }
+    for i in range(config.num_hidden_layers):
+        for theirs, ours in per_layer.items():
+            for leaf in ("weight", "bias"):
+                table[f"encoder.layer.{i}.{theirs}.{leaf}"] = f"layers.{i}.{ours}.{leaf}"
+    return table
+
+
+def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
+    path = directory / WEIGHTS_NAME
+    if not path.is_file():
+        pickles = [name for name in PICKLE_NAMES if (directory / name).is_file()]
+        if pickles:
+            raise CheckpointError(
+                f"{directory} has only a pickle checkpoint ({', '.join(pickles)}); minilm reads safetensors only, because "
+                f"unpickling can execute arbitrary code. Convert it once with a trusted tool to {WEIGHTS_NAME}."
+            )
+        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupted?): {e}") from None
+
+
+def load_weights(model: BertModel, directory: str | Path) -> None:
+    """Copy the checkpoint in ``directory`` into ``model``; every key accounted for, every shape checked."""
+    directory = Path(directory)
+    state = read_safetensors(directory)
+    table = key_table(model.config)
+    ours = dict(model.named_parameters())
+    assert set(table.values()) == set(ours), "key table out of step with BertModel"
+
+    found: dict[str, torch.Tensor] = {}
+    unexpected, duplicated = [], []
+    for key, tensor in state.items():
+        name = key.removeprefix("bert.")
+        if name in IGNORED:
+            continue
+        if name not in table:
+            unexpected.append(key)
+        elif name in found:
+            duplicated.append(key)
+        else:
+            found[name] = tensor
+    missing = [name for name in table if name not in found]
+    wrong_shape = [
+        f"{name}: checkpoint {tuple(found[name].shape)}, model {tuple(ours[table[name]].shape)}"
+        for name in table
+        if name in found and found[name].shape != ours[table[name]].shape
+    ]
+    problems = []
+    if missing:
+        problems.append("missing keys: " + ", ".join(missing))
+    if unexpected:
+        problems.append("unexpected keys: " + ", ".join(unexpected))
+    if duplicated:
+        problems.append("keys present both with and without the 'bert.' prefix: " + ", ".join(duplicated))
+    if wrong_shape:
+        problems.append("wrong shapes: " + "; ".join(wrong_shape))
+    if problems:
+        raise CheckpointError(f"{directory / WEIGHTS_NAME} does not fit the config:\n  " + "\n  ".join(problems))
+
+    with torch.no_grad():
+        for name, tensor in found.items():
+            ours[table[name]].copy_(tensor)
+
+
+def save_weights(model: BertModel, directory: str | Path) -> None:
+    """Write the model under Hugging Face names, so transformers and sentence-transformers can read it."""
+    ours = dict(model.named_parameters())
+    state = {theirs: ours[name].detach().contiguous().cpu() for theirs, name in key_table(model.config).items()}
+    save_file(state, Path(directory) / WEIGHTS_NAME, metadata={"format": "pt"})
