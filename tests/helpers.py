@@ -1,0 +1,49 @@
+"""Builders for tiny random checkpoints in the sentence-transformers layout (test-only; uses transformers)."""
+
+import json
+import shutil
+from pathlib import Path
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def write_st_files(directory: Path, pooling: str = "mean", normalize: bool = False, max_seq_length: int = 64,
+                   legacy_pooling: bool = True, hidden: int = 64) -> None:
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+    (directory / "modules.json").write_text(json.dumps(modules))
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length}))
+    (directory / "1_Pooling").mkdir(exist_ok=True)
+    if legacy_pooling:
+        cfg = {"word_embedding_dimension": hidden, "pooling_mode_cls_token": pooling == "cls",
+               "pooling_mode_mean_tokens": pooling == "mean", "pooling_mode_max_tokens": pooling == "max",
+               "pooling_mode_mean_sqrt_len_tokens": False}
+    else:
+        cfg = {"embedding_dimension": hidden, "pooling_mode": pooling}
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps(cfg))
+
+
+def make_tiny_checkpoint(directory: Path, tokenizer_dir: Path, seed: int = 0, layers: int = 2, hidden: int = 64,
+                         heads: int = 4, intermediate: int = 128, pooling: str = "mean", normalize: bool = False,
+                         legacy_pooling: bool = True, max_seq_length: int = 64):
+    """Save a random transformers BertModel plus tokenizer and ST config files; returns the BertModel."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(
+        vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=intermediate, max_position_embeddings=128,
+    )
+    bert = transformers.BertModel(config).eval()
+    directory.mkdir(parents=True, exist_ok=True)
+    bert.save_pretrained(directory)
+    for name in TOKENIZER_FILES:
+        if (tokenizer_dir / name).is_file():
+            shutil.copy(tokenizer_dir / name, directory / name)
+    write_st_files(directory, pooling, normalize, max_seq_length, legacy_pooling, hidden)
+    return bert

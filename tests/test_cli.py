@@ -1,0 +1,39 @@
+"""The command line, run as a user would: a real subprocess, real files, stdin."""
+
+import subprocess
+import sys
+
+import numpy as np
+
+
+def run(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "minilm", *args], input=stdin, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_encode_from_stdin_and_file_and_similarity(minilm_dir, tmp_path):
+    out = tmp_path / "emb.npy"
+    result = run("encode", "--model", str(minilm_dir), "--input", "-", "--output", str(out), stdin="a cat\na dog\n")
+    assert result.returncode == 0, result.stderr
+    emb = np.load(out)
+    assert emb.shape == (2, 384)
+
+    (tmp_path / "in.txt").write_text("a cat\na dog\n", encoding="utf-8")
+    result = run("encode", "--model", str(minilm_dir), "--input", str(tmp_path / "in.txt"), "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.load(out), emb)
+
+    result = run("similarity", "--model", str(minilm_dir), "a cat", "a dog")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and "+1.0000" in lines[0]
+    assert f"{float(emb[0] @ emb[1]):+.4f}" in lines[0]
+
+
+def test_bad_model_and_missing_input_are_one_line_errors(tmp_path):
+    result = run("encode", "--model", str(tmp_path / "nope"), "--input", "-", "--output", str(tmp_path / "o.npy"),
+                 stdin="x\n")
+    assert result.returncode == 2
+    assert "cannot find model" in result.stderr and "Traceback" not in result.stderr
+    result = run("encode", "--input", str(tmp_path / "missing.txt"), "--output", str(tmp_path / "o.npy"))
+    assert result.returncode != 0 and "missing.txt does not exist" in result.stderr

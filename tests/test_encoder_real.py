@@ -1,0 +1,110 @@
+"""Real all-MiniLM-L6-v2 weights against sentence-transformers on the same directory (fp32, CPU).
+
+Tolerance: fp32 embeddings agree to 1e-5 max abs; Spearman to 1e-4 (rank statistic of those embeddings).
+"""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from minilm.encoder import SentenceEncoder
+
+
+def read_sts(path):
+    s1, s2, gold = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            gold.append(float(row[4]))
+            s1.append(row[5])
+            s2.append(row[6])
+    return s1, s2, np.array(gold)
+
+
+@pytest.fixture(scope="module")
+def ours(minilm_dir):
+    return SentenceEncoder.from_pretrained(minilm_dir)
+
+
+@pytest.fixture(scope="module")
+def theirs(minilm_dir):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(minilm_dir), device="cpu")
+
+
+def test_sts_dev_embeddings_and_spearman_match_sentence_transformers(ours, theirs, sts_dir):
+    from scipy.stats import spearmanr
+
+    s1, s2, gold = read_sts(sts_dir / "sts-dev.csv")
+    sentences = s1 + s2
+    assert len(sentences) == 3000
+    a = ours.encode(sentences, batch_size=32)
+    b = theirs.encode(sentences, batch_size=32, convert_to_numpy=True)
+    assert a.shape == b.shape == (3000, 384)
+    assert np.abs(a - b).max() <= 1e-5
+
+    def spearman(emb):
+        cos = (emb[:1500] * emb[1500:]).sum(-1)  # both sides are L2-normalised by the checkpoint
+        return spearmanr(cos, gold).statistic
+
+    assert abs(spearman(a) - spearman(b)) <= 1e-4
+    assert spearman(a) > 0.8  # the published all-MiniLM-L6-v2 STS-dev figure is about 0.87
+
+
+def test_long_sentence_truncated_like_sentence_transformers(ours, theirs):
+    long = " ".join(f"word{i} supercalifragilistic" for i in range(300))
+    ids = ours.tokenize([long])["input_ids"]
+    ref = theirs.tokenize([long])["input_ids"]
+    assert ids.shape == (1, 256)
+    assert torch.equal(ids, ref)
+    assert np.abs(ours.encode(long) - theirs.encode(long)).max() <= 1e-5
+
+
+def test_batch_size_does_not_change_embeddings_and_order_is_restored(ours, sts_dir):
+    s1, _, _ = read_sts(sts_dir / "sts-dev.csv")
+    sentences = s1[:64]
+    one = ours.encode(sentences, batch_size=1)
+    for batch_size in (7, 64):
+        assert np.abs(ours.encode(sentences, batch_size=batch_size) - one).max() <= 1e-6
+    shuffled = sentences[::-1]
+    assert np.abs(ours.encode(shuffled, batch_size=7) - one[::-1]).max() <= 1e-6
+
+
+def test_single_string_empty_list_and_empty_string(ours, theirs):
+    vec = ours.encode("A man is playing a guitar.")
+    assert vec.shape == (384,)
+    empty = ours.encode([])
+    assert empty.shape == (0, 384) and empty.dtype == np.float32
+    e = ours.encode([""])
+    assert np.abs(e - theirs.encode([""])).max() <= 1e-5
+
+
+def test_non_string_element_names_its_index(ours):
+    with pytest.raises(TypeError, match=r"texts\[2\]"):
+        ours.encode(["a", "b", 3])
+    with pytest.raises(TypeError, match="list of strings"):
+        ours.tokenize("not a list")
+
+
+def test_forward_has_autograd_and_equals_encode(ours):
+    texts = ["first sentence", "a second, longer sentence here"]
+    emb = ours.embed(texts)
+    assert emb.requires_grad and emb.shape == (2, 384)
+    assert torch.allclose(emb.detach(), ours.encode(texts, convert_to="torch"), atol=1e-6)
+    emb.sum().backward()
+    assert ours.bert.embeddings.word.weight.grad is not None
+    ours.zero_grad(set_to_none=True)
+
+
+def test_normalize_override_and_similarity(ours, theirs):
+    texts = ["a cat sits", "a dog runs", "markets fell"]
+    raw = ours.encode(texts, normalize=False)
+    with torch.no_grad():  # their Transformer + Pooling modules only, skipping Normalize
+        ref = theirs[1](theirs[0](theirs.preprocess(texts)))["sentence_embedding"].numpy()
+    assert np.abs(raw - ref).max() <= 1e-5
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+    sim = ours.similarity(raw, raw)
+    assert isinstance(sim, np.ndarray) and sim.shape == (3, 3)
+    assert np.abs(sim - theirs.similarity(raw, raw).numpy()).max() <= 1e-6
