@@ -1,0 +1,149 @@
+"""Reading CSV/TSV/JSONL into roles, row-level errors naming file and line, and the STS benchmark reader."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from minilm.data import Dataset, read_rows, read_sts, to_roles
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_csv_with_header_quotes_and_unicode(tmp_path):
+    path = _write(tmp_path, "t.csv", 'anchor,positive,negative\n'
+                  '"a, with comma",b,c\n'
+                  '"multi\nline ""quoted""",고양이가 앉아 있다,猫が座っている\n'
+                  'x,y,z\n')
+    ds = read_rows(path)
+    assert list(ds.columns) == ["anchor", "positive", "negative"] and len(ds) == 3
+    assert ds.lines == [2, 3, 5]  # a quoted cell spanning lines moves later rows down
+    cols = to_roles(ds, {"anchor": "anchor", "positive": "positive", "negative": "negative"}, "columns")
+    assert cols == [["a, with comma", 'multi\nline "quoted"', "x"], ["b", "고양이가 앉아 있다", "y"],
+                    ["c", "猫が座っている", "z"]]
+    # selecting and reordering columns by header name; negatives may be a list
+    ds2 = read_rows(path, columns=["positive", "anchor"])
+    assert list(ds2.columns) == ["positive", "anchor"] and ds2.columns["anchor"][2] == "x"
+    assert to_roles(ds, {"anchor": "anchor", "positive": "positive", "negative": ["negative", "anchor"]},
+                    "columns")[3] == cols[0]
+
+
+def test_csv_without_header_and_bom(tmp_path):
+    path = _write(tmp_path, "t.csv", "\ufeffhello,world\nfoo,bar\n")
+    ds = read_rows(path, columns=["a", "b"])  # first row is not the names -> no header guessed
+    assert ds.columns == {"a": ["hello", "foo"], "b": ["world", "bar"]} and ds.lines == [1, 2]
+    assert read_rows(path, columns=["hello", "world"]).columns == {"hello": ["foo"], "world": ["bar"]}
+    assert len(read_rows(path, columns=["hello", "world"], has_header=False)) == 2
+    with pytest.raises(ValueError, match="columns is required"):
+        read_rows(path, has_header=False)
+
+
+def test_tsv_labels_and_scores(tmp_path):
+    path = _write(tmp_path, "t.tsv", 'text\tlabel\tscore\nsay "hi\tdog\t0.5\nb\tcat\t1\nc\tdog\t2e-1\n')
+    ds = read_rows(path)  # tabs: quoting off, so the lone quote is kept as text
+    texts, labels = to_roles(ds, {"text": "text", "label": "label"}, "labels")
+    assert texts == ['say "hi', "b", "c"] and labels == [1, 0, 1]  # sorted names: cat=0, dog=1
+    a, b, scores = to_roles(ds, {"a": "text", "b": "label", "score": "score"}, "scores")
+    assert scores == [0.5, 1.0, 0.2] and b == ["dog", "cat", "dog"]
+    int_labels = _write(tmp_path, "i.tsv", "t\tl\nx\t3\ny\t-1\n")
+    assert to_roles(read_rows(int_labels), {"text": "t", "label": "l"}, "labels")[1] == [3, -1]
+
+
+def test_jsonl(tmp_path):
+    rows = [{"q": "고양이", "p": "猫", "y": 2, "s": 0.25}, {"q": "b", "p": "c", "y": 7, "s": 1}]
+    path = _write(tmp_path, "t.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "\n")
+    ds = read_rows(path)
+    assert ds.columns["q"] == ["고양이", "b"] and ds.lines == [1, 2]
+    assert to_roles(ds, {"text": "q", "label": "y"}, "labels") == (["고양이", "b"], [2, 7])
+    assert to_roles(ds, {"a": "q", "b": "p", "score": "s"}, "scores")[2] == [0.25, 1.0]
+    assert list(read_rows(path, columns=["p"]).columns) == ["p"]  # extra keys ignored when columns are named
+
+
+@pytest.mark.parametrize("name,text,line,reason", [
+    ("e.csv", "a,b\nx,y\nx,\n", 3, "empty cell in column 'b'"),
+    ("e.csv", "a,b\nx,y\nx, \n", 3, "empty cell"),
+    ("w.csv", "a,b\nx,y\nx,y,z\n", 3, "expected 2 columns, found 3"),
+    ("w.tsv", "a\tb\nx\ty\n\nx\ty\n", 3, "expected 2 columns, found 0"),
+    ("q.csv", 'a,b\nx,"y\n', 2, "cannot parse row"),
+    ("j.jsonl", '{"a": "x"}\n{"a": "y"\n', 2, "invalid JSON"),
+    ("j.jsonl", '{"a": "x"}\n["y"]\n', 2, "expected a JSON object"),
+    ("j.jsonl", '{"a": "x"}\n{"b": "y"}\n', 2, "expected keys"),
+    ("j.jsonl", '{"a": "x"}\n{"a": null}\n', 2, "empty cell"),
+    ("j.jsonl", '{"a": "x"}\n{"a": ["y"]}\n', 2, "expected a string or number"),
+    ("j.jsonl", '{"a": "x"}\n\n{"a": "y"}\n', 2, "blank line"),
+])
+def test_bad_rows_name_file_and_line(tmp_path, name, text, line, reason):
+    path = _write(tmp_path, name, text)
+    with pytest.raises(ValueError) as err:
+        read_rows(path)
+    assert str(err.value).startswith(f"{path}:{line}: ") and reason in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("text,roles,kind,line,reason", [
+    ("t,s\na,1\nb,high\n", {"a": "t", "b": "t", "score": "s"}, "scores", 3, "score must be a finite number"),
+    ("t,s\na,nan\n", {"a": "t", "b": "t", "score": "s"}, "scores", 2, "score must be a finite number"),
+])
+def test_bad_values_name_file_and_line(tmp_path, text, roles, kind, line, reason):
+    path = _write(tmp_path, "v.csv", text)
+    with pytest.raises(ValueError) as err:
+        to_roles(read_rows(path), roles, kind)
+    assert str(err.value).startswith(f"{path}:{line}: ") and reason in str(err.value)
+
+
+def test_bad_jsonl_types_name_line(tmp_path):
+    path = _write(tmp_path, "t.jsonl", '{"t": "a", "y": 1}\n{"t": 5, "y": 1.5}\n')
+    ds = read_rows(path)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:2: column 't': expected text"):
+        to_roles(ds, {"text": "t", "label": "y"}, "labels")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:2: column 'y': label must be an int or a string"):
+        to_roles(Dataset(ds.path, {"t": ["a", "b"], "y": ds.columns["y"]}, ds.lines), {"text": "t", "label": "y"},
+                 "labels")
+
+
+def test_bad_arguments(tmp_path):
+    path = _write(tmp_path, "t.csv", "a,b\nx,y\n")
+    ds = read_rows(path)
+    with pytest.raises(ValueError, match="kind"):
+        to_roles(ds, {}, "pairs")
+    with pytest.raises(ValueError, match=r"missing \['positive'\]"):
+        to_roles(ds, {"anchor": "a"}, "columns")
+    with pytest.raises(ValueError, match=r"unknown \['query'\]"):
+        to_roles(ds, {"anchor": "a", "positive": "b", "query": "a"}, "columns")
+    with pytest.raises(ValueError, match="column 'c' not in"):
+        to_roles(ds, {"anchor": "a", "positive": "c"}, "columns")
+    with pytest.raises(ValueError, match=r"columns \['c'\] not in header"):
+        read_rows(path, columns=["a", "c"], has_header=True)
+    with pytest.raises(ValueError, match="is not a file"):
+        read_rows(tmp_path / "missing.csv")
+    with pytest.raises(ValueError, match="delimiter is required"):
+        read_rows(_write(tmp_path, "t.txt", "a b\n"))
+    with pytest.raises(ValueError, match="columns must be"):
+        read_rows(path, columns=["a", "a"])
+    with pytest.raises(ValueError, match="no rows"):
+        read_rows(_write(tmp_path, "empty.csv", ""))
+
+
+def test_read_sts_counts(sts_dir):
+    for split, n in [("dev", 1500), ("train", 5749)]:
+        s1, s2, scores = read_sts(sts_dir / f"sts-{split}.csv")
+        assert len(s1) == len(s2) == len(scores) == n
+        assert min(scores) == 0.0 and max(scores) == 5.0
+    s1, s2, scores = read_sts(sts_dir / "sts-dev.csv")
+    assert (s1[0], s2[0], scores[0]) == ("A man with a hard hat is dancing.",
+                                         "A man wearing a hard hat is dancing.", 5.0)
+    assert any('"' in s for s in s1 + s2)  # quotes kept verbatim (quoting is off)
+
+
+def test_read_sts_extra_columns_and_errors(tmp_path):
+    good = "g\tf\t2012\t0001\t3.5\tA \"b\tC\n" "g\tf\t2016\t0002\t1\tx\ty\tsrc1\tsrc2\n"
+    assert read_sts(_write(tmp_path, "ok.csv", good)) == (['A "b', "x"], ["C", "y"], [3.5, 1.0])
+    for text, reason in [("g\tf\t2012\t1\t3\tx\n", "expected 7 columns"), ("g\tf\t2012\t1\tbad\tx\ty\n", "score"),
+                         ("g\tf\t2012\t1\t6\tx\ty\n", "in [0, 5]"), ("g\tf\t2012\t1\t3\tx\t \n", "empty sentence")]:
+        path = _write(tmp_path, "bad.csv", good + text)
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:3: .*{re.escape(reason)}"):
+            read_sts(path)
