@@ -1,0 +1,155 @@
+"""Gradient cache (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup").
+
+In-batch-negative losses want big batches, but backprop through the encoder keeps every activation of the batch.
+The loss itself only needs the (B, D) embeddings, so split the work:
+
+  1. embed the batch in mini-batches without autograd (activations freed at once), saving the RNG state before each;
+  2. compute the loss on all embeddings and its gradient w.r.t. the embeddings (one cheap call: ``loss_and_grads``);
+  3. re-embed each mini-batch with autograd, replaying its RNG state so dropout draws the same masks, and
+     back-propagate the cached embedding gradient through it.
+
+Peak memory is one mini-batch of activations; loss and parameter gradients equal the plain loss on the whole batch
+up to float rounding (with dropout on, the masks differ from a whole-batch forward, but two cached runs with the same
+seed agree). ``loss_backward`` is the trainer's entry point: ``mini_batch_size=None`` is the plain path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+Column = Sequence[str] | Mapping[str, Tensor]  # texts, or already tokenised features (B, T) per key
+
+
+@dataclass
+class RngState:
+    cpu: Tensor
+    cuda: Tensor | None  # state of the model's CUDA device, when it has one
+    device: torch.device
+
+
+def capture_rng(device: torch.device) -> RngState:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return RngState(torch.get_rng_state(), cuda, device)
+
+
+@contextmanager
+def replay_rng(state: RngState) -> Iterator[None]:
+    """Run with the RNG as it was at capture; the outer RNG stream is left untouched afterwards."""
+    with torch.random.fork_rng(devices=[state.device] if state.cuda is not None else []):
+        torch.set_rng_state(state.cpu)
+        if state.cuda is not None:
+            torch.cuda.set_rng_state(state.cuda, state.device)
+        yield
+
+
+def _device(model: nn.Module) -> torch.device:
+    return getattr(model, "device", None) or next(model.parameters()).device
+
+
+def _rows(column: Column) -> int:
+    return len(next(iter(column.values()))) if isinstance(column, Mapping) else len(column)
+
+
+def split_column(model: nn.Module, column: Column, mini_batch_size: int) -> list[dict[str, Tensor]]:
+    """Model inputs for consecutive mini-batches of one column, each padded only as far as it needs."""
+    n = _rows(column)
+    spans = [(b, min(b + mini_batch_size, n)) for b in range(0, n, mini_batch_size)]
+    if isinstance(column, Mapping):
+        chunks = [{k: v[b:e] for k, v in column.items()} for b, e in spans]
+        chunks = [_trim_padding(c) for c in chunks]
+    else:
+        texts = list(column)
+        chunks = [model.tokenize(texts[b:e]) for b, e in spans]
+    device = _device(model)
+    return [{k: v.to(device) for k, v in c.items()} for c in chunks]
+
+
+def _trim_padding(features: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Drop trailing token positions that are padding in every row of this mini-batch (they change nothing)."""
+    mask = features.get("attention_mask")
+    if mask is None or mask.ndim != 2 or not bool(mask.any()):
+        return features
+    width = int(mask.any(dim=0).nonzero().max()) + 1
+    return {k: v[:, :width] if v.ndim == 2 and v.shape[1] == mask.shape[1] else v for k, v in features.items()}
+
+
+def loss_and_grads(
+    loss_fn: Callable[..., Tensor], embeddings: list[Tensor], **loss_kwargs
+) -> tuple[Tensor, list[Tensor]]:
+    """The one step that sees the whole batch: loss on every column's embeddings (B, D) and d loss / d embeddings.
+
+    Kept a single call so that a cross-process all-gather can later wrap exactly this step.
+    """
+    leaves = [e.detach().requires_grad_() for e in embeddings]
+    with torch.enable_grad():
+        loss = loss_fn(*leaves, **loss_kwargs)
+    return loss.detach(), list(torch.autograd.grad(loss, leaves))
+
+
+def cached_loss_backward(
+    model: nn.Module,
+    columns: Sequence[Column],
+    loss_fn: Callable[..., Tensor],
+    mini_batch_size: int,
+    **loss_kwargs,
+) -> Tensor:
+    """loss_fn(*column embeddings, **loss_kwargs) with its backward done in mini-batches; returns the detached loss.
+
+    Parameter ``.grad`` is accumulated (not zeroed), exactly as ``loss.backward()`` on the whole batch would.
+    """
+    _check(columns, mini_batch_size)
+    device = _device(model)
+    chunks = [split_column(model, column, mini_batch_size) for column in columns]  # [column][mini-batch]
+    states, embeddings = [], []
+    with torch.no_grad():
+        for column_chunks in chunks:
+            states.append([])
+            parts = []
+            for features in column_chunks:
+                states[-1].append(capture_rng(device))
+                parts.append(model(**features))  # (b, D)
+            embeddings.append(torch.cat(parts))  # (B, D)
+    loss, grads = loss_and_grads(loss_fn, embeddings, **loss_kwargs)
+    for column_chunks, column_states, grad in zip(chunks, states, grads):
+        sizes = [_rows(features) for features in column_chunks]
+        for features, state, grad_part in zip(column_chunks, column_states, grad.split(sizes)):
+            with replay_rng(state):
+                emb = model(**features)  # (b, D), same dropout masks as in the no-grad pass
+            if emb.requires_grad:  # a frozen encoder has nothing to accumulate
+                emb.backward(grad_part)
+    return loss
+
+
+def loss_backward(
+    model: nn.Module,
+    columns: Sequence[Column],
+    loss_fn: Callable[..., Tensor],
+    mini_batch_size: int | None = None,
+    **loss_kwargs,
+) -> Tensor:
+    """One step's loss and backward; ``mini_batch_size`` switches the gradient cache on. Returns the detached loss."""
+    if mini_batch_size is not None:
+        return cached_loss_backward(model, columns, loss_fn, mini_batch_size, **loss_kwargs)
+    _check(columns, 1)
+    embeddings = [model(**split_column(model, column, max(_rows(column), 1))[0]) for column in columns]
+    loss = loss_fn(*embeddings, **loss_kwargs)
+    loss.backward()
+    return loss.detach()
+
+
+def _check(columns: Sequence[Column], mini_batch_size: int) -> None:
+    if isinstance(mini_batch_size, bool) or not isinstance(mini_batch_size, int) or mini_batch_size < 1:
+        raise ValueError(f"mini_batch_size must be a positive int, got {mini_batch_size!r}")
+    if isinstance(columns, (str, Mapping)) or not isinstance(columns, Sequence) or not columns:
+        raise TypeError("columns must be a non-empty list of columns (each a list of texts or a feature dict)")
+    for i, column in enumerate(columns):
+        if isinstance(column, str) or not isinstance(column, (Sequence, Mapping)):
+            raise TypeError(f"columns[{i}] must be a list of texts or a feature dict, got {type(column).__name__}")
+    sizes = [_rows(column) for column in columns]
+    if min(sizes) == 0 or len(set(sizes)) > 1:
+        raise ValueError(f"columns must be non-empty and of equal length, got lengths {sizes}")
