@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .hub import DEFAULT_MODEL
+from .train import TrainingDiverged
 
 
 def read_lines(source: str) -> list[str]:
@@ -48,6 +49,36 @@ def cmd_similarity(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .recipe import load_recipe, make_quick
+    from .run import run_recipe
+
+    recipe = load_recipe(args.recipe, args.set, args.data)  # fully checked before any model loads
+    if args.quick:
+        recipe = make_quick(recipe)
+    output = Path(args.output) if args.output else Path("runs") / recipe.name
+    history = run_recipe(recipe, output, resume=args.resume)
+    if len(history) >= 2:
+        before, after = history[0], history[-1]
+        print("metric".ljust(20) + "before    after")
+        for key in before:
+            if key != "step":
+                print(f"{key:<20}{before[key]:.4f}    {after[key]:.4f}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .encoder import SentenceEncoder
+    from .run import make_evaluator
+
+    roles = dict(item.split("=", 1) for item in args.roles) if args.roles else None
+    evaluate = make_evaluator(args.task, args.data, args.format, roles, args.batch_size)
+    result = evaluate(SentenceEncoder.from_pretrained(args.model))
+    for key, value in result.items():
+        print(f"{key:<20}{value:.6f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minilm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help="local directory or hub id")
     p.add_argument("sentences", nargs="+")
     p.set_defaults(run=cmd_similarity)
+
+    p = sub.add_parser("train", help="fine-tune as a recipe (recipes/*.toml) says")
+    p.add_argument("recipe", help="path to a recipe .toml")
+    p.add_argument("--data", help="training file to use instead of the recipe's [data] train")
+    p.add_argument("--output", help="output directory (default runs/<recipe name>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.batch_size=8 --set loss.margin=0.5")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output directory")
+    p.add_argument("--quick", action="store_true", help="smoke test: 2 steps of at most 16 rows, small evaluation")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a model on a file")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="local directory or hub id")
+    p.add_argument("--data", required=True, help=".csv/.tsv/.jsonl file, or an STS-benchmark file with --format sts")
+    p.add_argument("--task", required=True, choices=["triplet", "similarity", "retrieval"])
+    p.add_argument("--format", default="auto", choices=["auto", "sts"])
+    p.add_argument("--roles", nargs="*", metavar="ROLE=COLUMN",
+                   help="which column plays which role (default: columns named anchor/positive/negative or a/b/score)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(run=cmd_eval)
     return parser
 
 
@@ -70,6 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (OSError, ValueError, TypeError) as e:  # bad model, file or input: one line, no traceback
+    except (OSError, ValueError, TypeError, TrainingDiverged) as e:  # bad model, file or input; a diverged run
         print(f"minilm {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,243 @@
+"""Recipes: a TOML file that says what to fine-tune, on what, with which loss, and how to evaluate it.
+
+Everything is checked here, before any model loads: unknown sections or keys, missing keys, wrong types, unknown
+losses and loss settings, missing data files. Each error names the key (``[train] batch_size``) and what was wrong.
+Paths in a recipe are relative to the recipe file.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .losses import LOSS_INPUTS, check_loss_kwargs
+
+REQUIRED = object()
+
+# section -> key -> (type or tuple of types, default or REQUIRED)
+SCHEMA: dict[str, dict[str, tuple]] = {
+    "": {"name": (str, REQUIRED), "description": (str, "")},
+    "model": {"base": (str, REQUIRED)},
+    "data": {
+        "train": (str, REQUIRED),  # a .csv/.tsv/.jsonl file, or an STS-benchmark file with format = "sts"
+        "format": (str, "auto"),  # "auto" (by suffix) or "sts"
+        "roles": (dict, {}),  # role -> column name, e.g. {anchor = "query", positive = "product"}
+        "header": (bool, True),  # false: the file has no header row and `columns` names its cells in order
+        "columns": (list, []),
+        "min_score": (float, 4.0),  # format "sts" with a pair loss: pairs scoring at least this are positives
+        "sampler": (str, "auto"),  # "auto", "random", "no_duplicates" or "group_by_label"
+    },
+    "loss": {"name": (str, REQUIRED)},  # plus the loss's own settings, checked against its signature
+    "train": {
+        "batch_size": (int, REQUIRED),
+        "epochs": (int, 1),
+        "max_steps": (int, 0),  # > 0 stops after this many optimiser steps, whatever the epochs
+        "lr": (float, 5e-5),
+        "warmup_steps": (int, 0),
+        "warmup_ratio": (float, 0.0),
+        "weight_decay": (float, 0.0),
+        "max_grad_norm": (float, 1.0),
+        "seed": (int, 42),
+        "dropout": (bool, True),  # dropout on while training, as in sentence-transformers
+        "mini_batch_size": (int, 0),  # > 0 switches the gradient cache on (in-batch negatives over large batches)
+        "eval_steps": (int, 0),  # > 0 evaluates every this many steps (always before and at the end)
+        "save_steps": (int, 0),  # > 0 writes a resumable checkpoint every this many steps
+        "keep_checkpoints": (int, 2),  # how many step checkpoints to keep (the newest)
+    },
+    "eval": {
+        "task": (str, REQUIRED),  # "triplet", "similarity" or "retrieval"
+        "data": (str, REQUIRED),
+        "format": (str, "auto"),
+        "roles": (dict, {}),
+        "header": (bool, True),
+        "columns": (list, []),
+        "batch_size": (int, 32),
+        "limit": (int, 0),  # > 0: evaluate on the first this many rows only (quick checks)
+    },
+}
+OPTIONAL_SECTIONS = {"eval"}
+SAMPLERS = ("auto", "random", "no_duplicates", "group_by_label")
+FORMATS = ("auto", "sts")
+EVAL_KINDS = {"triplet": "columns", "similarity": "scores", "retrieval": "columns"}
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message names the file and the key."""
+
+
+@dataclass
+class Recipe:
+    path: Path
+    name: str
+    description: str
+    model: dict
+    data: dict
+    loss: dict  # {"name": ..., **settings}
+    train: dict
+    eval: dict | None
+
+    @property
+    def loss_kind(self) -> str:
+        return LOSS_INPUTS[self.loss["name"]]
+
+    def loss_settings(self) -> dict:
+        return {k: v for k, v in self.loss.items() if k != "name"}
+
+    def as_dict(self) -> dict:
+        out = {"name": self.name, "description": self.description, "model": self.model, "data": self.data,
+               "loss": self.loss, "train": self.train}
+        if self.eval is not None:
+            out["eval"] = self.eval
+        return copy.deepcopy(out)
+
+
+def make_quick(recipe: Recipe) -> Recipe:
+    """A smoke-test version of ``recipe``: two small steps and a small evaluation, everything else unchanged."""
+    t = recipe.train
+    t.update(max_steps=2, batch_size=min(t["batch_size"], 16), save_steps=0, eval_steps=0)
+    if t["mini_batch_size"]:
+        t["mini_batch_size"] = min(t["mini_batch_size"], 8)
+    if recipe.eval is not None:
+        recipe.eval["limit"] = 32
+    return recipe
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """``train.batch_size=8`` -> (["train", "batch_size"], 8); the value is read as a TOML value, else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"--set {text!r}: expected key=value, e.g. train.batch_size=8")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return key.strip().split("."), parsed
+
+
+def load_recipe(path: str | Path, overrides: list[str] = (), data: str | None = None) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{path}: not valid TOML: {e}") from None
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"--set {text!r}: {k} is not a section")
+        node[keys[-1]] = value
+    if data is not None:
+        raw.setdefault("data", {})["train"] = str(Path(data).resolve())
+    return validate(raw, path)
+
+
+def _check_section(raw: dict, section: str, where: Path) -> dict:
+    schema = SCHEMA[section]
+    label = f"[{section}] " if section else ""
+    out = {}
+    for key, value in raw.items():
+        if key not in schema:
+            raise RecipeError(f"{where}: unknown key {label}{key}; known: {', '.join(schema)}")
+    for key, (kind, default) in schema.items():
+        if key not in raw:
+            if default is REQUIRED:
+                raise RecipeError(f"{where}: missing key {label}{key}")
+            out[key] = copy.deepcopy(default)
+            continue
+        value = raw[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise RecipeError(f"{where}: {label}{key} must be {kind.__name__}, got {type(value).__name__} {value!r}")
+        out[key] = value
+    return out
+
+
+def _check_path(recipe_path: Path, value: str, key: str) -> str:
+    resolved = (recipe_path.parent / value).resolve()
+    if not resolved.is_file():
+        raise RecipeError(f"{recipe_path}: {key} file {value} not found (looked at {resolved})")
+    return str(resolved)
+
+
+def validate(raw: dict, path: Path) -> Recipe:
+    sections = {k: v for k, v in raw.items() if isinstance(v, dict)}
+    top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
+    for name in sections:
+        if name not in SCHEMA:
+            raise RecipeError(f"{path}: unknown section [{name}]; known: {', '.join(s for s in SCHEMA if s)}")
+    for name in SCHEMA:
+        if name and name not in sections and name not in OPTIONAL_SECTIONS:
+            raise RecipeError(f"{path}: missing section [{name}]")
+    head = _check_section(top, "", path)
+    loss_raw = dict(sections["loss"])
+    loss_head = _check_section({"name": loss_raw.pop("name")} if "name" in loss_raw else {}, "loss", path)
+    try:
+        check_loss_kwargs(loss_head["name"], loss_raw)
+    except ValueError as e:
+        raise RecipeError(f"{path}: [loss] {e}") from None
+    loss = {"name": loss_head["name"], **loss_raw}
+    recipe = Recipe(
+        path=path,
+        name=head["name"],
+        description=head["description"],
+        model=_check_section(sections["model"], "model", path),
+        data=_check_section(sections["data"], "data", path),
+        loss=loss,
+        train=_check_section(sections["train"], "train", path),
+        eval=_check_section(sections["eval"], "eval", path) if "eval" in sections else None,
+    )
+    _check_values(recipe)
+    return recipe
+
+
+def _check_values(r: Recipe) -> None:
+    where, t = r.path, r.train
+    for key in ("batch_size", "epochs"):
+        if t[key] < 1:
+            raise RecipeError(f"{where}: [train] {key} must be >= 1, got {t[key]}")
+    for key in ("max_steps", "warmup_steps", "eval_steps", "save_steps", "mini_batch_size"):
+        if t[key] < 0:
+            raise RecipeError(f"{where}: [train] {key} must be >= 0, got {t[key]}")
+    if t["keep_checkpoints"] < 1:
+        raise RecipeError(f"{where}: [train] keep_checkpoints must be >= 1, got {t['keep_checkpoints']}")
+    if t["lr"] <= 0 or t["max_grad_norm"] <= 0 or t["weight_decay"] < 0 or not 0 <= t["warmup_ratio"] <= 1:
+        raise RecipeError(f"{where}: [train] needs lr > 0, max_grad_norm > 0, weight_decay >= 0, 0 <= warmup_ratio <= 1")
+    if t["warmup_steps"] and t["warmup_ratio"]:
+        raise RecipeError(f"{where}: [train] give warmup_steps or warmup_ratio, not both")
+    if t["mini_batch_size"] and r.loss_kind != "columns":
+        raise RecipeError(f"{where}: [train] mini_batch_size (gradient cache) needs an in-batch loss, not {r.loss['name']}")
+    d = r.data
+    if d["sampler"] not in SAMPLERS:
+        raise RecipeError(f"{where}: [data] sampler must be one of {SAMPLERS}, got {d['sampler']!r}")
+    if d["sampler"] == "group_by_label" and r.loss_kind != "labels":
+        raise RecipeError(f"{where}: [data] sampler group_by_label needs a labelled loss, not {r.loss['name']}")
+    if d["format"] not in FORMATS:
+        raise RecipeError(f"{where}: [data] format must be one of {FORMATS}, got {d['format']!r}")
+    d["train"] = _check_path(where, d["train"], "[data] train")
+    _check_columns(where, "data", d)
+    if r.eval is not None:
+        e = r.eval
+        if e["task"] not in EVAL_KINDS:
+            raise RecipeError(f"{where}: [eval] task must be one of {sorted(EVAL_KINDS)}, got {e['task']!r}")
+        if e["format"] not in FORMATS:
+            raise RecipeError(f"{where}: [eval] format must be one of {FORMATS}, got {e['format']!r}")
+        e["data"] = _check_path(where, e["data"], "[eval] data")
+        _check_columns(where, "eval", e)
+
+
+def _check_columns(where: Path, section: str, d: dict) -> None:
+    if d["format"] != "sts" and not d["roles"]:
+        raise RecipeError(f"{where}: missing key [{section}] roles (which column plays which part)")
+    if not all(isinstance(v, (str, list)) for v in d["roles"].values()):
+        raise RecipeError(f"{where}: [{section}] roles must map each role to a column name")
+    if not d["header"] and not d["columns"]:
+        raise RecipeError(f"{where}: [{section}] header = false needs columns = [...] naming the cells in order")
+    if not all(isinstance(c, str) for c in d["columns"]):
+        raise RecipeError(f"{where}: [{section}] columns must be a list of column names")

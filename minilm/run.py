@@ -1,0 +1,110 @@
+"""Turn a checked recipe into data, sampler, loss, evaluator and trainer, and run it (``minilm train`` / ``minilm eval``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .data import read_rows, read_sts, to_roles
+from .evaluate import evaluate_retrieval, evaluate_similarity, evaluate_triplets
+from .losses import make_loss
+from .recipe import EVAL_KINDS, Recipe
+from .samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
+from .train import TrainConfig, TrainData, Trainer, checkpoints
+
+TARGET_NAMES = {"columns": None, "labels": "labels", "scores": "scores"}
+
+
+def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4.0, header: bool = True,
+               columns: list | None = None):
+    """What a loss or evaluator of ``kind`` needs from a file (see ``data.to_roles``)."""
+    if fmt == "sts":
+        s1, s2, scores = read_sts(path)
+        if kind == "scores":
+            return s1, s2, [s / 5.0 for s in scores]  # 0-5 gold rescaled to 0-1, as sentence-transformers' examples do
+        if kind == "columns":
+            keep = [i for i, s in enumerate(scores) if s >= min_score]
+            return [[s1[i] for i in keep], [s2[i] for i in keep]]
+        raise ValueError(f"{path}: an STS file gives pairs or scores, not labels")
+    return to_roles(read_rows(path, columns=columns or None, has_header=header), roles, kind)
+
+
+def load_train_data(recipe: Recipe) -> TrainData:
+    d, kind = recipe.data, recipe.loss_kind
+    got = read_roles(d["train"], d["format"], d["roles"], kind, d["min_score"], d["header"], d["columns"])
+    if kind == "columns":
+        return TrainData(columns=got)
+    *columns, targets = got
+    columns = [columns[0]] if kind == "labels" else columns
+    return TrainData(columns=list(columns), targets=list(targets), target_name=TARGET_NAMES[kind])
+
+
+def make_sampler(recipe: Recipe, data: TrainData):
+    name, batch_size, seed = recipe.data["sampler"], recipe.train["batch_size"], recipe.train["seed"]
+    if name == "auto":  # in-batch negatives must not meet their own text; batch-hard needs label pairs
+        name = {"labels": "group_by_label"}.get(recipe.loss_kind, "random")
+        if recipe.loss["name"] == "mnrl":
+            name = "no_duplicates"
+    if name == "group_by_label":
+        return GroupByLabelBatchSampler(data.targets, batch_size, seed=seed)
+    if name == "no_duplicates":
+        return NoDuplicatesBatchSampler(data.columns, batch_size, seed=seed)
+    return RandomBatchSampler(len(data), batch_size, seed=seed)
+
+
+def make_evaluator(task: str, path: str, fmt: str = "auto", roles: dict | None = None, batch_size: int = 32,
+                   limit: int = 0, header: bool = True, columns: list | None = None) -> Callable:
+    """A function model -> metrics dict for ``task`` on the file at ``path``."""
+    if task not in EVAL_KINDS:
+        raise ValueError(f"task must be one of {sorted(EVAL_KINDS)}, got {task!r}")
+    roles = roles or default_roles(task)
+    got = read_roles(path, fmt, roles, EVAL_KINDS[task], header=header, columns=columns)
+    if limit:
+        got = [column[:limit] for column in got]
+    if task == "triplet":
+        if len(got) != 3:
+            raise ValueError(f"{path}: triplet evaluation needs anchor, positive and negative columns")
+        return lambda model: evaluate_triplets(model, *got, batch_size=batch_size)
+    if task == "similarity":
+        return lambda model: evaluate_similarity(model, *got, batch_size=batch_size)
+    anchors, positives = got[0], got[1]
+    corpus_ids = {text: i for i, text in enumerate(dict.fromkeys(positives))}  # identical documents are one document
+    queries = {i: text for i, text in enumerate(anchors)}
+    relevant = {i: {corpus_ids[positives[i]]} for i in range(len(anchors))}
+    corpus = {i: text for text, i in corpus_ids.items()}
+    return lambda model: evaluate_retrieval(model, queries, corpus, relevant, batch_size=batch_size)
+
+
+def default_roles(task: str) -> dict:
+    """Column names assumed when ``minilm eval`` is given none: the role names themselves."""
+    if task == "similarity":
+        return {"a": "a", "b": "b", "score": "score"}
+    if task == "retrieval":
+        return {"anchor": "anchor", "positive": "positive"}
+    return {"anchor": "anchor", "positive": "positive", "negative": "negative"}
+
+
+def run_recipe(recipe: Recipe, output_dir: str | Path, resume: bool = False, log=print) -> list[dict]:
+    """Fine-tune as ``recipe`` says; returns the evaluation history (before, every eval_steps, after)."""
+    from .encoder import SentenceEncoder
+
+    output_dir = Path(output_dir)
+    data = load_train_data(recipe)  # data and evaluator are read before the model: bad rows fail fast
+    sampler = make_sampler(recipe, data)
+    loss_fn = make_loss(recipe.loss["name"], recipe.loss_settings())
+    evaluate = None
+    if recipe.eval is not None:
+        e = recipe.eval
+        evaluate = make_evaluator(e["task"], e["data"], e["format"], e["roles"], e["batch_size"], e["limit"],
+                                  e["header"], e["columns"])
+    found = checkpoints(output_dir) if resume else []
+    if resume and not found:
+        raise FileNotFoundError(f"--resume: no complete checkpoint under {output_dir / 'checkpoints'}")
+    model = SentenceEncoder.from_pretrained(found[-1] / "model" if found else recipe.model["base"])
+    trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log)
+    if found:
+        trainer.resume_from(found[-1])
+        log(f"resumed from {found[-1]} at step {trainer.step}")
+    log(f"{recipe.name}: {len(data)} rows, {trainer.total_steps} steps of batch {recipe.train['batch_size']}, "
+        f"loss {recipe.loss['name']}")
+    return trainer.train()

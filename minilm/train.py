@@ -1,0 +1,236 @@
+"""The trainer: batches -> loss (optionally gradient-cached) -> clip -> AdamW -> schedule, with logs and checkpoints.
+
+Same seed, same data -> bit-identical weights on CPU; a run resumed from a checkpoint continues exactly as the
+uninterrupted run would have (model, optimiser, schedule, sampler position and RNG state are all saved).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+
+from .grad_cache import loss_backward
+from .optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
+
+STATE_NAME = "trainer_state.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm stopped being finite; the weights were not updated with it."""
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32  # rows per optimiser step (the sampler is built with it)
+    epochs: int = 1
+    max_steps: int = 0  # > 0: stop after this many optimiser steps
+    lr: float = 5e-5
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    dropout: bool = True  # model.train() while training
+    mini_batch_size: int = 0  # > 0: gradient cache with mini-batches of this size
+    eval_steps: int = 0  # > 0: evaluate every this many steps (and always before and at the end)
+    save_steps: int = 0  # > 0: resumable checkpoint every this many steps
+    keep_checkpoints: int = 2
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class TrainData:
+    """Text columns plus, for labelled or scored losses, one target per row, passed to the loss by name."""
+
+    columns: list[list[str]]  # [anchors, positives, *negatives] | [texts] | [texts_a, texts_b]
+    targets: list | None = None  # int labels or float scores, one per row
+    target_name: str | None = None  # "labels" or "scores": the loss's keyword for the targets
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def batch(self, rows: list[int]) -> tuple[list[list[str]], dict]:
+        columns = [[column[i] for i in rows] for column in self.columns]
+        if self.targets is None:
+            return columns, {}
+        dtype = torch.long if self.target_name == "labels" else torch.float32
+        return columns, {self.target_name: torch.tensor([self.targets[i] for i in rows], dtype=dtype)}
+
+
+class Progress:
+    """One status line: rewritten in place on a terminal, printed about 20 times a run otherwise (logs, CI)."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.stream, self.start = total, stream, time.perf_counter()
+        self.tty = stream.isatty()
+        self.every = max(1, total // 20)
+
+    def update(self, step: int, loss: float, lr: float) -> None:
+        if not self.tty and step % self.every and step != self.total:
+            return
+        rate = step / max(time.perf_counter() - self.start, 1e-9)
+        line = f"step {step}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  {rate:.2f} step/s"
+        print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", file=self.stream, flush=True)
+        if self.tty and step == self.total:
+            print(file=self.stream)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model,
+        loss_fn: Callable,
+        data: TrainData,
+        sampler,
+        config: TrainConfig,
+        evaluate: Callable | None = None,
+        output_dir: str | Path | None = None,
+        log: Callable[[str], None] = print,
+    ):
+        self.model, self.loss_fn, self.data, self.sampler, self.config = model, loss_fn, data, sampler, config
+        self.evaluate, self.say = evaluate, log
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        torch.manual_seed(config.seed)  # dropout draws; the sampler has its own seeded generator
+        self.total_steps = config.max_steps or sum(len(sampler.batches(e)) for e in range(config.epochs))
+        self.optimizer = AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.999), eps=1e-8,
+                               weight_decay=config.weight_decay)
+        self.schedule = LinearWarmupSchedule(self.optimizer, self.total_steps, config.warmup_steps,
+                                             config.warmup_ratio or None)
+        self.step = 0
+        self.epoch = 0
+        self.history: list[dict] = []  # evaluation results, in order
+        self.last_checkpoint: Path | None = None
+
+    # ------------------------------------------------------------------------------------------- the loop
+
+    def train(self) -> list[dict]:
+        c = self.config
+        if self.step == 0:
+            self.run_evaluation()
+        progress = Progress(self.total_steps)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        resuming_mid_epoch = self.step > 0
+        while self.step < self.total_steps:
+            if not resuming_mid_epoch:
+                self.sampler.set_epoch(self.epoch)
+            resuming_mid_epoch = False
+            self.model.train(c.dropout)
+            if not self.sampler.batches(self.epoch):
+                raise ValueError(f"the batch sampler yields no batch in epoch {self.epoch}: too few rows for batch_size?")
+            for rows in self.sampler:
+                columns, targets = self.data.batch(rows)
+                loss = loss_backward(self.model, columns, self.loss_fn, c.mini_batch_size or None, **targets)
+                grad_norm = clip_grad_norm(params, c.max_grad_norm)
+                if not (math.isfinite(loss.item()) and math.isfinite(grad_norm.item())):
+                    self.optimizer.zero_grad()
+                    where = f"; last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
+                    raise TrainingDiverged(
+                        f"loss {loss.item()} / gradient norm {grad_norm.item()} at step {self.step + 1} "
+                        f"(epoch {self.epoch}); weights were not updated{where}"
+                    )
+                lr = self.optimizer.param_groups[0]["lr"]
+                self.optimizer.step()
+                self.schedule.step()
+                self.optimizer.zero_grad()
+                self.step += 1
+                self.write_log({"step": self.step, "epoch": self.epoch, "loss": loss.item(), "lr": lr,
+                                "grad_norm": grad_norm.item()})
+                progress.update(self.step, loss.item(), lr)
+                if c.eval_steps and self.step % c.eval_steps == 0 and self.step < self.total_steps:
+                    self.run_evaluation()
+                    self.model.train(c.dropout)
+                if c.save_steps and self.step % c.save_steps == 0 and self.step < self.total_steps:
+                    self.save_checkpoint()
+                if self.step >= self.total_steps:
+                    break
+            else:
+                self.epoch += 1
+        self.model.eval()
+        self.run_evaluation()
+        if self.output_dir is not None:
+            self.model.save(self.output_dir / "final")
+            self.say(f"saved the fine-tuned model to {self.output_dir / 'final'}")
+        return self.history
+
+    def run_evaluation(self) -> None:
+        if self.evaluate is None:
+            return
+        result = self.evaluate(self.model)
+        self.history.append({"step": self.step, **result})
+        self.write_log({"step": self.step, "eval": result})
+        self.say(f"eval at step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
+
+    def write_log(self, record: dict) -> None:
+        if self.output_dir is None:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.output_dir / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.epoch, self.history = state["step"], state["epoch"], list(state["history"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng"])
+
+    def save_checkpoint(self) -> Path:
+        """checkpoints/step-N/{model/, trainer_state.pt}, built beside and renamed into place in one go."""
+        root = self.output_dir / "checkpoints"
+        root.mkdir(parents=True, exist_ok=True)
+        final = root / f"step-{self.step:07d}"
+        tmp = root / f".tmp-step-{self.step:07d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        self.model.save(tmp / "model")
+        torch.save(self.state_dict(), tmp / STATE_NAME)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        self.last_checkpoint = final
+        for old in checkpoints(self.output_dir)[: -self.config.keep_checkpoints]:
+            shutil.rmtree(old)
+        return final
+
+    def resume_from(self, checkpoint: Path) -> None:
+        """Continue from ``checkpoint`` (its model must already be loaded into ``self.model``)."""
+        self.load_state_dict(torch.load(checkpoint / STATE_NAME, weights_only=True))
+        self.last_checkpoint = checkpoint
+        log = self.output_dir / "log.jsonl" if self.output_dir else None
+        if log is not None and log.is_file():  # drop what the interrupted run logged after this checkpoint
+            kept = [line for line in log.read_text(encoding="utf-8").splitlines()
+                    if json.loads(line)["step"] <= self.step]
+            log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints under ``output_dir``, oldest first."""
+    root = Path(output_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("step-*") if (p / STATE_NAME).is_file() and (p / "model").is_dir())
