@@ -3,23 +3,12 @@
 Tolerance: fp32 embeddings agree to 1e-5 max abs; Spearman to 1e-4 (rank statistic of those embeddings).
 """
 
-import csv
-
 import numpy as np
 import pytest
 import torch
 
+from minilm.data import read_sts
 from minilm.encoder import SentenceEncoder
-
-
-def read_sts(path):
-    s1, s2, gold = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
-            gold.append(float(row[4]))
-            s1.append(row[5])
-            s2.append(row[6])
-    return s1, s2, np.array(gold)
 
 
 @pytest.fixture(scope="module")
