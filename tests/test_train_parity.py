@@ -64,7 +64,7 @@ def batches_of(sampler, steps):
 
 @pytest.mark.parametrize("case", ["triplet", "batch_hard", "mnrl"])
 def test_twenty_steps_match_sentence_transformers(case, minilm_dir):
-    from sentence_transformers import losses as st_losses
+    from sentence_transformers.sentence_transformer import losses as st_losses
 
     if case == "triplet":
         rows = read_rows(DATA / "product_search_zh.csv")
