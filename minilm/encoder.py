@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +17,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .hub import resolve_model_dir
-from .model import POOLING_MODES, BertConfig, BertModel, pool
+from .model import POOLING_MODES, BertConfig, BertModel, pool, pool_packed
 from .tokenizer import WordPieceTokenizer, check_texts
 from .weights import CheckpointError, load_weights, save_weights
 
+PRECISIONS = ("float32", "int8")
 ST_TRANSFORMER = "sentence_transformers.models.Transformer"
 ST_POOLING = "sentence_transformers.models.Pooling"
 ST_NORMALIZE = "sentence_transformers.models.Normalize"
@@ -90,11 +93,18 @@ class SentenceEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.normalize = normalize
+        # Unpadded ("varlen") execution: per-token work on the real tokens only (see model.Packed). Measured faster
+        # than the padded reference on 2 CPU cores for encoding and for training batches (benchmarks/README.md).
+        self.unpadded = True
+        self._int8 = None  # (weights key, quantised copy of bert) built on first encode(precision="int8")
 
     # ------------------------------------------------------------------------------------------- loading
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path = "sentence-transformers/all-MiniLM-L6-v2", device=None):
+    def from_pretrained(
+        cls, name_or_path: str | Path = "sentence-transformers/all-MiniLM-L6-v2", device=None, compile: bool = False
+    ):
+        """Load a sentence-transformers (or bare BERT) directory or hub id; ``compile=True`` calls compile_kernels()."""
         directory = resolve_model_dir(name_or_path)
         if not (directory / "config.json").is_file():
             raise CheckpointError(f"{directory} has no config.json; it is not a BERT checkpoint")
@@ -108,7 +118,21 @@ class SentenceEncoder(nn.Module):
         load_weights(bert, directory)
         model = cls(bert, tokenizer, pooling, normalize)
         model.eval()  # inference by default, like sentence-transformers; the trainer switches dropout on
-        return model.to(device) if device is not None else model
+        model = model.to(device) if device is not None else model
+        if compile:
+            model.compile_kernels()
+        return model
+
+    def compile_kernels(self) -> "SentenceEncoder":
+        """Run every encoder layer through torch.compile (fused bias+GELU, residual+LayerNorm, softmax).
+
+        Dynamic shapes: one compilation serves every batch and length. Off by default: compiling takes tens of
+        seconds on 2 cores and pays only for long runs (benchmarks/README.md).
+        """
+        from minilm.kernels.layer import compile_layers
+
+        compile_layers(self.bert)
+        return self
 
     # ------------------------------------------------------------------------------------------- forward
 
@@ -136,8 +160,15 @@ class SentenceEncoder(nn.Module):
         normalize: bool | None = None,
     ) -> torch.Tensor:
         """Pooled sentence embeddings (B, H), L2-normalised if ``normalize`` (default: as the checkpoint says)."""
-        hidden = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T, H)
-        emb = pool(hidden, attention_mask, self.pooling)  # (B, H)
+        return self._embed_with(self.bert, input_ids, attention_mask, token_type_ids, normalize)
+
+    def _embed_with(self, bert: nn.Module, input_ids, attention_mask, token_type_ids=None, normalize=None):
+        if self.unpadded:
+            hidden, packed = bert.forward_packed(input_ids, attention_mask, token_type_ids)  # (N, H)
+            emb = pool_packed(hidden, packed, self.pooling)  # (B, H)
+        else:
+            hidden = bert(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+            emb = pool(hidden, attention_mask, self.pooling)  # (B, H)
         if self.normalize if normalize is None else normalize:
             emb = F.normalize(emb, p=2, dim=-1)
         return emb
@@ -157,16 +188,24 @@ class SentenceEncoder(nn.Module):
         convert_to: str = "numpy",
         show_progress_bar: bool | None = None,
         device=None,
+        precision: str = "float32",
     ) -> np.ndarray | torch.Tensor:
-        """Embed ``sentences`` (N,) -> (N, H); a single string gives (H,). Runs without autograd, caller's order kept."""
+        """Embed ``sentences`` (N,) -> (N, H); a single string gives (H,). Runs without autograd, caller's order kept.
+
+        precision="int8": dynamic int8 quantisation of the linear layers except the feed-forward down projection,
+        which stays fp32 (quantising it too costs 0.005 STS-dev Spearman); a cached copy, the model is unchanged.
+        """
         if convert_to not in ("numpy", "torch"):
             raise ValueError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         single = isinstance(sentences, str)
         texts = [sentences] if single else sentences
         if device is not None and torch.device(device) != self.device:
             self.to(device)
+        bert = self.bert if precision == "float32" else self._int8_bert()
         ids = self.tokenizer.encode_ids(texts)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first: little padding per batch
         out = torch.empty((len(ids), self.embedding_dim), dtype=torch.float32)
@@ -179,7 +218,7 @@ class SentenceEncoder(nn.Module):
                 for start in range(0, len(ids), batch_size):
                     rows = order[start : start + batch_size]
                     features = {k: v.to(self.device) for k, v in self.tokenizer.pad([ids[i] for i in rows]).items()}
-                    out[rows] = self(**features, normalize=normalize).float().cpu()
+                    out[rows] = self._embed_with(bert, **features, normalize=normalize).float().cpu()
                     if show_progress_bar:
                         print(f"\rencode {min(start + batch_size, len(ids))}/{len(ids)}", end="", file=sys.stderr)
         finally:
@@ -189,6 +228,24 @@ class SentenceEncoder(nn.Module):
         if single:
             out = out[0]
         return out.numpy() if convert_to == "numpy" else out
+
+    def _int8_bert(self) -> nn.Module:
+        """A dynamically int8-quantised copy of ``bert`` (CPU only), rebuilt when any weight has changed since."""
+        if self.device.type != "cpu":
+            raise ValueError(f"precision='int8' runs on CPU only; the model is on {self.device}")
+        key = tuple((p.data_ptr(), p._version) for p in self.bert.parameters())
+        if self._int8 is None or self._int8[0] != key:
+            from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+            # Every linear but the feed-forward down projection: its input (after GELU) is heavy-tailed, and
+            # quantising it cost 0.005 STS-dev Spearman; without it the drop is ~0.001 (benchmarks/README.md).
+            spec = {name: default_dynamic_qconfig for name, module in self.bert.named_modules()
+                    if isinstance(module, nn.Linear) and not name.endswith("ffn.down")}
+            with warnings.catch_warnings():  # torch flags its quantised tensor types as deprecated; they still work
+                warnings.simplefilter("ignore")
+                quantized = quantize_dynamic(copy.deepcopy(self.bert).eval(), spec)
+            self._int8 = (key, quantized)
+        return self._int8[1]
 
     @staticmethod
     def similarity(a, b):

@@ -1,0 +1,36 @@
+"""Fused in-batch-negatives loss: scale * cosine-similarity matrix + cross-entropy compiled into one graph.
+
+Reference: ``minilm.losses.multiple_negatives_ranking_loss(anchors, positives, *hard_negatives, scale=...)``
+with similarity="cosine", symmetric=False. ``scale`` is a 0-d tensor inside the graph, so changing it does not
+recompile, and shapes are dynamic, so a new batch size does not either.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from minilm.distances import check_embeddings
+from minilm.losses import check_number
+
+
+def _mnrl(anchors: Tensor, candidates: Tensor, scale: Tensor) -> Tensor:
+    # 1e-12 clamp on the norms as F.normalize (and minilm.distances.cosine_similarity) does.
+    a = anchors / anchors.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # (B, D)
+    c = candidates / candidates.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # (B * (1 + k), D)
+    logits = scale * (a @ c.T)  # (B, B * (1 + k)); row i's target is column i
+    target = torch.arange(anchors.shape[0], device=anchors.device)
+    return F.cross_entropy(logits, target)
+
+
+_compiled_mnrl = torch.compile(_mnrl, dynamic=True)
+
+
+def fused_mnrl_loss(anchors: Tensor, positives: Tensor, *hard_negatives: Tensor, scale: float = 20.0) -> Tensor:
+    """Compiled MultipleNegativesRankingLoss (cosine): same inputs, value and gradients as the reference."""
+    named = {f"hard_negatives[{i}]": n for i, n in enumerate(hard_negatives)}
+    anchors, positives, *negatives = check_embeddings(anchors=anchors, positives=positives, **named)
+    scale = check_number(scale, "scale", positive=True)
+    candidates = torch.cat([positives, *negatives])  # (B * (1 + k), D)
+    return _compiled_mnrl(anchors, candidates, torch.tensor(scale, dtype=anchors.dtype, device=anchors.device))
