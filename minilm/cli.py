@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sentences", nargs="+")
     p.set_defaults(run=cmd_similarity)
 
-    p = sub.add_parser("train", help="fine-tune as a recipe (recipes/*.toml) says")
+    p = sub.add_parser("train", help="fine-tune as a recipe (recipes/*.toml) says",
+                       description="Fine-tune as a recipe says. Several processes or GPUs: "
+                                   "torchrun --nproc_per_node N -m minilm train RECIPE (docs/distributed.md).")
     p.add_argument("recipe", help="path to a recipe .toml")
     p.add_argument("--data", help="training file to use instead of the recipe's [data] train")
     p.add_argument("--output", help="output directory (default runs/<recipe name>)")

@@ -16,7 +16,7 @@ seed agree). ``loss_backward`` is the trainer's entry point: ``mini_batch_size=N
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -47,8 +47,18 @@ def replay_rng(state: RngState) -> Iterator[None]:
         yield
 
 
+def _bare(model: nn.Module) -> nn.Module:
+    """The encoder itself, also when it is wrapped in DistributedDataParallel (which has no ``tokenize``)."""
+    return getattr(model, "module", model)
+
+
 def _device(model: nn.Module) -> torch.device:
-    return getattr(model, "device", None) or next(model.parameters()).device
+    return getattr(_bare(model), "device", None) or next(model.parameters()).device
+
+
+def _sync_unless(model: nn.Module, accumulating: bool):
+    """Under DDP, skip the gradient all-reduce of a backward that more mini-batches will add to; reduce once, last."""
+    return model.no_sync() if accumulating and hasattr(model, "no_sync") else nullcontext()
 
 
 def _rows(column: Column) -> int:
@@ -64,7 +74,7 @@ def split_column(model: nn.Module, column: Column, mini_batch_size: int) -> list
         chunks = [_trim_padding(c) for c in chunks]
     else:
         texts = list(column)
-        chunks = [model.tokenize(texts[b:e]) for b, e in spans]
+        chunks = [_bare(model).tokenize(texts[b:e]) for b, e in spans]
     device = _device(model)
     return [{k: v.to(device) for k, v in c.items()} for c in chunks]
 
@@ -83,7 +93,8 @@ def loss_and_grads(
 ) -> tuple[Tensor, list[Tensor]]:
     """The one step that sees the whole batch: loss on every column's embeddings (B, D) and d loss / d embeddings.
 
-    Kept a single call so that a cross-process all-gather can later wrap exactly this step.
+    Kept a single call so that a cross-process all-gather can wrap exactly this step (``distributed.gather_loss``
+    wraps ``loss_fn``: the gather and its backward both happen inside here).
     """
     leaves = [e.detach().requires_grad_() for e in embeddings]
     with torch.enable_grad():
@@ -115,9 +126,12 @@ def cached_loss_backward(
                 parts.append(model(**features))  # (b, D)
             embeddings.append(torch.cat(parts))  # (B, D)
     loss, grads = loss_and_grads(loss_fn, embeddings, **loss_kwargs)
+    work = []  # (features, rng state, d loss / d its embeddings) for every mini-batch of every column
     for column_chunks, column_states, grad in zip(chunks, states, grads):
         sizes = [_rows(features) for features in column_chunks]
-        for features, state, grad_part in zip(column_chunks, column_states, grad.split(sizes)):
+        work += zip(column_chunks, column_states, grad.split(sizes))
+    for i, (features, state, grad_part) in enumerate(work):
+        with _sync_unless(model, accumulating=i < len(work) - 1):
             with replay_rng(state):
                 emb = model(**features)  # (b, D), same dropout masks as in the no-grad pass
             if emb.requires_grad:  # a frozen encoder has nothing to accumulate

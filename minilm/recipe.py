@@ -45,6 +45,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "eval_steps": (int, 0),  # > 0 evaluates every this many steps (always before and at the end)
         "save_steps": (int, 0),  # > 0 writes a resumable checkpoint every this many steps
         "keep_checkpoints": (int, 2),  # how many step checkpoints to keep (the newest)
+        "gather_across_devices": (bool, False),  # under torchrun: the loss sees every rank's rows (docs/distributed.md)
+        "distributed_timeout_s": (float, 1800.0),  # under torchrun: a rank waiting this long for the others fails
     },
     "eval": {
         "task": (str, REQUIRED),  # "triplet", "similarity" or "retrieval"
@@ -205,6 +207,8 @@ def _check_values(r: Recipe) -> None:
     for key in ("max_steps", "warmup_steps", "eval_steps", "save_steps", "mini_batch_size"):
         if t[key] < 0:
             raise RecipeError(f"{where}: [train] {key} must be >= 0, got {t[key]}")
+    if t["distributed_timeout_s"] <= 0:
+        raise RecipeError(f"{where}: [train] distributed_timeout_s must be > 0, got {t['distributed_timeout_s']}")
     if t["keep_checkpoints"] < 1:
         raise RecipeError(f"{where}: [train] keep_checkpoints must be >= 1, got {t['keep_checkpoints']}")
     if t["lr"] <= 0 or t["max_grad_norm"] <= 0 or t["weight_decay"] < 0 or not 0 <= t["warmup_ratio"] <= 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from . import distributed
 from .data import read_rows, read_sts, to_roles
 from .evaluate import evaluate_retrieval, evaluate_similarity, evaluate_triplets
 from .losses import make_loss
@@ -85,10 +86,23 @@ def default_roles(task: str) -> dict:
 
 
 def run_recipe(recipe: Recipe, output_dir: str | Path, resume: bool = False, log=print) -> list[dict]:
-    """Fine-tune as ``recipe`` says; returns the evaluation history (before, every eval_steps, after)."""
+    """Fine-tune as ``recipe`` says; returns the evaluation history (before, every eval_steps, after).
+
+    Launched by torchrun, every process runs this: it joins the process group (and leaves it at the end), and only
+    rank 0 logs; the others return an empty history.
+    """
+    created = distributed.init_from_env(recipe.train["distributed_timeout_s"])
+    try:
+        return _run(recipe, Path(output_dir), resume, log if distributed.rank() == 0 else lambda _: None)
+    finally:
+        if created:
+            distributed.shutdown()
+
+
+def _run(recipe: Recipe, output_dir: Path, resume: bool, log) -> list[dict]:
     from .encoder import SentenceEncoder
 
-    output_dir = Path(output_dir)
+    distributed.check_batch_size(recipe.train["batch_size"], distributed.world_size())  # before anything loads
     data = load_train_data(recipe)  # data and evaluator are read before the model: bad rows fail fast
     sampler = make_sampler(recipe, data)
     loss_fn = make_loss(recipe.loss["name"], recipe.loss_settings())
@@ -100,11 +114,14 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, resume: bool = False, log
     found = checkpoints(output_dir) if resume else []
     if resume and not found:
         raise FileNotFoundError(f"--resume: no complete checkpoint under {output_dir / 'checkpoints'}")
-    model = SentenceEncoder.from_pretrained(found[-1] / "model" if found else recipe.model["base"])
+    model = SentenceEncoder.from_pretrained(found[-1] / "model" if found else recipe.model["base"],
+                                            device=distributed.device())
     trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log)
     if found:
         trainer.resume_from(found[-1])
         log(f"resumed from {found[-1]} at step {trainer.step}")
-    log(f"{recipe.name}: {len(data)} rows, {trainer.total_steps} steps of batch {recipe.train['batch_size']}, "
-        f"loss {recipe.loss['name']}")
+    world = distributed.world_size()
+    per_rank = f" ({world} processes x {recipe.train['batch_size'] // world})" if world > 1 else ""
+    log(f"{recipe.name}: {len(data)} rows, {trainer.total_steps} steps of batch {recipe.train['batch_size']}"
+        f"{per_rank}, loss {recipe.loss['name']}")
     return trainer.train()

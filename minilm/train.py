@@ -2,6 +2,8 @@
 
 Same seed, same data -> bit-identical weights on CPU; a run resumed from a checkpoint continues exactly as the
 uninterrupted run would have (model, optimiser, schedule, sampler position and RNG state are all saved).
+Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
+(see minilm/distributed.py and docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .grad_cache import loss_backward
 from .optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
 
@@ -44,6 +47,8 @@ class TrainConfig:
     eval_steps: int = 0  # > 0: evaluate every this many steps (and always before and at the end)
     save_steps: int = 0  # > 0: resumable checkpoint every this many steps
     keep_checkpoints: int = 2
+    gather_across_devices: bool = False  # several processes: the loss sees the whole global batch (in-batch negatives)
+    distributed_timeout_s: float = 1800.0  # several processes: a collective waiting longer than this fails the job
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -103,8 +108,17 @@ class Trainer:
         self.model, self.loss_fn, self.data, self.sampler, self.config = model, loss_fn, data, sampler, config
         self.evaluate, self.say = evaluate, log
         self.output_dir = Path(output_dir) if output_dir is not None else None
-        torch.manual_seed(config.seed)  # dropout draws; the sampler has its own seeded generator
-        self.total_steps = config.max_steps or sum(len(sampler.batches(e)) for e in range(config.epochs))
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.is_main = self.rank == 0  # the one process that logs, evaluates and writes files
+        self.forward_model = model  # what the loss step calls: the model, or DDP around it
+        if self.world_size > 1:
+            distributed.check_batch_size(config.batch_size, self.world_size)
+            self.sampler = distributed.ShardedBatchSampler(sampler, self.rank, self.world_size)
+            self.forward_model = distributed.wrap(model)
+            if config.gather_across_devices:
+                self.loss_fn = distributed.gather_loss(loss_fn)
+        torch.manual_seed(config.seed + self.rank)  # dropout draws, distinct per rank; the sampler has its own seed
+        self.total_steps = config.max_steps or sum(len(self.sampler.batches(e)) for e in range(config.epochs))
         self.optimizer = AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.999), eps=1e-8,
                                weight_decay=config.weight_decay)
         self.schedule = LinearWarmupSchedule(self.optimizer, self.total_steps, config.warmup_steps,
@@ -120,8 +134,9 @@ class Trainer:
         c = self.config
         if self.step == 0:
             self.run_evaluation()
-        progress = Progress(self.total_steps)
+        progress = Progress(self.total_steps) if self.is_main else None
         params = [p for p in self.model.parameters() if p.requires_grad]
+        device = next(self.model.parameters()).device  # labels and scores go where the embeddings are
         resuming_mid_epoch = self.step > 0
         while self.step < self.total_steps:
             if not resuming_mid_epoch:
@@ -132,8 +147,10 @@ class Trainer:
                 raise ValueError(f"the batch sampler yields no batch in epoch {self.epoch}: too few rows for batch_size?")
             for rows in self.sampler:
                 columns, targets = self.data.batch(rows)
-                loss = loss_backward(self.model, columns, self.loss_fn, c.mini_batch_size or None, **targets)
-                grad_norm = clip_grad_norm(params, c.max_grad_norm)
+                targets = {k: v.to(device) for k, v in targets.items()}
+                loss = loss_backward(self.forward_model, columns, self.loss_fn, c.mini_batch_size or None, **targets)
+                loss = distributed.mean_over_ranks(loss)  # every rank logs and checks the same number
+                grad_norm = clip_grad_norm(params, c.max_grad_norm)  # DDP made the gradients equal on every rank
                 if not (math.isfinite(loss.item()) and math.isfinite(grad_norm.item())):
                     self.optimizer.zero_grad()
                     where = f"; last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
@@ -148,7 +165,8 @@ class Trainer:
                 self.step += 1
                 self.write_log({"step": self.step, "epoch": self.epoch, "loss": loss.item(), "lr": lr,
                                 "grad_norm": grad_norm.item()})
-                progress.update(self.step, loss.item(), lr)
+                if progress is not None:
+                    progress.update(self.step, loss.item(), lr)
                 if c.eval_steps and self.step % c.eval_steps == 0 and self.step < self.total_steps:
                     self.run_evaluation()
                     self.model.train(c.dropout)
@@ -160,13 +178,13 @@ class Trainer:
                 self.epoch += 1
         self.model.eval()
         self.run_evaluation()
-        if self.output_dir is not None:
+        if self.output_dir is not None and self.is_main:
             self.model.save(self.output_dir / "final")
             self.say(f"saved the fine-tuned model to {self.output_dir / 'final'}")
         return self.history
 
     def run_evaluation(self) -> None:
-        if self.evaluate is None:
+        if self.evaluate is None or not self.is_main:  # the other ranks wait for it at their next collective
             return
         result = self.evaluate(self.model)
         self.history.append({"step": self.step, **result})
@@ -174,7 +192,7 @@ class Trainer:
         self.say(f"eval at step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
 
     def write_log(self, record: dict) -> None:
-        if self.output_dir is None:
+        if self.output_dir is None or not self.is_main:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         with open(self.output_dir / "log.jsonl", "a", encoding="utf-8") as f:
@@ -183,13 +201,16 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- checkpoints
 
     def state_dict(self) -> dict:
+        """Everything a resume needs. Under several processes this is a collective (every rank's RNG goes in)."""
+        rng = torch.get_rng_state()
         return {
             "step": self.step,
             "epoch": self.epoch,
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "sampler": self.sampler.state_dict(),
-            "rng": torch.get_rng_state(),
+            "rng": rng,
+            "rng_by_rank": distributed.gather_objects(rng),
             "history": self.history,
         }
 
@@ -198,30 +219,33 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["rng"])
+        by_rank = state.get("rng_by_rank", [])
+        torch.set_rng_state(by_rank[self.rank] if len(by_rank) == self.world_size else state["rng"])
 
     def save_checkpoint(self) -> Path:
-        """checkpoints/step-N/{model/, trainer_state.pt}, built beside and renamed into place in one go."""
+        """checkpoints/step-N/{model/, trainer_state.pt}, built beside and renamed into place in one go (by rank 0)."""
+        state = self.state_dict()  # on every rank: it is a collective
         root = self.output_dir / "checkpoints"
-        root.mkdir(parents=True, exist_ok=True)
         final = root / f"step-{self.step:07d}"
-        tmp = root / f".tmp-step-{self.step:07d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        self.model.save(tmp / "model")
-        torch.save(self.state_dict(), tmp / STATE_NAME)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        if self.is_main:
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = root / f".tmp-step-{self.step:07d}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            self.model.save(tmp / "model")
+            torch.save(state, tmp / STATE_NAME)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in checkpoints(self.output_dir)[: -self.config.keep_checkpoints]:
+                shutil.rmtree(old)
         self.last_checkpoint = final
-        for old in checkpoints(self.output_dir)[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old)
         return final
 
     def resume_from(self, checkpoint: Path) -> None:
         """Continue from ``checkpoint`` (its model must already be loaded into ``self.model``)."""
         self.load_state_dict(torch.load(checkpoint / STATE_NAME, weights_only=True))
         self.last_checkpoint = checkpoint
-        log = self.output_dir / "log.jsonl" if self.output_dir else None
+        log = self.output_dir / "log.jsonl" if self.output_dir and self.is_main else None
         if log is not None and log.is_file():  # drop what the interrupted run logged after this checkpoint
             kept = [line for line in log.read_text(encoding="utf-8").splitlines()
                     if json.loads(line)["step"] <= self.step]
