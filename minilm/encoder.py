@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .distances import cosine_similarity_matrix
 from .hub import resolve_model_dir
 from .model import POOLING_MODES, BertConfig, BertModel, pool, pool_packed
 from .tokenizer import WordPieceTokenizer, check_texts
@@ -255,7 +256,7 @@ class SentenceEncoder(nn.Module):
         a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
         if a.shape[-1] != b.shape[-1]:
             raise ValueError(f"similarity: embedding widths differ, a has {a.shape[-1]} and b has {b.shape[-1]}")
-        sim = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T  # (N, M)
+        sim = cosine_similarity_matrix(a, b)  # (N, M)
         return sim.numpy() if as_numpy else sim
 
     # ------------------------------------------------------------------------------------------- saving

@@ -18,7 +18,8 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from .distances import cosine_similarity, cosine_similarity_matrix
 
 Array = np.ndarray | torch.Tensor
 
@@ -54,16 +55,6 @@ def _check_texts(texts: Sequence[str], name: str, n: int | None = None, ref_name
         raise ValueError(f"{name} has {len(texts)} items but {ref_name} has {n}")
 
 
-def pairwise_cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """cos(a[i], b[i]) for (N, D) inputs -> (N,). Same op order as ST, so ties are bit-identical."""
-    return (F.normalize(a, p=2, dim=-1) * F.normalize(b, p=2, dim=-1)).sum(dim=-1)
-
-
-def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """cos(a[i], b[j]) for (Q, D), (N, D) -> (Q, N)."""
-    return F.normalize(a, p=2, dim=-1) @ F.normalize(b, p=2, dim=-1).T
-
-
 # ----------------------------------------------------------------------------- triplets
 
 
@@ -74,7 +65,7 @@ def triplet_accuracy(anchor_emb: Array, pos_emb: Array, neg_emb: Array) -> float
     n = _as_float_tensor(neg_emb, "neg_emb")
     _check_same_shape(a, "anchor_emb", p, "pos_emb")
     _check_same_shape(a, "anchor_emb", n, "neg_emb")
-    correct = pairwise_cosine_similarity(a, p) > pairwise_cosine_similarity(a, n)  # (N,) ties fail
+    correct = cosine_similarity(a, p) > cosine_similarity(a, n)  # (N,) ties fail
     return correct.sum().item() / correct.numel()
 
 
@@ -127,7 +118,7 @@ def similarity_correlations(emb1: Array, emb2: Array, gold: Array | Sequence[flo
     gold = np.asarray(gold, dtype=np.float64)
     if gold.shape != (e1.shape[0],):
         raise ValueError(f"gold must have shape ({e1.shape[0]},) to match emb1, got {gold.shape}")
-    cos = pairwise_cosine_similarity(e1, e2).cpu().numpy()  # (N,) float32, as ST scores
+    cos = cosine_similarity(e1, e2).cpu().numpy()  # (N,) float32, as ST scores
     return {"pearson": pearson_correlation(gold, cos), "spearman": spearman_correlation(gold, cos)}
 
 
