@@ -190,6 +190,17 @@ def test_similarity_match_st_end_to_end(st_model, sts_pairs):
     assert_close(evaluate_similarity(STAdapter(st_model), s1, s2, gold), ref)
 
 
+def assert_all_match_st(ours, st_model, table, triplets, pairs, retrieval):
+    """Our three evaluators on `ours` equal ST's evaluators reading embeddings from `table`."""
+    with st_reading(st_model, table) as st:
+        ref_t = st_triplet(st, *triplets)
+        ref_s = st_similarity(st, *pairs)
+        ref_r = st_retrieval(st, *retrieval)
+    assert abs(evaluate_triplets(ours, *triplets)["cosine_accuracy"] - ref_t) <= TOL
+    assert_close(evaluate_similarity(ours, *pairs), ref_s)
+    assert_close(evaluate_retrieval(ours, *retrieval), ref_r)
+
+
 def test_our_encoder_matches_st(minilm_dir, st_model, sts_pairs, real_table):
     """Our evaluators on our model vs ST's evaluators on ST's model."""
     encoder = pytest.importorskip("minilm.encoder")
@@ -201,13 +212,7 @@ def test_our_encoder_matches_st(minilm_dir, st_model, sts_pairs, real_table):
     a, p, n = triplet_data(sts_pairs)
     gold, s1, s2 = map(list, zip(*sts_pairs))
     queries, corpus, relevant = retrieval_data(sts_pairs)
-    with st_reading(st_model, real_table) as st:
-        ref_t = st_triplet(st, a, p, n)
-        ref_s = st_similarity(st, s1, s2, gold)
-        ref_r = st_retrieval(st, queries, corpus, relevant)
-    assert abs(evaluate_triplets(ours, a, p, n)["cosine_accuracy"] - ref_t) <= TOL
-    assert_close(evaluate_similarity(ours, s1, s2, gold), ref_s)
-    assert_close(evaluate_retrieval(ours, queries, corpus, relevant), ref_r)
+    assert_all_match_st(ours, st_model, real_table, (a, p, n), (s1, s2, gold), (queries, corpus, relevant))
 
 
 # ----------------------------------------------------------------------------- equal to ST with many ties
@@ -233,13 +238,7 @@ def test_all_evaluators_match_st_with_many_ties(st_model):
     cids = list(corpus)
     n_rel = rng.integers(0, 4, len(queries))  # 0 -> query dropped
     relevant = {q: {cids[j] for j in rng.choice(len(cids), k, replace=False)} for q, k in zip(queries, n_rel)}
-    with st_reading(st_model, table) as st:
-        ref_t = st_triplet(st, a, p, n)
-        ref_s = st_similarity(st, a, p, gold)
-        ref_r = st_retrieval(st, queries, corpus, relevant)
-    assert abs(evaluate_triplets(model, a, p, n)["cosine_accuracy"] - ref_t) <= TOL
-    assert_close(evaluate_similarity(model, a, p, gold), ref_s)
-    assert_close(evaluate_retrieval(model, queries, corpus, relevant), ref_r)
+    assert_all_match_st(model, st_model, table, (a, p, n), (a, p, gold), (queries, corpus, relevant))
 
 
 # ----------------------------------------------------------------------------- metric functions on tiny examples
