@@ -198,3 +198,24 @@ def test_state_dict_resume_is_bit_identical():
     for n in named:
         assert torch.equal(a[n], b[n]), n
     assert opt_b.param_groups[0]["lr"] == 0.0  # the schedule ended at 0
+
+
+def test_chunked_update_is_bit_identical_at_chunk_edges_and_for_strided_params(monkeypatch):
+    """The CPU update runs in CHUNK-element slices; ragged last chunks, tiny params and non-contiguous params
+    (which take the whole-tensor path) must all equal torch.optim.AdamW exactly, with weight decay on."""
+    monkeypatch.setattr(AdamW, "CHUNK", 64)  # small chunks so a few-hundred-element tensor spans several
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(7, 37), (64,), (3,), (130, 2)]
+    ours = [torch.randn(s, generator=gen) for s in shapes] + [torch.randn(9, 20, generator=gen).t()]  # strided
+    theirs = [p.clone() for p in ours]
+    assert not ours[-1].is_contiguous()
+    opt = AdamW(ours, lr=1e-2, weight_decay=0.1)
+    ref = torch.optim.AdamW(theirs, lr=1e-2, weight_decay=0.1, foreach=False)
+    for _ in range(5):
+        for a, b in zip(ours, theirs):
+            a.grad = torch.randn(a.shape, generator=gen)
+            b.grad = a.grad.clone()
+        opt.step()
+        ref.step()
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b), a.shape
