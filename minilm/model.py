@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .dropout import Dropout, dropout
+
 
 @dataclass
 class BertConfig:
@@ -77,7 +79,7 @@ class Embeddings(nn.Module):
         self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(
         self,
@@ -99,17 +101,26 @@ class Embeddings(nn.Module):
         return self.dropout(self.norm(x))
 
 
-def reference_attention(q, k, v, mask, dropout_p: float = 0.0) -> torch.Tensor:
-    """Plain matmul-softmax attention, kept as the reference the fused SDPA path is tested against.
-
-    q, k, v: (B, nh, T, hd); mask: additive (B, 1, 1, T), 0 for real tokens and a large negative for padding.
-    """
+def _matmul_attention(q, k, v, mask, dropout_p: float, drop) -> torch.Tensor:
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) + mask  # (B, nh, T, T)
-    probs = F.dropout(scores.softmax(dim=-1), p=dropout_p)
+    probs = drop(scores.softmax(dim=-1), dropout_p)
     return probs @ v  # (B, nh, T, hd)
 
 
+def reference_attention(q, k, v, mask, dropout_p: float = 0.0) -> torch.Tensor:
+    """Plain matmul-softmax attention with torch's dropout, the reference the fast path is tested against.
+
+    q, k, v: (B, nh, T, hd); mask: additive (B, 1, 1, T), 0 for real tokens and a large negative for padding.
+    """
+    return _matmul_attention(q, k, v, mask, dropout_p, F.dropout)
+
+
 def sdpa_attention(q, k, v, mask, dropout_p: float = 0.0) -> torch.Tensor:
+    """The fused flash kernel when there is no dropout. With dropout on CPU, torch's SDPA falls back to the same
+    matmul-softmax math anyway, drawing one Bernoulli per probability; the cheap masks of dropout.py halve that
+    attention's forward + backward time on training batches."""
+    if dropout_p > 0.0 and q.device.type == "cpu":
+        return _matmul_attention(q, k, v, mask, dropout_p, dropout)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 
@@ -162,7 +173,7 @@ class SelfAttention(nn.Module):
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
         self.attn_dropout = config.attention_probs_dropout_prob
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.attend = sdpa_attention  # swap for reference_attention to check the fused path
 
@@ -188,7 +199,7 @@ class FeedForward(nn.Module):
         self.up = nn.Linear(config.hidden_size, config.intermediate_size)
         self.down = nn.Linear(config.intermediate_size, config.hidden_size)
         self.act = _ACTIVATIONS[config.hidden_act]
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
