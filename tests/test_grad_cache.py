@@ -12,7 +12,7 @@ import torch
 
 from minilm import losses as L
 from minilm.encoder import SentenceEncoder
-from minilm.grad_cache import cached_loss_backward, loss_backward, split_column
+from minilm.grad_cache import cached_loss_backward, embed_columns, loss_backward, split_column
 from minilm.model import BertConfig, BertModel
 
 WORDS = "cats dogs rain sun cars trains food music".split()
@@ -119,6 +119,35 @@ def test_grads_accumulate_like_backward(tiny_model):
     twice = _step(tiny_model, lambda: [cached_loss_backward(tiny_model, columns, L.cosent_loss, 3, scores=scores)
                                        for _ in range(2)][0])
     _assert_same(twice, (loss, {name: 2 * g for name, g in once.items()}))
+
+
+def test_joint_forward_equals_one_forward_per_column(tiny_model):
+    """The plain path embeds all columns in one batch; texts, ragged feature dicts and a mix of both must give
+    each column's own embeddings and the per-column loss's gradients (eval mode, float32 rounding only)."""
+    tiny_model.eval()
+    columns = [ANCHORS, POSITIVES, NEGATIVES]
+
+    def one_forward_per_column():
+        loss = L.multiple_negatives_ranking_loss(*[tiny_model.embed(c) for c in columns])
+        loss.backward()
+        return loss.detach()
+
+    per_column = _step(tiny_model, one_forward_per_column)
+    joint = _step(tiny_model, lambda: loss_backward(tiny_model, columns, L.multiple_negatives_ranking_loss))
+    _assert_same(joint, per_column)
+    expected = [tiny_model.embed(c).detach() for c in columns]
+    features = [tiny_model.tokenize(c) for c in columns]
+    assert len({f["input_ids"].shape[1] for f in features}) > 1  # ragged widths get padded to the widest
+    for mixed in (features, [features[0], POSITIVES, features[2]]):
+        for got, want in zip(embed_columns(tiny_model, mixed), expected):
+            assert (got.detach() - want).abs().max() <= 1e-6
+
+
+def test_joint_forward_refuses_mismatched_feature_keys(tiny_model):
+    a = tiny_model.tokenize(ANCHORS)
+    b = {k: v for k, v in tiny_model.tokenize(POSITIVES).items() if k != "token_type_ids"}
+    with pytest.raises(ValueError, match=r"columns\[1\] has feature keys"):
+        embed_columns(tiny_model, [a, b])
 
 
 @pytest.mark.parametrize("columns, mini_batch_size, error, match", [
