@@ -125,43 +125,102 @@ def sdpa_attention(q, k, v, mask, dropout_p: float = 0.0) -> torch.Tensor:
 
 
 @dataclass
+class Group:
+    """Consecutive packed sequences padded together for attention: packed rows [start, end) on an (n, T) grid."""
+
+    start: int
+    end: int
+    n: int  # sequences in the group
+    T: int  # the group's longest sequence: its grid width
+    index: torch.Tensor  # (end - start,) flat position of each of those rows in the (n * T) grid
+    mask: torch.Tensor  # (n, 1, 1, T) additive attention mask of the grid
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Packed rows (N, C) -> this group's grid (n, T, C), zeros at the padding (differentiable)."""
+        rows = x[self.start: self.end]
+        return rows.new_zeros(self.n * self.T, x.shape[-1]).index_copy(0, self.index, rows).view(self.n, self.T, -1)
+
+    def take(self, grid: torch.Tensor) -> torch.Tensor:
+        """(n, T, C) -> (end - start, C): the group's real positions, in packed order."""
+        return grid.flatten(0, 1).index_select(0, self.index)
+
+
+@dataclass
 class Packed:
-    """Where the real tokens of a padded (B, T) batch sit once packed row after row into (N, H).
+    """Where the real tokens of a padded (B, T) batch sit once packed into (N, H), longest sequence first.
 
     Unpadded ("varlen") execution runs embeddings, every linear, the feed-forward and the LayerNorms on the N real
-    tokens only; attention alone goes back to the (B, T) grid. Measured on this 2-core CPU for one attention
+    tokens only; attention alone goes back to padded grids. Measured on this 2-core CPU for one attention
     forward+backward on an STS-train batch (B=32, T=34, N=454, shared machine, medians): padding inside attention +
     SDPA 92-118 ms, a block-diagonal (1, nh, N, N) mask 103-160 ms (and quadratic in N), nested jagged tensors
-    300-1550 ms (SDPA falls back to a slow path). Padding inside attention wins and keeps the reference mask, so
-    ``pad`` / ``take`` below move between the two layouts.
+    300-1550 ms (SDPA falls back to a slow path). So attention pads, but not to one (B, T) grid: sequences are
+    packed longest first and cut into ``groups`` of similar length, each padded only to its own longest (see
+    ``group_lengths``). A random training batch spends most of its (B, T, T) attention grid on padding; grouping
+    shrinks it severalfold. Pooling indexes by original sequence, so the caller's order is kept.
     """
 
-    index: torch.Tensor  # (N,) flat positions of the real tokens in the (B * T) padded grid
+    index: torch.Tensor  # (N,) flat position of each packed row in the (B * T) padded grid
     mask: torch.Tensor  # (B, T) the attention mask they came from, 1 for real tokens
-    seq: torch.Tensor  # (N,) which sequence each real token belongs to
+    seq: torch.Tensor  # (N,) which (original) sequence each packed row belongs to
     first: torch.Tensor  # (B,) packed row of each sequence's first real token
+    groups: list[Group]  # attention groups, covering the packed rows in order
 
     @classmethod
-    def from_mask(cls, attention_mask: torch.Tensor) -> "Packed":
+    def from_mask(cls, attention_mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> "Packed":
+        """Pack by the 0/1 mask (B, T); ``dtype`` is that of the hidden states (for the additive masks)."""
         keep = attention_mask.bool()  # (B, T)
-        index = keep.flatten().nonzero().squeeze(1)  # (N,)
+        B, T = keep.shape
+        device = keep.device
         lengths = keep.sum(1)  # (B,)
-        first = lengths.cumsum(0) - lengths  # (B,) exclusive prefix sum; an empty row points past its neighbours
-        seq = torch.repeat_interleave(torch.arange(keep.shape[0], device=keep.device), lengths)  # (N,)
-        return cls(index, attention_mask, seq, first)
+        order = torch.sort(lengths, descending=True, stable=True).indices  # (B,) longest first
+        sorted_lengths = lengths[order]  # (B,)
+        grid = order[:, None] * T + torch.arange(T, device=device)  # (B, T) flat positions, rows in packed order
+        index = grid[keep[order]]  # (N,)
+        seq = torch.repeat_interleave(order, sorted_lengths)  # (N,)
+        starts = sorted_lengths.cumsum(0) - sorted_lengths  # (B,) packed row where each sorted sequence starts
+        first = torch.empty_like(starts).scatter_(0, order, starts)  # an empty row points past its neighbours
+        column = torch.arange(index.numel(), device=device) - torch.repeat_interleave(starts, sorted_lengths)  # (N,)
+        groups, start, s0 = [], 0, 0
+        for n in group_lengths(sorted_lengths.tolist()):
+            width = int(sorted_lengths[s0])
+            rows = int(sorted_lengths[s0: s0 + n].sum())
+            if rows:  # a group of empty sequences has nothing to attend
+                local = torch.repeat_interleave(torch.arange(n, device=device), sorted_lengths[s0: s0 + n])
+                mask = torch.arange(width, device=device) < sorted_lengths[s0: s0 + n, None]  # (n, width)
+                group_index = local * width + column[start: start + rows]
+                groups.append(Group(start, start + rows, n, width, group_index, additive_mask(mask, dtype)))
+            start, s0 = start + rows, s0 + n
+        return cls(index, attention_mask, seq, first, groups)
 
     @property
     def lengths(self) -> torch.Tensor:
         return self.mask.bool().sum(1)  # (B,)
 
     def take(self, t: torch.Tensor) -> torch.Tensor:
-        """(B, T, ...) -> (N, ...): keep the real positions."""
+        """(B, T, ...) -> (N, ...): the real positions, in packed order."""
         return t.flatten(0, 1).index_select(0, self.index)
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, H) -> (B, T, H) with zeros at the padding (differentiable)."""
+        """(N, H) -> (B, T, H) in the caller's order, zeros at the padding (differentiable)."""
         B, T = self.mask.shape
         return x.new_zeros(B * T, x.shape[-1]).index_copy(0, self.index, x).view(B, T, -1)
+
+
+# A new attention group starts when a sequence is at most this fraction of the group's longest (its share of the
+# grid then falls below ~half) and the group already holds GROUP_MIN sequences (each group costs a few extra ops).
+GROUP_SHRINK = 0.75
+GROUP_MIN = 8
+
+
+def group_lengths(sorted_lengths: list[int]) -> list[int]:
+    """Sizes of consecutive attention groups for sequence lengths sorted longest first."""
+    sizes, width = [], 0
+    for length in sorted_lengths:
+        if not sizes or (sizes[-1] >= GROUP_MIN and length <= GROUP_SHRINK * width):
+            sizes.append(0)
+            width = length
+        sizes[-1] += 1
+    return sizes
 
 
 class SelfAttention(nn.Module):
@@ -177,20 +236,26 @@ class SelfAttention(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.attend = sdpa_attention  # swap for reference_attention to check the fused path
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, packed: Packed | None = None) -> torch.Tensor:
-        """x: (B, T, H) padded, or (N, H) packed real tokens with ``packed`` saying where they sit."""
-        B, T = mask.shape[0], mask.shape[-1]
-        H = x.shape[-1]
-        to_grid = (lambda t: t) if packed is None else packed.pad  # attention alone sees the padded grid
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packed: Packed | None = None) -> torch.Tensor:
+        """x: (B, T, H) padded with its additive ``mask``, or (N, H) packed real tokens with ``packed``."""
+        q, k, v = self.query(x), self.key(x), self.value(x)  # (B, T, H) or (N, H)
+        if packed is None:
+            y = self._attend(q, k, v, mask)  # (B, T, H)
+        else:
+            parts = [g.take(self._attend(g.pad(q), g.pad(k), g.pad(v), g.mask)) for g in packed.groups]
+            y = parts[0] if len(parts) == 1 else torch.cat(parts) if parts else torch.zeros_like(q)  # (N, H)
+        return self.norm(x + self.dropout(self.out(y)))  # post-LayerNorm residual, as in BERT
+
+    def _attend(self, q, k, v, mask) -> torch.Tensor:
+        """(B, T, H) each -> (B, T, H): multi-head attention on one padded grid."""
+        B, T, H = q.shape
 
         def heads(t: torch.Tensor) -> torch.Tensor:
-            return to_grid(t).view(B, T, self.n_head, H // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
+            return t.view(B, T, self.n_head, H // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
 
         p = self.attn_dropout if self.training else 0.0
-        y = self.attend(heads(self.query(x)), heads(self.key(x)), heads(self.value(x)), mask, p)  # (B, nh, T, hd)
-        y = y.transpose(1, 2)  # (B, T, nh, hd)
-        y = y.reshape(B, T, H) if packed is None else packed.take(y).reshape(-1, H)  # (B, T, H) or (N, H)
-        return self.norm(x + self.dropout(self.out(y)))  # post-LayerNorm residual, as in BERT
+        y = self.attend(heads(q), heads(k), heads(v), mask, p)  # (B, nh, T, hd)
+        return y.transpose(1, 2).reshape(B, T, H)
 
 
 class FeedForward(nn.Module):
@@ -212,7 +277,7 @@ class Layer(nn.Module):
         self.attention = SelfAttention(config)
         self.ffn = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, packed: Packed | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packed: Packed | None = None) -> torch.Tensor:
         return self.ffn(self.attention(x, mask, packed))
 
 
@@ -246,18 +311,16 @@ class BertModel(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Packed]:
-        """The same hidden states for the real tokens only: (N, H) packed, plus where they sit in (B, T).
-
-        Every per-token op skips the padding; equal to ``forward(...)`` at the real positions.
+        """The same hidden states for the real tokens only: (N, H) packed (longest sequence first), plus where they
+        sit in (B, T). Every per-token op skips the padding; equal to ``forward(...)`` at the real positions.
         """
-        packed = Packed.from_mask(attention_mask)
+        packed = Packed.from_mask(attention_mask, self.embeddings.word.weight.dtype)
         B, T = input_ids.shape
         positions = torch.arange(T, device=input_ids.device).expand(B, T)  # (B, T) column = position, as padded
         types = None if token_type_ids is None else packed.take(token_type_ids)
         x = self.embeddings(packed.take(input_ids), types, packed.take(positions))  # (N, H)
-        mask = additive_mask(attention_mask, x.dtype)  # (B, 1, 1, T)
         for layer in self.layers:
-            x = layer(x, mask, packed)
+            x = layer(x, None, packed)
         return x, packed
 
     def set_attention(self, attend) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from minilm.encoder import SentenceEncoder
-from minilm.model import BertConfig, BertModel, Packed, pool, pool_packed
+from minilm.model import BertConfig, BertModel, Packed, group_lengths, pool, pool_packed
 from minilm.tokenizer import WordPieceTokenizer
 
 TEXTS = [
@@ -65,8 +65,9 @@ def test_forward_packed_equals_padded_at_real_tokens(tokenizer):
         packed_x, packed = model.bert.forward_packed(f["input_ids"], f["attention_mask"], f["token_type_ids"])
     keep = f["attention_mask"].bool()
     assert packed_x.shape == (int(keep.sum()), 32)  # only real tokens were computed
-    assert (padded[keep] - packed_x).abs().max() <= 1e-5
-    assert torch.equal(packed.pad(packed_x)[keep], packed_x)
+    assert (packed.take(padded) - packed_x).abs().max() <= 1e-5
+    assert torch.equal(packed.take(packed.pad(packed_x)), packed_x)
+    assert (packed.pad(packed_x)[keep] - padded[keep]).abs().max() <= 1e-5  # back in the caller's order
 
 
 @pytest.mark.parametrize("mode", ["mean", "cls", "max"])
@@ -128,3 +129,37 @@ def test_int8_spearman_within_0005_of_fp32_on_sts_dev_subset(minilm_dir, sts_dir
     fp32 = spearman(model.encode(sentences))
     int8 = spearman(model.encode(sentences, precision="int8"))
     assert abs(fp32 - int8) <= 0.005, (fp32, int8)
+
+
+def test_group_lengths_rule():
+    """Longest first; a group closes once it holds GROUP_MIN sequences and the next is <= 3/4 of its longest."""
+    assert group_lengths([]) == []
+    # 30 <= 0.75 * 40, but the first group needs 8 members first; then the 9th (a 30) opens the next group
+    assert group_lengths([40] * 3 + [30] * 10 + [10] * 10) == [8, 8, 7]
+    assert group_lengths([20] * 9 + [16] * 9) == [18]  # 16 > 0.75 * 20: same group
+    assert group_lengths([40] * 8 + [30] * 8 + [23] * 8) == [8, 16]  # 23 > 0.75 * 30: joins the 30s
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_several_attention_groups_match_padded(tokenizer, train):
+    """A random-length batch split into several attention groups still equals the padded reference, forward and
+    backward, in the caller's order. Dropout draws differ between the layouts, so train mode checks only shapes
+    and finite gradients."""
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    texts = [" ".join(words[: 1 + (7 * i) % 12]) for i in range(24)]
+    model = tiny_encoder(tokenizer, "mean")
+    features = model.tokenize(texts)
+    packed = Packed.from_mask(features["attention_mask"])
+    assert len(packed.groups) > 1
+    assert [g.start for g in packed.groups[1:]] == [g.end for g in packed.groups[:-1]]
+    if not train:
+        emb_pad, grads_pad = run(model, features, unpadded=False)
+        emb_var, grads_var = run(model, features, unpadded=True)
+        assert (emb_pad - emb_var).abs().max() <= 1e-5
+        for name in grads_pad:
+            scale = max(1.0, grads_pad[name].abs().max().item())
+            assert (grads_pad[name] - grads_var[name]).abs().max() <= 1e-5 * scale, name
+    else:
+        model.train()
+        emb, grads = run(model, features, unpadded=True)
+        assert emb.shape == (24, 32) and all(torch.isfinite(g).all() for g in grads.values())
