@@ -135,10 +135,9 @@ class Group:
     index: torch.Tensor  # (end - start,) flat position of each of those rows in the (n * T) grid
     mask: torch.Tensor  # (n, 1, 1, T) additive attention mask of the grid
 
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Packed rows (N, C) -> this group's grid (n, T, C), zeros at the padding (differentiable)."""
-        rows = x[self.start: self.end]
-        return rows.new_zeros(self.n * self.T, x.shape[-1]).index_copy(0, self.index, rows).view(self.n, self.T, -1)
+    def pad(self, rows: torch.Tensor) -> torch.Tensor:
+        """This group's packed rows (end - start, C) -> its grid (n, T, C), zeros at the padding (differentiable)."""
+        return rows.new_zeros(self.n * self.T, rows.shape[-1]).index_copy(0, self.index, rows).view(self.n, self.T, -1)
 
     def take(self, grid: torch.Tensor) -> torch.Tensor:
         """(n, T, C) -> (end - start, C): the group's real positions, in packed order."""
@@ -242,7 +241,10 @@ class SelfAttention(nn.Module):
         if packed is None:
             y = self._attend(q, k, v, mask)  # (B, T, H)
         else:
-            parts = [g.take(self._attend(g.pad(q), g.pad(k), g.pad(v), g.mask)) for g in packed.groups]
+            # One split per tensor, not a slice per group: a slice's backward writes into a fresh (N, H) of zeros.
+            sizes = [g.end - g.start for g in packed.groups]
+            parts = [g.take(self._attend(g.pad(qg), g.pad(kg), g.pad(vg), g.mask))
+                     for g, qg, kg, vg in zip(packed.groups, q.split(sizes), k.split(sizes), v.split(sizes))]
             y = parts[0] if len(parts) == 1 else torch.cat(parts) if parts else torch.zeros_like(q)  # (N, H)
         return self.norm(x + self.dropout(self.out(y)))  # post-LayerNorm residual, as in BERT
 
