@@ -244,7 +244,10 @@ class SentenceEncoder(nn.Module):
                     if isinstance(module, nn.Linear) and not name.endswith("ffn.down")}
             with warnings.catch_warnings():  # torch flags its quantised tensor types as deprecated; they still work
                 warnings.simplefilter("ignore")
-                quantized = quantize_dynamic(copy.deepcopy(self.bert).eval(), spec)
+                # A fresh module, not a deepcopy: compiled layers (compile_kernels) hold their own module's methods.
+                fresh = BertModel(copy.deepcopy(self.bert.config)).to(self.device)
+                fresh.load_state_dict(self.bert.state_dict())
+                quantized = quantize_dynamic(fresh.eval(), spec)
             self._int8 = (key, quantized)
         return self._int8[1]
 

@@ -246,6 +246,9 @@ class SelfAttention(nn.Module):
             parts = [g.take(self._attend(g.pad(qg), g.pad(kg), g.pad(vg), g.mask))
                      for g, qg, kg, vg in zip(packed.groups, q.split(sizes), k.split(sizes), v.split(sizes))]
             y = parts[0] if len(parts) == 1 else torch.cat(parts) if parts else torch.zeros_like(q)  # (N, H)
+        return self._output(x, y)
+
+    def _output(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.norm(x + self.dropout(self.out(y)))  # post-LayerNorm residual, as in BERT
 
     def _attend(self, q, k, v, mask) -> torch.Tensor:

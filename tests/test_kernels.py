@@ -12,7 +12,7 @@ from minilm.kernels.adamw import FusedAdamW
 from minilm.kernels.layer import compile_layers, is_compiled
 from minilm.kernels.mnrl import fused_mnrl_loss
 from minilm.losses import multiple_negatives_ranking_loss
-from minilm.model import BertConfig, BertModel
+from minilm.model import BertConfig, BertModel, Packed
 from minilm.optim import AdamW, LinearWarmupSchedule
 from minilm.tokenizer import WordPieceTokenizer
 
@@ -36,8 +36,12 @@ def test_compiled_layers_match_eager_forward_and_backward_without_recompiling(mi
     assert all(is_compiled(layer) for layer in compiled.bert.layers)
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints unaffected
     # Sizes 0 and 1 are specialised by dynamo (an encode tail batch of 1 compiles once more); avoid them here.
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+    many = [" ".join(words[: 1 + (3 * i) % 10]) for i in range(20)]
+    assert len(Packed.from_mask(eager.tokenize(many)["attention_mask"]).groups) > 1  # several attention groups
     batches = [["a short one", "a somewhat longer sentence here"],
-               ["x", "y z", "one more batch of a new length entirely, longer than before"]]
+               ["x", "y z", "one more batch of a new length entirely, longer than before"],
+               many]
     for i, texts in enumerate(batches):
         features = eager.tokenize(texts)
         outs = []
@@ -52,7 +56,16 @@ def test_compiled_layers_match_eager_forward_and_backward_without_recompiling(mi
             assert (g - outs[1][1][name]).abs().max() <= 1e-5 * scale, name
         if i == 0:
             after_warmup = frames_compiled()
-    assert frames_compiled() == after_warmup  # a new batch size and length reuse the dynamic graph
+    assert frames_compiled() == after_warmup  # new batch sizes, lengths and group counts reuse the dynamic graphs
+
+
+def test_compiled_layers_train_with_dropout(minilm_dir):
+    """Training mode: the compiled attention math draws its dropout masks too (values differ from eager by design)."""
+    model = tiny_encoder(minilm_dir).train()
+    compile_layers(model.bert)
+    emb = model.embed(["one sentence", "and another, a bit longer"] * 5)
+    emb.sum().backward()
+    assert torch.isfinite(emb).all() and model.bert.layers[0].ffn.up.weight.grad is not None
 
 
 def test_fused_mnrl_matches_reference_value_and_gradients():
