@@ -28,8 +28,8 @@ def cmd_encode(args) -> int:
     from .encoder import SentenceEncoder
 
     sentences = read_lines(args.input)
-    model = SentenceEncoder.from_pretrained(args.model)
-    embeddings = model.encode(sentences, batch_size=args.batch_size)
+    model = SentenceEncoder.from_pretrained(args.model, compile=args.compile)
+    embeddings = model.encode(sentences, batch_size=args.batch_size, precision=args.precision)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, embeddings)
@@ -53,7 +53,8 @@ def cmd_train(args) -> int:
     from .recipe import load_recipe, make_quick
     from .run import run_recipe
 
-    recipe = load_recipe(args.recipe, args.set, args.data)  # fully checked before any model loads
+    overrides = args.set + (["train.compile=true"] if args.compile else [])
+    recipe = load_recipe(args.recipe, overrides, args.data)  # fully checked before any model loads
     if args.quick:
         recipe = make_quick(recipe)
     output = Path(args.output) if args.output else Path("runs") / recipe.name
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="text file, one sentence per line; '-' reads stdin")
     p.add_argument("--output", required=True, help="where to write the (N, H) float32 array (.npy)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", choices=["float32", "int8"], default="float32",
+                   help="int8: dynamically quantised linear layers (CPU; see benchmarks/README.md)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoder layers (minilm.kernels)")
     p.set_defaults(run=cmd_encode)
 
     p = sub.add_parser("similarity", help="print the cosine similarity matrix of the given sentences")
@@ -105,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a recipe value, e.g. --set train.batch_size=8 --set loss.margin=0.5")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output directory")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 steps of at most 16 rows, small evaluation")
+    p.add_argument("--compile", action="store_true",
+                   help="same as --set train.compile=true: compiled layers, AdamW step and MNRL (minilm.kernels)")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a model on a file")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .losses import LOSS_INPUTS, check_loss_kwargs
+from .train_config import train_schema
 
 REQUIRED = object()
 
@@ -30,24 +31,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "sampler": (str, "auto"),  # "auto", "random", "no_duplicates" or "group_by_label"
     },
     "loss": {"name": (str, REQUIRED)},  # plus the loss's own settings, checked against its signature
-    "train": {
-        "batch_size": (int, REQUIRED),
-        "epochs": (int, 1),
-        "max_steps": (int, 0),  # > 0 stops after this many optimiser steps, whatever the epochs
-        "lr": (float, 5e-5),
-        "warmup_steps": (int, 0),
-        "warmup_ratio": (float, 0.0),
-        "weight_decay": (float, 0.0),
-        "max_grad_norm": (float, 1.0),
-        "seed": (int, 42),
-        "dropout": (bool, True),  # dropout on while training, as in sentence-transformers
-        "mini_batch_size": (int, 0),  # > 0 switches the gradient cache on (in-batch negatives over large batches)
-        "eval_steps": (int, 0),  # > 0 evaluates every this many steps (always before and at the end)
-        "save_steps": (int, 0),  # > 0 writes a resumable checkpoint every this many steps
-        "keep_checkpoints": (int, 2),  # how many step checkpoints to keep (the newest)
-        "gather_across_devices": (bool, False),  # under torchrun: the loss sees every rank's rows (docs/distributed.md)
-        "distributed_timeout_s": (float, 1800.0),  # under torchrun: a rank waiting this long for the others fails
-    },
+    "train": train_schema(REQUIRED),  # from minilm.train_config.TrainConfig: one place for keys and defaults
     "eval": {
         "task": (str, REQUIRED),  # "triplet", "similarity" or "retrieval"
         "data": (str, REQUIRED),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -99,13 +100,26 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, resume: bool = False, log
             distributed.shutdown()
 
 
+def make_train_loss(recipe: Recipe):
+    """The recipe's loss; with ``[train] compile`` and MNRL in the fused kernel's form (cosine, one direction, no
+    matryoshka), the compiled kernel minilm.kernels.mnrl instead."""
+    name, settings = recipe.loss["name"], recipe.loss_settings()
+    loss = make_loss(name, settings)  # checks the settings either way
+    others = {k: v for k, v in settings.items() if k != "scale"}
+    if recipe.train["compile"] and name == "mnrl" and others.items() <= {"similarity": "cosine", "symmetric": False}.items():
+        from minilm.kernels.mnrl import fused_mnrl_loss
+
+        return functools.partial(fused_mnrl_loss, scale=settings.get("scale", 20.0))
+    return loss
+
+
 def _run(recipe: Recipe, output_dir: Path, resume: bool, log) -> list[dict]:
     from .encoder import SentenceEncoder
 
     distributed.check_batch_size(recipe.train["batch_size"], distributed.world_size())  # before anything loads
     data = load_train_data(recipe)  # data and evaluator are read before the model: bad rows fail fast
     sampler = make_sampler(recipe, data)
-    loss_fn = make_loss(recipe.loss["name"], recipe.loss_settings())
+    loss_fn = make_train_loss(recipe)
     evaluate = None
     if recipe.eval is not None:
         e = recipe.eval

@@ -15,7 +15,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,37 +23,13 @@ import torch
 from . import distributed
 from .grad_cache import loss_backward
 from .optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
+from .train_config import TrainConfig
 
 STATE_NAME = "trainer_state.pt"
 
 
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient norm stopped being finite; the weights were not updated with it."""
-
-
-@dataclass
-class TrainConfig:
-    batch_size: int = 32  # rows per optimiser step (the sampler is built with it)
-    epochs: int = 1
-    max_steps: int = 0  # > 0: stop after this many optimiser steps
-    lr: float = 5e-5
-    warmup_steps: int = 0
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    dropout: bool = True  # model.train() while training
-    mini_batch_size: int = 0  # > 0: gradient cache with mini-batches of this size
-    eval_steps: int = 0  # > 0: evaluate every this many steps (and always before and at the end)
-    save_steps: int = 0  # > 0: resumable checkpoint every this many steps
-    keep_checkpoints: int = 2
-    gather_across_devices: bool = False  # several processes: the loss sees the whole global batch (in-batch negatives)
-    distributed_timeout_s: float = 1800.0  # several processes: a collective waiting longer than this fails the job
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass
@@ -119,8 +95,14 @@ class Trainer:
                 self.loss_fn = distributed.gather_loss(loss_fn)
         torch.manual_seed(config.seed + self.rank)  # dropout draws, distinct per rank; the sampler has its own seed
         self.total_steps = config.max_steps or sum(len(self.sampler.batches(e)) for e in range(config.epochs))
-        self.optimizer = AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.999), eps=1e-8,
-                               weight_decay=config.weight_decay)
+        optimizer_class = AdamW
+        if config.compile:  # compiled layers and AdamW step (minilm.kernels); the caller may also fuse the loss
+            from minilm.kernels.adamw import FusedAdamW
+
+            model.compile_kernels()
+            optimizer_class = FusedAdamW
+        self.optimizer = optimizer_class(param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.999),
+                                         eps=1e-8, weight_decay=config.weight_decay)
         self.schedule = LinearWarmupSchedule(self.optimizer, self.total_steps, config.warmup_steps,
                                              config.warmup_ratio or None)
         self.step = 0

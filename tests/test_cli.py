@@ -37,3 +37,32 @@ def test_bad_model_and_missing_input_are_one_line_errors(tmp_path):
     assert "cannot find model" in result.stderr and "Traceback" not in result.stderr
     result = run("encode", "--input", str(tmp_path / "missing.txt"), "--output", str(tmp_path / "o.npy"))
     assert result.returncode != 0 and "missing.txt does not exist" in result.stderr
+
+
+def test_encode_int8_flag(minilm_dir, tmp_path):
+    """--precision int8 reaches encode(precision="int8"): close to fp32 (cosine > 0.97; ~0.985 measured)."""
+    (tmp_path / "in.txt").write_text("a cat sits on the mat\nstock markets fell sharply\n", encoding="utf-8")
+    outs = {}
+    for precision in ("float32", "int8"):
+        outs[precision] = tmp_path / f"{precision}.npy"
+        result = run("encode", "--model", str(minilm_dir), "--input", str(tmp_path / "in.txt"),
+                     "--output", str(outs[precision]), "--precision", precision)
+        assert result.returncode == 0, result.stderr
+    a, b = np.load(outs["float32"]), np.load(outs["int8"])
+    assert not np.array_equal(a, b) and ((a * b).sum(1) > 0.97).all()
+
+
+def test_train_compile_flag_sets_the_recipe_key(monkeypatch, tmp_path):
+    import minilm.run
+    from minilm.cli import main
+
+    (tmp_path / "d.csv").write_text("anchor,positive\nq1,a1\nq2,a2\n", encoding="utf-8")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('name = "r"\n[model]\nbase = "x"\n[data]\ntrain = "d.csv"\n'
+                      'roles = { anchor = "anchor", positive = "positive" }\n[loss]\nname = "mnrl"\n'
+                      "[train]\nbatch_size = 2\n", encoding="utf-8")
+    seen = []
+    monkeypatch.setattr(minilm.run, "run_recipe", lambda r, *a, **k: seen.append(r.train["compile"]) or [])
+    assert main(["train", str(recipe), "--output", str(tmp_path / "out")]) == 0
+    assert main(["train", str(recipe), "--compile", "--output", str(tmp_path / "out")]) == 0
+    assert seen == [False, True]

@@ -62,6 +62,7 @@ batch_size = 2
     (lambda t: t.replace("[model]", "[modle]"), r"unknown section \[modle\]"),
     (lambda t: t.replace('train = "d.csv"', 'train = "missing.csv"'), r"\[data\] train file missing.csv not found"),
     (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_size = -1"), "mini_batch_size must be >= 0"),
+    (lambda t: t.replace("batch_size = 2", "batch_size = 2\ncompile = 1"), r"\[train\] compile must be bool, got int"),
 ])
 def test_malformed_recipe_is_refused_before_any_model_loads(tmp_path, monkeypatch, edit, message):
     from minilm.encoder import SentenceEncoder
@@ -90,3 +91,15 @@ def test_set_overrides_and_data_flag(tmp_path):
     assert recipe.train["batch_size"] == 4 and recipe.loss["scale"] == 10 and recipe.model["base"] == "m"
     assert recipe.data["train"] == str(other.resolve())
     assert checkpoints(tmp_path) == []
+
+
+def test_train_schema_is_train_config():
+    """The recipe [train] table is derived from TrainConfig: same keys, same defaults (batch_size required)."""
+    from dataclasses import fields
+
+    from minilm.recipe import REQUIRED, SCHEMA
+    from minilm.train_config import TrainConfig
+
+    assert list(SCHEMA["train"]) == [f.name for f in fields(TrainConfig)]
+    for f in fields(TrainConfig):
+        assert SCHEMA["train"][f.name][1] == (REQUIRED if f.name == "batch_size" else f.default), f.name

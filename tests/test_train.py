@@ -134,3 +134,20 @@ def test_gradient_cache_setting_gives_the_same_run(recipe_path, tmp_path):
     a, b = final_weights(tmp_path / "plain"), final_weights(tmp_path / "cached")
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+
+
+def test_compile_setting_trains_like_eager(recipe_path, tmp_path):
+    """train.compile: compiled layers, compiled AdamW step and fused MNRL give the eager run's weights (dropout off;
+    float32 rounding of the fused kernels only); MNRL in another form keeps the reference loss."""
+    from minilm.kernels.mnrl import fused_mnrl_loss
+    from minilm.run import make_train_loss
+
+    base = ["train.dropout=false", "train.save_steps=0", "train.max_steps=3"]
+    assert make_train_loss(load_recipe(recipe_path, base + ["train.compile=true"])).func is fused_mnrl_loss
+    symmetric = load_recipe(recipe_path, base + ["train.compile=true", "loss.symmetric=true"])
+    assert getattr(make_train_loss(symmetric), "func", None) is not fused_mnrl_loss  # not the fused kernel's form
+    run_recipe(load_recipe(recipe_path, base), tmp_path / "eager", log=lambda _: None)
+    run_recipe(load_recipe(recipe_path, base + ["train.compile=true"]), tmp_path / "compiled", log=lambda _: None)
+    a, b = final_weights(tmp_path / "eager"), final_weights(tmp_path / "compiled")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
