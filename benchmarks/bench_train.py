@@ -47,16 +47,25 @@ def make_batches(kind: str, batch_size: int, count: int, seed: int = 0) -> list[
     return batches
 
 
-def minilm_stepper(model_dir: str, kind: str, total_steps: int):
+def minilm_stepper(model_dir: str, kind: str, total_steps: int, compile: bool = False):
     from minilm.encoder import SentenceEncoder
     from minilm.grad_cache import loss_backward
     from minilm.losses import make_loss
     from minilm.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
 
-    model = SentenceEncoder.from_pretrained(model_dir).train()
+    model = SentenceEncoder.from_pretrained(model_dir, compile=compile).train()
     loss_fn = make_loss("mnrl", {"scale": 20.0}) if kind == "mnrl" else make_loss("triplet", {"distance": "cosine",
                                                                                             "margin": 0.3})
-    optimizer = AdamW(param_groups(model, 0.0), lr=5e-5, weight_decay=0.0)
+    optimizer_class = AdamW
+    if compile:  # what [train] compile = true switches on (minilm.train / minilm.run)
+        from functools import partial
+
+        from minilm.kernels.adamw import FusedAdamW
+        from minilm.kernels.mnrl import fused_mnrl_loss
+
+        optimizer_class = FusedAdamW
+        loss_fn = partial(fused_mnrl_loss, scale=20.0) if kind == "mnrl" else loss_fn
+    optimizer = optimizer_class(param_groups(model, 0.0), lr=5e-5, weight_decay=0.0)
     schedule = LinearWarmupSchedule(optimizer, total_steps)
     params = [p for p in model.parameters() if p.requires_grad]
 
@@ -147,6 +156,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed steps per block")
     parser.add_argument("--repeats", type=int, default=3, help="blocks per side, alternating")
     parser.add_argument("--model", default=None, help="model directory (default: the packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time minilm with [train] compile = true (compile time reported apart)")
     parser.add_argument("--child", nargs=3, metavar=("SIDE", "KIND", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.model is None:
@@ -165,8 +176,13 @@ def main() -> None:
         batches = make_batches(kind, batch_size, 1 + args.steps * args.repeats)
         total = len(batches) + 1
         steppers = {side: make(args.model, kind, total) for side, make in STEPPERS.items()}
+        if args.compile:
+            steppers["minilm compiled"] = minilm_stepper(args.model, kind, total, compile=True)
+        first_step = {}
         for side, (step, _) in steppers.items():
-            step(batches[0])  # warm-up: allocator pools, optimiser state, thread pool
+            start = time.perf_counter()
+            step(batches[0])  # warm-up: allocator pools, optimiser state, thread pool; compiles the compiled side
+            first_step[side] = time.perf_counter() - start
         times = {side: [] for side in steppers}
         for r in range(args.repeats):
             block = batches[1 + r * args.steps: 1 + (r + 1) * args.steps]
@@ -180,12 +196,14 @@ def main() -> None:
         for side in steppers:
             med, spread = median_and_spread(times[side])
             row = {"config": f"{kind} b{batch_size}", "side": side, "s/step": med, "spread": spread,
-                   "speedup": st_med / med, "roofline": 6 * PARAMS * tokens / med / peak}
-            if not args.quick:
+                   "speedup": st_med / med, "roofline": 6 * PARAMS * tokens / med / peak,
+                   "first step s": first_step[side]}
+            if not args.quick and side in STEPPERS:
                 row["peak MB"] = measure_memory(side, kind, batch_size, args.model)
             rows.append(row)
         results[kind] = {"batch_size": batch_size, "real_tokens_per_step": tokens, "times": times}
-    columns = ["config", "side", "s/step", "spread", "speedup", "roofline"] + ([] if args.quick else ["peak MB"])
+    columns = ["config", "side", "s/step", "spread", "speedup", "roofline", "first step s"]
+    columns += [] if args.quick else ["peak MB"]
     print(table(rows, columns))
     print(f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s; roofline = 6 x 10.6M x real tokens / step time / peak")
     path = write_results("bench_train", {"rows": rows, "matmul_peak_flops": peak, **results})
