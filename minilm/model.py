@@ -180,9 +180,9 @@ class Packed:
         first = torch.empty_like(starts).scatter_(0, order, starts)  # an empty row points past its neighbours
         column = torch.arange(index.numel(), device=device) - torch.repeat_interleave(starts, sorted_lengths)  # (N,)
         groups, start, s0 = [], 0, 0
-        for n in group_lengths(sorted_lengths.tolist()):
-            width = int(sorted_lengths[s0])
-            rows = int(sorted_lengths[s0: s0 + n].sum())
+        lengths_list = sorted_lengths.tolist()
+        for n in group_lengths(lengths_list):
+            width, rows = lengths_list[s0], sum(lengths_list[s0: s0 + n])
             if rows:  # a group of empty sequences has nothing to attend
                 local = torch.repeat_interleave(torch.arange(n, device=device), sorted_lengths[s0: s0 + n])
                 mask = torch.arange(width, device=device) < sorted_lengths[s0: s0 + n, None]  # (n, width)
