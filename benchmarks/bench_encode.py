@@ -1,4 +1,4 @@
-"""Encoding throughput: minilm (padded, unpadded, compiled, int8) vs sentence-transformers vs transformers.BertModel.
+"""Encoding throughput: minilm (padded, unpadded, 1 worker, compiled, int8) vs sentence-transformers vs BertModel.
 
     python benchmarks/bench_encode.py [--quick] [--batch-size 32] [--repeats 3] [--sentences N]
 
@@ -71,6 +71,7 @@ def contenders(directory: Path, batch_size: int, with_compile: bool) -> tuple[di
     out = {
         "minilm padded": lambda s: padded.encode(s, batch_size=batch_size),
         "minilm unpadded": lambda s: unpadded.encode(s, batch_size=batch_size),
+        "minilm unpadded, 1 worker": lambda s: unpadded.encode(s, batch_size=batch_size, workers=1),
         "minilm int8": lambda s: unpadded.encode(s, batch_size=batch_size, precision="int8"),
         "sentence-transformers": lambda s: st.encode(s, batch_size=batch_size),
         "transformers BertModel": transformers_encoder(directory, batch_size),
