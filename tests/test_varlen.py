@@ -113,12 +113,13 @@ def test_int8_cache_follows_weight_updates(tokenizer):
     assert np.abs(a - b).max() > 1e-4  # the stale quantised copy was rebuilt
 
 
-def test_int8_spearman_within_0005_of_fp32_on_sts_dev_subset(minilm_dir, sts_dir):
-    """Subset: the first 300 STS-dev pairs (full dev takes too long on 2 shared cores; benchmarks report full)."""
+def test_int8_spearman_within_0005_of_fp32_on_sts_dev(minilm_dir, sts_dir):
+    """The full STS dev split (1500 pairs), as the Speed issue states the bound; measured drop 0.0035."""
     from scipy.stats import spearmanr
 
     with open(sts_dir / "sts-dev.csv", encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[:300]
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    assert len(rows) == 1500
     gold = np.array([float(r[4]) for r in rows])
     model = SentenceEncoder.from_pretrained(minilm_dir)
     sentences = [r[5] for r in rows] + [r[6] for r in rows]
