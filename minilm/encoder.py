@@ -30,7 +30,7 @@ PRECISIONS = ("float32", "int8")
 # projections of the first layers badly (their inputs, after GELU, carry a few huge outliers), and since the scale is
 # per batch, the error also depends on how sentences fall into batches. STS-dev Spearman drop vs fp32 on
 # all-MiniLM-L6-v2 over four batchings: every linear int8 0.006; layer 0 kept 0.002-0.005 (too close to the issue's
-# 0.005); layers 0-1 kept 0.0014-0.0021; every down projection kept 0.0012-0.0015 (and ~12 % slower than 0-1).
+# 0.005); layers 0-1 kept 0.0014-0.0021; every down projection kept 0.0012-0.0015 (and 11 % slower than 0-1).
 INT8_KEEP_FP32 = ("layers.0.ffn.down", "layers.1.ffn.down")
 ST_TRANSFORMER = "sentence_transformers.models.Transformer"
 ST_POOLING = "sentence_transformers.models.Pooling"
