@@ -86,12 +86,14 @@ class AdamW:
                 t = st["step"]
                 bias_correction1 = 1 - beta1**t
                 bias_correction2_sqrt = (1 - beta2**t) ** 0.5
-                tiny = torch.finfo(p.dtype).tiny
+                info = torch.finfo(p.dtype)
+                tiny = info.tiny
                 # sqrt(0) is ~6x slower than sqrt(x > 0) on this CPU (MKL), and the second moment of every word
                 # embedding row a batch never saw is exactly 0. Clamping v to the smallest normal number first gives
                 # the same bits whenever sqrt(tiny) / bias_correction2_sqrt is below half an ulp of eps (it then
-                # vanishes when eps is added, as 0 does): true for any eps above ~1e-10. Otherwise: plain sqrt.
-                clamp = math.sqrt(tiny) / bias_correction2_sqrt < self.eps * 2.0**-25
+                # vanishes when eps is added, as 0 does); half an ulp of eps exceeds eps * info.eps / 4. For
+                # float32 that holds for any eps above ~1e-10. Otherwise: plain sqrt.
+                clamp = math.sqrt(tiny) / bias_correction2_sqrt < self.eps * info.eps / 4
                 for p_, g, m, v in self._chunks(p, p.grad, st["exp_avg"], st["exp_avg_sq"]):
                     # Same op order and scalar arithmetic as torch's _single_tensor_adam, so rounding is identical.
                     if wd != 0:
