@@ -8,7 +8,6 @@ recompile, and shapes are dynamic, so a new batch size does not either.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from minilm.distances import check_embeddings
@@ -20,8 +19,9 @@ def _mnrl(anchors: Tensor, candidates: Tensor, scale: Tensor) -> Tensor:
     a = anchors / anchors.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # (B, D)
     c = candidates / candidates.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # (B * (1 + k), D)
     logits = scale * (a @ c.T)  # (B, B * (1 + k)); row i's target is column i
-    target = torch.arange(anchors.shape[0], device=anchors.device)
-    return F.cross_entropy(logits, target)
+    # logsumexp - positive, as the reference and sentence-transformers write it: F.cross_entropy rounds differently
+    # near zero loss, which Adam amplifies (minilm/losses.py).
+    return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
 
 
 _compiled_mnrl = torch.compile(_mnrl, dynamic=True)

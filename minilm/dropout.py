@@ -4,7 +4,7 @@ torch's CPU dropout draws every element with its own ``bernoulli_`` call into th
 attention probabilities of a training batch (B, nh, T, T) that took about 10 % of a whole MiniLM training step.
 Here one 64-bit draw feeds four elements: each keeps its value when its 16 bits clear a threshold. The drop
 probability is therefore ``p`` rounded to a multiple of 1/65536 (0.1 -> 0.100006) and the survivors are scaled by
-1 / (1 - that), so the expectation is exact. Everything else is ordinary dropout: fresh masks from torch's global
+1 / (1 - that), so the expectation is exact up to the rounding of that scale in the input's dtype (as with torch's). Everything else is ordinary dropout: fresh masks from torch's global
 generator (``torch.manual_seed`` and the gradient cache's RNG replay work unchanged), identity in eval mode.
 On other devices ``F.dropout`` is already fast, so it is used as is.
 """
@@ -33,8 +33,15 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device=None) -> tor
     return (bits.view(torch.int16)[:n] >= threshold).view(shape)
 
 
+def check_p(p) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be a number in [0, 1], got {p!r}")
+    return float(p)
+
+
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Zero elements of ``x`` with probability p (quantised on CPU, see above) and scale the rest by 1 / (1 - p)."""
+    p = check_p(p)
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu":
@@ -42,8 +49,8 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     q = quantised_p(p)
     if q >= 1.0:
         return x * 0.0
-    scale = torch.where(keep_mask(x.shape, p, x.device), 1.0 / (1.0 - q), 0.0).to(x.dtype)  # saved for backward
-    return x * scale
+    # where() saves only the bool mask for backward (torch's CPU dropout saves a float one, 4x the memory).
+    return torch.where(keep_mask(x.shape, p, x.device), x * (1.0 / (1.0 - q)), 0.0)
 
 
 class Dropout(nn.Module):
@@ -51,9 +58,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
-        self.p = p
+        self.p = check_p(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dropout(x, self.p, self.training)

@@ -107,6 +107,7 @@ class SentenceEncoder(nn.Module):
         # than the padded reference on 2 CPU cores for encoding and for training batches (benchmarks/README.md).
         self.unpadded = True
         self._int8 = None  # (weights key, quantised copy of bert) built on first encode(precision="int8")
+        self._compiled = False  # compile_kernels() was called
 
     # ------------------------------------------------------------------------------------------- loading
 
@@ -136,12 +137,14 @@ class SentenceEncoder(nn.Module):
     def compile_kernels(self) -> "SentenceEncoder":
         """Run every encoder layer through torch.compile (fused bias+GELU, residual+LayerNorm, softmax).
 
-        Dynamic shapes: one compilation serves every batch and length. Off by default: compiling takes tens of
-        seconds on 2 cores and pays only for long runs (benchmarks/README.md).
+        Dynamic shapes: batches and lengths reuse the compiled graphs (a one-sequence attention group compiles once
+        more). Off by default: on the 2-core CPU measured, compiling took 3-56 s and the compiled model was no faster
+        than eager, for encoding or training (benchmarks/README.md).
         """
         from minilm.kernels.layer import compile_layers
 
         compile_layers(self.bert)
+        self._compiled = True
         return self
 
     # ------------------------------------------------------------------------------------------- forward
@@ -207,7 +210,7 @@ class SentenceEncoder(nn.Module):
         down projections, which stay fp32 (see INT8_KEEP_FP32); a cached copy, the model itself is unchanged.
 
         workers: batches in flight at once on CPU, each on its share of torch's threads (default: 2 when torch has
-        2+ threads, else 1). A batch of 32 short sentences is too small a GEMM to keep two cores busy together, so
+        2+ threads and the model is not compiled, else 1). The caller's autocast setting applies in every worker. A batch of 32 short sentences is too small a GEMM to keep two cores busy together, so
         two batches side by side, one core each, encode ~13 % faster on 2 cores; the embeddings are the same. While
         encode runs, torch's intra-op thread count is lowered to the per-worker share (restored afterwards), which
         other threads of the process also see: pass workers=1 to opt out.
@@ -231,11 +234,15 @@ class SentenceEncoder(nn.Module):
         if show_progress_bar is None:
             show_progress_bar = len(ids) > 8 * batch_size and sys.stderr.isatty()
         batches = [order[start: start + batch_size] for start in range(0, len(ids), batch_size)]
-        if workers is None:
-            workers = 2 if self.device.type == "cpu" and torch.get_num_threads() >= 2 else 1
+        if workers is None:  # torch.compile'd code is not thread-safe: compiled models keep one batch at a time
+            cpu = self.device.type == "cpu" and torch.get_num_threads() >= 2
+            workers = 2 if cpu and not self._compiled else 1
+        kind = self.device.type
+        autocast = torch.is_autocast_enabled(kind)  # like inference mode, autocast is per thread: carried over
+        autocast_dtype = torch.get_autocast_dtype(kind) if autocast else None
 
         def embed_batch(rows: list[int]) -> tuple[list[int], torch.Tensor]:
-            with torch.inference_mode():  # thread-local, so entered in the worker
+            with torch.inference_mode(), torch.autocast(kind, dtype=autocast_dtype, enabled=autocast):
                 features = {k: v.to(self.device) for k, v in self.tokenizer.pad([ids[i] for i in rows]).items()}
                 return rows, self._embed_with(bert, **features, normalize=normalize).float().cpu()
 
@@ -269,9 +276,13 @@ class SentenceEncoder(nn.Module):
                     if isinstance(module, nn.Linear) and name not in INT8_KEEP_FP32}
             with warnings.catch_warnings():  # torch flags its quantised tensor types as deprecated; they still work
                 warnings.simplefilter("ignore")
-                # A fresh module, not a deepcopy: compiled layers (compile_kernels) hold their own module's methods.
-                fresh = BertModel(copy.deepcopy(self.bert.config)).to(self.device)
+                # A fresh, uncompiled module (quantised linears are not for torch.compile), built without touching
+                # the global RNG that seeded dropout draws rely on; it keeps each layer's attention choice.
+                with torch.random.fork_rng(devices=[]):
+                    fresh = BertModel(copy.deepcopy(self.bert.config)).to(self.device)
                 fresh.load_state_dict(self.bert.state_dict())
+                for ours, theirs in zip(fresh.layers, self.bert.layers):
+                    ours.attention.attend = theirs.attention.attend
                 quantized = quantize_dynamic(fresh.eval(), spec)
             self._int8 = (key, quantized)
         return self._int8[1]

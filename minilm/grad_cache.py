@@ -163,11 +163,12 @@ def embed_columns(model: nn.Module, columns: Sequence[Column]) -> list[Tensor]:
     dense (vocab, H) gradient instead of k of them summed. Unpadded execution skips the extra padding a joint batch
     carries everywhere but inside attention. Measured on an MNRL step (2 x 32 STS-B pairs, 2 CPU cores): ~8 % faster.
     """
+    device = _device(model)
     if all(not isinstance(column, Mapping) for column in columns):
         features = _bare(model).tokenize([text for column in columns for text in column])
     else:
-        features = _stack_features([c if isinstance(c, Mapping) else _bare(model).tokenize(list(c)) for c in columns])
-    device = _device(model)
+        tokenised = [c if isinstance(c, Mapping) else _bare(model).tokenize(list(c)) for c in columns]
+        features = _stack_features([{k: v.to(device) for k, v in c.items()} for c in tokenised])
     embeddings = model(**{k: v.to(device) for k, v in features.items()})  # (k * B, D)
     return list(embeddings.split([_rows(column) for column in columns]))
 
@@ -180,6 +181,9 @@ def _stack_features(columns: list[Mapping[str, Tensor]]) -> dict[str, Tensor]:
     for i, column in enumerate(columns):
         if set(column) != keys:
             raise ValueError(f"columns[{i}] has feature keys {sorted(column)}, columns[0] has {sorted(keys)}")
+        for key, value in column.items():
+            if value.ndim != 2:
+                raise ValueError(f"columns[{i}][{key!r}] must be (batch, tokens), got shape {tuple(value.shape)}")
     width = max(v.shape[1] for column in columns for v in column.values())
     return {k: torch.cat([F.pad(column[k], (0, width - column[k].shape[1])) for column in columns]) for k in keys}
 

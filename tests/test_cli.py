@@ -66,3 +66,23 @@ def test_train_compile_flag_sets_the_recipe_key(monkeypatch, tmp_path):
     assert main(["train", str(recipe), "--output", str(tmp_path / "out")]) == 0
     assert main(["train", str(recipe), "--compile", "--output", str(tmp_path / "out")]) == 0
     assert seen == [False, True]
+
+
+def test_encode_compile_flag_reaches_from_pretrained(monkeypatch, tmp_path, minilm_dir):
+    from minilm.cli import main
+    from minilm.encoder import SentenceEncoder
+
+    seen = []
+    real = SentenceEncoder.from_pretrained.__func__
+
+    def spy(cls, name, device=None, compile=False):
+        seen.append(compile)
+        return real(cls, name, device)  # eager: the flag's wiring is what is checked here, not compiling
+
+    monkeypatch.setattr(SentenceEncoder, "from_pretrained", classmethod(spy))
+    (tmp_path / "in.txt").write_text("a cat\n", encoding="utf-8")
+    for flags in ([], ["--compile"]):
+        args = ["encode", "--model", str(minilm_dir), "--input", str(tmp_path / "in.txt"),
+                "--output", str(tmp_path / "e.npy"), *flags]
+        assert main(args) == 0
+    assert seen == [False, True]

@@ -47,3 +47,43 @@ def test_thread_count_restored_when_a_batch_fails(model, monkeypatch):
 def test_bad_workers_refused(model, workers):
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         model.encode(TEXTS, workers=workers)
+
+
+def test_autocast_applies_in_every_worker(model):
+    """autocast is per thread, like inference mode: encode carries the caller's setting into its workers."""
+    plain = model.encode(TEXTS, batch_size=8, workers=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        one = model.encode(TEXTS, batch_size=8, workers=1)
+        two = model.encode(TEXTS, batch_size=8, workers=2)
+    assert abs(one - plain).max() > 1e-4  # bf16 really was used
+    assert abs(one - two).max() <= 1e-6
+
+
+def test_compiled_model_encodes_one_batch_at_a_time(model, monkeypatch):
+    """torch.compile'd code is not thread-safe, so a compiled model's default is one worker."""
+    import minilm.encoder
+
+    seen = []
+    real = minilm.encoder.batch_workers
+    monkeypatch.setattr(minilm.encoder, "batch_workers", lambda n: seen.append(n) or real(n))
+    model.encode(TEXTS, batch_size=8)
+    monkeypatch.setattr(model, "_compiled", True)
+    model.encode(TEXTS, batch_size=8)
+    assert seen == [2 if torch.get_num_threads() >= 2 else 1, 1]
+
+
+def test_int8_copy_leaves_the_global_rng_and_keeps_the_attention_choice(model):
+    from minilm.model import reference_attention
+
+    model.bert.set_attention(reference_attention)
+    try:
+        model._int8 = None
+        state = torch.get_rng_state()
+        model.encode(TEXTS[:3], precision="int8")
+        assert torch.equal(torch.get_rng_state(), state)  # dropout seeds stay reproducible
+        assert all(layer.attention.attend is reference_attention for layer in model._int8[1].layers)
+    finally:
+        from minilm.model import sdpa_attention
+
+        model.bert.set_attention(sdpa_attention)
+        model._int8 = None

@@ -143,11 +143,14 @@ def test_joint_forward_equals_one_forward_per_column(tiny_model):
             assert (got.detach() - want).abs().max() <= 1e-6
 
 
-def test_joint_forward_refuses_mismatched_feature_keys(tiny_model):
+def test_joint_forward_refuses_mismatched_feature_keys_and_shapes(tiny_model):
     a = tiny_model.tokenize(ANCHORS)
     b = {k: v for k, v in tiny_model.tokenize(POSITIVES).items() if k != "token_type_ids"}
     with pytest.raises(ValueError, match=r"columns\[1\] has feature keys"):
         embed_columns(tiny_model, [a, b])
+    flat = {k: v.flatten() if k == "attention_mask" else v for k, v in tiny_model.tokenize(POSITIVES).items()}
+    with pytest.raises(ValueError, match=r"columns\[1\]\['attention_mask'\] must be \(batch, tokens\)"):
+        embed_columns(tiny_model, [a, flat])
 
 
 @pytest.mark.parametrize("columns, mini_batch_size, error, match", [

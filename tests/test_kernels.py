@@ -59,13 +59,43 @@ def test_compiled_layers_match_eager_forward_and_backward_without_recompiling(mi
     assert frames_compiled() == after_warmup  # new batch sizes, lengths and group counts reuse the dynamic graphs
 
 
-def test_compiled_layers_train_with_dropout(minilm_dir):
-    """Training mode: the compiled attention math draws its dropout masks too (values differ from eager by design)."""
-    model = tiny_encoder(minilm_dir).train()
+def test_compiled_layers_train_with_dropout_like_eager(minilm_dir):
+    """Training mode: the mask draws run eagerly between compiled graphs, in the same order, so a seeded compiled
+    forward + backward equals the eager one (dropout on, p = 0.5 so a missing mask could not hide)."""
+    texts = ["one sentence", "and another, a bit longer"] * 5
+    results = []
+    for compiled in (False, True):
+        model = tiny_encoder(minilm_dir).train()
+        for module in model.modules():
+            if hasattr(module, "p"):
+                module.p = 0.5
+        for layer in model.bert.layers:
+            layer.attention.attn_dropout = 0.5
+        if compiled:
+            compile_layers(model.bert)
+        torch.manual_seed(7)
+        emb = model.embed(texts)
+        emb.pow(2).sum().backward()
+        results.append((emb.detach(), model.bert.layers[0].ffn.up.weight.grad.clone()))
+    (emb_eager, grad_eager), (emb_compiled, grad_compiled) = results
+    assert (emb_eager - emb_compiled).abs().max() <= 1e-5
+    assert (grad_eager - grad_compiled).abs().max() <= 1e-5 * max(1.0, grad_eager.abs().max().item())
+
+
+def test_deepcopy_of_a_compiled_model_runs_its_own_weights(minilm_dir):
+    import copy
+
+    model = tiny_encoder(minilm_dir)
     compile_layers(model.bert)
-    emb = model.embed(["one sentence", "and another, a bit longer"] * 5)
-    emb.sum().backward()
-    assert torch.isfinite(emb).all() and model.bert.layers[0].ffn.up.weight.grad is not None
+    twin = copy.deepcopy(model)
+    assert twin.bert.layers[0].ffn.forward.__self__ is twin.bert.layers[0].ffn
+    features = model.tokenize(["a sentence", "another one here"])
+    with torch.no_grad():
+        before = model(**features)
+        for p in twin.parameters():
+            p.add_(0.1)
+        assert (twin(**features) - before).abs().max() > 1e-3  # the copy computes with its own (changed) weights
+        assert torch.equal(model(**features), before)  # and the original is untouched
 
 
 def test_fused_mnrl_matches_reference_value_and_gradients():
