@@ -48,9 +48,7 @@ class FusedAdamW(AdamW):
             for p in group["params"]:
                 if p.grad is None:
                     continue  # as the reference: no gradient, no step
-                st = self.state.get(p)
-                if st is None:
-                    st = self.state[p] = {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+                st = self.state_of(p)
                 st["step"] += 1
                 buckets.setdefault(st["step"], []).append(p)
             for t, params in buckets.items():

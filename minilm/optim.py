@@ -79,9 +79,7 @@ class AdamW:
             for p in group["params"]:
                 if p.grad is None:
                     continue  # like torch: a parameter without a gradient does not advance its step count
-                st = self.state.get(p)
-                if st is None:
-                    st = self.state[p] = {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+                st = self.state_of(p)
                 st["step"] += 1
                 t = st["step"]
                 bias_correction1 = 1 - beta1**t
@@ -104,6 +102,13 @@ class AdamW:
                     denom = torch.clamp_min(v, tiny, out=denom).sqrt_() if clamp else torch.sqrt(v, out=denom)
                     denom.div_(bias_correction2_sqrt).add_(self.eps)  # eps outside the sqrt
                     p_.addcdiv_(m, denom, value=-(lr / bias_correction1))
+
+    def state_of(self, p: Tensor) -> dict:
+        """``p``'s moments and step count, created (zeros, step 0) on its first update."""
+        st = self.state.get(p)
+        if st is None:
+            st = self.state[p] = {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+        return st
 
     # Elements per chunk: five 1 MB float32 streams stay in cache between the seven passes of the update.
     CHUNK = 1 << 18
