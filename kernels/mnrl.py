@@ -10,15 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from minilm.distances import check_embeddings
+from minilm.distances import check_embeddings, cosine_similarity_matrix
 from minilm.losses import check_number
 
 
 def _mnrl(anchors: Tensor, candidates: Tensor, scale: Tensor) -> Tensor:
-    # 1e-12 clamp on the norms as F.normalize (and minilm.distances.cosine_similarity) does.
-    a = anchors / anchors.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # (B, D)
-    c = candidates / candidates.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # (B * (1 + k), D)
-    logits = scale * (a @ c.T)  # (B, B * (1 + k)); row i's target is column i
+    logits = scale * cosine_similarity_matrix(anchors, candidates)  # (B, B * (1 + k)); row i's target is column i
     # logsumexp - positive, as the reference and sentence-transformers write it: F.cross_entropy rounds differently
     # near zero loss, which Adam amplifies (minilm/losses.py).
     return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
