@@ -8,7 +8,6 @@ ST end to end (no lookup) to show the lookup hides nothing.
 """
 
 import contextlib
-import csv
 import os
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 import scipy.stats
 import torch
 
+from minilm.data import read_sts
 from minilm.evaluate import (
     EVALUATORS,
     average_ranks,
@@ -49,9 +49,8 @@ def st_model(minilm_dir):
 @pytest.fixture(scope="module")
 def sts_pairs(sts_dir):
     """100 (score, s1, s2) pairs spread over STS-dev (every 15th row)."""
-    with open(sts_dir / "sts-dev.csv", encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [(float(r[4]), r[5], r[6]) for r in rows[::15]]
+    s1, s2, scores = read_sts(sts_dir / "sts-dev.csv")
+    return list(zip(scores, s1, s2))[::15]
 
 
 def triplet_data(pairs):
