@@ -1,4 +1,5 @@
-"""Builders for tiny random checkpoints in the sentence-transformers layout (test-only; uses transformers)."""
+"""Builders for tiny random models: minilm encoders in memory, and checkpoints in the sentence-transformers layout
+(the latter through transformers, test-only)."""
 
 import json
 import shutil
@@ -47,3 +48,17 @@ def make_tiny_checkpoint(directory: Path, tokenizer_dir: Path, seed: int = 0, la
             shutil.copy(tokenizer_dir / name, directory / name)
     write_st_files(directory, pooling, normalize, max_seq_length, legacy_pooling, hidden)
     return bert
+
+
+def tiny_encoder(tokenizer, pooling: str = "mean", normalize: bool = True, seed: int = 0, **config):
+    """A random minilm SentenceEncoder over ``tokenizer`` in eval mode, built right after torch.manual_seed(seed):
+    2 layers, hidden 32, 4 heads, feed-forward 64, 64 positions, unless ``config`` (BertConfig fields) says otherwise."""
+    import torch
+
+    from minilm.encoder import SentenceEncoder
+    from minilm.model import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    settings = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+                "max_position_embeddings": 64, **config}
+    return SentenceEncoder(BertModel(BertConfig(**settings)), tokenizer, pooling, normalize).eval()

@@ -4,9 +4,8 @@ per-batch computation is the same; only the matmul thread count differs)."""
 
 import pytest
 import torch
+from helpers import tiny_encoder
 
-from minilm.encoder import SentenceEncoder
-from minilm.model import BertConfig, BertModel
 from minilm.tokenizer import WordPieceTokenizer
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi".split()
@@ -15,10 +14,7 @@ TEXTS = [" ".join(WORDS[: 1 + (5 * i) % 14]) for i in range(37)]  # 37 ragged te
 
 @pytest.fixture(scope="module")
 def model(minilm_dir):
-    torch.manual_seed(0)
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                        max_position_embeddings=64)
-    return SentenceEncoder(BertModel(config), WordPieceTokenizer.from_dir(minilm_dir, 64), "mean", True)
+    return tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 64))
 
 
 @pytest.mark.parametrize("workers", [2, 3, 8])

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import tiny_encoder
 
 from minilm import losses as L
 from minilm.encoder import SentenceEncoder
 from minilm.grad_cache import cached_loss_backward, embed_columns, loss_backward, split_column
-from minilm.model import BertConfig, BertModel
 
 WORDS = "cats dogs rain sun cars trains food music".split()
 ANCHORS = [f"what about {w}?" for w in WORDS]
@@ -29,10 +29,8 @@ def real_model(minilm_dir):
 @pytest.fixture(scope="module")
 def tiny_model(real_model):
     """Random 2-layer encoder with the real tokenizer: fast enough to run several steps with dropout on."""
-    torch.manual_seed(0)
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+    return tiny_encoder(real_model.tokenizer, num_attention_heads=2, max_position_embeddings=512,
                         hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2)
-    return SentenceEncoder(BertModel(config), real_model.tokenizer, "mean", True)
 
 
 def _step(model, fn):

@@ -6,13 +6,13 @@ gradients 1e-5 (compiled reductions reorder sums); AdamW parameters 1e-6 relativ
 
 import pytest
 import torch
+from helpers import tiny_encoder
 
-from minilm.encoder import SentenceEncoder
 from minilm.kernels.adamw import FusedAdamW
 from minilm.kernels.layer import compile_layers, is_compiled
 from minilm.kernels.mnrl import fused_mnrl_loss
 from minilm.losses import multiple_negatives_ranking_loss
-from minilm.model import BertConfig, BertModel, Packed
+from minilm.model import Packed
 from minilm.optim import AdamW, LinearWarmupSchedule
 from minilm.tokenizer import WordPieceTokenizer
 
@@ -23,15 +23,13 @@ def frames_compiled() -> int:
     return sum(counters["frames"].values())
 
 
-def tiny_encoder(minilm_dir):
-    torch.manual_seed(0)
-    config = BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                        max_position_embeddings=64)
-    return SentenceEncoder(BertModel(config), WordPieceTokenizer.from_dir(minilm_dir, 64), "mean", True).eval()
+def small_encoder(minilm_dir):
+    return tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 64), hidden_size=16, num_attention_heads=2,
+                        intermediate_size=32)
 
 
 def test_compiled_layers_match_eager_forward_and_backward_without_recompiling(minilm_dir):
-    eager, compiled = tiny_encoder(minilm_dir), tiny_encoder(minilm_dir)
+    eager, compiled = small_encoder(minilm_dir), small_encoder(minilm_dir)
     compile_layers(compiled.bert)
     assert all(is_compiled(layer) for layer in compiled.bert.layers)
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints unaffected
@@ -65,7 +63,7 @@ def test_compiled_layers_train_with_dropout_like_eager(minilm_dir):
     texts = ["one sentence", "and another, a bit longer"] * 5
     results = []
     for compiled in (False, True):
-        model = tiny_encoder(minilm_dir).train()
+        model = small_encoder(minilm_dir).train()
         for module in model.modules():
             if hasattr(module, "p"):
                 module.p = 0.5
@@ -85,7 +83,7 @@ def test_compiled_layers_train_with_dropout_like_eager(minilm_dir):
 def test_deepcopy_of_a_compiled_model_runs_its_own_weights(minilm_dir):
     import copy
 
-    model = tiny_encoder(minilm_dir)
+    model = small_encoder(minilm_dir)
     compile_layers(model.bert)
     twin = copy.deepcopy(model)
     assert twin.bert.layers[0].ffn.forward.__self__ is twin.bert.layers[0].ffn

@@ -7,10 +7,11 @@ Tolerances (fp32): embeddings and hidden states 1e-5 max abs; gradients 1e-5 rel
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_encoder
 
 from minilm.data import read_sts
 from minilm.encoder import SentenceEncoder
-from minilm.model import BertConfig, BertModel, Packed, group_lengths, pool, pool_packed
+from minilm.model import Packed, group_lengths, pool, pool_packed
 from minilm.tokenizer import WordPieceTokenizer
 
 TEXTS = [
@@ -25,13 +26,6 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def tokenizer(minilm_dir):
     return WordPieceTokenizer.from_dir(minilm_dir, 64)
-
-
-def tiny_encoder(tokenizer, pooling="mean", normalize=True, seed=0):
-    torch.manual_seed(seed)
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                        max_position_embeddings=64)
-    return SentenceEncoder(BertModel(config), tokenizer, pooling, normalize).eval()
 
 
 def run(model, features, unpadded):
