@@ -133,11 +133,12 @@ class Trainer:
                 loss = loss_backward(self.forward_model, columns, self.loss_fn, c.mini_batch_size or None, **targets)
                 loss = distributed.mean_over_ranks(loss)  # every rank logs and checks the same number
                 grad_norm = clip_grad_norm(params, c.max_grad_norm)  # DDP made the gradients equal on every rank
-                if not (math.isfinite(loss.item()) and math.isfinite(grad_norm.item())):
+                loss_value, norm_value = loss.item(), grad_norm.item()  # one device sync each
+                if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
                     self.optimizer.zero_grad()
                     where = f"; last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
                     raise TrainingDiverged(
-                        f"loss {loss.item()} / gradient norm {grad_norm.item()} at step {self.step + 1} "
+                        f"loss {loss_value} / gradient norm {norm_value} at step {self.step + 1} "
                         f"(epoch {self.epoch}); weights were not updated{where}"
                     )
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -145,10 +146,10 @@ class Trainer:
                 self.schedule.step()
                 self.optimizer.zero_grad()
                 self.step += 1
-                self.write_log({"step": self.step, "epoch": self.epoch, "loss": loss.item(), "lr": lr,
-                                "grad_norm": grad_norm.item()})
+                self.write_log({"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr,
+                                "grad_norm": norm_value})
                 if progress is not None:
-                    progress.update(self.step, loss.item(), lr)
+                    progress.update(self.step, loss_value, lr)
                 if c.eval_steps and self.step % c.eval_steps == 0 and self.step < self.total_steps:
                     self.run_evaluation()
                     self.model.train(c.dropout)
