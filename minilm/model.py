@@ -323,10 +323,9 @@ class BertModel(nn.Module):
         sit in (B, T). Every per-token op skips the padding; equal to ``forward(...)`` at the real positions.
         """
         packed = Packed.from_mask(attention_mask, self.embeddings.word.weight.dtype)
-        B, T = input_ids.shape
-        positions = torch.arange(T, device=input_ids.device).expand(B, T)  # (B, T) column = position, as padded
+        positions = packed.index % input_ids.shape[1]  # (N,) each token's column in (B, T): its position, as padded
         types = None if token_type_ids is None else packed.take(token_type_ids)
-        x = self.embeddings(packed.take(input_ids), types, packed.take(positions))  # (N, H)
+        x = self.embeddings(packed.take(input_ids), types, positions)  # (N, H)
         for layer in self.layers:
             x = layer(x, None, packed)
         return x, packed
