@@ -72,6 +72,9 @@ def cmd_eval(args) -> int:
     from .encoder import SentenceEncoder
     from .run import make_evaluator
 
+    for item in args.roles or []:
+        if "=" not in item or not all(part.strip() for part in item.split("=", 1)):
+            raise ValueError(f"--roles {item!r}: expected ROLE=COLUMN, e.g. anchor=question")
     roles = dict(item.split("=", 1) for item in args.roles) if args.roles else None
     evaluate = make_evaluator(args.task, args.data, args.format, roles, args.batch_size)
     result = evaluate(SentenceEncoder.from_pretrained(args.model))

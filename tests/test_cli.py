@@ -86,3 +86,13 @@ def test_encode_compile_flag_reaches_from_pretrained(monkeypatch, tmp_path, mini
                 "--output", str(tmp_path / "e.npy"), *flags]
         assert main(args) == 0
     assert seen == [False, True]
+
+
+def test_eval_roles_without_equals_is_a_one_line_error(tmp_path, capsys):
+    from minilm.cli import main
+
+    (tmp_path / "d.csv").write_text("q,a\nx,y\n", encoding="utf-8")
+    for bad in ("anchor", "anchor=", "=q"):
+        code = main(["eval", "--data", str(tmp_path / "d.csv"), "--task", "retrieval", "--roles", bad, "positive=a"])
+        assert code == 2
+        assert f"--roles {bad!r}: expected ROLE=COLUMN" in capsys.readouterr().err
