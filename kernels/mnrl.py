@@ -10,14 +10,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from minilm.distances import check_embeddings, cosine_similarity_matrix
-from minilm.losses import check_number
+from minilm.checks import check_embeddings
+from minilm.losses.distances import cosine_similarity_matrix
+from minilm.checks import check_number
 
 
 def _mnrl(anchors: Tensor, candidates: Tensor, scale: Tensor) -> Tensor:
     logits = scale * cosine_similarity_matrix(anchors, candidates)  # (B, B * (1 + k)); row i's target is column i
     # logsumexp - positive, as the reference and sentence-transformers write it: F.cross_entropy rounds differently
-    # near zero loss, which Adam amplifies (minilm/losses.py).
+    # near zero loss, which Adam amplifies (minilm/losses/in_batch.py).
     return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .hub import DEFAULT_MODEL
-from .train import TrainingDiverged
+from .training.trainer import TrainingDiverged
 
 
 def read_lines(source: str) -> list[str]:
@@ -50,8 +50,8 @@ def cmd_similarity(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .recipe import load_recipe, make_quick
-    from .run import run_recipe
+    from .training.recipe import load_recipe, make_quick
+    from .training.run import run_recipe
 
     overrides = args.set + (["train.compile=true"] if args.compile else [])
     recipe = load_recipe(args.recipe, overrides, args.data)  # fully checked before any model loads
@@ -70,7 +70,7 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from .encoder import SentenceEncoder
-    from .run import make_evaluator
+    from .training.run import make_evaluator
 
     for item in args.roles or []:
         if "=" not in item or not all(part.strip() for part in item.split("=", 1)):

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .distances import cosine_similarity_matrix
+from .losses.distances import cosine_similarity_matrix
 from .hub import resolve_model_dir
 from .model import POOLING_MODES, BertConfig, BertModel, pool, pool_packed
 from .tokenizer import WordPieceTokenizer, check_texts

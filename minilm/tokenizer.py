@@ -14,6 +14,8 @@ import torch
 from tokenizers import Tokenizer, normalizers
 from tokenizers.implementations import BertWordPieceTokenizer
 
+from .checks import check_texts
+
 # The files that make up a tokenizer; copied verbatim on save so a round trip changes nothing.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
@@ -67,10 +69,3 @@ class WordPieceTokenizer:
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.pad(self.encode_ids(texts))
 
-
-def check_texts(texts) -> None:
-    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
-        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] is {type(text).__name__}, not str: {text!r:.60}")

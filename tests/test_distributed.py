@@ -26,15 +26,15 @@ import torch.multiprocessing as mp
 from helpers import make_tiny_checkpoint
 from safetensors.torch import load_file
 
-from minilm import distributed
+from minilm.training import distributed
 from minilm.encoder import SentenceEncoder
-from minilm.grad_cache import loss_backward
+from minilm.training.step import loss_backward
 from minilm.losses import cosent_loss
 from minilm.losses import multiple_negatives_ranking_loss as mnrl
-from minilm.recipe import RecipeError, load_recipe
-from minilm.run import run_recipe
-from minilm.samplers import NoDuplicatesBatchSampler, RandomBatchSampler
-from minilm.train import checkpoints
+from minilm.training.recipe import RecipeError, load_recipe
+from minilm.training.run import run_recipe
+from minilm.training.samplers import NoDuplicatesBatchSampler, RandomBatchSampler
+from minilm.training.trainer import checkpoints
 
 WORLD, GLOBAL_BATCH, LOCAL_BATCH, STEPS = 2, 32, 16, 10
 TOPICS = "cats dogs rain sun cars trains food music tea maps".split()
@@ -225,10 +225,11 @@ def test_ten_gathered_steps_give_the_single_process_weights(ranks, single):
 
 FAULTY = """
 import os, sys, time
-from minilm import cli, train
+from minilm import cli
+from minilm.training import trainer
 
 step, how = int(sys.argv[1]), sys.argv[2]
-real, calls = train.clip_grad_norm, [0]
+real, calls = trainer.clip_grad_norm, [0]
 
 def clip(params, max_norm):  # rank 1 dies (or stalls) after the backward of this step
     calls[0] += 1
@@ -238,7 +239,7 @@ def clip(params, max_norm):  # rank 1 dies (or stalls) after the backward of thi
         time.sleep(600)
     return real(params, max_norm)
 
-train.clip_grad_norm = clip
+trainer.clip_grad_norm = clip
 sys.exit(cli.main(sys.argv[3:]))
 """
 

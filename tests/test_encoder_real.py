@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from minilm.data import read_sts
+from minilm.training.data import read_sts
 from minilm.encoder import SentenceEncoder
 
 

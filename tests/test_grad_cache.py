@@ -13,7 +13,8 @@ from helpers import tiny_encoder
 
 from minilm import losses as L
 from minilm.encoder import SentenceEncoder
-from minilm.grad_cache import cached_loss_backward, embed_columns, loss_backward, split_column
+from minilm.training.grad_cache import cached_loss_backward, split_column
+from minilm.training.step import embed_columns, loss_backward
 
 WORDS = "cats dogs rain sun cars trains food music".split()
 ANCHORS = [f"what about {w}?" for w in WORDS]

@@ -13,7 +13,7 @@ from minilm.kernels.layer import compile_layers, is_compiled
 from minilm.kernels.mnrl import fused_mnrl_loss
 from minilm.losses import multiple_negatives_ranking_loss
 from minilm.model import Packed
-from minilm.optim import AdamW, LinearWarmupSchedule
+from minilm.training.optim import AdamW, LinearWarmupSchedule
 from minilm.tokenizer import WordPieceTokenizer
 
 

@@ -331,37 +331,6 @@ def test_bad_input_raises_naming_argument(case):
         call()
 
 
-def test_registry_and_kwargs_check():
-    assert set(L.LOSSES) == set(L.LOSS_INPUTS)
-    assert set(L.LOSS_INPUTS.values()) == {"columns", "labels", "scores"}
-    for name in L.LOSSES:
-        L.check_loss_kwargs(name, {})  # dry run on dummy inputs of the declared kind works for every loss
-    L.check_loss_kwargs("triplet", {"distance": "cosine", "margin": 0.3})
-    L.check_loss_kwargs("mnrl", {"scale": 30, "symmetric": True, "matryoshka_dims": [16, 8]})
-    for name, kwargs, bad in [
-        ("triplet", {"distance": "cosine", "margn": 0.3}, "margn"),
-        ("triplet", {"distance": "cosin"}, "distance"),
-        ("cosent", {"similarity": "dot"}, "similarity"),
-        ("mnrl", {"scale": -1.0}, "scale"),
-        ("batch_hard_triplet", {"labels": [1]}, "labels"),  # data, not a setting
-        ("batch_all_triplet", {"soft_margin": 1}, "soft_margin"),
-        ("mnrl", {"matryoshka_dims": [0]}, "dims"),
-        ("mnrl", {"matryoshka_weights": [1.0]}, "matryoshka_dims"),
-        ("triplet_loss", {}, "triplet_loss"),
-    ]:
-        with pytest.raises(ValueError, match=bad):
-            L.check_loss_kwargs(name, kwargs)
-
-
-def test_make_loss_binds_settings():
-    a, p, n = _x(), _x(), _x()
-    loss = L.make_loss("triplet", {"distance": "cosine", "margin": 0.3})
-    assert loss(a, p, n).item() == pytest.approx(L.triplet_loss(a, p, n, distance="cosine", margin=0.3).item())
-    loss = L.make_loss("mnrl", {"matryoshka_dims": [3, 2]})
-    expected = L.matryoshka(L.multiple_negatives_ranking_loss, (3, 2))(a, p)
-    assert loss(a, p).item() == pytest.approx(expected.item())
-
-
 def test_half_precision_is_computed_in_float32():
     x = torch.randn(6, 4).half()
     out = L.batch_hard_triplet_loss(x, torch.tensor([0, 0, 1, 1, 2, 2]))

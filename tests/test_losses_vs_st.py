@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from minilm import losses as L
+from minilm.training.registry import LOSSES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 st_losses = pytest.importorskip("sentence_transformers.sentence_transformer.losses")
@@ -168,7 +169,7 @@ def test_matryoshka(loss_name):
         inner, n_cols, target = st_losses.BatchHardTripletLoss(stub, margin=0.5), 1, torch.arange(10) % 3
         kwargs = {"margin": 0.5}
     st = st_losses.MatryoshkaLoss(stub, inner, list(dims), list(weights))
-    ours = L.matryoshka(L.LOSSES[loss_name], dims, weights)
+    ours = L.matryoshka(LOSSES[loss_name], dims, weights)
     targets = [] if target is None else [target]
     _compare(lambda e: ours(*e, *targets, **kwargs),
              lambda e: st([{"embedding": x} for x in e], target),

@@ -7,8 +7,7 @@ from itertools import islice
 import pytest
 import torch
 
-from minilm.samplers import (GroupByLabelBatchSampler, NoDuplicatesBatchSampler, ProportionalBatchSampler,
-                             RandomBatchSampler, RoundRobinBatchSampler)
+from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
 
 
 def _dup_columns(n: int = 200, seed: int = 0) -> list[list[str]]:
@@ -29,9 +28,6 @@ def _samplers() -> dict:
         "random": lambda: RandomBatchSampler(103, 8, seed=3),
         "nodup": lambda: NoDuplicatesBatchSampler(_dup_columns(), 16, seed=3),
         "label": lambda: GroupByLabelBatchSampler(_labels(), 8, seed=3),
-        "rr": lambda: RoundRobinBatchSampler([RandomBatchSampler(50, 8, seed=1), RandomBatchSampler(30, 8, seed=2)]),
-        "prop": lambda: ProportionalBatchSampler([RandomBatchSampler(50, 8, seed=1), RandomBatchSampler(30, 8, seed=2),
-                                                  NoDuplicatesBatchSampler(_dup_columns(), 16)], seed=4),
     }
 
 
@@ -113,28 +109,6 @@ def test_group_by_label_pairs_every_label():
     assert list(GroupByLabelBatchSampler([f"L{x}" for x in labels], 8)) == list(GroupByLabelBatchSampler(labels, 8))
 
 
-def test_round_robin_alternates_until_smallest_runs_out():
-    a, b = RandomBatchSampler(50, 8, seed=1), RandomBatchSampler(30, 8, seed=2)  # 7 and 4 batches
-    s = RoundRobinBatchSampler([a, b])
-    out = list(s)
-    assert len(out) == len(s) == 8
-    assert [d for d, _ in out] == [0, 1] * 4
-    assert [x for d, x in out if d == 0] == a.batches()[:4] and [x for d, x in out if d == 1] == b.batches()
-
-
-def test_proportional_uses_every_batch_in_proportion():
-    subs = [RandomBatchSampler(50, 8, seed=1), RandomBatchSampler(30, 8, seed=2), RandomBatchSampler(200, 8, seed=3)]
-    s = ProportionalBatchSampler(subs, seed=0)
-    out = list(s)
-    assert len(out) == len(s) == 7 + 4 + 25
-    assert Counter(d for d, _ in out) == {0: 7, 1: 4, 2: 25}
-    for d, sub in enumerate(subs):
-        assert [x for k, x in out if k == d] == sub.batches()  # each dataset's batches in its own order
-    assert [d for d, _ in out] != sorted(d for d, _ in out)  # interleaved, not one dataset after another
-    s.set_epoch(1)
-    assert [d for d, _ in s] != [d for d, _ in out]  # a different mix each epoch
-
-
 @pytest.mark.parametrize("kind", list(_samplers()))
 def test_same_seed_same_order_and_epochs_differ(kind):
     make = _samplers()[kind]
@@ -177,7 +151,5 @@ def test_bad_arguments():
         GroupByLabelBatchSampler([0, 0, 1, 1], 6 - 1)
     with pytest.raises(ValueError, match="at least 2 distinct labels"):
         GroupByLabelBatchSampler([0, 0, 0, 1], 4)
-    with pytest.raises(TypeError, match="samplers"):
-        RoundRobinBatchSampler([])
     with pytest.raises(ValueError, match="epoch"):
         RandomBatchSampler(10, 4).set_epoch(-1)

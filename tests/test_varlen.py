@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import tiny_encoder
 
-from minilm.data import read_sts
+from minilm.training.data import read_sts
 from minilm.encoder import SentenceEncoder
 from minilm.model import Packed, group_lengths, pool, pool_packed
 from minilm.tokenizer import WordPieceTokenizer

@@ -86,11 +86,11 @@ class AdamW:
                 bias_correction2_sqrt = (1 - beta2**t) ** 0.5
                 info = torch.finfo(p.dtype)
                 tiny = info.tiny
-                # sqrt(0) is ~6x slower than sqrt(x > 0) on this CPU (MKL), and the second moment of every word
-                # embedding row a batch never saw is exactly 0. Clamping v to the smallest normal number first gives
-                # the same bits whenever sqrt(tiny) / bias_correction2_sqrt is below half an ulp of eps (it then
-                # vanishes when eps is added, as 0 does); half an ulp of eps exceeds eps * info.eps / 4. For
-                # float32 that holds for any eps above ~1e-10. Otherwise: plain sqrt.
+                # sqrt(0) is far slower than sqrt(x > 0) on CPU (MKL; benchmarks/README.md), and the second
+                # moment of every word embedding row a batch never saw is exactly 0. Clamping v to the smallest
+                # normal number first gives the same bits whenever sqrt(tiny) / bias_correction2_sqrt is below half
+                # an ulp of eps (it then vanishes when eps is added, as 0 does); half an ulp of eps exceeds
+                # eps * info.eps / 4. For float32 that holds for any eps above ~1e-10. Otherwise: plain sqrt.
                 clamp = math.sqrt(tiny) / bias_correction2_sqrt < self.eps * info.eps / 4
                 for p_, g, m, v in self._chunks(p, p.grad, st["exp_avg"], st["exp_avg_sq"]):
                     # Same op order and scalar arithmetic as torch's _single_tensor_adam, so rounding is identical.
@@ -118,8 +118,7 @@ class AdamW:
 
         Updating a whole 46 MB word-embedding table pass by pass streams it through memory seven times and
         allocates a fresh 46 MB temporary (page faults) every step; chunks make each pass hit the cache. Every op
-        is elementwise, so the result is bit-identical to whole-tensor updates. Measured on all-MiniLM-L6-v2
-        (22.7M parameters, 2 CPU cores): 77 ms -> 38 ms per step.
+        is elementwise, so the result is bit-identical to whole-tensor updates (the gain: benchmarks/README.md).
         """
         if tensors[0].device.type != "cpu" or not all(t.is_contiguous() for t in tensors):
             yield tensors  # accelerators stream memory fast enough; chunks would only add kernel launches

@@ -12,8 +12,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .losses import LOSS_INPUTS, check_loss_kwargs
-from .train_config import train_schema
+from minilm.evaluation import TASKS
+from minilm.losses.inputs import KINDS, Needs
+from minilm.training.config import train_schema
+from minilm.training.registry import check_loss_kwargs, loss_needs
 
 REQUIRED = object()
 
@@ -30,7 +32,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "min_score": (float, 4.0),  # format "sts" with a pair loss: pairs scoring at least this are positives
         "sampler": (str, "auto"),  # "auto", "random", "no_duplicates" or "group_by_label"
     },
-    "loss": {"name": (str, REQUIRED)},  # plus the loss's own settings, checked against its signature
+    "loss": {"name": (str, REQUIRED)},  # registry name or import path; plus the loss's own settings
     "train": train_schema(REQUIRED),  # from minilm.train_config.TrainConfig: one place for keys and defaults
     "eval": {
         "task": (str, REQUIRED),  # "triplet", "similarity" or "retrieval"
@@ -46,7 +48,6 @@ SCHEMA: dict[str, dict[str, tuple]] = {
 OPTIONAL_SECTIONS = {"eval"}
 SAMPLERS = ("auto", "random", "no_duplicates", "group_by_label")
 FORMATS = ("auto", "sts")
-EVAL_KINDS = {"triplet": "columns", "similarity": "scores", "retrieval": "columns"}
 
 
 class RecipeError(ValueError):
@@ -65,8 +66,9 @@ class Recipe:
     eval: dict | None
 
     @property
-    def loss_kind(self) -> str:
-        return LOSS_INPUTS[self.loss["name"]]
+    def loss_needs(self) -> Needs:
+        """What rows the loss declares it needs (``@minilm.losses.needs``)."""
+        return loss_needs(self.loss["name"], self.path.parent)
 
     def loss_settings(self) -> dict:
         return {k: v for k, v in self.loss.items() if k != "name"}
@@ -165,7 +167,7 @@ def validate(raw: dict, path: Path) -> Recipe:
     loss_raw = dict(sections["loss"])
     loss_head = _check_section({"name": loss_raw.pop("name")} if "name" in loss_raw else {}, "loss", path)
     try:
-        check_loss_kwargs(loss_head["name"], loss_raw)
+        check_loss_kwargs(loss_head["name"], loss_raw, base_dir=path.parent)
     except ValueError as e:
         raise RecipeError(f"{path}: [loss] {e}") from None
     loss = {"name": loss_head["name"], **loss_raw}
@@ -199,25 +201,51 @@ def _check_values(r: Recipe) -> None:
         raise RecipeError(f"{where}: [train] needs lr > 0, max_grad_norm > 0, weight_decay >= 0, 0 <= warmup_ratio <= 1")
     if t["warmup_steps"] and t["warmup_ratio"]:
         raise RecipeError(f"{where}: [train] give warmup_steps or warmup_ratio, not both")
-    if t["mini_batch_size"] and r.loss_kind != "columns":
+    declared = r.loss_needs
+    if t["mini_batch_size"] and declared.kind != "columns":
         raise RecipeError(f"{where}: [train] mini_batch_size (gradient cache) needs an in-batch loss, not {r.loss['name']}")
     d = r.data
     if d["sampler"] not in SAMPLERS:
         raise RecipeError(f"{where}: [data] sampler must be one of {SAMPLERS}, got {d['sampler']!r}")
-    if d["sampler"] == "group_by_label" and r.loss_kind != "labels":
+    if d["sampler"] == "group_by_label" and declared.kind != "labels":
         raise RecipeError(f"{where}: [data] sampler group_by_label needs a labelled loss, not {r.loss['name']}")
     if d["format"] not in FORMATS:
         raise RecipeError(f"{where}: [data] format must be one of {FORMATS}, got {d['format']!r}")
     d["train"] = _check_path(where, d["train"], "[data] train")
     _check_columns(where, "data", d)
+    _check_roles(where, "data", d, declared, f"loss {r.loss['name']!r}")
     if r.eval is not None:
         e = r.eval
-        if e["task"] not in EVAL_KINDS:
-            raise RecipeError(f"{where}: [eval] task must be one of {sorted(EVAL_KINDS)}, got {e['task']!r}")
+        if e["task"] not in TASKS:
+            raise RecipeError(f"{where}: [eval] task must be one of {sorted(TASKS)}, got {e['task']!r}")
         if e["format"] not in FORMATS:
             raise RecipeError(f"{where}: [eval] format must be one of {FORMATS}, got {e['format']!r}")
         e["data"] = _check_path(where, e["data"], "[eval] data")
         _check_columns(where, "eval", e)
+        _check_roles(where, "eval", e, TASKS[e["task"]], f"task {e['task']!r}")
+
+
+def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str) -> None:
+    """The roles a section maps must give what ``user`` (a loss or an evaluation task) declares it needs."""
+    if d["format"] == "sts":
+        if declared.kind == "labels":
+            raise RecipeError(f"{where}: [{section}] an STS file gives pairs or scores, but {user} needs labels")
+        if not declared.accepts(2):
+            raise RecipeError(f"{where}: [{section}] an STS file gives 2 text columns, but {user} needs "
+                              f"{declared.describe()}")
+        return
+    required, optional = KINDS[declared.kind]
+    missing = [role for role in required if role not in d["roles"]]
+    unknown = [role for role in d["roles"] if role not in required + optional]
+    if missing or unknown:
+        raise RecipeError(f"{where}: [{section}] roles {sorted(d['roles'])} do not fit {user}, which needs "
+                          f"{declared.describe()}; missing {missing}, unknown {unknown}")
+    if declared.kind == "columns":
+        negatives = d["roles"].get("negative", [])
+        n = 2 + (1 if isinstance(negatives, str) else len(negatives))
+        if not declared.accepts(n):
+            raise RecipeError(f"{where}: [{section}] roles give {n} text columns, but {user} needs "
+                              f"{declared.describe()}")
 
 
 def _check_columns(where: Path, section: str, d: dict) -> None:

@@ -8,9 +8,9 @@ from helpers import make_tiny_checkpoint
 from safetensors.torch import load_file
 
 from minilm.encoder import SentenceEncoder
-from minilm.recipe import load_recipe
-from minilm.run import run_recipe
-from minilm.train import TrainingDiverged, checkpoints
+from minilm.training.recipe import load_recipe
+from minilm.training.run import run_recipe
+from minilm.training.trainer import TrainingDiverged, checkpoints
 
 RECIPE = """
 name = "tiny"
@@ -68,19 +68,19 @@ def test_same_recipe_twice_gives_identical_weights(recipe_path, tmp_path, tiny_b
 def test_interrupted_run_resumed_gives_identical_weights(recipe_path, tmp_path, monkeypatch):
     run_recipe(load_recipe(recipe_path), tmp_path / "straight", log=lambda _: None)
 
-    from minilm import train
+    from minilm.training import trainer
 
-    original = train.Trainer.write_log
+    original = trainer.Trainer.write_log
 
     def die_after_step_5(self, record):
         original(self, record)
         if record.get("step") == 5 and "loss" in record:
             raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(train.Trainer, "write_log", die_after_step_5)
+    monkeypatch.setattr(trainer.Trainer, "write_log", die_after_step_5)
     with pytest.raises(KeyboardInterrupt):
         run_recipe(load_recipe(recipe_path), tmp_path / "resumed", log=lambda _: None)
-    monkeypatch.setattr(train.Trainer, "write_log", original)
+    monkeypatch.setattr(trainer.Trainer, "write_log", original)
     assert [p.name for p in checkpoints(tmp_path / "resumed")] == ["step-0000002", "step-0000004"]
     run_recipe(load_recipe(recipe_path), tmp_path / "resumed", resume=True, log=lambda _: None)
     assert_identical(final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed"))
@@ -97,12 +97,12 @@ def test_checkpoints_are_kept_and_loadable(recipe_path, tmp_path):
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(recipe_path, tmp_path, monkeypatch):
-    from minilm import run
+    from minilm.training import run
 
     real = run.make_loss
 
-    def poisoned(name, kwargs):
-        loss = real(name, kwargs)
+    def poisoned(*args, **kwargs):
+        loss = real(*args, **kwargs)
         calls = {"n": 0}
 
         def wrapped(*args, **kw):
@@ -140,12 +140,17 @@ def test_compile_setting_trains_like_eager(recipe_path, tmp_path):
     """train.compile: compiled layers, compiled AdamW step and fused MNRL give the eager run's weights (dropout off;
     float32 rounding of the fused kernels only); MNRL in another form keeps the reference loss."""
     from minilm.kernels.mnrl import fused_mnrl_loss
-    from minilm.run import make_train_loss
+    from minilm.training.compiled import compiled_training
+    from minilm.training.registry import make_loss
 
+    class Model:  # what compiled_training needs of a model
+        def compile_kernels(self):
+            pass
+
+    assert compiled_training(Model(), make_loss("mnrl", {"scale": 10.0}))[0].func is fused_mnrl_loss
+    symmetric, _ = compiled_training(Model(), make_loss("mnrl", {"symmetric": True}))
+    assert getattr(symmetric, "func", None) is not fused_mnrl_loss  # not the fused kernel's form
     base = ["train.dropout=false", "train.save_steps=0", "train.max_steps=3"]
-    assert make_train_loss(load_recipe(recipe_path, base + ["train.compile=true"])).func is fused_mnrl_loss
-    symmetric = load_recipe(recipe_path, base + ["train.compile=true", "loss.symmetric=true"])
-    assert getattr(make_train_loss(symmetric), "func", None) is not fused_mnrl_loss  # not the fused kernel's form
     run_recipe(load_recipe(recipe_path, base), tmp_path / "eager", log=lambda _: None)
     run_recipe(load_recipe(recipe_path, base + ["train.compile=true"]), tmp_path / "compiled", log=lambda _: None)
     a, b = final_weights(tmp_path / "eager"), final_weights(tmp_path / "compiled")

@@ -1,6 +1,6 @@
 """The trainer's settings: one dataclass, also the source of the recipe ``[train]`` table (keys, types, defaults).
 
-Kept apart from train.py so that checking a recipe does not import the trainer.
+Kept apart from trainer.py so that checking a recipe does not import the trainer.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  # how many step checkpoints to keep (the newest)
     gather_across_devices: bool = False  # under torchrun: the loss sees every rank's rows (docs/distributed.md)
     distributed_timeout_s: float = 1800.0  # under torchrun: a rank waiting this long for the others fails the job
-    compile: bool = False  # torch.compile the layers, AdamW step and MNRL (minilm.kernels); did not pay on 2 CPU cores
+    compile: bool = False  # torch.compile the layers, AdamW step and MNRL (minilm.kernels); see benchmarks/README.md
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

@@ -10,8 +10,7 @@ from collections.abc import Hashable, Iterator, Sequence
 
 import torch
 
-__all__ = ["RandomBatchSampler", "NoDuplicatesBatchSampler", "GroupByLabelBatchSampler",
-           "RoundRobinBatchSampler", "ProportionalBatchSampler"]
+__all__ = ["RandomBatchSampler", "NoDuplicatesBatchSampler", "GroupByLabelBatchSampler"]
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -163,49 +162,3 @@ class GroupByLabelBatchSampler(_Resumable):
         if batches and len(batches[-1]) < 4:
             batches.pop()  # a lone pair would be a batch with a single label
         return batches
-
-
-class _MultiDataset(_Resumable):
-    """Batches from several datasets' samplers; yields (dataset_index, batch of that dataset's row indices)."""
-
-    def __init__(self, samplers: Sequence[_Resumable], seed: int = 0):
-        if not samplers or not all(isinstance(s, _Resumable) for s in samplers):
-            raise TypeError("samplers must be a non-empty list of minilm samplers")
-        super().__init__(seed)
-        self.samplers = list(samplers)
-
-    def per_dataset(self) -> list[list[list[int]]]:
-        return [s.batches(self.epoch) for s in self.samplers]
-
-    def set_epoch(self, epoch: int) -> None:
-        super().set_epoch(epoch)
-        for s in self.samplers:
-            s.set_epoch(epoch)
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        for s in self.samplers:
-            s.epoch = self.epoch
-
-
-class RoundRobinBatchSampler(_MultiDataset):
-    """One batch from each dataset in turn (0, 1, ..., k-1, 0, 1, ...) until the one with fewest batches runs out."""
-
-    def _build(self, generator: torch.Generator) -> list[tuple[int, list[int]]]:
-        per = self.per_dataset()
-        return [(d, per[d][i]) for i in range(min(map(len, per))) for d in range(len(per))]
-
-
-class ProportionalBatchSampler(_MultiDataset):
-    """Every batch of every dataset once, datasets interleaved at random in proportion to their batch counts."""
-
-    def _build(self, generator: torch.Generator) -> list[tuple[int, list[int]]]:
-        per = self.per_dataset()
-        slots = [d for d, batches in enumerate(per) for _ in batches]  # dataset d appears len(per[d]) times
-        taken = [0] * len(per)
-        out = []
-        for i in _randperm(len(slots), generator):
-            d = slots[i]
-            out.append((d, per[d][taken[d]]))
-            taken[d] += 1
-        return out

@@ -3,7 +3,7 @@
 Same seed, same data -> bit-identical weights on CPU; a run resumed from a checkpoint continues exactly as the
 uninterrupted run would have (model, optimiser, schedule, sampler position and RNG state are all saved).
 Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
-(see minilm/distributed.py and docs/distributed.md).
+(see minilm/training/distributed.py and docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from . import distributed
-from .grad_cache import loss_backward
-from .optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
-from .train_config import TrainConfig
+from minilm.training import distributed
+from minilm.training.compiled import compiled_training
+from minilm.training.config import TrainConfig
+from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
+from minilm.training.step import loss_backward
 
 STATE_NAME = "trainer_state.pt"
 
@@ -87,20 +88,17 @@ class Trainer:
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0  # the one process that logs, evaluates and writes files
         self.forward_model = model  # what the loss step calls: the model, or DDP around it
+        optimizer_class = AdamW
+        if config.compile:  # before any wrapping: the fused loss is chosen by what the loss function is
+            self.loss_fn, optimizer_class = compiled_training(model, loss_fn)
         if self.world_size > 1:
             distributed.check_batch_size(config.batch_size, self.world_size)
             self.sampler = distributed.ShardedBatchSampler(sampler, self.rank, self.world_size)
             self.forward_model = distributed.wrap(model)
             if config.gather_across_devices:
-                self.loss_fn = distributed.gather_loss(loss_fn)
+                self.loss_fn = distributed.gather_loss(self.loss_fn)
         torch.manual_seed(config.seed + self.rank)  # dropout draws, distinct per rank; the sampler has its own seed
         self.total_steps = config.max_steps or sum(len(self.sampler.batches(e)) for e in range(config.epochs))
-        optimizer_class = AdamW
-        if config.compile:  # compiled layers and AdamW step (minilm.kernels); the caller may also fuse the loss
-            from minilm.kernels.adamw import FusedAdamW
-
-            model.compile_kernels()
-            optimizer_class = FusedAdamW
         self.optimizer = optimizer_class(param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.999),
                                          eps=1e-8, weight_decay=config.weight_decay)
         self.schedule = LinearWarmupSchedule(self.optimizer, self.total_steps, config.warmup_steps,
@@ -109,62 +107,86 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict] = []  # evaluation results, in order
         self.last_checkpoint: Path | None = None
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.device = next(model.parameters()).device  # labels and scores go where the embeddings are
+        self.progress: Progress | None = None
 
-    # ------------------------------------------------------------------------------------------- the loop
+    # ------------------------------------------------------------------------------------------- the loop: named steps
 
     def train(self) -> list[dict]:
-        c = self.config
+        """Train to ``total_steps``: evaluate first (unless resuming), then take a batch, step, log, maybe evaluate,
+        maybe save, until done; evaluate and save the final model last."""
         if self.step == 0:
             self.run_evaluation()
-        progress = Progress(self.total_steps) if self.is_main else None
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        device = next(self.model.parameters()).device  # labels and scores go where the embeddings are
+        self.progress = Progress(self.total_steps) if self.is_main else None
+        for rows in self.batches():
+            record = self.train_step(rows)
+            self.log_step(record)
+            self.maybe_evaluate()
+            self.maybe_save()
+        self.finish()
+        return self.history
+
+    def batches(self) -> Iterator[list[int]]:
+        """The sampler's batches from the current position, epoch after epoch, until ``total_steps``."""
         resuming_mid_epoch = self.step > 0
         while self.step < self.total_steps:
             if not resuming_mid_epoch:
                 self.sampler.set_epoch(self.epoch)
             resuming_mid_epoch = False
-            self.model.train(c.dropout)
             if not self.sampler.batches(self.epoch):
                 raise ValueError(f"the batch sampler yields no batch in epoch {self.epoch}: too few rows for batch_size?")
+            self.model.train(self.config.dropout)
             for rows in self.sampler:
-                columns, targets = self.data.batch(rows)
-                targets = {k: v.to(device) for k, v in targets.items()}
-                loss = loss_backward(self.forward_model, columns, self.loss_fn, c.mini_batch_size or None, **targets)
-                loss = distributed.mean_over_ranks(loss)  # every rank logs and checks the same number
-                grad_norm = clip_grad_norm(params, c.max_grad_norm)  # DDP made the gradients equal on every rank
-                loss_value, norm_value = loss.item(), grad_norm.item()  # one device sync each
-                if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-                    self.optimizer.zero_grad()
-                    where = f"; last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
-                    raise TrainingDiverged(
-                        f"loss {loss_value} / gradient norm {norm_value} at step {self.step + 1} "
-                        f"(epoch {self.epoch}); weights were not updated{where}"
-                    )
-                lr = self.optimizer.param_groups[0]["lr"]
-                self.optimizer.step()
-                self.schedule.step()
-                self.optimizer.zero_grad()
-                self.step += 1
-                self.write_log({"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr,
-                                "grad_norm": norm_value})
-                if progress is not None:
-                    progress.update(self.step, loss_value, lr)
-                if c.eval_steps and self.step % c.eval_steps == 0 and self.step < self.total_steps:
-                    self.run_evaluation()
-                    self.model.train(c.dropout)
-                if c.save_steps and self.step % c.save_steps == 0 and self.step < self.total_steps:
-                    self.save_checkpoint()
+                yield rows
                 if self.step >= self.total_steps:
-                    break
-            else:
-                self.epoch += 1
+                    return
+            self.epoch += 1
+
+    def train_step(self, rows: list[int]) -> dict:
+        """Loss, backward, clip, AdamW and schedule for one batch; the log record of the step."""
+        columns, targets = self.data.batch(rows)
+        targets = {k: v.to(self.device) for k, v in targets.items()}
+        loss = loss_backward(self.forward_model, columns, self.loss_fn, self.config.mini_batch_size or None, **targets)
+        loss = distributed.mean_over_ranks(loss)  # every rank logs and checks the same number
+        grad_norm = clip_grad_norm(self.params, self.config.max_grad_norm)  # DDP made the gradients equal on every rank
+        loss_value, norm_value = loss.item(), grad_norm.item()  # one device sync each
+        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+            self.optimizer.zero_grad()
+            where = f"; last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
+            raise TrainingDiverged(
+                f"loss {loss_value} / gradient norm {norm_value} at step {self.step + 1} "
+                f"(epoch {self.epoch}); weights were not updated{where}"
+            )
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad()
+        self.step += 1
+        return {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
+
+    def log_step(self, record: dict) -> None:
+        self.write_log(record)
+        if self.progress is not None:
+            self.progress.update(record["step"], record["loss"], record["lr"])
+
+    def maybe_evaluate(self) -> None:
+        every = self.config.eval_steps
+        if every and self.step % every == 0 and self.step < self.total_steps:
+            self.run_evaluation()
+            self.model.train(self.config.dropout)
+
+    def maybe_save(self) -> None:
+        every = self.config.save_steps
+        if every and self.step % every == 0 and self.step < self.total_steps:
+            self.save_checkpoint()
+
+    def finish(self) -> None:
         self.model.eval()
         self.run_evaluation()
         if self.output_dir is not None and self.is_main:
             self.model.save(self.output_dir / "final")
             self.say(f"saved the fine-tuned model to {self.output_dir / 'final'}")
-        return self.history
 
     def run_evaluation(self) -> None:
         if self.evaluate is None or not self.is_main:  # the other ranks wait for it at their next collective

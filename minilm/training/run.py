@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 
-from . import distributed
-from .data import read_rows, read_sts, to_roles
-from .evaluate import evaluate_retrieval, evaluate_similarity, evaluate_triplets
-from .losses import make_loss
-from .recipe import EVAL_KINDS, Recipe
-from .samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
-from .train import TrainConfig, TrainData, Trainer, checkpoints
-
-TARGET_NAMES = {"columns": None, "labels": "labels", "scores": "scores"}
+from minilm.evaluation import TASKS, evaluate_retrieval, evaluate_similarity, evaluate_triplets
+from minilm.training import distributed
+from minilm.training.data import read_rows, read_sts, to_roles
+from minilm.training.recipe import Recipe
+from minilm.training.registry import make_loss
+from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
+from minilm.training.trainer import TrainConfig, TrainData, Trainer, checkpoints
 
 
 def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4.0, header: bool = True,
@@ -32,21 +29,20 @@ def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4
 
 
 def load_train_data(recipe: Recipe) -> TrainData:
-    d, kind = recipe.data, recipe.loss_kind
-    got = read_roles(d["train"], d["format"], d["roles"], kind, d["min_score"], d["header"], d["columns"])
-    if kind == "columns":
+    d, declared = recipe.data, recipe.loss_needs
+    got = read_roles(d["train"], d["format"], d["roles"], declared.kind, d["min_score"], d["header"], d["columns"])
+    if declared.target is None:
         return TrainData(columns=got)
     *columns, targets = got
-    columns = [columns[0]] if kind == "labels" else columns
-    return TrainData(columns=list(columns), targets=list(targets), target_name=TARGET_NAMES[kind])
+    return TrainData(columns=list(columns), targets=list(targets), target_name=declared.target)
 
 
 def make_sampler(recipe: Recipe, data: TrainData):
     name, batch_size, seed = recipe.data["sampler"], recipe.train["batch_size"], recipe.train["seed"]
     if name == "auto":  # in-batch negatives must not meet their own text; batch-hard needs label pairs
-        name = {"labels": "group_by_label"}.get(recipe.loss_kind, "random")
-        if recipe.loss["name"] == "mnrl":
-            name = "no_duplicates"
+        declared = recipe.loss_needs
+        name = "no_duplicates" if declared.in_batch_negatives else "group_by_label" if declared.kind == "labels" \
+            else "random"
     if name == "group_by_label":
         return GroupByLabelBatchSampler(data.targets, batch_size, seed=seed)
     if name == "no_duplicates":
@@ -57,10 +53,10 @@ def make_sampler(recipe: Recipe, data: TrainData):
 def make_evaluator(task: str, path: str, fmt: str = "auto", roles: dict | None = None, batch_size: int = 32,
                    limit: int = 0, header: bool = True, columns: list | None = None) -> Callable:
     """A function model -> metrics dict for ``task`` on the file at ``path``."""
-    if task not in EVAL_KINDS:
-        raise ValueError(f"task must be one of {sorted(EVAL_KINDS)}, got {task!r}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
     roles = roles or default_roles(task)
-    got = read_roles(path, fmt, roles, EVAL_KINDS[task], header=header, columns=columns)
+    got = read_roles(path, fmt, roles, TASKS[task].kind, header=header, columns=columns)
     if limit:
         got = [column[:limit] for column in got]
     if task == "triplet":
@@ -100,26 +96,13 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, resume: bool = False, log
             distributed.shutdown()
 
 
-def make_train_loss(recipe: Recipe):
-    """The recipe's loss; with ``[train] compile`` and MNRL in the fused kernel's form (cosine, one direction, no
-    matryoshka), the compiled kernel minilm.kernels.mnrl instead."""
-    name, settings = recipe.loss["name"], recipe.loss_settings()
-    loss = make_loss(name, settings)  # checks the settings either way
-    others = {k: v for k, v in settings.items() if k != "scale"}
-    if recipe.train["compile"] and name == "mnrl" and others.items() <= {"similarity": "cosine", "symmetric": False}.items():
-        from minilm.kernels.mnrl import fused_mnrl_loss
-
-        return functools.partial(fused_mnrl_loss, scale=settings.get("scale", 20.0))
-    return loss
-
-
 def _run(recipe: Recipe, output_dir: Path, resume: bool, log) -> list[dict]:
-    from .encoder import SentenceEncoder
+    from minilm.encoder import SentenceEncoder
 
     distributed.check_batch_size(recipe.train["batch_size"], distributed.world_size())  # before anything loads
     data = load_train_data(recipe)  # data and evaluator are read before the model: bad rows fail fast
     sampler = make_sampler(recipe, data)
-    loss_fn = make_train_loss(recipe)
+    loss_fn = make_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent)
     evaluate = None
     if recipe.eval is not None:
         e = recipe.eval

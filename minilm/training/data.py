@@ -11,13 +11,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from minilm.losses.inputs import KINDS
+
 __all__ = ["Dataset", "read_rows", "to_roles", "read_sts"]
 
-ROLES = {  # kind -> (required roles, optional roles)
-    "columns": (("anchor", "positive"), ("negative",)),  # triplets and in-batch negatives
-    "labels": (("text", "label"), ()),  # batch-hard and other label-mining losses
-    "scores": (("a", "b", "score"), ()),  # CoSENT / cosine-similarity regression
-}
 _INT = re.compile(r"[+-]?\d+")
 
 
@@ -203,9 +200,9 @@ def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str):
     kind "labels":  roles text, label -> (texts, int labels)
     kind "scores":  roles a, b, score -> (texts_a, texts_b, float scores)
     """
-    if kind not in ROLES:
-        raise ValueError(f"kind must be one of {list(ROLES)}, got {kind!r}")
-    required, optional = ROLES[kind]
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    required, optional = KINDS[kind]
     unknown = [r for r in roles if r not in required + optional]
     missing = [r for r in required if r not in roles]
     if unknown or missing:

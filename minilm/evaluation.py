@@ -14,45 +14,23 @@ Definitions that matter for exact agreement:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from .distances import cosine_similarity, cosine_similarity_matrix
+from .checks import as_float_matrix, check_nonempty_texts, check_same_shape
+from .losses.distances import cosine_similarity, cosine_similarity_matrix
+from .losses.inputs import Needs
+
+# What rows each evaluation task reads, in the losses' terms, so recipes check [eval] roles the same way.
+TASKS: dict[str, Needs] = {
+    "triplet": Needs("columns", 3),  # (anchor, positive, negative)
+    "similarity": Needs("scores", 2),  # (a, b, gold score)
+    "retrieval": Needs("columns", 2),  # (query, relevant document)
+}
 
 Array = np.ndarray | torch.Tensor
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _as_float_tensor(x: Array | Sequence, name: str) -> torch.Tensor:
-    """2-D floating tensor; half precisions go to float32 so near scores do not collapse into ties."""
-    t = torch.as_tensor(x).detach()  # metrics never need autograd
-    if not torch.is_floating_point(t):
-        raise TypeError(f"{name} must hold floating-point embeddings, got dtype {t.dtype}")
-    if t.dim() != 2:
-        raise ValueError(f"{name} must be 2-D (N, D), got shape {tuple(t.shape)}")
-    if t.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
-    if torch.finfo(t.dtype).bits < 32:
-        t = t.float()
-    return t
-
-
-def _check_same_shape(ref: torch.Tensor, ref_name: str, other: torch.Tensor, name: str) -> None:
-    if other.shape != ref.shape:
-        raise ValueError(f"{name} has shape {tuple(other.shape)} but {ref_name} has shape {tuple(ref.shape)}")
-
-
-def _check_texts(texts: Sequence[str], name: str, n: int | None = None, ref_name: str = "") -> None:
-    if isinstance(texts, str):
-        raise TypeError(f"{name} must be a sequence of strings, not a single string")
-    if len(texts) == 0:
-        raise ValueError(f"{name} is empty")
-    if n is not None and len(texts) != n:
-        raise ValueError(f"{name} has {len(texts)} items but {ref_name} has {n}")
 
 
 # ----------------------------------------------------------------------------- triplets
@@ -60,11 +38,11 @@ def _check_texts(texts: Sequence[str], name: str, n: int | None = None, ref_name
 
 def triplet_accuracy(anchor_emb: Array, pos_emb: Array, neg_emb: Array) -> float:
     """Fraction of triplets with cos(anchor, positive) strictly greater than cos(anchor, negative)."""
-    a = _as_float_tensor(anchor_emb, "anchor_emb")  # (N, D)
-    p = _as_float_tensor(pos_emb, "pos_emb")
-    n = _as_float_tensor(neg_emb, "neg_emb")
-    _check_same_shape(a, "anchor_emb", p, "pos_emb")
-    _check_same_shape(a, "anchor_emb", n, "neg_emb")
+    a = as_float_matrix(anchor_emb, "anchor_emb")  # (N, D)
+    p = as_float_matrix(pos_emb, "pos_emb")
+    n = as_float_matrix(neg_emb, "neg_emb")
+    check_same_shape(a, "anchor_emb", p, "pos_emb")
+    check_same_shape(a, "anchor_emb", n, "neg_emb")
     correct = cosine_similarity(a, p) > cosine_similarity(a, n)  # (N,) ties fail
     return correct.sum().item() / correct.numel()
 
@@ -112,9 +90,9 @@ def spearman_correlation(x: Array | Sequence[float], y: Array | Sequence[float])
 
 def similarity_correlations(emb1: Array, emb2: Array, gold: Array | Sequence[float]) -> dict[str, float]:
     """Pearson and Spearman between cos(emb1[i], emb2[i]) and the gold scores."""
-    e1 = _as_float_tensor(emb1, "emb1")  # (N, D)
-    e2 = _as_float_tensor(emb2, "emb2")
-    _check_same_shape(e1, "emb1", e2, "emb2")
+    e1 = as_float_matrix(emb1, "emb1")  # (N, D)
+    e2 = as_float_matrix(emb2, "emb2")
+    check_same_shape(e1, "emb1", e2, "emb2")
     gold = np.asarray(gold, dtype=np.float64)
     if gold.shape != (e1.shape[0],):
         raise ValueError(f"gold must have shape ({e1.shape[0]},) to match emb1, got {gold.shape}")
@@ -154,8 +132,8 @@ def retrieval_metrics(
     tie_rank[j] orders corpus rows with equal scores (lower first); default is row order. ST breaks ties by
     ascending corpus id, which `evaluate_retrieval` turns into this rank.
     """
-    q_emb = _as_float_tensor(query_emb, "query_emb")  # (Q, D)
-    c_emb = _as_float_tensor(corpus_emb, "corpus_emb")  # (N, D)
+    q_emb = as_float_matrix(query_emb, "query_emb")  # (Q, D)
+    c_emb = as_float_matrix(corpus_emb, "corpus_emb")  # (N, D)
     if q_emb.shape[1] != c_emb.shape[1]:
         raise ValueError(f"query_emb has dim {q_emb.shape[1]} but corpus_emb has dim {c_emb.shape[1]}")
     if isinstance(relevant, (Mapping, set, str)) or len(relevant) != q_emb.shape[0]:
@@ -220,9 +198,9 @@ def evaluate_triplets(
     model, anchors: Sequence[str], positives: Sequence[str], negatives: Sequence[str], batch_size: int = 32
 ) -> dict[str, float]:
     """{"cosine_accuracy": ...} of `model` on (anchor, positive, negative) texts."""
-    _check_texts(anchors, "anchors")
-    _check_texts(positives, "positives", len(anchors), "anchors")
-    _check_texts(negatives, "negatives", len(anchors), "anchors")
+    check_nonempty_texts(anchors, "anchors")
+    check_nonempty_texts(positives, "positives", len(anchors), "anchors")
+    check_nonempty_texts(negatives, "negatives", len(anchors), "anchors")
     texts = (anchors, positives, negatives)
     a, p, n = (model.encode(list(t), batch_size=batch_size, convert_to="numpy") for t in texts)
     return {"cosine_accuracy": triplet_accuracy(a, p, n)}
@@ -232,8 +210,8 @@ def evaluate_similarity(
     model, sentences1: Sequence[str], sentences2: Sequence[str], scores: Sequence[float], batch_size: int = 32
 ) -> dict[str, float]:
     """{"pearson", "spearman"} between the model's cosine of each pair and the gold scores."""
-    _check_texts(sentences1, "sentences1")
-    _check_texts(sentences2, "sentences2", len(sentences1), "sentences1")
+    check_nonempty_texts(sentences1, "sentences1")
+    check_nonempty_texts(sentences2, "sentences2", len(sentences1), "sentences1")
     if len(scores) != len(sentences1):
         raise ValueError(f"scores has {len(scores)} items but sentences1 has {len(sentences1)}")
     e1 = model.encode(list(sentences1), batch_size=batch_size, convert_to="numpy")
@@ -275,10 +253,3 @@ def evaluate_retrieval(
     c_emb = model.encode([corpus[c] for c in corpus_ids], batch_size=batch_size, convert_to="torch")
     rel_rows = [{row_of[cid] for cid in relevant[q]} for q in query_ids]
     return retrieval_metrics(q_emb, c_emb, rel_rows, tie_rank=tie_rank)
-
-
-EVALUATORS: dict[str, Callable[..., dict[str, float]]] = {
-    "triplet": evaluate_triplets,
-    "similarity": evaluate_similarity,
-    "retrieval": evaluate_retrieval,
-}

@@ -1,0 +1,22 @@
+"""The loss library: distances (how far apart), miners (which triplets), losses (how to penalise). Maths only.
+
+A loss is a plain function of embedding tensors (B, D), then per-row targets if it needs them, then settings with
+defaults, and it declares what rows it needs with ``@needs`` (``inputs.py``). How a recipe names a loss, and
+which losses it can name, is the trainer's business: ``minilm/training/registry.py``.
+"""
+
+from minilm.losses.in_batch import multiple_negatives_ranking_loss
+from minilm.losses.inputs import KINDS, Needs, needs, needs_of
+from minilm.losses.matryoshka import matryoshka
+from minilm.losses.scored import cosent_loss
+from minilm.losses.triplet import (
+    batch_all_triplet_loss,
+    batch_hard_triplet_loss,
+    batch_semi_hard_triplet_loss,
+    triplet_loss,
+)
+
+__all__ = [
+    "KINDS", "Needs", "needs", "needs_of", "triplet_loss", "batch_hard_triplet_loss", "batch_semi_hard_triplet_loss",
+    "batch_all_triplet_loss", "multiple_negatives_ranking_loss", "cosent_loss", "matryoshka",
+]

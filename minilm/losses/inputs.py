@@ -1,0 +1,90 @@
+"""What a loss needs from the data, declared on the loss itself: the one table everything else derives from.
+
+A loss is a function of embeddings (plus per-row targets). What rows it needs is declared next to it::
+
+    @needs("columns", columns=3)                                   # (anchor, positive, negative) triplets
+    def triplet_loss(anchor, positive, negative, margin=5.0): ...
+
+Data reading (which roles a file must map), recipe validation (before any model loads), the sampler choice (in-batch
+negatives must not meet their own text; labels need pairs per class) and the evaluation tasks all read this
+declaration, never a loss's name. A loss defined in a user's own file declares itself the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# kind -> (required roles, optional roles): which columns of a data file a row of that kind is made of.
+KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "columns": (("anchor", "positive"), ("negative",)),  # texts only: pairs, triplets, (anchor, positive, *negatives)
+    "labels": (("text", "label"), ()),  # one text and an integer class label per row
+    "scores": (("a", "b", "score"), ()),  # two texts and a real-valued similarity score per row
+}
+# The loss's keyword for the per-row targets of each kind.
+TARGETS: dict[str, str | None] = {"columns": None, "labels": "labels", "scores": "scores"}
+
+
+@dataclass(frozen=True)
+class Needs:
+    """The rows a loss (or an evaluation task) consumes."""
+
+    kind: str  # "columns", "labels" or "scores" (see KINDS)
+    columns: int  # text columns per row: 1 for labels, 2 for scores, >= 2 for columns
+    more_columns: bool = False  # any number of further text columns (hard negatives) is accepted
+    in_batch_negatives: bool = False  # other rows of the batch serve as negatives: a batch must not repeat a text
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {self.kind!r}")
+        fixed = {"labels": 1, "scores": 2}.get(self.kind)
+        if fixed is not None and (self.columns != fixed or self.more_columns):
+            raise ValueError(f"kind {self.kind!r} has exactly {fixed} text column(s), got columns={self.columns}")
+        if self.kind == "columns" and self.columns < 2:
+            raise ValueError(f"kind 'columns' needs at least 2 text columns (anchor, positive), got {self.columns}")
+
+    @property
+    def target(self) -> str | None:
+        return TARGETS[self.kind]
+
+    def accepts(self, n_columns: int) -> bool:
+        return n_columns == self.columns or (self.more_columns and n_columns > self.columns)
+
+    def describe(self) -> str:
+        if self.kind == "labels":
+            return "one text column and a label (roles text, label)"
+        if self.kind == "scores":
+            return "two text columns and a score (roles a, b, score)"
+        names = ["anchor", "positive"] + ["negative"] * (self.columns - 2)
+        return f"{self.columns}{' or more' if self.more_columns else ''} text columns ({', '.join(names)}" + (
+            ", negative..." if self.more_columns else "") + ")"
+
+
+def needs(kind: str, columns: int | None = None, more_columns: bool = False, in_batch_negatives: bool = False):
+    """Decorator: declare what rows a loss needs (``columns`` defaults to 1 for labels, 2 otherwise)."""
+    declared = Needs(kind, columns if columns is not None else {"labels": 1}.get(kind, 2), more_columns,
+                     in_batch_negatives)
+
+    def mark(loss: Callable) -> Callable:
+        loss.needs = declared
+        return loss
+
+    return mark
+
+
+def needs_of(loss: Callable) -> Needs:
+    """The declaration of ``loss`` (also through functools.partial and wrappers that keep ``__wrapped__``)."""
+    seen = loss
+    while True:
+        declared = getattr(seen, "needs", None)
+        if isinstance(declared, Needs):
+            return declared
+        if isinstance(seen, functools.partial):
+            seen = seen.func
+        elif hasattr(seen, "__wrapped__"):
+            seen = seen.__wrapped__
+        else:
+            name = getattr(loss, "__qualname__", type(loss).__name__)
+            raise TypeError(f"loss {name} does not declare its inputs: decorate it with "
+                            f"@minilm.losses.needs(kind, columns=...) (see docs/adding-a-loss.md)")

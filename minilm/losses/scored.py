@@ -1,0 +1,30 @@
+"""Losses on pairs with a real-valued gold similarity score."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from minilm.checks import check_embeddings, check_number, check_targets
+from minilm.losses.distances import cosine_similarity
+from minilm.losses.inputs import needs
+
+
+@needs("scores")
+def cosent_loss(embeddings_a: Tensor, embeddings_b: Tensor, scores: Tensor, scale: float = 20.0) -> Tensor:
+    """CoSENT (Su 2022): log(1 + sum over pairs with scores[i] < scores[j] of exp(s_i - s_j)), s = scale * cos(a, b).
+
+    Every pair whose cosines are ranked against the gold scores is penalised. Ties in scores form no pair.
+    """
+    a, b = check_embeddings(embeddings_a=embeddings_a, embeddings_b=embeddings_b)
+    scores = check_targets(scores, a.shape[0], "scores", "scores")
+    s = check_number(scale, "scale", positive=True) * cosine_similarity(a, b)  # (B,)
+    scores, order = scores.sort()
+    s = s[order]
+    # Instead of the (B, B) pair matrix: for each i, log sum_{j: scores_j > scores_i} exp(-s_j) is a suffix
+    # log-sum-exp over the sorted batch, starting after i's tie group.
+    suffix = torch.logcumsumexp(-s.flip(0), dim=0).flip(0)  # (B,) suffix[k] = log sum_{j >= k} exp(-s_j)
+    suffix = torch.cat([suffix, s.new_full((1,), -torch.inf)])  # (B + 1,) empty suffix
+    higher = torch.searchsorted(scores, scores, right=True)  # (B,) first index with a strictly higher score
+    per_anchor = s + suffix[higher]  # (B,) log sum_j exp(s_i - s_j)
+    return torch.logsumexp(torch.cat([s.new_zeros(1), per_anchor]), dim=0)  # the 0 is the "1 +"

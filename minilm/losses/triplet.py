@@ -1,0 +1,92 @@
+"""Triplet losses: triplets given as three columns, and triplets mined inside a labelled batch.
+
+Layers: ``distances.py`` (how far apart) -> ``miners.py`` (which triplets) -> here (how to penalise). Values and
+gradients match sentence-transformers 6.2 (tests/test_losses_vs_st.py).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from minilm.checks import check_embeddings, check_flag, check_number, check_targets, lookup
+from minilm.losses import miners
+from minilm.losses.distances import DISTANCE_MATRICES, PAIRWISE_DISTANCES
+from minilm.losses.inputs import needs
+
+
+def _hinge(x: Tensor, margin: float, soft_margin: bool) -> Tensor:
+    """relu(x + margin), or softplus(x) (no margin) for the soft-margin variants. x = d(a, p) - d(a, n)."""
+    return F.softplus(x) if soft_margin else F.relu(x + margin)
+
+
+@needs("columns", columns=3)
+def triplet_loss(
+    anchor: Tensor, positive: Tensor, negative: Tensor, distance: str = "euclidean", margin: float = 5.0
+) -> Tensor:
+    """mean_i relu(d(a_i, p_i) - d(a_i, n_i) + margin); distance "euclidean", "cosine" (1 - cos) or "manhattan".
+
+    Uses true (non-negative) distances, as sentence-transformers 6.x does. Beware: sentence-transformers 5.0-5.1
+    negated the euclidean and manhattan distances here, so runs trained with those versions optimised the opposite
+    objective (pulling negatives closer) and their numbers are not comparable with ours.
+    """
+    anchor, positive, negative = check_embeddings(anchor=anchor, positive=positive, negative=negative)
+    dist = lookup(PAIRWISE_DISTANCES, distance, "distance")
+    margin = check_number(margin, "margin")
+    return F.relu(dist(anchor, positive) - dist(anchor, negative) + margin).mean()
+
+
+def _labelled(
+    embeddings: Tensor, labels: Tensor, distance: str, margin: float, soft_margin: bool
+) -> tuple[Tensor, Tensor, float]:
+    """Shared front of the batch triplet losses: check inputs, return (distance matrix (B, B), labels (B,), margin)."""
+    check_flag(soft_margin, "soft_margin")
+    (embeddings,) = check_embeddings(embeddings=embeddings)
+    labels = check_targets(labels, embeddings.shape[0], "labels", "labels")
+    to_matrix = lookup(DISTANCE_MATRICES, distance, "distance")
+    return to_matrix(embeddings), labels, check_number(margin, "margin")
+
+
+@needs("labels")
+def batch_hard_triplet_loss(
+    embeddings: Tensor, labels: Tensor, margin: float = 5.0, distance: str = "euclidean", soft_margin: bool = False
+) -> Tensor:
+    """mean over anchors of hinge(hardest d(a, p) - hardest d(a, n)) (Hermans et al. 2017).
+
+    Anchors without a positive use d(a, p) = 0; anchors without a negative use the miner's fallback (see
+    ``miners.hardest_negative``); a batch of one gives ``margin``. soft_margin=True uses softplus and ignores margin
+    (sentence-transformers' BatchHardSoftMarginTripletLoss).
+    """
+    dist, labels, margin = _labelled(embeddings, labels, distance, margin, soft_margin)
+    gap = miners.hardest_positive(dist, labels) - miners.hardest_negative(dist, labels)  # (B,)
+    return _hinge(gap, margin, soft_margin).mean()
+
+
+@needs("labels")
+def batch_semi_hard_triplet_loss(
+    embeddings: Tensor, labels: Tensor, margin: float = 5.0, distance: str = "euclidean", soft_margin: bool = False
+) -> Tensor:
+    """Mean over all (anchor, positive) pairs of hinge(d(a, p) - d(a, n_semi)) (FaceNet, Schroff et al. 2015).
+
+    n_semi is ``miners.semi_hard_negative``. No positive pairs in the batch gives 0. soft_margin=True (softplus, no
+    margin) has no sentence-transformers counterpart.
+    """
+    dist, labels, margin = _labelled(embeddings, labels, distance, margin, soft_margin)
+    pairs = miners.positive_mask(labels)  # (B, B)
+    per_pair = _hinge(dist - miners.semi_hard_negative(dist, labels), margin, soft_margin) * pairs  # (B, B)
+    return per_pair.sum() / pairs.sum().clamp_min(1)
+
+
+@needs("labels")
+def batch_all_triplet_loss(
+    embeddings: Tensor, labels: Tensor, margin: float = 5.0, distance: str = "euclidean", soft_margin: bool = False
+) -> Tensor:
+    """hinge(d(a, p) - d(a, n)) averaged over the valid triplets whose loss is > 1e-16 (easy triplets do not dilute).
+
+    No such triplet gives 0. soft_margin=True (softplus, no margin) has no sentence-transformers counterpart.
+    """
+    dist, labels, margin = _labelled(embeddings, labels, distance, margin, soft_margin)
+    a, p = miners.positive_mask(labels).nonzero(as_tuple=True)  # (P,) each: only real pairs, not a (B, B, B) cube
+    gap = dist[a, p][:, None] - dist[a]  # (P, B): column n is d(a, p) - d(a, n)
+    per_triplet = _hinge(gap, margin, soft_margin) * (labels[a][:, None] != labels[None, :])  # keep n negative
+    return per_triplet.sum() / (per_triplet > 1e-16).sum().clamp_min(1)

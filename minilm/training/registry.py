@@ -1,0 +1,131 @@
+"""How a recipe names a loss: a registry name (``mnrl``) or an import path to the user's own loss.
+
+``name = "mnrl"``: a loss of minilm's library. ``name = "my_losses:masked_mnrl"``: attribute ``masked_mnrl`` of
+importable module ``my_losses``. ``name = "losses/mine.py:masked_mnrl"``: that file, relative to the recipe's
+folder. Either way the loss declares its inputs with ``@minilm.losses.needs``; everything about data and sampling
+follows from that declaration, not from the name.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from minilm import losses
+from minilm.losses.inputs import Needs, needs_of
+
+LOSSES: dict[str, Callable[..., Tensor]] = {
+    "triplet": losses.triplet_loss,
+    "batch_hard_triplet": losses.batch_hard_triplet_loss,
+    "batch_semi_hard_triplet": losses.batch_semi_hard_triplet_loss,
+    "batch_all_triplet": losses.batch_all_triplet_loss,
+    "mnrl": losses.multiple_negatives_ranking_loss,
+    "cosent": losses.cosent_loss,
+}
+
+MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
+
+
+def resolve_loss(name: str, base_dir: str | Path | None = None) -> Callable[..., Tensor]:
+    """The loss function ``name`` refers to: a registry name, ``module:attribute`` or ``file.py:attribute``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a loss name must be a non-empty string, got {name!r}")
+    if name in LOSSES:
+        return LOSSES[name]
+    if ":" not in name:
+        raise ValueError(f"unknown loss name {name!r}; known: {sorted(LOSSES)}, or an import path "
+                         f"'module:function' / 'file.py:function'")
+    where, _, attribute = name.rpartition(":")
+    if where.endswith(".py"):
+        path = Path(where) if base_dir is None else Path(base_dir) / where
+        if not path.is_file():
+            raise ValueError(f"loss {name!r}: file {path.resolve()} not found")
+        module_name = f"minilm_user_loss_{abs(hash(str(path.resolve())))}"
+        module = sys.modules.get(module_name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
+            try:
+                spec.loader.exec_module(module)
+            except Exception as e:
+                del sys.modules[module_name]
+                raise ValueError(f"loss {name!r}: importing {path} failed: {type(e).__name__}: {e}") from e
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as e:
+            raise ValueError(f"loss {name!r}: cannot import module {where!r} ({e})") from None
+    loss = getattr(module, attribute, None)
+    if not callable(loss):
+        raise ValueError(f"loss {name!r}: {where} has no function {attribute!r}")
+    try:
+        needs_of(loss)
+    except TypeError as e:
+        raise ValueError(f"loss {name!r}: {e}") from None
+    return loss
+
+
+def loss_needs(name: str, base_dir: str | Path | None = None) -> Needs:
+    return needs_of(resolve_loss(name, base_dir))
+
+
+def settable(loss: Callable) -> list[str]:
+    """The loss's keyword settings: parameters with defaults."""
+    params = inspect.signature(loss).parameters.values()
+    return [p.name for p in params if p.default is not p.empty and p.kind is not p.VAR_KEYWORD]
+
+
+def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None = None) -> Callable[..., Tensor]:
+    """The loss a recipe's ``[loss]`` table describes, settings bound; matryoshka_dims/_weights wrap it."""
+    kwargs = dict(kwargs or {})
+    check_loss_kwargs(name, kwargs, dry_run=False, base_dir=base_dir)
+    dims, weights = (kwargs.pop(k, None) for k in MATRYOSHKA_KEYS)
+    if weights is not None and dims is None:
+        raise ValueError("matryoshka_weights is set but matryoshka_dims is not")
+    loss = functools.partial(resolve_loss(name, base_dir), **kwargs)
+    return loss if dims is None else losses.matryoshka(loss, dims, weights)
+
+
+def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: str | Path | None = None) -> None:
+    """Validate a loss name and its keyword settings before any model loads; ValueError names the bad key.
+
+    Keys are checked against the loss's signature; with dry_run the values are checked by running the loss once on a
+    tiny random batch, so a bad distance name or a negative scale fails here, with the loss's own message.
+    """
+    loss = resolve_loss(name, base_dir)
+    valid = settable(loss)
+    for key in kwargs:
+        if key not in valid and key not in MATRYOSHKA_KEYS:
+            raise ValueError(f"loss {name!r} has no setting {key!r}; valid: {valid + list(MATRYOSHKA_KEYS)}")
+    if not dry_run:
+        return
+    dims = kwargs.get("matryoshka_dims")
+    width = max(dims) if isinstance(dims, (list, tuple)) and dims and all(isinstance(d, int) for d in dims) else 8
+    width = min(width, 8192)  # a dry run, not an allocation test
+    try:
+        bound = make_loss(name, kwargs, base_dir)
+        args, targets = dummy_inputs(needs_of(loss), width)
+        bound(*args, **targets)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"loss {name!r}: {e}") from e
+
+
+def dummy_inputs(declared: Needs, width: int, rows: int = 4) -> tuple[list[Tensor], dict[str, Tensor]]:
+    """Embeddings and targets of the declared kind for a small batch: one (rows, width) tensor per text column."""
+    gen = torch.Generator().manual_seed(0)
+    embeddings = list(torch.randn(declared.columns, rows, width, generator=gen).unbind(0))
+    targets = {}
+    if declared.kind == "labels":
+        targets["labels"] = torch.arange(rows) // 2  # pairs of labels: every anchor has a positive and a negative
+    elif declared.kind == "scores":
+        targets["scores"] = torch.linspace(0.0, 1.0, rows)
+    return embeddings, targets

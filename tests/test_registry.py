@@ -1,0 +1,95 @@
+"""minilm.training.registry: naming a loss in a recipe (registry name or import path), its declared inputs, and
+the settings check that runs before any model loads."""
+
+import pytest
+import torch
+
+from minilm import losses as L
+from minilm.losses.inputs import Needs, needs, needs_of
+from minilm.training.registry import LOSSES, check_loss_kwargs, make_loss, resolve_loss
+
+
+def _x(n=4, d=3):
+    return torch.randn(n, d, dtype=torch.float64)
+
+
+def test_every_registered_loss_declares_its_inputs():
+    kinds = {name: needs_of(loss).kind for name, loss in LOSSES.items()}
+    assert set(kinds.values()) == {"columns", "labels", "scores"}
+    assert needs_of(LOSSES["mnrl"]) == Needs("columns", 2, more_columns=True, in_batch_negatives=True)
+    assert needs_of(LOSSES["triplet"]) == Needs("columns", 3)
+    for name in LOSSES:
+        check_loss_kwargs(name, {})  # dry run on dummy inputs of the declared kind works for every loss
+
+
+def test_kwargs_check_names_the_bad_key():
+    check_loss_kwargs("triplet", {"distance": "cosine", "margin": 0.3})
+    check_loss_kwargs("mnrl", {"scale": 30, "symmetric": True, "matryoshka_dims": [16, 8]})
+    for name, kwargs, bad in [
+        ("triplet", {"distance": "cosine", "margn": 0.3}, "margn"),
+        ("triplet", {"distance": "cosin"}, "distance"),
+        ("cosent", {"similarity": "dot"}, "similarity"),
+        ("mnrl", {"scale": -1.0}, "scale"),
+        ("batch_hard_triplet", {"labels": [1]}, "labels"),  # data, not a setting
+        ("batch_all_triplet", {"soft_margin": 1}, "soft_margin"),
+        ("mnrl", {"matryoshka_dims": [0]}, "dims"),
+        ("mnrl", {"matryoshka_weights": [1.0]}, "matryoshka_dims"),
+        ("triplet_loss", {}, "triplet_loss"),
+    ]:
+        with pytest.raises(ValueError, match=bad):
+            check_loss_kwargs(name, kwargs)
+
+
+def test_make_loss_binds_settings():
+    a, p, n = _x(), _x(), _x()
+    loss = make_loss("triplet", {"distance": "cosine", "margin": 0.3})
+    assert loss(a, p, n).item() == pytest.approx(L.triplet_loss(a, p, n, distance="cosine", margin=0.3).item())
+    loss = make_loss("mnrl", {"matryoshka_dims": [3, 2]})
+    expected = L.matryoshka(L.multiple_negatives_ranking_loss, (3, 2))(a, p)
+    assert loss(a, p).item() == pytest.approx(expected.item())
+    assert needs_of(loss) == needs_of(L.multiple_negatives_ranking_loss)  # declarations survive the wrappers
+
+
+USER_LOSS = '''
+from minilm.losses import needs, multiple_negatives_ranking_loss
+
+@needs("columns", columns=2, in_batch_negatives=True)
+def hotter_mnrl(anchors, positives, temperature: float = 0.1):
+    return multiple_negatives_ranking_loss(anchors, positives, scale=1.0 / temperature)
+
+def undeclared(anchors, positives):
+    return (anchors - positives).pow(2).mean()
+'''
+
+
+def test_a_loss_from_a_file_or_a_module(tmp_path, monkeypatch):
+    (tmp_path / "user_losses.py").write_text(USER_LOSS, encoding="utf-8")
+    by_file = resolve_loss("user_losses.py:hotter_mnrl", base_dir=tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    by_module = resolve_loss("user_losses:hotter_mnrl")
+    assert needs_of(by_file) == needs_of(by_module) == Needs("columns", 2, in_batch_negatives=True)
+    a, p = _x(), _x()
+    loss = make_loss("user_losses.py:hotter_mnrl", {"temperature": 0.05}, base_dir=tmp_path)
+    assert loss(a, p).item() == pytest.approx(L.multiple_negatives_ranking_loss(a, p, scale=20.0).item())
+
+
+@pytest.mark.parametrize("name, message", [
+    ("user_losses.py:undeclared", "does not declare its inputs"),
+    ("user_losses.py:missing", "has no function 'missing'"),
+    ("nowhere.py:f", "nowhere.py not found"),
+    ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
+    ("mrnl", "unknown loss name 'mrnl'"),
+])
+def test_bad_loss_names_are_refused_by_name(tmp_path, name, message):
+    (tmp_path / "user_losses.py").write_text(USER_LOSS, encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        resolve_loss(name, base_dir=tmp_path)
+
+
+def test_declarations_are_checked():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        needs("pairs")
+    with pytest.raises(ValueError, match="exactly 1 text column"):
+        Needs("labels", 2)
+    with pytest.raises(ValueError, match="at least 2 text columns"):
+        Needs("columns", 1)
