@@ -74,3 +74,12 @@ def test_kernels_import_from_a_bare_checkout():
             "spec = importlib.util.find_spec('minilm.kernels.mnrl'); print(spec.origin)")
     out = subprocess.run([sys.executable, "-S", "-c", code, str(REPO)], capture_output=True, text=True, check=True)
     assert Path(out.stdout.strip()) == REPO / "kernels" / "mnrl.py"
+
+
+def test_every_package_is_installed():
+    """A non-editable install ships only the packages pyproject lists: each folder of minilm/ must be there."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(REPO).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert folders | {"minilm.kernels"} == listed
