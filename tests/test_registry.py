@@ -93,3 +93,51 @@ def test_declarations_are_checked():
         Needs("labels", 2)
     with pytest.raises(ValueError, match="at least 2 text columns"):
         Needs("columns", 1)
+
+
+MODULE_LOSS = '''
+import torch
+from torch import nn
+from minilm.losses import multiple_negatives_ranking_loss, needs
+
+@needs("columns", columns=2, in_batch_negatives=True)
+class LearnedScale(nn.Module):
+    def __init__(self, embedding_dim: int, init_scale: float = 20.0):
+        super().__init__()
+        self.width = embedding_dim
+        self.log_scale = nn.Parameter(torch.tensor(float(init_scale)).log())
+
+    def forward(self, anchors, positives):  # plumbing only: the scale is not trained through here
+        scale = self.log_scale.exp()
+        return multiple_negatives_ranking_loss(anchors, positives, scale=float(scale)), {"scale": scale}
+'''
+
+
+def test_a_loss_class_is_built_with_its_settings_and_the_run_context(tmp_path):
+    (tmp_path / "module_loss.py").write_text(MODULE_LOSS, encoding="utf-8")
+    check_loss_kwargs("module_loss.py:LearnedScale", {"init_scale": 10.0}, base_dir=tmp_path)  # dry run works
+    with pytest.raises(ValueError, match="no setting 'embedding_dim'"):  # context, not a setting
+        check_loss_kwargs("module_loss.py:LearnedScale", {"embedding_dim": 3}, base_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"needs \['embedding_dim'\] from the run"):
+        make_loss("module_loss.py:LearnedScale", {}, base_dir=tmp_path)
+    loss = make_loss("module_loss.py:LearnedScale", {"init_scale": 10.0}, base_dir=tmp_path,
+                     context={"embedding_dim": 3, "num_labels": 0})
+    assert isinstance(loss, torch.nn.Module) and loss.width == 3
+    value, stats = loss(_x(), _x())
+    assert stats["scale"].item() == pytest.approx(10.0)
+
+
+def test_split_output_and_matryoshka_pass_statistics_through():
+    from minilm.losses.inputs import split_output
+
+    def reporting(a, b):
+        return (a - b).pow(2).mean(), {"gap": torch.tensor(0.5), "count": 3}
+
+    assert split_output(torch.tensor(1.0)) == (torch.tensor(1.0), {})
+    loss, stats = split_output(L.matryoshka(reporting, (3, 2))(_x(), _x()))
+    assert loss.ndim == 0 and stats == {"gap": 0.5, "count": 3.0}
+    assert split_output((torch.tensor(1.0), {"bad": float("nan")}))[1] == {"bad": None}
+    for bad, message in [((torch.tensor(1.0), 2.0), "or \\(loss, dict"), (torch.ones(2), "0-d tensor"),
+                         ((torch.tensor(1.0), {"s": "x"}), "statistic 's' must be a number")]:
+        with pytest.raises(TypeError, match=message):
+            split_output(bad)

@@ -1,6 +1,7 @@
 """What a loss needs from the data, declared on the loss itself: the one table everything else derives from.
 
-A loss is a function of embeddings (plus per-row targets). What rows it needs is declared next to it::
+A loss is a function of embeddings (plus per-row targets), or an ``nn.Module`` class when it has parameters (a
+learnable temperature, a classifier head, class proxies). What rows it needs is declared next to it::
 
     @needs("columns", columns=3)                                   # (anchor, positive, negative) triplets
     def triplet_loss(anchor, positive, negative, margin=5.0): ...
@@ -13,8 +14,11 @@ declaration, never a loss's name. A loss defined in a user's own file declares i
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from torch import Tensor
 
 # kind -> (required roles, optional roles): which columns of a data file a row of that kind is made of.
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -88,3 +92,35 @@ def needs_of(loss: Callable) -> Needs:
             name = getattr(loss, "__qualname__", type(loss).__name__)
             raise TypeError(f"loss {name} does not declare its inputs: decorate it with "
                             f"@minilm.losses.needs(kind, columns=...) (see docs/adding-a-loss.md)")
+
+
+# Names a loss class's __init__ may take to learn about the run; the trainer fills them, a recipe cannot set them.
+CONTEXT = {
+    "embedding_dim": "width of the model's sentence embeddings",
+    "num_labels": "number of distinct labels in the training data (labels kind)",
+}
+
+
+def split_output(output) -> tuple[Tensor, dict[str, float]]:
+    """A loss's result as (loss, statistics).
+
+    A loss returns a 0-d tensor, or ``(loss, stats)`` with ``stats`` a dict of name -> number (or 0-d tensor) that it
+    reports: the fraction of active triplets, masked negatives, the temperature. Statistics are detached here.
+    """
+    if isinstance(output, tuple):
+        if len(output) != 2 or not isinstance(output[1], dict):
+            raise TypeError("a loss returns a 0-d tensor or (loss, dict of statistics), "
+                            f"got a tuple of {len(output)} items")
+        loss, raw = output
+    else:
+        loss, raw = output, {}
+    if not isinstance(loss, Tensor) or loss.ndim != 0:
+        raise TypeError(f"a loss must return a 0-d tensor, got {type(loss).__name__}"
+                        + (f" of shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else ""))
+    stats = {}
+    for name, value in raw.items():
+        number = float(value.detach()) if isinstance(value, Tensor) else value
+        if not isinstance(name, str) or isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise TypeError(f"loss statistic {name!r} must be a number, got {type(value).__name__}")
+        stats[name] = float(number) if math.isfinite(number) else None  # JSON has no NaN: None, and logs say so
+    return loss, stats

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from minilm.checks import check_number
+from minilm.losses.inputs import split_output
 
 
 def matryoshka(
@@ -18,6 +19,7 @@ def matryoshka(
 ) -> Callable[..., Tensor]:
     """Wrap a loss so it is summed over prefixes of the embedding (Kusupati et al. 2022):
     sum_k weights[k] * loss_fn(normalize(x[:, :dims[k]]) for every embedding argument x).
+    Statistics the loss reports are those of the first (widest) prefix.
 
     Embedding arguments are the 2-D tensors (labels and scores are 1-D and pass through). Same signature as loss_fn.
     """
@@ -38,14 +40,15 @@ def matryoshka(
         width = min((x.shape[1] for x in [*args, *kwargs.values()] if is_embedding(x)), default=0)
         if max(dims) > width:
             raise ValueError(f"dims {dims} exceed the embedding dimension {width}")
-        total = 0.0
+        total, reported = 0.0, {}
         for dim, weight in zip(dims, weights):
 
             def shrink(x):
                 return F.normalize(x[:, :dim], dim=-1) if is_embedding(x) else x
 
-            loss = loss_fn(*map(shrink, args), **{k: shrink(v) for k, v in kwargs.items()})
+            loss, stats = split_output(loss_fn(*map(shrink, args), **{k: shrink(v) for k, v in kwargs.items()}))
             total = total + weight * loss
-        return total
+            reported = reported or stats  # the full-width (first) loss's statistics
+        return (total, reported) if reported else total
 
     return wrapped

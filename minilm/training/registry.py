@@ -19,8 +19,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from torch import nn
+
 from minilm import losses
-from minilm.losses.inputs import Needs, needs_of
+from minilm.losses.inputs import CONTEXT, Needs, needs_of, split_output
 
 LOSSES: dict[str, Callable[..., Tensor]] = {
     "triplet": losses.triplet_loss,
@@ -78,20 +80,40 @@ def loss_needs(name: str, base_dir: str | Path | None = None) -> Needs:
     return needs_of(resolve_loss(name, base_dir))
 
 
+def is_module_loss(loss) -> bool:
+    """A loss with parameters: an nn.Module class, built once per run."""
+    return isinstance(loss, type) and issubclass(loss, nn.Module)
+
+
 def settable(loss: Callable) -> list[str]:
-    """The loss's keyword settings: parameters with defaults."""
+    """The loss's keyword settings: parameters with defaults (for a class, of __init__, less the CONTEXT names)."""
     params = inspect.signature(loss).parameters.values()
-    return [p.name for p in params if p.default is not p.empty and p.kind is not p.VAR_KEYWORD]
+    return [p.name for p in params
+            if p.default is not p.empty and p.kind is not p.VAR_KEYWORD and p.name not in CONTEXT]
 
 
-def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None = None) -> Callable[..., Tensor]:
-    """The loss a recipe's ``[loss]`` table describes, settings bound; matryoshka_dims/_weights wrap it."""
+def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None = None,
+              context: dict | None = None) -> Callable[..., Tensor]:
+    """The loss a recipe's ``[loss]`` table describes, settings bound; matryoshka_dims/_weights wrap it.
+
+    A loss class is instantiated with the settings plus the ``context`` values its __init__ asks for (CONTEXT
+    names: embedding_dim, num_labels); the result is the module, whose parameters the trainer optimises.
+    """
     kwargs = dict(kwargs or {})
     check_loss_kwargs(name, kwargs, dry_run=False, base_dir=base_dir)
     dims, weights = (kwargs.pop(k, None) for k in MATRYOSHKA_KEYS)
     if weights is not None and dims is None:
         raise ValueError("matryoshka_weights is set but matryoshka_dims is not")
-    loss = functools.partial(resolve_loss(name, base_dir), **kwargs)
+    found = resolve_loss(name, base_dir)
+    if is_module_loss(found):
+        wanted = inspect.signature(found).parameters
+        given = {k: v for k, v in (context or {}).items() if k in wanted}
+        missing = [k for k in CONTEXT if k in wanted and k not in given and wanted[k].default is wanted[k].empty]
+        if missing:
+            raise ValueError(f"loss {name!r} needs {missing} from the run ({', '.join(CONTEXT[k] for k in missing)})")
+        loss = found(**kwargs, **given)
+    else:
+        loss = functools.partial(found, **kwargs)
     return loss if dims is None else losses.matryoshka(loss, dims, weights)
 
 
@@ -112,9 +134,9 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
     width = max(dims) if isinstance(dims, (list, tuple)) and dims and all(isinstance(d, int) for d in dims) else 8
     width = min(width, 8192)  # a dry run, not an allocation test
     try:
-        bound = make_loss(name, kwargs, base_dir)
+        bound = make_loss(name, kwargs, base_dir, context={"embedding_dim": width, "num_labels": 2})
         args, targets = dummy_inputs(needs_of(loss), width)
-        bound(*args, **targets)
+        split_output(bound(*args, **targets))
     except (TypeError, ValueError) as e:
         raise ValueError(f"loss {name!r}: {e}") from e
 
