@@ -23,7 +23,7 @@ from .distances import cosine_similarity_matrix
 from .hub import resolve_model_dir
 from .model import POOLING_MODES, BertConfig, BertModel, pool, pool_packed
 from .tokenizer import WordPieceTokenizer, check_texts
-from .weights import CheckpointError, load_weights, save_weights
+from .weights import CheckpointError, config_to_dict, load_weights, read_config, save_weights
 
 PRECISIONS = ("float32", "int8")
 # Linears that precision="int8" leaves in fp32. One tensor-wide activation scale fits the feed-forward down
@@ -119,7 +119,7 @@ class SentenceEncoder(nn.Module):
         directory = resolve_model_dir(name_or_path)
         if not (directory / "config.json").is_file():
             raise CheckpointError(f"{directory} has no config.json; it is not a BERT checkpoint")
-        config = BertConfig.from_json(directory / "config.json")
+        config = read_config(directory / "config.json")
         pooling, normalize = read_modules(directory)
         st_config_path = directory / "sentence_bert_config.json"
         st_config = read_json(st_config_path) if st_config_path.is_file() else {}
@@ -331,7 +331,7 @@ class SentenceEncoder(nn.Module):
             modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": ST_NORMALIZE})
             (directory / "2_Normalize").mkdir()
         write_json("modules.json", modules)
-        write_json("config.json", self.bert.config.to_dict())
+        write_json("config.json", config_to_dict(self.bert.config))
         save_weights(self.bert, directory)
         for name, content in self.tokenizer.files.items():
             (directory / name).write_bytes(content)

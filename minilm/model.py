@@ -1,15 +1,13 @@
 """A BERT encoder written bottom-up: embeddings -> attention -> feed-forward -> layer -> encoder -> pooling.
 
 Module and parameter names follow the Hugging Face BERT checkpoint only where it costs nothing; the mapping from
-checkpoint keys to ours lives in one table in ``weights.py``.
+checkpoint keys to ours lives in one table in ``weights.py``, which also reads and writes the config file.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -32,27 +30,6 @@ class BertConfig:
     attention_probs_dropout_prob: float = 0.1  # dropout on the attention probabilities
     hidden_act: str = "gelu"  # exact erf GELU; "gelu_new"/"gelu_pytorch_tanh" select the tanh form
     pad_token_id: int = 0  # id of [PAD]; only used to build padding masks from ids
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> "BertConfig":
-        """Read a transformers ``config.json``; keys we do not model are ignored, unsupported settings refused."""
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        model_type = raw.get("model_type", "bert")
-        if model_type != "bert":
-            raise ValueError(f"{path}: model_type {model_type!r} is not supported; minilm loads BERT checkpoints only")
-        position_type = raw.get("position_embedding_type", "absolute")
-        if position_type != "absolute":
-            raise ValueError(f"{path}: position_embedding_type {position_type!r} is not supported (only 'absolute')")
-        known = {f.name for f in fields(cls)}
-        config = cls(**{k: v for k, v in raw.items() if k in known})
-        config.validate(str(path))
-        return config
-
-    def to_dict(self) -> dict:
-        """The transformers ``config.json`` form, so sentence-transformers and BertModel can read what we save."""
-        out = {"architectures": ["BertModel"], "model_type": "bert", "position_embedding_type": "absolute"}
-        out.update({f.name: getattr(self, f.name) for f in fields(self)})
-        return out
 
     def validate(self, where: str = "config") -> None:
         if self.hidden_size % self.num_attention_heads:
