@@ -1,12 +1,13 @@
 """Dropout with cheap masks on CPU: 16 random bits per element instead of one Bernoulli draw each.
 
-torch's CPU dropout draws every element with its own ``bernoulli_`` call into the Mersenne Twister; for the
-attention probabilities of a training batch (B, nh, T, T) that took about 10 % of a whole MiniLM training step.
+torch's CPU dropout draws every element with its own ``bernoulli_`` call into the Mersenne Twister, which for the
+attention probabilities of a training batch (B, nh, T, T) is a sizeable share of a training step (benchmarks/README.md).
 Here one 64-bit draw feeds four elements: each keeps its value when its 16 bits clear a threshold. The drop
 probability is therefore ``p`` rounded to a multiple of 1/65536 (0.1 -> 0.100006) and the survivors are scaled by
-1 / (1 - that), so the expectation is exact up to the rounding of that scale in the input's dtype (as with torch's). Everything else is ordinary dropout: fresh masks from torch's global
-generator (``torch.manual_seed`` and the gradient cache's RNG replay work unchanged), identity in eval mode.
-On other devices ``F.dropout`` is already fast, so it is used as is.
+1 / (1 - that), so the expectation is exact up to the rounding of that scale in the input's dtype (as with torch's).
+Everything else is ordinary dropout: fresh masks from torch's global generator (``torch.manual_seed`` and the
+gradient cache's RNG replay work unchanged), identity in eval mode. On other devices ``F.dropout`` is already fast,
+so it is used as is.
 """
 
 from __future__ import annotations

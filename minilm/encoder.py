@@ -28,9 +28,9 @@ from .weights import CheckpointError, config_to_dict, load_weights, read_config,
 PRECISIONS = ("float32", "int8")
 # Linears that precision="int8" leaves in fp32. One tensor-wide activation scale fits the feed-forward down
 # projections of the first layers badly (their inputs, after GELU, carry a few huge outliers), and since the scale is
-# per batch, the error also depends on how sentences fall into batches. STS-dev Spearman drop vs fp32 on
-# all-MiniLM-L6-v2 over four batchings: every linear int8 0.006; layer 0 kept 0.002-0.005 (too close to the issue's
-# 0.005); layers 0-1 kept 0.0014-0.0021; every down projection kept 0.0012-0.0015 (and 11 % slower than 0-1).
+# per batch, the error also depends on how sentences fall into batches. Keeping these two was the smallest set that
+# held the STS-dev Spearman drop well inside 0.005 over several batchings (the alternatives measured are in
+# benchmarks/README.md).
 INT8_KEEP_FP32 = ("layers.0.ffn.down", "layers.1.ffn.down")
 ST_TRANSFORMER = "sentence_transformers.models.Transformer"
 ST_POOLING = "sentence_transformers.models.Pooling"
@@ -138,8 +138,8 @@ class SentenceEncoder(nn.Module):
         """Run every encoder layer through torch.compile (fused bias+GELU, residual+LayerNorm, softmax).
 
         Dynamic shapes: batches and lengths reuse the compiled graphs (a one-sequence attention group compiles once
-        more). Off by default: on the 2-core CPU measured, compiling took 3-56 s and the compiled model was no faster
-        than eager, for encoding or training (benchmarks/README.md).
+        more). Off by default: on the CPU measured, compiling was slow and the compiled model no faster than eager,
+        for encoding or training (benchmarks/README.md).
         """
         from minilm.kernels.layer import compile_layers
 
@@ -210,10 +210,11 @@ class SentenceEncoder(nn.Module):
         down projections, which stay fp32 (see INT8_KEEP_FP32); a cached copy, the model itself is unchanged.
 
         workers: batches in flight at once on CPU, each on its share of torch's threads (default: 2 when torch has
-        2+ threads and the model is not compiled, else 1). The caller's autocast setting applies in every worker. A batch of 32 short sentences is too small a GEMM to keep two cores busy together, so
-        two batches side by side, one core each, encode ~13 % faster on 2 cores; the embeddings are the same. While
-        encode runs, torch's intra-op thread count is lowered to the per-worker share (restored afterwards), which
-        other threads of the process also see: pass workers=1 to opt out.
+        2+ threads and the model is not compiled, else 1). A batch of 32 short sentences is too small a GEMM to keep
+        two cores busy together, so two batches side by side, one core each, encode faster (benchmarks/README.md);
+        the embeddings are the same and the caller's autocast setting applies in every worker. While encode runs,
+        torch's intra-op thread count is lowered to the per-worker share (restored afterwards), which other threads
+        of the process also see: pass workers=1 to opt out.
         """
         if convert_to not in ("numpy", "torch"):
             raise ValueError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")

@@ -94,8 +94,8 @@ def reference_attention(q, k, v, mask, dropout_p: float = 0.0) -> torch.Tensor:
 
 def sdpa_attention(q, k, v, mask, dropout_p: float = 0.0) -> torch.Tensor:
     """The fused flash kernel when there is no dropout. With dropout on CPU, torch's SDPA falls back to the same
-    matmul-softmax math anyway, drawing one Bernoulli per probability; the cheap masks of dropout.py cut that
-    attention's forward + backward time by ~20 % on training batches (25.5 -> 20.7 ms, benchmarks/README.md)."""
+    matmul-softmax math anyway, drawing one Bernoulli per probability; the cheap masks of dropout.py make that
+    attention's forward + backward cheaper (benchmarks/README.md)."""
     if dropout_p > 0.0 and q.device.type == "cpu":
         return _matmul_attention(q, k, v, mask, dropout_p, dropout)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
@@ -126,11 +126,9 @@ class Packed:
     """Where the real tokens of a padded (B, T) batch sit once packed into (N, H), longest sequence first.
 
     Unpadded ("varlen") execution runs embeddings, every linear, the feed-forward and the LayerNorms on the N real
-    tokens only; attention alone goes back to padded grids. Measured on this 2-core CPU for one attention
-    forward+backward on an STS-train batch (B=32, T=34, N=454, shared machine, medians): padding inside attention +
-    SDPA 92-118 ms, a block-diagonal (1, nh, N, N) mask 103-160 ms (and quadratic in N), nested jagged tensors
-    300-1550 ms (SDPA falls back to a slow path). So attention pads, but not to one (B, T) grid: sequences are
-    packed longest first and cut into ``groups`` of similar length, each padded only to its own longest (see
+    tokens only; attention alone goes back to padded grids, which measured faster than a block-diagonal mask (also
+    quadratic in N) or nested jagged tensors (benchmarks/README.md). Attention pads, but not to one (B, T) grid:
+    sequences are packed longest first and cut into ``groups`` of similar length, each padded only to its own longest (see
     ``group_lengths``). A random training batch spends most of its (B, T, T) attention grid on padding; grouping
     shrinks it severalfold. Pooling indexes by original sequence, so the caller's order is kept.
     """
