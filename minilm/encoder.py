@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
 import sys
 import tempfile
-import warnings
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +15,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .distances import cosine_similarity_matrix
+from .fast.int8 import Int8Cache
+from .fast.workers import batch_workers, default_workers
 from .hub import resolve_model_dir
 from .model import POOLING_MODES, BertConfig, BertModel, pool, pool_packed
 from .tokenizer import WordPieceTokenizer, check_texts
 from .weights import CheckpointError, config_to_dict, load_weights, read_config, save_weights
 
 PRECISIONS = ("float32", "int8")
-# Linears that precision="int8" leaves in fp32. One tensor-wide activation scale fits the feed-forward down
-# projections of the first layers badly (their inputs, after GELU, carry a few huge outliers), and since the scale is
-# per batch, the error also depends on how sentences fall into batches. Keeping these two was the smallest set that
-# held the STS-dev Spearman drop well inside 0.005 over several batchings (the alternatives measured are in
-# benchmarks/README.md).
-INT8_KEEP_FP32 = ("layers.0.ffn.down", "layers.1.ffn.down")
 ST_TRANSFORMER = "sentence_transformers.models.Transformer"
 ST_POOLING = "sentence_transformers.models.Pooling"
 ST_NORMALIZE = "sentence_transformers.models.Normalize"
@@ -106,7 +97,7 @@ class SentenceEncoder(nn.Module):
         # Unpadded ("varlen") execution: per-token work on the real tokens only (see model.Packed). Measured faster
         # than the padded reference on 2 CPU cores for encoding and for training batches (benchmarks/README.md).
         self.unpadded = True
-        self._int8 = None  # (weights key, quantised copy of bert) built on first encode(precision="int8")
+        self._int8 = Int8Cache()  # the quantised copy of bert for encode(precision="int8"), built on first use
         self._compiled = False  # compile_kernels() was called
 
     # ------------------------------------------------------------------------------------------- loading
@@ -207,14 +198,13 @@ class SentenceEncoder(nn.Module):
         """Embed ``sentences`` (N,) -> (N, H); a single string gives (H,). Runs without autograd, caller's order kept.
 
         precision="int8": dynamic int8 quantisation of the linear layers except the first two layers' feed-forward
-        down projections, which stay fp32 (see INT8_KEEP_FP32); a cached copy, the model itself is unchanged.
+        down projections, which stay fp32 (see minilm.fast.int8); a cached copy, the model itself is unchanged.
 
         workers: batches in flight at once on CPU, each on its share of torch's threads (default: 2 when torch has
-        2+ threads and the model is not compiled, else 1). A batch of 32 short sentences is too small a GEMM to keep
-        two cores busy together, so two batches side by side, one core each, encode faster (benchmarks/README.md);
-        the embeddings are the same and the caller's autocast setting applies in every worker. While encode runs,
-        torch's intra-op thread count is lowered to the per-worker share (restored afterwards), which other threads
-        of the process also see: pass workers=1 to opt out.
+        2+ threads and the model is not compiled, else 1; see minilm.fast.workers). The embeddings are the same and
+        the caller's autocast setting applies in every worker. While encode runs, torch's intra-op thread count is
+        lowered to the per-worker share (restored afterwards), which other threads of the process also see: pass
+        workers=1 to opt out.
         """
         if convert_to not in ("numpy", "torch"):
             raise ValueError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
@@ -228,16 +218,15 @@ class SentenceEncoder(nn.Module):
         texts = [sentences] if single else sentences
         if device is not None and torch.device(device) != self.device:
             self.to(device)
-        bert = self.bert if precision == "float32" else self._int8_bert()
+        bert = self.bert if precision == "float32" else self._int8.get(self.bert)
         ids = self.tokenizer.encode_ids(texts)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first: little padding per batch
         out = torch.empty((len(ids), self.embedding_dim), dtype=torch.float32)
         if show_progress_bar is None:
             show_progress_bar = len(ids) > 8 * batch_size and sys.stderr.isatty()
         batches = [order[start: start + batch_size] for start in range(0, len(ids), batch_size)]
-        if workers is None:  # torch.compile'd code is not thread-safe: compiled models keep one batch at a time
-            cpu = self.device.type == "cpu" and torch.get_num_threads() >= 2
-            workers = 2 if cpu and not self._compiled else 1
+        if workers is None:
+            workers = default_workers(self.device, self._compiled)
         kind = self.device.type
         autocast = torch.is_autocast_enabled(kind)  # like inference mode, autocast is per thread: carried over
         autocast_dtype = torch.get_autocast_dtype(kind) if autocast else None
@@ -250,9 +239,9 @@ class SentenceEncoder(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            with batch_workers(min(workers, len(batches))) as pool:
+            with batch_workers(min(workers, len(batches))) as run:
                 done = 0
-                for rows, emb in (pool.map(embed_batch, batches) if pool else map(embed_batch, batches)):
+                for rows, emb in run(embed_batch, batches):
                     out[rows] = emb
                     done += len(rows)
                     if show_progress_bar:
@@ -264,29 +253,6 @@ class SentenceEncoder(nn.Module):
         if single:
             out = out[0]
         return out.numpy() if convert_to == "numpy" else out
-
-    def _int8_bert(self) -> nn.Module:
-        """A dynamically int8-quantised copy of ``bert`` (CPU only), rebuilt when any weight has changed since."""
-        if self.device.type != "cpu":
-            raise ValueError(f"precision='int8' runs on CPU only; the model is on {self.device}")
-        key = tuple((p.data_ptr(), p._version) for p in self.bert.parameters())
-        if self._int8 is None or self._int8[0] != key:
-            from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
-
-            spec = {name: default_dynamic_qconfig for name, module in self.bert.named_modules()
-                    if isinstance(module, nn.Linear) and name not in INT8_KEEP_FP32}
-            with warnings.catch_warnings():  # torch flags its quantised tensor types as deprecated; they still work
-                warnings.simplefilter("ignore")
-                # A fresh, uncompiled module (quantised linears are not for torch.compile), built without touching
-                # the global RNG that seeded dropout draws rely on; it keeps each layer's attention choice.
-                with torch.random.fork_rng(devices=[]):
-                    fresh = BertModel(copy.deepcopy(self.bert.config)).to(self.device)
-                fresh.load_state_dict(self.bert.state_dict())
-                for ours, theirs in zip(fresh.layers, self.bert.layers):
-                    ours.attention.attend = theirs.attention.attend
-                quantized = quantize_dynamic(fresh.eval(), spec)
-            self._int8 = (key, quantized)
-        return self._int8[1]
 
     @staticmethod
     def similarity(a, b):
@@ -340,22 +306,6 @@ class SentenceEncoder(nn.Module):
         pooling = {"word_embedding_dimension": self.embedding_dim}
         pooling.update({key: mode == self.pooling for key, mode in LEGACY_POOLING_KEYS.items()})
         write_json("1_Pooling/config.json", pooling)
-
-
-@contextmanager
-def batch_workers(n: int) -> Iterator[ThreadPoolExecutor | None]:
-    """A pool of ``n`` threads that each run torch ops on 1/n of torch's intra-op threads (None when n == 1)."""
-    if n <= 1:
-        yield None
-        return
-    total = torch.get_num_threads()
-    share = max(1, total // n)
-    torch.set_num_threads(share)  # also the math library's (global) thread count
-    try:
-        with ThreadPoolExecutor(n, initializer=torch.set_num_threads, initargs=(share,)) as pool:
-            yield pool
-    finally:
-        torch.set_num_threads(total)
 
 
 def _tokenizer_max_length(directory: Path, config: BertConfig) -> int:

@@ -67,19 +67,3 @@ def test_compiled_model_encodes_one_batch_at_a_time(model, monkeypatch):
     model.encode(TEXTS, batch_size=8)
     assert seen == [2 if torch.get_num_threads() >= 2 else 1, 1]
 
-
-def test_int8_copy_leaves_the_global_rng_and_keeps_the_attention_choice(model):
-    from minilm.model import reference_attention
-
-    model.bert.set_attention(reference_attention)
-    try:
-        model._int8 = None
-        state = torch.get_rng_state()
-        model.encode(TEXTS[:3], precision="int8")
-        assert torch.equal(torch.get_rng_state(), state)  # dropout seeds stay reproducible
-        assert all(layer.attention.attend is reference_attention for layer in model._int8[1].layers)
-    finally:
-        from minilm.model import sdpa_attention
-
-        model.bert.set_attention(sdpa_attention)
-        model._int8 = None

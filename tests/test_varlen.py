@@ -1,7 +1,7 @@
-"""Unpadded ("varlen") execution against the padded reference, on a tiny random BERT; int8 encoding on the real model.
+"""Unpadded ("varlen") execution against the padded reference, on a tiny random BERT.
 
 Tolerances (fp32): embeddings and hidden states 1e-5 max abs; gradients 1e-5 relative to the largest entry of each
-(embedding-table gradients sum over every token). int8: STS-dev Spearman within 0.005 of fp32.
+(embedding-table gradients sum over every token).
 """
 
 import numpy as np
@@ -9,8 +9,6 @@ import pytest
 import torch
 from helpers import tiny_encoder
 
-from minilm.data import read_sts
-from minilm.encoder import SentenceEncoder
 from minilm.model import Packed, group_lengths, pool, pool_packed
 from minilm.tokenizer import WordPieceTokenizer
 
@@ -89,38 +87,6 @@ def test_encode_is_the_same_padded_or_unpadded(tokenizer):
     ref = model.encode(TEXTS, batch_size=2)
     model.unpadded = True
     assert np.abs(model.encode(TEXTS, batch_size=2) - ref).max() <= 1e-5
-
-
-def test_bad_precision_names_argument(tokenizer):
-    with pytest.raises(ValueError, match="precision"):
-        tiny_encoder(tokenizer).encode(["a"], precision="fp8")
-
-
-def test_int8_cache_follows_weight_updates(tokenizer):
-    model = tiny_encoder(tokenizer)
-    a = model.encode(TEXTS, precision="int8")
-    assert model._int8_bert() is model._int8_bert()  # cached
-    with torch.no_grad():
-        model.bert.layers[0].ffn.up.weight.mul_(2)
-    b = model.encode(TEXTS, precision="int8")
-    assert np.abs(a - b).max() > 1e-4  # the stale quantised copy was rebuilt
-
-
-def test_int8_spearman_within_0005_of_fp32_on_sts_dev(minilm_dir, sts_dir):
-    """The full STS dev split (1500 pairs), as the Speed issue states the bound; measured drop 0.0014-0.0021."""
-    from scipy.stats import spearmanr
-
-    s1, s2, gold = read_sts(sts_dir / "sts-dev.csv")
-    assert len(gold) == 1500
-    model = SentenceEncoder.from_pretrained(minilm_dir)
-    sentences = s1 + s2
-
-    def spearman(emb):
-        return spearmanr((emb[: len(gold)] * emb[len(gold) :]).sum(-1), gold).statistic
-
-    fp32 = spearman(model.encode(sentences))
-    int8 = spearman(model.encode(sentences, precision="int8"))
-    assert abs(fp32 - int8) <= 0.005, (fp32, int8)
 
 
 def test_group_lengths_rule():
