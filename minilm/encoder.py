@@ -15,10 +15,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .distances import cosine_similarity_matrix
-from .fast.int8 import Int8Cache
-from .fast.workers import batch_workers, default_workers
 from .hub import resolve_model_dir
-from .model import POOLING_MODES, BertConfig, BertModel, pool, pool_packed
+from .fast import make_fast
+from .fast.int8 import Int8Cache
+from .fast.unpadded import forward_unpadded, pool_unpadded
+from .fast.workers import batch_workers, default_workers
+from .model import POOLING_MODES, BertConfig, BertModel, pool
 from .tokenizer import WordPieceTokenizer, check_texts
 from .weights import CheckpointError, config_to_dict, load_weights, read_config, save_weights
 
@@ -81,6 +83,8 @@ def read_modules(directory: Path) -> tuple[str, bool]:
 
 
 class SentenceEncoder(nn.Module):
+    """BERT + pooling + optional L2 normalisation. ``bert`` is switched to the fast path in place (minilm.fast)."""
+
     def __init__(self, bert: BertModel, tokenizer: WordPieceTokenizer, pooling: str = "mean", normalize: bool = True):
         super().__init__()
         if pooling not in POOLING_MODES:
@@ -90,12 +94,12 @@ class SentenceEncoder(nn.Module):
                 f"max_seq_length {tokenizer.max_seq_length} exceeds max_position_embeddings "
                 f"{bert.config.max_position_embeddings}"
             )
-        self.bert = bert
+        self.bert = make_fast(bert)
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.normalize = normalize
-        # Unpadded ("varlen") execution: per-token work on the real tokens only (see model.Packed). Measured faster
-        # than the padded reference on 2 CPU cores for encoding and for training batches (benchmarks/README.md).
+        # Per-token work on the real tokens only (minilm.fast.unpadded); False runs the padded reference. Measured
+        # faster on CPU for encoding and for training batches (benchmarks/README.md).
         self.unpadded = True
         self._int8 = Int8Cache()  # the quantised copy of bert for encode(precision="int8"), built on first use
         self._compiled = False  # compile_kernels() was called
@@ -168,8 +172,8 @@ class SentenceEncoder(nn.Module):
 
     def _embed_with(self, bert: nn.Module, input_ids, attention_mask, token_type_ids=None, normalize=None):
         if self.unpadded:
-            hidden, packed = bert.forward_packed(input_ids, attention_mask, token_type_ids)  # (N, H)
-            emb = pool_packed(hidden, packed, self.pooling)  # (B, H)
+            hidden, batch = forward_unpadded(bert, input_ids, attention_mask, token_type_ids)  # (N, H)
+            emb = pool_unpadded(hidden, batch, self.pooling)  # (B, H)
         else:
             hidden = bert(input_ids, attention_mask, token_type_ids)  # (B, T, H)
             emb = pool(hidden, attention_mask, self.pooling)  # (B, H)

@@ -11,7 +11,6 @@ from helpers import tiny_encoder
 from minilm.data import read_sts
 from minilm.encoder import SentenceEncoder
 from minilm.fast.int8 import quantize_int8
-from minilm.model import reference_attention, sdpa_attention
 from minilm.tokenizer import WordPieceTokenizer
 
 TEXTS = ["a short one", "", "A much longer sentence, with punctuation; and some rarer words.", "the end"]
@@ -39,12 +38,13 @@ def test_int8_cache_follows_weight_updates(tokenizer):
 
 def test_int8_copy_leaves_the_global_rng_and_keeps_the_attention_choice(tokenizer):
     model = tiny_encoder(tokenizer)
-    model.bert.set_attention(reference_attention)
+    for layer in model.bert.layers:
+        layer.attention.sdpa = False
     state = torch.get_rng_state()
     model.encode(TEXTS[:3], precision="int8")
     assert torch.equal(torch.get_rng_state(), state)  # dropout seeds stay reproducible
-    assert all(layer.attention.attend is reference_attention for layer in model._int8.model.layers)
-    assert all(layer.attention.attend is sdpa_attention for layer in quantize_int8(tiny_encoder(tokenizer).bert).layers)
+    assert all(not layer.attention.sdpa for layer in model._int8.model.layers)
+    assert all(layer.attention.sdpa for layer in quantize_int8(tiny_encoder(tokenizer).bert).layers)
 
 
 def test_int8_spearman_within_0005_of_fp32_on_sts_dev(minilm_dir, sts_dir):

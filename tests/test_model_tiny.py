@@ -9,7 +9,6 @@ import torch
 from helpers import make_tiny_checkpoint
 
 from minilm.encoder import SentenceEncoder
-from minilm.model import reference_attention, sdpa_attention
 
 TEXTS = [
     "a short one",
@@ -60,8 +59,9 @@ def test_sdpa_and_reference_attention_agree_forward_and_backward(minilm_dir, tmp
     model = SentenceEncoder.from_pretrained(tmp_path)
     features = model.tokenize(TEXTS)
     outputs, grads = [], []
-    for attend in (sdpa_attention, reference_attention):
-        model.bert.set_attention(attend)
+    for sdpa in (True, False):
+        for layer in model.bert.layers:
+            layer.attention.sdpa = sdpa
         model.zero_grad(set_to_none=True)
         emb = model(**features)
         (emb * torch.linspace(-1, 1, emb.shape[-1])).sum().backward()

@@ -33,7 +33,7 @@ def quantize_int8(bert: BertModel) -> nn.Module:
         fresh = BertModel(copy.deepcopy(bert.config))
     fresh.load_state_dict(bert.state_dict())
     for ours, theirs in zip(fresh.layers, bert.layers):
-        ours.attention.attend = theirs.attention.attend
+        ours.attention.sdpa = theirs.attention.sdpa
     with warnings.catch_warnings():  # torch flags its quantised tensor types as deprecated; they still work
         warnings.simplefilter("ignore")
         return quantize_dynamic(fresh.eval(), spec)

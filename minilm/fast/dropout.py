@@ -8,6 +8,10 @@ probability is therefore ``p`` rounded to a multiple of 1/65536 (0.1 -> 0.100006
 Everything else is ordinary dropout: fresh masks from torch's global generator (``torch.manual_seed`` and the
 gradient cache's RNG replay work unchanged), identity in eval mode. On other devices ``F.dropout`` is already fast,
 so it is used as is.
+
+``use_cheap_dropout(model)`` applies it from outside: every ``nn.Dropout`` of the model becomes a ``Dropout`` here,
+the attention probabilities' included (``SelfAttention`` sends them through its ``attn_dropout`` module whenever
+dropout is on).
 """
 
 from __future__ import annotations
@@ -54,15 +58,20 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     return torch.where(keep_mask(x.shape, p, x.device), x * (1.0 / (1.0 - q)), 0.0)
 
 
-class Dropout(nn.Module):
-    """``nn.Dropout`` with the cheap CPU masks; same ``p`` attribute and train/eval behaviour."""
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with the cheap CPU masks; same ``p`` attribute and train/eval behaviour (never in place)."""
 
     def __init__(self, p: float = 0.5):
-        super().__init__()
-        self.p = check_p(p)
+        super().__init__(check_p(p))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dropout(x, self.p, self.training)
 
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+
+def use_cheap_dropout(model: nn.Module) -> nn.Module:
+    """Replace every plain ``nn.Dropout`` inside ``model`` by a ``Dropout`` with the same p and mode, in place."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is nn.Dropout:
+                setattr(parent, name, Dropout(child.p).train(child.training))
+    return model
