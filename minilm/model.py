@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -101,27 +102,28 @@ class SelfAttention(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.sdpa = True  # False forces the explicit matmul-softmax, the reference the tests compare SDPA against
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, T, H) and its additive mask (B, 1, 1, T) -> (B, T, H)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, output_attentions: bool = False):
+        """x (B, T, H) and its additive mask (B, 1, 1, T) -> (B, T, H), and the attention probabilities
+        (B, nh, T, T) if ``output_attentions`` (else None)."""
         q, k, v = self.query(x), self.key(x), self.value(x)  # (B, T, H) each
-        y = self.attend(q, k, v, mask)  # (B, T, H)
-        return self.output(x, y)
+        y, probs = self.attend(q, k, v, mask, output_attentions)  # (B, T, H)
+        return self.output(x, y), probs
 
-    def attend(self, q, k, v, mask) -> torch.Tensor:
-        """Multi-head scaled dot-product attention on one padded grid: q, k, v (B, T, H) -> (B, T, H)."""
+    def attend(self, q, k, v, mask, output_attentions: bool = False):
+        """Multi-head scaled dot-product attention on one padded grid: q, k, v (B, T, H) -> (B, T, H), probs."""
         B, T, H = q.shape
         q, k, v = (t.view(B, T, self.n_head, H // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
         # SDPA can apply dropout itself, but with masks of its own; while dropout is on, the explicit path applies
         # the self.attn_dropout module instead, so swapping that module (minilm.fast) takes effect. On CPU, SDPA
         # with dropout falls back to this same math anyway.
         dropping = self.training and self.attn_dropout.p > 0
-        if self.sdpa and not dropping:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hd)
+        if self.sdpa and not output_attentions and not dropping:
+            y, probs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None  # (B, nh, T, hd)
         else:
             scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) + mask  # (B, nh, T, T)
             probs = scores.softmax(dim=-1)
             y = self.attn_dropout(probs) @ v  # (B, nh, T, hd)
-        return y.transpose(1, 2).reshape(B, T, H)
+        return y.transpose(1, 2).reshape(B, T, H), probs
 
     def output(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.norm(x + self.dropout(self.out(y)))  # post-LayerNorm residual
@@ -146,8 +148,17 @@ class Layer(nn.Module):
         self.attention = SelfAttention(config)
         self.ffn = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.ffn(self.attention(x, mask))  # (B, T, H)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, output_attentions: bool = False):
+        x, probs = self.attention(x, mask, output_attentions)  # (B, T, H)
+        return self.ffn(x), probs
+
+
+class BertOutput(NamedTuple):
+    """What ``BertModel`` returns when asked for more than the last hidden state (fields as in transformers)."""
+
+    last_hidden_state: torch.Tensor  # (B, T, H)
+    hidden_states: tuple[torch.Tensor, ...] | None  # L + 1 of (B, T, H): the embeddings, then each layer's output
+    attentions: tuple[torch.Tensor, ...] | None  # L of (B, nh, T, T): softmax probabilities, before dropout
 
 
 class BertModel(nn.Module):
@@ -159,8 +170,9 @@ class BertModel(nn.Module):
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Ids and 0/1 mask (B, T) -> the last hidden state (B, T, H).
+                token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> torch.Tensor | BertOutput:
+        """Ids and 0/1 mask (B, T) -> the last hidden state (B, T, H), or a BertOutput if either flag is set.
 
         Hidden states at padded positions are computed but meaningless; ``pool`` ignores them.
         """
@@ -168,9 +180,15 @@ class BertModel(nn.Module):
             attention_mask = torch.ones_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
         mask = additive_mask(attention_mask, x.dtype)  # (B, 1, 1, T)
+        hidden_states, attentions = [x], []
         for layer in self.layers:
-            x = layer(x, mask)
-        return x
+            x, probs = layer(x, mask, output_attentions)  # (B, T, H), (B, nh, T, T) or None
+            hidden_states.append(x)
+            attentions.append(probs)
+        if not (output_hidden_states or output_attentions):
+            return x
+        return BertOutput(x, tuple(hidden_states) if output_hidden_states else None,
+                          tuple(attentions) if output_attentions else None)
 
 
 # ----------------------------------------------------------------------------------------------- pooling

@@ -111,7 +111,7 @@ def test_attention_probabilities_get_the_cheap_mask_like_the_matmul_reference():
     mask = torch.zeros(B, 1, 1, T)
     mask[1, ..., 3:] = torch.finfo(torch.float32).min
     torch.manual_seed(11)
-    y = attention.attend(q, k, v, mask)  # (B, T, H)
+    y, _ = attention.attend(q, k, v, mask)  # (B, T, H)
     torch.manual_seed(11)
     keep = keep_mask((B, nh, T, T), 0.25)
     heads = [t.view(B, T, nh, H // nh).transpose(1, 2) for t in (q, k, v)]  # (B, nh, T, hd)

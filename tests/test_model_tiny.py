@@ -1,6 +1,7 @@
 """Architecture generality on tiny random BERTs saved by transformers, plus the attention paths.
 
-Tolerances (fp32): hidden states and pooled outputs 1e-5 max abs; SDPA vs reference 1e-5 forward, 1e-5 relative to the largest gradient entry backward.
+Tolerances (fp32): hidden states and pooled outputs 1e-5 max abs; attention probabilities 1e-6 max abs; SDPA vs
+reference 1e-5 forward, 1e-5 relative to the largest gradient entry backward.
 """
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from helpers import make_tiny_checkpoint
 
 from minilm.encoder import SentenceEncoder
+from minilm.model import BertOutput
 
 TEXTS = [
     "a short one",
@@ -43,6 +45,33 @@ def test_last_hidden_states_match_transformers_on_padded_batches(tiny):
         theirs = reference(**features).last_hidden_state
     keep = features["attention_mask"].bool()  # padded positions are undefined in both
     assert (mine[keep] - theirs[keep]).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("sdpa", [True, False])
+def test_hidden_states_and_attentions_match_transformers(tiny, sdpa):
+    """output_hidden_states / output_attentions: L + 1 hidden states (embeddings first) and L probability maps, as
+    transformers' BertModel returns them (its eager attention, the one that can return probabilities)."""
+    directory, reference = tiny
+    reference.set_attn_implementation("eager")
+    ours = SentenceEncoder.from_pretrained(directory)
+    for layer in ours.bert.layers:
+        layer.attention.sdpa = sdpa  # asking for attentions takes the matmul path either way
+    features = ours.tokenize(TEXTS)
+    keep = features["attention_mask"].bool()  # (B, T)
+    with torch.no_grad():
+        mine = ours.bert(**features, output_hidden_states=True, output_attentions=True)
+        theirs = reference(**features, output_hidden_states=True, output_attentions=True)
+        only_hidden = ours.bert(**features, output_hidden_states=True)
+    L = ours.bert.config.num_hidden_layers
+    assert isinstance(mine, BertOutput) and len(mine.hidden_states) == L + 1 and len(mine.attentions) == L
+    assert torch.equal(mine.last_hidden_state, mine.hidden_states[-1])
+    for a, b in zip(mine.hidden_states, theirs.hidden_states, strict=True):
+        assert (a[keep] - b[keep]).abs().max() <= 1e-5
+    real_queries = keep[:, None, :, None]  # (B, 1, T, 1): rows of padded queries are undefined in both
+    for a, b in zip(mine.attentions, theirs.attentions, strict=True):
+        assert a.shape == b.shape == (len(TEXTS), ours.bert.config.num_attention_heads, keep.shape[1], keep.shape[1])
+        assert (a - b).masked_fill(~real_queries, 0).abs().max() <= 1e-6
+    assert only_hidden.attentions is None and len(only_hidden.hidden_states) == L + 1
 
 
 def test_pooled_outputs_match_sentence_transformers(tiny):

@@ -127,7 +127,7 @@ def attention_unpadded(attention: SelfAttention, x: torch.Tensor, batch: Unpadde
     q, k, v = attention.query(x), attention.key(x), attention.value(x)  # (N, H) each
     # One split per tensor, not a slice per group: a slice's backward writes into a fresh (N, H) of zeros.
     sizes = [g.end - g.start for g in batch.groups]
-    parts = [g.take(attention.attend(g.pad(qg), g.pad(kg), g.pad(vg), g.mask))
+    parts = [g.take(attention.attend(g.pad(qg), g.pad(kg), g.pad(vg), g.mask)[0])
              for g, qg, kg, vg in zip(batch.groups, q.split(sizes), k.split(sizes), v.split(sizes))]
     y = parts[0] if len(parts) == 1 else torch.cat(parts) if parts else torch.zeros_like(q)  # (N, H)
     return attention.output(x, y)
