@@ -7,9 +7,10 @@
 - ``workers.py``: encode batches two at a time on CPU, one core each.
 - compiled layers are in ``kernels/layer.py`` (``minilm.kernels.layer``), off by default.
 
-``SentenceEncoder`` turns all of it on except the compiled layers: ``make_fast(bert)`` when built, forward through
-``forward_unpadded`` while ``encoder.unpadded`` is true (the default), ``encode(workers=...)`` defaulting to 2 on CPU.
-Every piece has a test against the plain model path.
+``SentenceEncoder`` switches the model to the fast path by default: ``make_fast(bert)`` when built, its forward
+through ``forward_unpadded`` while ``encoder.unpadded`` is true, and ``encode(workers=...)`` defaulting to 2 on CPU.
+int8 (``encode(precision="int8")``) and compiled layers (``compile_kernels()``) are opt-in. Every piece has a test
+against the plain model path.
 """
 
 from __future__ import annotations
@@ -20,6 +21,6 @@ from .dropout import use_cheap_dropout
 
 
 def make_fast(bert: nn.Module) -> nn.Module:
-    """Switch ``bert``'s modules to their fast versions, in place: today, the cheap CPU dropout masks (same p, same
-    train/eval behaviour, identity in eval). Outputs in eval mode are unchanged."""
+    """Swap ``bert``'s modules for their fast versions in place (the cheap CPU dropout masks: same p, same train/eval
+    behaviour) and return it; outputs in eval mode are unchanged. The rest of the fast path is chosen per call."""
     return use_cheap_dropout(bert)
