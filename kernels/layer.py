@@ -1,10 +1,11 @@
 """The encoder layer through torch.compile: bias + GELU, residual + LayerNorm and the softmax fuse into few loops.
 
-What is compiled is the per-tensor work of a layer (the attention math on one padded grid, the output projection
-with its residual and LayerNorm, the feed-forward), not the layer's loop over attention groups: a batch has a
-varying number of length groups (model.Packed), and a compiled loop would recompile for every new count.
-Shapes are dynamic (batch, length and packed-token count are symbols), so batches reuse the compiled graphs; the
-first call of each new *kind* of call (train vs eval, grad vs no grad, a one-sequence group, which dynamo
+What is compiled is the per-tensor work of a layer: ``SelfAttention.attend`` (the attention math on one padded grid),
+``SelfAttention.output`` (output projection, residual and LayerNorm) and ``FeedForward.forward``. The padded forward
+and the unpadded one (minilm.fast.unpadded) both call these pieces; the unpadded path's loop over attention groups
+stays eager, since a batch has a varying number of length groups and a compiled loop would recompile for every new
+count. Shapes are dynamic (batch, length and unpadded-token count are symbols), so batches reuse the compiled graphs;
+the first call of each new *kind* of call (train vs eval, grad vs no grad, a one-sequence group, which dynamo
 specialises) still compiles once.
 
 The compiled functions are the unbound methods, bound to each module as instance attributes: ``copy.deepcopy`` of
@@ -20,16 +21,16 @@ import torch
 from minilm.model import BertModel, FeedForward, Layer, SelfAttention
 
 _COMPILED = "_minilm_compiled"
-_attend = torch.compile(SelfAttention._attend, dynamic=True)
-_output = torch.compile(SelfAttention._output, dynamic=True)
+_attend = torch.compile(SelfAttention.attend, dynamic=True)
+_output = torch.compile(SelfAttention.output, dynamic=True)
 _feed_forward = torch.compile(FeedForward.forward, dynamic=True)
 
 
 def compile_layer(layer: Layer) -> Layer:
     """Compile a layer's pieces in place (dynamic shapes); the module, its parameters and state_dict are unchanged."""
     attention = layer.attention
-    attention._attend = MethodType(_attend, attention)
-    attention._output = MethodType(_output, attention)
+    attention.attend = MethodType(_attend, attention)
+    attention.output = MethodType(_output, attention)
     layer.ffn.forward = MethodType(_feed_forward, layer.ffn)
     setattr(layer, _COMPILED, True)
     return layer

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
 import sys
 import tempfile
-import warnings
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +16,15 @@ import torch.nn.functional as F
 
 from .losses.distances import cosine_similarity_matrix
 from .hub import resolve_model_dir
-from .model import POOLING_MODES, BertConfig, BertModel, pool, pool_packed
+from .fast import make_fast
+from .fast.int8 import Int8Cache
+from .fast.unpadded import forward_unpadded, pool_unpadded
+from .fast.workers import batch_workers, default_workers
+from .model import POOLING_MODES, BertConfig, BertModel, pool
 from .tokenizer import WordPieceTokenizer, check_texts
-from .weights import CheckpointError, load_weights, save_weights
+from .weights import CheckpointError, config_to_dict, load_weights, read_config, save_weights
 
 PRECISIONS = ("float32", "int8")
-# Linears that precision="int8" leaves in fp32. One tensor-wide activation scale fits the feed-forward down
-# projections of the first layers badly (their inputs, after GELU, carry a few huge outliers), and since the scale is
-# per batch, the error also depends on how sentences fall into batches. STS-dev Spearman drop vs fp32 on
-# all-MiniLM-L6-v2 over four batchings: every linear int8 0.006; layer 0 kept 0.002-0.005 (too close to the issue's
-# 0.005); layers 0-1 kept 0.0014-0.0021; every down projection kept 0.0012-0.0015 (and 11 % slower than 0-1).
-INT8_KEEP_FP32 = ("layers.0.ffn.down", "layers.1.ffn.down")
 ST_TRANSFORMER = "sentence_transformers.models.Transformer"
 ST_POOLING = "sentence_transformers.models.Pooling"
 ST_NORMALIZE = "sentence_transformers.models.Normalize"
@@ -90,6 +83,8 @@ def read_modules(directory: Path) -> tuple[str, bool]:
 
 
 class SentenceEncoder(nn.Module):
+    """BERT + pooling + optional L2 normalisation. ``bert`` is switched to the fast path in place (minilm.fast)."""
+
     def __init__(self, bert: BertModel, tokenizer: WordPieceTokenizer, pooling: str = "mean", normalize: bool = True):
         super().__init__()
         if pooling not in POOLING_MODES:
@@ -99,14 +94,14 @@ class SentenceEncoder(nn.Module):
                 f"max_seq_length {tokenizer.max_seq_length} exceeds max_position_embeddings "
                 f"{bert.config.max_position_embeddings}"
             )
-        self.bert = bert
+        self.bert = make_fast(bert)
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.normalize = normalize
-        # Unpadded ("varlen") execution: per-token work on the real tokens only (see model.Packed). Measured faster
-        # than the padded reference on 2 CPU cores for encoding and for training batches (benchmarks/README.md).
+        # Per-token work on the real tokens only (minilm.fast.unpadded); False runs the padded reference. Measured
+        # faster on CPU for encoding and for training batches (benchmarks/README.md).
         self.unpadded = True
-        self._int8 = None  # (weights key, quantised copy of bert) built on first encode(precision="int8")
+        self._int8 = Int8Cache()  # the quantised copy of bert for encode(precision="int8"), built on first use
         self._compiled = False  # compile_kernels() was called
 
     # ------------------------------------------------------------------------------------------- loading
@@ -119,7 +114,7 @@ class SentenceEncoder(nn.Module):
         directory = resolve_model_dir(name_or_path)
         if not (directory / "config.json").is_file():
             raise CheckpointError(f"{directory} has no config.json; it is not a BERT checkpoint")
-        config = BertConfig.from_json(directory / "config.json")
+        config = read_config(directory / "config.json")
         pooling, normalize = read_modules(directory)
         st_config_path = directory / "sentence_bert_config.json"
         st_config = read_json(st_config_path) if st_config_path.is_file() else {}
@@ -138,8 +133,8 @@ class SentenceEncoder(nn.Module):
         """Run every encoder layer through torch.compile (fused bias+GELU, residual+LayerNorm, softmax).
 
         Dynamic shapes: batches and lengths reuse the compiled graphs (a one-sequence attention group compiles once
-        more). Off by default: on the 2-core CPU measured, compiling took 3-56 s and the compiled model was no faster
-        than eager, for encoding or training (benchmarks/README.md).
+        more). Off by default: on the CPU measured, compiling was slow and the compiled model no faster than eager,
+        for encoding or training (benchmarks/README.md).
         """
         from minilm.kernels.layer import compile_layers
 
@@ -177,8 +172,8 @@ class SentenceEncoder(nn.Module):
 
     def _embed_with(self, bert: nn.Module, input_ids, attention_mask, token_type_ids=None, normalize=None):
         if self.unpadded:
-            hidden, packed = bert.forward_packed(input_ids, attention_mask, token_type_ids)  # (N, H)
-            emb = pool_packed(hidden, packed, self.pooling)  # (B, H)
+            hidden, batch = forward_unpadded(bert, input_ids, attention_mask, token_type_ids)  # (N, H)
+            emb = pool_unpadded(hidden, batch, self.pooling)  # (B, H)
         else:
             hidden = bert(input_ids, attention_mask, token_type_ids)  # (B, T, H)
             emb = pool(hidden, attention_mask, self.pooling)  # (B, H)
@@ -207,13 +202,13 @@ class SentenceEncoder(nn.Module):
         """Embed ``sentences`` (N,) -> (N, H); a single string gives (H,). Runs without autograd, caller's order kept.
 
         precision="int8": dynamic int8 quantisation of the linear layers except the first two layers' feed-forward
-        down projections, which stay fp32 (see INT8_KEEP_FP32); a cached copy, the model itself is unchanged.
+        down projections, which stay fp32 (see minilm.fast.int8); a cached copy, the model itself is unchanged.
 
         workers: batches in flight at once on CPU, each on its share of torch's threads (default: 2 when torch has
-        2+ threads and the model is not compiled, else 1). The caller's autocast setting applies in every worker. A batch of 32 short sentences is too small a GEMM to keep two cores busy together, so
-        two batches side by side, one core each, encode ~13 % faster on 2 cores; the embeddings are the same. While
-        encode runs, torch's intra-op thread count is lowered to the per-worker share (restored afterwards), which
-        other threads of the process also see: pass workers=1 to opt out.
+        2+ threads and the model is not compiled, else 1; see minilm.fast.workers). The embeddings are the same and
+        the caller's autocast setting applies in every worker. While encode runs, torch's intra-op thread count is
+        lowered to the per-worker share (restored afterwards), which other threads of the process also see: pass
+        workers=1 to opt out.
         """
         if convert_to not in ("numpy", "torch"):
             raise ValueError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
@@ -227,16 +222,15 @@ class SentenceEncoder(nn.Module):
         texts = [sentences] if single else sentences
         if device is not None and torch.device(device) != self.device:
             self.to(device)
-        bert = self.bert if precision == "float32" else self._int8_bert()
+        bert = self.bert if precision == "float32" else self._int8.get(self.bert)
         ids = self.tokenizer.encode_ids(texts)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first: little padding per batch
         out = torch.empty((len(ids), self.embedding_dim), dtype=torch.float32)
         if show_progress_bar is None:
             show_progress_bar = len(ids) > 8 * batch_size and sys.stderr.isatty()
         batches = [order[start: start + batch_size] for start in range(0, len(ids), batch_size)]
-        if workers is None:  # torch.compile'd code is not thread-safe: compiled models keep one batch at a time
-            cpu = self.device.type == "cpu" and torch.get_num_threads() >= 2
-            workers = 2 if cpu and not self._compiled else 1
+        if workers is None:
+            workers = default_workers(self.device, self._compiled)
         kind = self.device.type
         autocast = torch.is_autocast_enabled(kind)  # like inference mode, autocast is per thread: carried over
         autocast_dtype = torch.get_autocast_dtype(kind) if autocast else None
@@ -249,9 +243,9 @@ class SentenceEncoder(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            with batch_workers(min(workers, len(batches))) as pool:
+            with batch_workers(min(workers, len(batches))) as run:
                 done = 0
-                for rows, emb in (pool.map(embed_batch, batches) if pool else map(embed_batch, batches)):
+                for rows, emb in run(embed_batch, batches):
                     out[rows] = emb
                     done += len(rows)
                     if show_progress_bar:
@@ -263,29 +257,6 @@ class SentenceEncoder(nn.Module):
         if single:
             out = out[0]
         return out.numpy() if convert_to == "numpy" else out
-
-    def _int8_bert(self) -> nn.Module:
-        """A dynamically int8-quantised copy of ``bert`` (CPU only), rebuilt when any weight has changed since."""
-        if self.device.type != "cpu":
-            raise ValueError(f"precision='int8' runs on CPU only; the model is on {self.device}")
-        key = tuple((p.data_ptr(), p._version) for p in self.bert.parameters())
-        if self._int8 is None or self._int8[0] != key:
-            from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
-
-            spec = {name: default_dynamic_qconfig for name, module in self.bert.named_modules()
-                    if isinstance(module, nn.Linear) and name not in INT8_KEEP_FP32}
-            with warnings.catch_warnings():  # torch flags its quantised tensor types as deprecated; they still work
-                warnings.simplefilter("ignore")
-                # A fresh, uncompiled module (quantised linears are not for torch.compile), built without touching
-                # the global RNG that seeded dropout draws rely on; it keeps each layer's attention choice.
-                with torch.random.fork_rng(devices=[]):
-                    fresh = BertModel(copy.deepcopy(self.bert.config)).to(self.device)
-                fresh.load_state_dict(self.bert.state_dict())
-                for ours, theirs in zip(fresh.layers, self.bert.layers):
-                    ours.attention.attend = theirs.attention.attend
-                quantized = quantize_dynamic(fresh.eval(), spec)
-            self._int8 = (key, quantized)
-        return self._int8[1]
 
     @staticmethod
     def similarity(a, b):
@@ -331,7 +302,7 @@ class SentenceEncoder(nn.Module):
             modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": ST_NORMALIZE})
             (directory / "2_Normalize").mkdir()
         write_json("modules.json", modules)
-        write_json("config.json", self.bert.config.to_dict())
+        write_json("config.json", config_to_dict(self.bert.config))
         save_weights(self.bert, directory)
         for name, content in self.tokenizer.files.items():
             (directory / name).write_bytes(content)
@@ -339,22 +310,6 @@ class SentenceEncoder(nn.Module):
         pooling = {"word_embedding_dimension": self.embedding_dim}
         pooling.update({key: mode == self.pooling for key, mode in LEGACY_POOLING_KEYS.items()})
         write_json("1_Pooling/config.json", pooling)
-
-
-@contextmanager
-def batch_workers(n: int) -> Iterator[ThreadPoolExecutor | None]:
-    """A pool of ``n`` threads that each run torch ops on 1/n of torch's intra-op threads (None when n == 1)."""
-    if n <= 1:
-        yield None
-        return
-    total = torch.get_num_threads()
-    share = max(1, total // n)
-    torch.set_num_threads(share)  # also the math library's (global) thread count
-    try:
-        with ThreadPoolExecutor(n, initializer=torch.set_num_threads, initargs=(share,)) as pool:
-            yield pool
-    finally:
-        torch.set_num_threads(total)
 
 
 def _tokenizer_max_length(directory: Path, config: BertConfig) -> int:

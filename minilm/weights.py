@@ -1,4 +1,4 @@
-"""Checkpoint <-> model weights through one explicit key table.
+"""Checkpoint <-> model: the config file, and the weights through one explicit key table.
 
 Every checkpoint key is either mapped by the table (and used exactly once, with its shape checked) or listed as
 ignorable; anything else is reported by name. Only safetensors is read: a pickle checkpoint can run arbitrary code
@@ -7,6 +7,8 @@ when loaded, so a directory that has only ``pytorch_model.bin`` is refused.
 
 from __future__ import annotations
 
+import json
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -24,6 +26,28 @@ IGNORED = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message names the file and the offending keys."""
+
+
+def read_config(path: str | Path) -> BertConfig:
+    """Read a transformers ``config.json``; keys we do not model are ignored, unsupported settings refused."""
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    model_type = raw.get("model_type", "bert")
+    if model_type != "bert":
+        raise ValueError(f"{path}: model_type {model_type!r} is not supported; minilm loads BERT checkpoints only")
+    position_type = raw.get("position_embedding_type", "absolute")
+    if position_type != "absolute":
+        raise ValueError(f"{path}: position_embedding_type {position_type!r} is not supported (only 'absolute')")
+    known = {f.name for f in fields(BertConfig)}
+    config = BertConfig(**{k: v for k, v in raw.items() if k in known})
+    config.validate(str(path))
+    return config
+
+
+def config_to_dict(config: BertConfig) -> dict:
+    """The transformers ``config.json`` form, so sentence-transformers and BertModel can read what we save."""
+    out = {"architectures": ["BertModel"], "model_type": "bert", "position_embedding_type": "absolute"}
+    out.update({f.name: getattr(config, f.name) for f in fields(config)})
+    return out
 
 
 def key_table(config: BertConfig) -> dict[str, str]:

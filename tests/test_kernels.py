@@ -8,11 +8,11 @@ import pytest
 import torch
 from helpers import tiny_encoder
 
+from minilm.fast.unpadded import UnpaddedBatch
 from minilm.kernels.adamw import FusedAdamW
 from minilm.kernels.layer import compile_layers, is_compiled
 from minilm.kernels.mnrl import fused_mnrl_loss
 from minilm.losses import multiple_negatives_ranking_loss
-from minilm.model import Packed
 from minilm.training.optim import AdamW, LinearWarmupSchedule
 from minilm.tokenizer import WordPieceTokenizer
 
@@ -36,7 +36,7 @@ def test_compiled_layers_match_eager_forward_and_backward_without_recompiling(mi
     # Sizes 0 and 1 are specialised by dynamo (an encode tail batch of 1 compiles once more); avoid them here.
     words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
     many = [" ".join(words[: 1 + (3 * i) % 10]) for i in range(20)]
-    assert len(Packed.from_mask(eager.tokenize(many)["attention_mask"]).groups) > 1  # several attention groups
+    assert len(UnpaddedBatch.from_mask(eager.tokenize(many)["attention_mask"]).groups) > 1  # several attention groups
     batches = [["a short one", "a somewhat longer sentence here"],
                ["x", "y z", "one more batch of a new length entirely, longer than before"],
                many]
@@ -65,10 +65,8 @@ def test_compiled_layers_train_with_dropout_like_eager(minilm_dir):
     for compiled in (False, True):
         model = small_encoder(minilm_dir).train()
         for module in model.modules():
-            if hasattr(module, "p"):
+            if isinstance(module, torch.nn.Dropout):  # the attention probabilities' dropout among them
                 module.p = 0.5
-        for layer in model.bert.layers:
-            layer.attention.attn_dropout = 0.5
         if compiled:
             compile_layers(model.bert)
         torch.manual_seed(7)
@@ -78,6 +76,18 @@ def test_compiled_layers_train_with_dropout_like_eager(minilm_dir):
     (emb_eager, grad_eager), (emb_compiled, grad_compiled) = results
     assert (emb_eager - emb_compiled).abs().max() <= 1e-5
     assert (grad_eager - grad_compiled).abs().max() <= 1e-5 * max(1.0, grad_eager.abs().max().item())
+
+
+def test_compiled_pieces_also_serve_the_padded_forward(minilm_dir):
+    """The compiled pieces are the model's own attend / output / feed-forward, so the padded reference path runs
+    them too: hidden states equal eager at the real tokens."""
+    eager, compiled = small_encoder(minilm_dir), small_encoder(minilm_dir)
+    compile_layers(compiled.bert)
+    features = eager.tokenize(["a short one", "a somewhat longer sentence here", "x y"])
+    keep = features["attention_mask"].bool()
+    with torch.no_grad():
+        a, b = (model.bert(**features) for model in (eager, compiled))  # (B, T, H)
+    assert (a[keep] - b[keep]).abs().max() <= 1e-5
 
 
 def test_deepcopy_of_a_compiled_model_runs_its_own_weights(minilm_dir):

@@ -1,6 +1,7 @@
 """Architecture generality on tiny random BERTs saved by transformers, plus the attention paths.
 
-Tolerances (fp32): hidden states and pooled outputs 1e-5 max abs; SDPA vs reference 1e-5 forward, 1e-5 relative to the largest gradient entry backward.
+Tolerances (fp32): hidden states and pooled outputs 1e-5 max abs; attention probabilities 1e-6 max abs; SDPA vs
+reference 1e-5 forward, 1e-5 relative to the largest gradient entry backward.
 """
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from helpers import make_tiny_checkpoint
 
 from minilm.encoder import SentenceEncoder
-from minilm.model import reference_attention, sdpa_attention
+from minilm.model import BertOutput
 
 TEXTS = [
     "a short one",
@@ -46,6 +47,33 @@ def test_last_hidden_states_match_transformers_on_padded_batches(tiny):
     assert (mine[keep] - theirs[keep]).abs().max() <= 1e-5
 
 
+@pytest.mark.parametrize("sdpa", [True, False])
+def test_hidden_states_and_attentions_match_transformers(tiny, sdpa):
+    """output_hidden_states / output_attentions: L + 1 hidden states (embeddings first) and L probability maps, as
+    transformers' BertModel returns them (its eager attention, the one that can return probabilities)."""
+    directory, reference = tiny
+    reference.set_attn_implementation("eager")
+    ours = SentenceEncoder.from_pretrained(directory)
+    for layer in ours.bert.layers:
+        layer.attention.sdpa = sdpa  # asking for attentions takes the matmul path either way
+    features = ours.tokenize(TEXTS)
+    keep = features["attention_mask"].bool()  # (B, T)
+    with torch.no_grad():
+        mine = ours.bert(**features, output_hidden_states=True, output_attentions=True)
+        theirs = reference(**features, output_hidden_states=True, output_attentions=True)
+        only_hidden = ours.bert(**features, output_hidden_states=True)
+    L = ours.bert.config.num_hidden_layers
+    assert isinstance(mine, BertOutput) and len(mine.hidden_states) == L + 1 and len(mine.attentions) == L
+    assert torch.equal(mine.last_hidden_state, mine.hidden_states[-1])
+    for a, b in zip(mine.hidden_states, theirs.hidden_states, strict=True):
+        assert (a[keep] - b[keep]).abs().max() <= 1e-5
+    real_queries = keep[:, None, :, None]  # (B, 1, T, 1): rows of padded queries are undefined in both
+    for a, b in zip(mine.attentions, theirs.attentions, strict=True):
+        assert a.shape == b.shape == (len(TEXTS), ours.bert.config.num_attention_heads, keep.shape[1], keep.shape[1])
+        assert (a - b).masked_fill(~real_queries, 0).abs().max() <= 1e-6
+    assert only_hidden.attentions is None and len(only_hidden.hidden_states) == L + 1
+
+
 def test_pooled_outputs_match_sentence_transformers(tiny):
     from sentence_transformers import SentenceTransformer
 
@@ -60,8 +88,9 @@ def test_sdpa_and_reference_attention_agree_forward_and_backward(minilm_dir, tmp
     model = SentenceEncoder.from_pretrained(tmp_path)
     features = model.tokenize(TEXTS)
     outputs, grads = [], []
-    for attend in (sdpa_attention, reference_attention):
-        model.bert.set_attention(attend)
+    for sdpa in (True, False):
+        for layer in model.bert.layers:
+            layer.attention.sdpa = sdpa
         model.zero_grad(set_to_none=True)
         emb = model(**features)
         (emb * torch.linspace(-1, 1, emb.shape[-1])).sum().backward()

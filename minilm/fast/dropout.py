@@ -1,12 +1,17 @@
 """Dropout with cheap masks on CPU: 16 random bits per element instead of one Bernoulli draw each.
 
-torch's CPU dropout draws every element with its own ``bernoulli_`` call into the Mersenne Twister; for the
-attention probabilities of a training batch (B, nh, T, T) that took about 10 % of a whole MiniLM training step.
+torch's CPU dropout draws every element with its own ``bernoulli_`` call into the Mersenne Twister, which for the
+attention probabilities of a training batch (B, nh, T, T) is a sizeable share of a training step (benchmarks/README.md).
 Here one 64-bit draw feeds four elements: each keeps its value when its 16 bits clear a threshold. The drop
 probability is therefore ``p`` rounded to a multiple of 1/65536 (0.1 -> 0.100006) and the survivors are scaled by
-1 / (1 - that), so the expectation is exact up to the rounding of that scale in the input's dtype (as with torch's). Everything else is ordinary dropout: fresh masks from torch's global
-generator (``torch.manual_seed`` and the gradient cache's RNG replay work unchanged), identity in eval mode.
-On other devices ``F.dropout`` is already fast, so it is used as is.
+1 / (1 - that), so the expectation is exact up to the rounding of that scale in the input's dtype (as with torch's).
+Everything else is ordinary dropout: fresh masks from torch's global generator (``torch.manual_seed`` and the
+gradient cache's RNG replay work unchanged), identity in eval mode. On other devices ``F.dropout`` is already fast,
+so it is used as is.
+
+``use_cheap_dropout(model)`` applies it from outside: every ``nn.Dropout`` of the model becomes a ``Dropout`` here,
+the attention probabilities' included (``SelfAttention`` sends them through its ``attn_dropout`` module whenever
+dropout is on).
 """
 
 from __future__ import annotations
@@ -53,15 +58,20 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     return torch.where(keep_mask(x.shape, p, x.device), x * (1.0 / (1.0 - q)), 0.0)
 
 
-class Dropout(nn.Module):
-    """``nn.Dropout`` with the cheap CPU masks; same ``p`` attribute and train/eval behaviour."""
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with the cheap CPU masks; same ``p`` attribute and train/eval behaviour (never in place)."""
 
     def __init__(self, p: float = 0.5):
-        super().__init__()
-        self.p = check_p(p)
+        super().__init__(check_p(p))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dropout(x, self.p, self.training)
 
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+
+def use_cheap_dropout(model: nn.Module) -> nn.Module:
+    """Replace every plain ``nn.Dropout`` inside ``model`` by a ``Dropout`` with the same p and mode, in place."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is nn.Dropout:
+                setattr(parent, name, Dropout(child.p).train(child.training))
+    return model
