@@ -68,18 +68,16 @@ def test_compiled_model_encodes_one_batch_at_a_time(model, monkeypatch):
     assert seen == [2 if torch.get_num_threads() >= 2 else 1, 1]
 
 
-def test_int8_copy_leaves_the_global_rng_and_keeps_the_attention_choice(model):
-    from minilm.model import reference_attention
 
-    model.bert.set_attention(reference_attention)
-    try:
-        model._int8 = None
-        state = torch.get_rng_state()
-        model.encode(TEXTS[:3], precision="int8")
-        assert torch.equal(torch.get_rng_state(), state)  # dropout seeds stay reproducible
-        assert all(layer.attention.attend is reference_attention for layer in model._int8[1].layers)
-    finally:
-        from minilm.model import sdpa_attention
+def test_batch_workers_map_in_order_on_shared_threads_and_restore_the_count():
+    from minilm.fast.workers import batch_workers, default_workers
 
-        model.bert.set_attention(sdpa_attention)
-        model._int8 = None
+    total = torch.get_num_threads()
+    with batch_workers(2) as run:
+        seen = list(run(lambda i: (i, torch.get_num_threads()), range(6)))
+        assert torch.get_num_threads() == max(1, total // 2)
+    assert [i for i, _ in seen] == list(range(6)) and all(n == max(1, total // 2) for _, n in seen)
+    assert torch.get_num_threads() == total
+    with batch_workers(1) as run:
+        assert run is map
+    assert default_workers(torch.device("cpu"), compiled=True) == 1
