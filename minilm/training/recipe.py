@@ -15,7 +15,7 @@ from pathlib import Path
 from minilm.evaluation import TASKS
 from minilm.losses.inputs import KINDS, Needs
 from minilm.training.config import train_schema
-from minilm.training.registry import check_loss_kwargs, loss_needs
+from minilm.training.registry import UnknownLossSettings, check_loss_kwargs, is_module_loss, loss_needs, resolve_loss
 
 REQUIRED = object()
 
@@ -112,8 +112,12 @@ def load_recipe(path: str | Path, overrides: list[str] = (), data: str | None = 
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{path}: not valid TOML: {e}") from None
+    recipe_loss = raw.get("loss", {}).get("name") if isinstance(raw.get("loss"), dict) else None
+    renamed = None  # "--set loss.name=X": the recipe's other [loss] settings belong to its own loss
     for text in overrides:
         keys, value = parse_override(text)
+        if keys == ["loss", "name"] and value != recipe_loss:
+            renamed = text
         node = raw
         for k in keys[:-1]:
             node = node.setdefault(k, {})
@@ -122,7 +126,7 @@ def load_recipe(path: str | Path, overrides: list[str] = (), data: str | None = 
         node[keys[-1]] = value
     if data is not None:
         raw.setdefault("data", {})["train"] = str(Path(data).resolve())
-    return validate(raw, path)
+    return validate(raw, path, renamed)
 
 
 def _check_section(raw: dict, section: str, where: Path) -> dict:
@@ -154,7 +158,8 @@ def _check_path(recipe_path: Path, value: str, key: str) -> str:
     return str(resolved)
 
 
-def validate(raw: dict, path: Path) -> Recipe:
+def validate(raw: dict, path: Path, renamed: str | None = None) -> Recipe:
+    """The checked recipe; ``renamed`` is the ``--set loss.name=...`` that replaced the recipe's loss, if any."""
     sections = {k: v for k, v in raw.items() if isinstance(v, dict)}
     top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
     for name in sections:
@@ -168,6 +173,14 @@ def validate(raw: dict, path: Path) -> Recipe:
     loss_head = _check_section({"name": loss_raw.pop("name")} if "name" in loss_raw else {}, "loss", path)
     try:
         check_loss_kwargs(loss_head["name"], loss_raw, base_dir=path.parent)
+    except UnknownLossSettings as e:
+        if renamed is None:
+            raise RecipeError(f"{path}: [loss] {e}") from None
+        raise RecipeError(
+            f"{path}: --set {renamed} replaced the recipe's loss, but its [loss] settings "
+            f"{', '.join(e.unknown)} belong to the old loss; loss {e.name!r} takes {', '.join(e.valid)}. "
+            f"Replace the whole table to drop them: --set 'loss={{name=\"{e.name}\"}}' "
+            f"(settings of the new loss go inside the braces)") from None
     except ValueError as e:
         raise RecipeError(f"{path}: [loss] {e}") from None
     loss = {"name": loss_head["name"], **loss_raw}
@@ -197,6 +210,11 @@ def _check_values(r: Recipe) -> None:
         raise RecipeError(f"{where}: [train] distributed_timeout_s must be > 0, got {t['distributed_timeout_s']}")
     if t["keep_checkpoints"] < 1:
         raise RecipeError(f"{where}: [train] keep_checkpoints must be >= 1, got {t['keep_checkpoints']}")
+    if t["loss_lr"] < 0:
+        raise RecipeError(f"{where}: [train] loss_lr must be >= 0 (0: the loss's parameters use lr), got {t['loss_lr']}")
+    if t["loss_lr"] and not is_module_loss(resolve_loss(r.loss["name"], where.parent)):
+        raise RecipeError(f"{where}: [train] loss_lr is set, but loss {r.loss['name']!r} is a function without "
+                          f"parameters (an nn.Module loss has them)")
     if t["lr"] <= 0 or t["max_grad_norm"] <= 0 or t["weight_decay"] < 0 or not 0 <= t["warmup_ratio"] <= 1:
         raise RecipeError(f"{where}: [train] needs lr > 0, max_grad_norm > 0, weight_decay >= 0, 0 <= warmup_ratio <= 1")
     if t["warmup_steps"] and t["warmup_ratio"]:
