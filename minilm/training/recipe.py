@@ -106,12 +106,25 @@ def parse_override(text: str) -> tuple[list[str], object]:
 
 def load_recipe(path: str | Path, overrides: list[str] = (), data: str | None = None) -> Recipe:
     path = Path(path)
+    raw = read_recipe(path)
+    renamed = apply_overrides(raw, overrides)
+    if data is not None:
+        raw.setdefault("data", {})["train"] = str(Path(data).resolve())
+    return validate(raw, path, renamed)
+
+
+def read_recipe(path: Path) -> dict:
+    """The recipe file as TOML, unchecked (``validate`` checks it)."""
     if not path.is_file():
         raise RecipeError(f"recipe {path} does not exist")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{path}: not valid TOML: {e}") from None
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> str | None:
+    """Apply ``--set key=value`` items to ``raw`` in place; returns the item that renamed the loss, if one did."""
     recipe_loss = raw.get("loss", {}).get("name") if isinstance(raw.get("loss"), dict) else None
     renamed = None  # "--set loss.name=X": the recipe's other [loss] settings belong to its own loss
     for text in overrides:
@@ -124,9 +137,7 @@ def load_recipe(path: str | Path, overrides: list[str] = (), data: str | None = 
             if not isinstance(node, dict):
                 raise RecipeError(f"--set {text!r}: {k} is not a section")
         node[keys[-1]] = value
-    if data is not None:
-        raw.setdefault("data", {})["train"] = str(Path(data).resolve())
-    return validate(raw, path, renamed)
+    return renamed
 
 
 def _check_section(raw: dict, section: str, where: Path) -> dict:

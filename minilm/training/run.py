@@ -92,6 +92,15 @@ def make_evaluator(task: str, path: str, fmt: str = "auto", roles: dict | None =
     return lambda model: evaluate_retrieval(model, queries, corpus, relevant, batch_size=batch_size)
 
 
+def recipe_evaluator(recipe: Recipe) -> Callable | None:
+    """The evaluator the recipe's [eval] table describes, or None without one."""
+    if recipe.eval is None:
+        return None
+    e = recipe.eval
+    return make_evaluator(e["task"], e["data"], e["format"], e["roles"], e["batch_size"], e["limit"], e["header"],
+                          e["columns"])
+
+
 def default_roles(task: str) -> dict:
     """Column names assumed when ``minilm eval`` is given none: the role names themselves."""
     if task == "similarity":
@@ -121,11 +130,7 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log) -> list[dict]:
     distributed.check_batch_size(recipe.train["batch_size"], distributed.world_size())  # before anything loads
     data = load_train_data(recipe)  # data and evaluator are read before the model: bad rows fail fast
     sampler = make_sampler(recipe, data)
-    evaluate = None
-    if recipe.eval is not None:
-        e = recipe.eval
-        evaluate = make_evaluator(e["task"], e["data"], e["format"], e["roles"], e["batch_size"], e["limit"],
-                                  e["header"], e["columns"])
+    evaluate = recipe_evaluator(recipe)
     found = checkpoints(output_dir) if resume else []
     if resume and not found:
         raise FileNotFoundError(f"--resume: no complete checkpoint under {output_dir / 'checkpoints'}")

@@ -79,6 +79,8 @@ class Progress:
 
 
 class Trainer:
+    save_final = True  # write output_dir/final at the end (a sweep that keeps no models switches it off)
+
     def __init__(
         self,
         model,
@@ -226,7 +228,7 @@ class Trainer:
     def finish(self) -> None:
         self.model.eval()
         self.run_evaluation()
-        if self.output_dir is not None and self.is_main:
+        if self.output_dir is not None and self.is_main and self.save_final:
             self.model.save(self.output_dir / "final")
             self.save_loss_beside(self.output_dir / "final")
             self.say(f"saved the fine-tuned model to {self.output_dir / 'final'}")
