@@ -222,3 +222,15 @@ def test_gradient_cache_equals_the_plain_step(minilm_dir):
     assert plain_grads.keys() == cached_grads.keys()
     for name, want in plain_grads.items():
         assert (cached_grads[name] - want).norm() <= 1e-5 * want.norm() + 1e-8, name
+
+
+def test_the_shipped_sweep_is_checked_in_full_without_a_model(monkeypatch, tmp_path):
+    from minilm.encoder import SentenceEncoder
+    from minilm.training.sweep import load_sweep
+
+    monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
+    sweep = load_sweep(EXAMPLES.parent / "sweeps" / "loss_comparison.toml", tmp_path)
+    assert [c.label for c in sweep.configs] == ["mnrl", "triplet", "infonce-learned-t", "masked"]
+    assert len(sweep.runs) == 12 and {r.recipe.data["sampler"] for r in sweep.runs} == {"no_duplicates"}
+    assert {r.recipe.data["train"] for r in sweep.runs} == {str(EXAMPLES.parents[1] / "recipes" / "data" /
+                                                                "default_triplets.csv")}

@@ -171,7 +171,7 @@ def test_a_killed_sweep_rerun_skips_finished_runs_and_resumes_the_unfinished_one
         run_sweep(path, out, plots=False, log=lambda _: None)
     killed = out / "runs" / "squared_triplet_margin=0.1" / "seed-3"
     assert not (killed / "result.json").is_file() and (killed / "checkpoints" / "step-0000002").is_dir()
-    assert len(list(out.rglob("result.json"))) == 2
+    assert [p.parent.parent.name for p in out.rglob("result.json")] == ["mnrl"]  # seed by seed: mnrl seed 3 first
 
     monkeypatch.setattr(trainer_module.Trainer, "write_log", original)
     original_init = trainer_module.Trainer.__init__
@@ -183,7 +183,7 @@ def test_a_killed_sweep_rerun_skips_finished_runs_and_resumes_the_unfinished_one
     monkeypatch.setattr(trainer_module.Trainer, "__init__", note)
     lines = []
     run_sweep(path, out, plots=False, log=lines.append)
-    assert len(started) == 4 and killed in started  # the two finished runs were skipped
+    assert len(started) == 5 and started[0] == killed  # the finished run skipped, the killed one resumed first
     assert any("[squared_triplet margin=0.1 seed 3] resumed from step-0000002" in line for line in lines)
     reference, _ = swept
     for run in ("mnrl/seed-3", "squared_triplet_margin=0.1/seed-3", "squared_triplet_margin=0.4/seed-4"):

@@ -297,6 +297,7 @@ def run_sweep(path: str | Path, output: str | Path | None = None, jobs: int = 1,
     sweep = load_sweep(path, output)
     output = Path(output) if output is not None else Path("runs") / sweep.name
     pending = [run for run in sweep.runs if not _finished(run)]
+    pending.sort(key=lambda run: (sweep.seeds.index(run.seed), run.index))  # seed by seed: pairs complete early
     log(f"sweep {sweep.name}: {len(sweep.configs)} configurations x {len(sweep.seeds)} seeds; "
         f"{len(sweep.runs) - len(pending)} finished, {len(pending)} to run")
     if pending:

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,14 +55,22 @@ def summarise(sweep: Sweep) -> list[dict]:
         losses = result["losses"]
         tail = losses[-max(1, len(losses) // 10):]  # the last tenth of the steps: less noisy than the last step
         row = {"config": run.label, "config_index": run.index, "seed": run.seed, "status": result["status"],
-               "loss": run.recipe.loss["name"], "settings": json.dumps(run.recipe.loss_settings(), sort_keys=True),
-               "lr": run.recipe.train["lr"], "steps": result["steps"], "seconds": round(result["seconds"], 2),
+               "loss": _shown(run.recipe.loss["name"], sweep), "settings": json.dumps(run.recipe.loss_settings(), sort_keys=True),
+               "lr": run.recipe.train["lr"], "loss_lr": run.recipe.train["loss_lr"] or "", "steps": result["steps"], "seconds": round(result["seconds"], 2),
                f"{sweep.metric}_before": before.get(sweep.metric), sweep.metric: after.get(sweep.metric),
                "final_loss": _mean(tail)}
         row.update({f"eval.{k}": v for k, v in after.items() if k not in ("step", sweep.metric)})
         row.update({f"stat.{name}": _mean(values) for name, values in result["stats"].items()})
         rows.append(row)
     return rows
+
+
+def _shown(name: str, sweep: Sweep) -> str:
+    """A loss file as the sweep file names it (relative to it), not the absolute path the runs resolved."""
+    where, colon, attribute = name.rpartition(":")
+    if colon and where.endswith(".py") and Path(where).is_absolute():
+        return f"{os.path.relpath(where, sweep.path.parent.resolve())}:{attribute}"
+    return name
 
 
 def write_tables(sweep: Sweep, output: Path) -> None:
