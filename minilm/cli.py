@@ -68,6 +68,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .training.sweep import run_sweep
+
+    run_sweep(args.sweep, args.output, jobs=args.jobs, plots=not args.no_plots)
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .encoder import SentenceEncoder
     from .training.run import make_evaluator
@@ -115,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true",
                    help="same as --set train.compile=true: compiled layers, AdamW step and MNRL (minilm.kernels)")
     p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("sweep", help="compare loss configurations over seeds: paired runs, intervals, plots",
+                       description="Run a sweep file: one base recipe, loss configurations x seeds, paired; writes "
+                                   "sweep.csv, sweep.md and plots. Rerun it to finish a killed sweep (docs/research.md).")
+    p.add_argument("sweep", help="path to a sweep .toml (examples/sweeps/)")
+    p.add_argument("--output", help="output directory (default runs/<sweep name>)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
+    p.add_argument("--no-plots", action="store_true", help="write the tables only")
+    p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("eval", help="evaluate a model on a file")
     p.add_argument("--model", default=DEFAULT_MODEL, help="local directory or hub id")

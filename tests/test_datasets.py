@@ -20,6 +20,7 @@ CSV_SPECS = {
     "product_categories_eval.csv": (["category", "similar", "unrelated"], 80, 150),
     "default_pairs.csv": (["anchor", "positive"], 150, 250),
     "default_eval.csv": (["anchor", "positive", "negative"], 80, 150),
+    "default_triplets.csv": (["anchor", "positive", "negative"], 150, 250),
 }
 ALL_FILES = [*CSV_SPECS, "user_item.jsonl"]
 
@@ -97,6 +98,15 @@ def test_default_pairs_and_eval() -> None:
     assert len(set(anchors)) == len(anchors)  # unique within each file and disjoint across them
     assert len(set(positives)) == len(positives)
     assert all(r["positive"] != r["negative"] for r in evals)
+
+
+def test_default_triplets_are_the_pairs_with_a_training_negative() -> None:
+    _, pairs = read_csv("default_pairs.csv")
+    _, triplets = read_csv("default_triplets.csv")
+    _, evals = read_csv("default_eval.csv")
+    assert [(r["anchor"], r["positive"]) for r in triplets] == [(r["anchor"], r["positive"]) for r in pairs]
+    assert all(r["negative"] != r["positive"] for r in triplets)
+    assert not {r["negative"] for r in triplets} & {r["positive"] for r in evals}  # no held-out answer leaks in
 
 
 def test_generator_reproduces_committed_files(tmp_path: Path) -> None:

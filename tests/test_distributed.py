@@ -11,6 +11,7 @@ max |dist - single| <= 1e-5 (lr 1e-3, so the weights move ~1e-2: the check is 10
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -61,6 +62,17 @@ distributed_timeout_s = 30.0
 save_steps = 2
 keep_checkpoints = 5
 """
+# A loss with a parameter (the example's learnable temperature), saved beside final/ so the runs can be compared.
+SAVED_TEMPERATURE = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1] / "examples" / "losses")!r})
+from learnable_temperature import LearnableTemperatureInfoNCE
+
+
+class Saved(LearnableTemperatureInfoNCE):
+    part_of_model = True
+"""
+TEMPERATURE = ['loss={name="saved_temperature.py:Saved", init_temperature=0.1}', "train.loss_lr=1e-2"]
 ENV = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
@@ -108,9 +120,15 @@ def rank_worker(rank: int, port: int, base: str, recipe: str, out: str) -> None:
         model.zero_grad(set_to_none=True)
         loss = loss_backward(ddp, columns, loss_fn, mini, **targets)
         results[name] = (loss, grads(model))
+    grad_owner = torch.nn.Parameter(torch.zeros(3))
+    grad_owner.grad = torch.full((3,), float(rank + 1))
+    distributed.average_gradients([grad_owner])  # what the trainer does for a loss's own parameters
+    results["averaged"] = grad_owner.grad.clone()
     torch.save(results, out / f"rank{rank}.pt")
     run_recipe(load_recipe(recipe), out / "run", log=lambda _: None)
     run_recipe(load_recipe(recipe, ["train.mini_batch_size=6"]), out / "run_cached", log=lambda _: None)
+    for name, extra in (("run_temperature", []), ("run_temperature_cached", ["train.mini_batch_size=6"])):
+        run_recipe(load_recipe(recipe, TEMPERATURE + extra), out / name, log=lambda _: None)
     dist.destroy_process_group()
 
 
@@ -152,6 +170,7 @@ def setup(tmp_path_factory, minilm_dir):
     data.write_text("anchor,positive,negative\n" + "\n".join(",".join(row) for row in ROWS) + "\n", encoding="utf-8")
     recipe = root / "dist.toml"
     recipe.write_text(RECIPE.format(base=root / "base", data=data), encoding="utf-8")
+    (root / "saved_temperature.py").write_text(SAVED_TEMPERATURE, encoding="utf-8")
     return root, recipe
 
 
@@ -166,7 +185,9 @@ def single(setup):
     halves = [loss_backward(model, [c[r * LOCAL_BATCH:(r + 1) * LOCAL_BATCH] for c in BATCH], mnrl)
               for r in range(WORLD)]
     run_recipe(load_recipe(recipe), root / "single", log=lambda _: None)
-    return {"full": full, "cosent": cosent, "halves": halves, "run": root / "single"}
+    run_recipe(load_recipe(recipe, TEMPERATURE), root / "single_temperature", log=lambda _: None)
+    return {"full": full, "cosent": cosent, "halves": halves, "run": root / "single",
+            "temperature": root / "single_temperature"}
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +240,20 @@ def test_ten_gathered_steps_give_the_single_process_weights(ranks, single):
     base = load_file(single["run"].parent / "base" / "model.safetensors")
     moved = load_file(single["run"] / "final" / "model.safetensors")
     assert (moved["encoder.layer.0.output.dense.weight"] - base["encoder.layer.0.output.dense.weight"]).abs().max() > 1e-3
+
+
+def test_a_loss_parameter_is_averaged_over_ranks_and_trains_like_one_process(ranks, single):
+    """The learnable temperature lives outside DDP: its gradient is averaged by the trainer; gathered, 2 x 16 rows
+    give the single process's encoder weights and temperature, with and without the gradient cache."""
+    results, out = ranks
+    for r in range(WORLD):
+        assert torch.equal(results[r]["averaged"], torch.full((3,), 1.5))
+    want = load_file(single["temperature"] / "final" / "loss.safetensors")["log_temperature"]
+    assert abs(want.item() - math.log(0.1)) > 1e-3  # it moved
+    for name in ("run_temperature", "run_temperature_cached"):
+        assert max_weight_diff(out / name, single["temperature"]) <= 1e-5
+        got = load_file(out / name / "final" / "loss.safetensors")["log_temperature"]
+        assert abs(got.item() - want.item()) <= 1e-5, name
 
 
 # ------------------------------------------------------------------------------------------- failures, resume

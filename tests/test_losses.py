@@ -336,3 +336,111 @@ def test_half_precision_is_computed_in_float32():
     out = L.batch_hard_triplet_loss(x, torch.tensor([0, 0, 1, 1, 2, 2]))
     assert out.dtype == torch.float32
     assert out.item() == pytest.approx(L.batch_hard_triplet_loss(x.float(), torch.tensor([0, 0, 1, 1, 2, 2])).item())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# report=True: the same loss, plus statistics (checked against loop oracles, float64)
+
+
+def o_hardest(x, labels, distance):
+    """Per anchor (hardest positive distance, hardest negative distance), with the miners' fallbacks."""
+    out = []
+    for i in range(len(x)):
+        row = [o_distance(x[i], x[j], distance) for j in range(len(x))]
+        pos = [row[j] for j in range(len(x)) if j != i and labels[j] == labels[i]]
+        neg = [row[j] for j in range(len(x)) if labels[j] != labels[i]]
+        out.append((max(pos) if pos else 0.0, min(neg) if neg else max(row) + min(row)))
+    return out
+
+
+def o_active_fraction(x, labels, margin, distance, soft, loss):
+    """Fraction of the triplets each batch loss averages over that contribute (hinge argument > 0)."""
+    d = [[o_distance(u, v, distance) for v in x] for u in x]
+
+    def active(gap):
+        return gap > 0 if soft else gap + margin > 0
+
+    if loss == "hard":
+        return sum(active(hp - hn) for hp, hn in o_hardest(x, labels, distance)) / len(x)
+    hits = total = 0
+    for a in range(len(x)):
+        neg = [d[a][n] for n in range(len(x)) if labels[n] != labels[a]]
+        for p in range(len(x)):
+            if p == a or labels[p] != labels[a]:
+                continue
+            if loss == "semi_hard":
+                farther = [v for v in neg if v > d[a][p]]
+                semi = min(farther) if farther else (max(neg) if neg else min(d[a]))
+                hits, total = hits + active(d[a][p] - semi), total + 1
+            else:  # all: a triplet counts when its loss exceeds 1e-16, out of all valid triplets
+                for v in neg:
+                    hits, total = hits + (o_hinge(d[a][p] - v, margin, soft) > 1e-16), total + 1
+    return hits / total if total else 0.0
+
+
+# Cases without ties at the hinge: at a tie, "active" hangs on the last bit of a distance. With no negative, the
+# miners' fallback makes batch-hard's gap minus the self-distance (~1e-16 for cosine), a tie for the soft margin.
+STAT_CASES = [(case, soft) for case in ["random", "duplicate_labels_no_positive", "one_class", "all_distinct",
+                                        "batch_of_1", "batch_of_2_diff"]
+              for soft in (False, True) if not (soft and case in ("one_class", "batch_of_1"))]
+
+
+@pytest.mark.parametrize("case, soft", STAT_CASES)
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+@pytest.mark.parametrize("loss, name", [(L.batch_hard_triplet_loss, "hard"), (L.batch_semi_hard_triplet_loss,
+                                        "semi_hard"), (L.batch_all_triplet_loss, "all")], ids=["hard", "semi", "all"])
+def test_batch_triplet_statistics_match_oracle(loss, name, soft, distance, case):
+    x, labels = LABEL_CASES[case]
+    margin = 0.7 if distance == "cosine" else 2.5
+    plain = loss(x, labels, margin=margin, distance=distance, soft_margin=soft)
+    value, stats = loss(x, labels, margin=margin, distance=distance, soft_margin=soft, report=True)
+    assert torch.equal(value, plain)  # reporting changes nothing about the loss
+    assert not any(s.requires_grad for s in stats.values())
+    xs, ys = x.tolist(), labels.tolist()
+    hardest = o_hardest(xs, ys, distance)
+    assert stats["active_triplets"].item() == pytest.approx(o_active_fraction(xs, ys, margin, distance, soft, name))
+    assert stats["hardest_positive_distance"].item() == pytest.approx(
+        sum(h[0] for h in hardest) / len(xs), rel=1e-6, abs=1e-7)
+    assert stats["hardest_negative_distance"].item() == pytest.approx(
+        sum(h[1] for h in hardest) / len(xs), rel=1e-6, abs=1e-7)
+
+
+def test_triplet_statistics_match_oracle():
+    a, p, n = _emb(7, seed=1), _emb(7, seed=2), _emb(7, seed=3)
+    value, stats = L.triplet_loss(a, p, n, distance="cosine", margin=0.3, report=True)
+    assert torch.equal(value, L.triplet_loss(a, p, n, distance="cosine", margin=0.3))
+    d_ap = [o_distance(u, v, "cosine") for u, v in zip(a.tolist(), p.tolist())]
+    d_an = [o_distance(u, v, "cosine") for u, v in zip(a.tolist(), n.tolist())]
+    assert stats["active_triplets"].item() == pytest.approx(sum(x - y + 0.3 > 0 for x, y in zip(d_ap, d_an)) / 7)
+    assert stats["positive_distance"].item() == pytest.approx(sum(d_ap) / 7, rel=1e-6)
+    assert stats["negative_distance"].item() == pytest.approx(sum(d_an) / 7, rel=1e-6)
+
+
+@pytest.mark.parametrize("n_negatives", [0, 2])
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_mnrl_statistics_match_oracle(symmetric, n_negatives):
+    cols = [_emb(6, seed=s) for s in range(2 + n_negatives)]
+    plain = L.multiple_negatives_ranking_loss(*cols, symmetric=symmetric)
+    value, stats = L.multiple_negatives_ranking_loss(*cols, symmetric=symmetric, report=True)
+    assert torch.equal(value, plain)
+    anchors = cols[0].tolist()
+    candidates = [c for column in cols[1:] for c in column.tolist()]
+    positive = [o_cos(u, candidates[i]) for i, u in enumerate(anchors)]
+    hardest = [max(o_cos(u, c) for j, c in enumerate(candidates) if j != i) for i, u in enumerate(anchors)]
+    assert stats["positive_similarity"].item() == pytest.approx(sum(positive) / 6, rel=1e-6)
+    assert stats["hardest_negative_similarity"].item() == pytest.approx(sum(hardest) / 6, rel=1e-6)
+    assert stats["accuracy"].item() == pytest.approx(sum(p > h for p, h in zip(positive, hardest)) / 6)
+
+
+def test_mnrl_statistics_of_a_lone_pair_have_no_negative():
+    from minilm.losses.inputs import split_output
+
+    _, stats = split_output(L.multiple_negatives_ranking_loss(_emb(1), _emb(1, seed=1), report=True))
+    assert stats["hardest_negative_similarity"] is None and stats["accuracy"] == 1.0  # -inf is logged as null
+
+
+def test_report_must_be_a_flag():
+    with pytest.raises(TypeError, match="report must be True or False"):
+        L.multiple_negatives_ranking_loss(_emb(2), _emb(2), report=1)
+    with pytest.raises(TypeError, match="report must be True or False"):
+        L.batch_hard_triplet_loss(_emb(4), torch.tensor([0, 0, 1, 1]), report="yes")

@@ -103,3 +103,73 @@ def test_train_schema_is_train_config():
     assert list(SCHEMA["train"]) == [f.name for f in fields(TrainConfig)]
     for f in fields(TrainConfig):
         assert SCHEMA["train"][f.name][1] == (REQUIRED if f.name == "batch_size" else f.default), f.name
+
+
+# ------------------------------------------------------------------------------------------- the loss vs the recipe
+
+UNDECLARED = '''
+def pull_together(anchors, positives):
+    return (anchors - positives).pow(2).sum(dim=1).mean()
+'''
+NEEDS_CLASSES = '''
+from torch import nn
+from minilm.losses import needs
+
+@needs("columns", columns=2)
+class Head(nn.Module):
+    def __init__(self, embedding_dim: int, num_labels: int):
+        super().__init__()
+'''
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('name = "mnrl"', 'name = "triplet"'),
+     r"roles give 2 text columns, but loss 'triplet' needs 3 text columns \(anchor, positive, negative\)"),
+    (lambda t: t.replace('name = "mnrl"', 'name = "batch_hard_triplet"'),
+     r"do not fit loss 'batch_hard_triplet', which needs one text column and a label \(roles text, label\)"),
+    (lambda t: t.replace('name = "mnrl"', 'name = "no_such_module_xyz:my_loss"'),
+     "cannot import module 'no_such_module_xyz'"),
+    (lambda t: t.replace('name = "mnrl"', 'name = "mine.py:pull_together"'),
+     r"loss 'mine.py:pull_together': loss pull_together does not declare its inputs: decorate it with"),
+    (lambda t: t.replace('name = "mnrl"', 'name = "mine.py:Head"'),
+     r"needs \['num_labels'\] from the run"),
+    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nloss_lr = 1e-3"),
+     r"\[train\] loss_lr is set, but loss 'mnrl' is a function without parameters"),
+    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nloss_lr = -1.0"), r"\[train\] loss_lr must be >= 0"),
+])
+def test_the_loss_and_the_recipe_must_fit_before_any_model_loads(tmp_path, monkeypatch, edit, message):
+    from minilm.encoder import SentenceEncoder
+
+    monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
+    (tmp_path / "mine.py").write_text(UNDECLARED + NEEDS_CLASSES, encoding="utf-8")
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(write(tmp_path, edit(GOOD)))
+
+
+def test_a_triplet_recipe_on_pair_data_fails_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    """Roles name a negative column the file does not have: the data is read, and refused, before any model."""
+    from minilm.encoder import SentenceEncoder
+
+    monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
+    text = GOOD.replace('name = "mnrl"', 'name = "triplet"').replace(
+        'positive = "positive" }', 'positive = "positive", negative = "negative" }')
+    assert cli.main(["train", str(write(tmp_path, text)), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "column 'negative' not in" in err and "d.csv" in err
+
+
+def test_switching_the_loss_with_set_says_which_settings_to_drop(tmp_path):
+    path = write(tmp_path, GOOD.replace('name = "mnrl"', 'name = "mnrl"\nscale = 20.0\nsimilarity = "cosine"'))
+    with pytest.raises(RecipeError) as refused:
+        load_recipe(path, ["loss.name=triplet"])
+    message = str(refused.value)
+    assert "--set loss.name=triplet replaced the recipe's loss" in message
+    assert "settings scale, similarity belong to the old loss" in message
+    assert "loss 'triplet' takes distance, margin, report" in message
+    assert """--set 'loss={name="triplet"}'""" in message
+    (tmp_path / "t.csv").write_text("anchor,positive,negative\nq1,a1,n1\nq2,a2,n2\n", encoding="utf-8")
+    switched = load_recipe(path, ['loss={name="triplet", margin=0.3}', 'data.train="t.csv"',
+                                  'data.roles={anchor="anchor", positive="positive", negative="negative"}'])
+    assert switched.loss == {"name": "triplet", "margin": 0.3}
+    with pytest.raises(RecipeError, match=r"\[loss\] loss 'mnrl' has no setting 'margin'"):
+        load_recipe(path, ["loss.margin=0.3"])  # no rename: the plain message

@@ -156,3 +156,135 @@ def test_compile_setting_trains_like_eager(recipe_path, tmp_path):
     a, b = final_weights(tmp_path / "eager"), final_weights(tmp_path / "compiled")
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+
+
+# ------------------------------------------------------------------------------------------- losses with parameters
+
+HEAD_LOSS = '''
+import torch
+from torch import nn
+from minilm.losses import needs
+
+
+@needs("labels")
+class LinearHead(nn.Module):
+    """Cross-entropy of a linear classifier on the sentence embedding (SoftmaxLoss on one text)."""
+
+    part_of_model = True
+
+    def __init__(self, embedding_dim: int, num_labels: int, bias: bool = True):
+        super().__init__()
+        self.classifier = nn.Linear(embedding_dim, num_labels, bias=bias)
+
+    def forward(self, embeddings, labels):
+        logits = self.classifier(embeddings)
+        loss = nn.functional.cross_entropy(logits, labels)
+        return loss, {"accuracy": (logits.argmax(dim=1) == labels).float().mean()}
+'''
+
+HEAD_RECIPE = """
+name = "head"
+[model]
+base = "{base}"
+[data]
+train = "labelled.csv"
+roles = {{ text = "text", label = "label" }}
+[loss]
+name = "head_loss.py:LinearHead"
+[train]
+batch_size = 8
+max_steps = 4
+save_steps = 2
+loss_lr = 1e-3
+"""
+
+
+@pytest.fixture()
+def head_recipe(tmp_path, tiny_base):
+    rows = [f"note {i} about topic {i % 3} and more,{i % 3}" for i in range(30)]
+    (tmp_path / "labelled.csv").write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    (tmp_path / "head_loss.py").write_text(HEAD_LOSS, encoding="utf-8")
+    path = tmp_path / "head.toml"
+    path.write_text(HEAD_RECIPE.format(base=tiny_base), encoding="utf-8")
+    return path
+
+
+def test_a_classifier_head_is_built_from_the_run_trained_and_saved_beside_the_model(head_recipe, tmp_path):
+    from minilm.training.run import build_loss, load_train_data
+
+    recipe = load_recipe(head_recipe)
+    run_recipe(recipe, tmp_path / "out", log=lambda _: None)
+    model = SentenceEncoder.from_pretrained(tmp_path / "out" / "final")
+    initial = build_loss(recipe, model, load_train_data(recipe))  # same seed: the head the run started from
+    assert initial.classifier.weight.shape == (3, 64)  # num_labels from the data, embedding_dim from the model
+    saved = load_file(tmp_path / "out" / "final" / "loss.safetensors")
+    assert saved.keys() == {"classifier.weight", "classifier.bias"}
+    assert not torch.equal(saved["classifier.weight"], initial.classifier.weight.detach())  # it was trained
+    about = json.loads((tmp_path / "out" / "final" / "loss.json").read_text())
+    assert about["class"].endswith("LinearHead") and about["tensors"]["classifier.weight"] == [3, 64]
+    state = torch.load(checkpoints(tmp_path / "out")[-1] / "trainer_state.pt", weights_only=True)
+    assert state["schedule"]["base_lrs"] == [5e-5, 5e-5, 1e-3, 1e-3]  # model groups, then the head's at loss_lr
+    assert set(state["loss"]) == {"classifier.weight", "classifier.bias"}
+    steps = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert all(0.0 <= r["stats"]["accuracy"] <= 1.0 for r in steps if "loss" in r)
+
+
+def test_a_head_with_gradient_cache_trains_like_the_plain_step(recipe_path, tmp_path):
+    """Under the gradient cache the loss's parameters get their gradients in loss_and_grads (dropout off)."""
+    head = tmp_path / "scaled.py"
+    head.write_text(SCALED_LOSS, encoding="utf-8")
+    plain = ["train.dropout=false", "train.save_steps=0", 'loss={name="scaled.py:Scaled"}', "train.loss_lr=1e-2"]
+    run_recipe(load_recipe(recipe_path, plain), tmp_path / "plain", log=lambda _: None)
+    run_recipe(load_recipe(recipe_path, plain + ["train.mini_batch_size=3"]), tmp_path / "cached", log=lambda _: None)
+    a, b = final_weights(tmp_path / "plain"), final_weights(tmp_path / "cached")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+    scales = [[json.loads(line)["stats"]["scale"] for line in (tmp_path / name / "log.jsonl").read_text().splitlines()
+               if '"loss"' in line] for name in ("plain", "cached")]
+    assert scales[0][-1] != scales[0][0]  # the scale moved
+    assert scales[0] == pytest.approx(scales[1], rel=1e-5)
+
+
+SCALED_LOSS = '''
+import torch
+from torch import nn
+from minilm.losses import multiple_negatives_ranking_loss, needs
+from minilm.losses.distances import cosine_similarity_matrix
+
+
+@needs("columns", columns=2, in_batch_negatives=True)
+class Scaled(nn.Module):
+    """In-batch negatives with a learned logit scale."""
+
+    def __init__(self, init_scale: float = 20.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(init_scale))
+
+    def forward(self, anchors, positives):
+        logits = self.scale * cosine_similarity_matrix(anchors, positives)
+        return (logits.logsumexp(dim=1) - logits.diagonal()).mean(), {"scale": self.scale.detach()}
+'''
+
+
+def test_resuming_with_a_different_kind_of_loss_is_refused(recipe_path, tmp_path):
+    run_recipe(load_recipe(recipe_path, ["train.max_steps=2", "train.save_steps=1"]), tmp_path / "out",
+               log=lambda _: None)
+    (tmp_path / "scaled.py").write_text(SCALED_LOSS, encoding="utf-8")
+    other = load_recipe(recipe_path, ['loss={name="scaled.py:Scaled"}'])
+    with pytest.raises(ValueError, match="holds no loss state, but this run's loss has parameters"):
+        run_recipe(other, tmp_path / "out", resume=True, log=lambda _: None)
+
+
+def test_statistics_are_logged_per_step_when_the_loss_reports(recipe_path, tmp_path):
+    run_recipe(load_recipe(recipe_path, ["loss.report=true", "train.save_steps=0"]), tmp_path / "on",
+               log=lambda _: None)
+    run_recipe(load_recipe(recipe_path, ["train.save_steps=0"]), tmp_path / "off", log=lambda _: None)
+    on = [json.loads(line) for line in (tmp_path / "on" / "log.jsonl").read_text().splitlines()]
+    off = [json.loads(line) for line in (tmp_path / "off" / "log.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in on if "loss" in r] == [r["loss"] for r in off if "loss" in r]  # same run
+    assert all("stats" not in r for r in off)
+    for record in (r for r in on if "loss" in r):
+        assert set(record["stats"]) == {"positive_similarity", "hardest_negative_similarity", "accuracy"}
+        assert -1.0 <= record["stats"]["positive_similarity"] <= 1.0
+    assert final_weights(tmp_path / "on").keys() == final_weights(tmp_path / "off").keys()
+    assert_identical(final_weights(tmp_path / "on"), final_weights(tmp_path / "off"))

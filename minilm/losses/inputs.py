@@ -97,7 +97,7 @@ def needs_of(loss: Callable) -> Needs:
 # Names a loss class's __init__ may take to learn about the run; the trainer fills them, a recipe cannot set them.
 CONTEXT = {
     "embedding_dim": "width of the model's sentence embeddings",
-    "num_labels": "number of distinct labels in the training data (labels kind)",
+    "num_labels": "1 + the largest label of the training data: labels are class indices (labels kind only)",
 }
 
 

@@ -15,6 +15,7 @@ class TrainConfig:
     epochs: int = 1
     max_steps: int = 0  # > 0: stop after this many optimiser steps, whatever the epochs
     lr: float = 5e-5
+    loss_lr: float = 0.0  # > 0: learning rate of the loss's own parameters (a temperature, a head); 0: lr
     warmup_steps: int = 0
     warmup_ratio: float = 0.0  # fraction of the steps, rounded up (give this or warmup_steps)
     weight_decay: float = 0.0

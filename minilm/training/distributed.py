@@ -9,7 +9,9 @@ MASTER_ADDR / MASTER_PORT, who it is. Every process runs the same recipe; this m
   single-process one for the same seed;
 - DistributedDataParallel around the encoder: gradients are averaged over ranks during backward;
 - ``gather_loss``: the loss computed on the whole global batch (in-batch negatives from every rank), with gradients
-  flowing back to the rank that embedded each row.
+  flowing back to the rank that embedded each row;
+- a loss with parameters (a learnable temperature, a head) lives outside DDP: ``broadcast_parameters`` starts it
+  equal on every rank and ``average_gradients`` averages its gradients over ranks, as DDP does the encoder's.
 
 With W = 1 (plain ``python -m minilm``) none of it is switched on.
 """
@@ -159,6 +161,31 @@ def gather_loss(loss_fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
         return loss_fn(*embeddings, **targets)
 
     return gathered
+
+
+def broadcast_parameters(module: nn.Module) -> None:
+    """Rank 0's parameters and buffers of ``module`` on every rank (what DDP does for the model it wraps)."""
+    if world_size() == 1:
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor, src=0)
+
+
+def average_gradients(params: list[Tensor]) -> None:
+    """Replace each ``.grad`` by its mean over ranks, in one all-reduce.
+
+    With ``gather_loss`` every rank computed the loss of the whole batch, so the gradients are equal and stay so;
+    without it each rank's is that of its shard, and the mean is the gradient of the mean loss, as for the encoder.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if world_size() == 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(part.view_as(g))
 
 
 def mean_over_ranks(x: Tensor) -> Tensor:

@@ -4,7 +4,8 @@ In-batch-negative losses want big batches, but backprop through the encoder keep
 The loss itself only needs the (B, D) embeddings, so split the work:
 
   1. embed the batch in mini-batches without autograd (activations freed at once), saving the RNG state before each;
-  2. compute the loss on all embeddings and its gradient w.r.t. the embeddings (one cheap call: ``loss_and_grads``);
+  2. compute the loss on all embeddings and its gradient w.r.t. the embeddings (one cheap call: ``loss_and_grads``;
+     a loss with parameters, e.g. a learnable temperature, gets their gradients accumulated here too);
   3. re-embed each mini-batch with autograd, replaying its RNG state so dropout draws the same masks, and
      back-propagate the cached embedding gradient through it.
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from minilm.losses.inputs import split_output
 from minilm.training.step import Column, bare_model, check_columns, model_device, rows_of
 
 
@@ -77,16 +79,20 @@ def _trim_padding(features: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def loss_and_grads(
     loss_fn: Callable[..., Tensor], embeddings: list[Tensor], **loss_kwargs
-) -> tuple[Tensor, list[Tensor]]:
-    """The one step that sees the whole batch: loss on every column's embeddings (B, D) and d loss / d embeddings.
+) -> tuple[Tensor, list[Tensor], dict[str, float | None]]:
+    """The one step that sees the whole batch: loss on every column's embeddings (B, D), d loss / d embeddings, and
+    the statistics the loss reported. The gradients of the loss's own parameters (an nn.Module loss) are accumulated
+    into their ``.grad`` here, as a plain ``loss.backward()`` would.
 
     Kept a single call so that a cross-process all-gather can wrap exactly this step (``distributed.gather_loss``
     wraps ``loss_fn``: the gather and its backward both happen inside here).
     """
     leaves = [e.detach().requires_grad_() for e in embeddings]
     with torch.enable_grad():
-        loss = loss_fn(*leaves, **loss_kwargs)
-    return loss.detach(), list(torch.autograd.grad(loss, leaves))
+        loss, stats = split_output(loss_fn(*leaves, **loss_kwargs))
+        loss.backward()  # fills the leaves' .grad and the loss parameters' .grad in one pass
+    grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in leaves]  # an unused column
+    return loss.detach(), grads, stats
 
 
 def cached_loss_backward(
@@ -100,6 +106,17 @@ def cached_loss_backward(
 
     Parameter ``.grad`` is accumulated (not zeroed), exactly as ``loss.backward()`` on the whole batch would.
     """
+    return cached_step(model, columns, loss_fn, mini_batch_size, **loss_kwargs)[0]
+
+
+def cached_step(
+    model: nn.Module,
+    columns: Sequence[Column],
+    loss_fn: Callable[..., Tensor],
+    mini_batch_size: int,
+    **loss_kwargs,
+) -> tuple[Tensor, dict[str, float | None]]:
+    """``cached_loss_backward``, also returning the statistics the loss reported."""
     check_columns(columns, mini_batch_size)
     device = model_device(model)
     chunks = [split_column(model, column, mini_batch_size) for column in columns]  # [column][mini-batch]
@@ -112,7 +129,7 @@ def cached_loss_backward(
                 states[-1].append(capture_rng(device))
                 parts.append(model(**features))  # (b, D)
             embeddings.append(torch.cat(parts))  # (B, D)
-    loss, grads = loss_and_grads(loss_fn, embeddings, **loss_kwargs)
+    loss, grads, stats = loss_and_grads(loss_fn, embeddings, **loss_kwargs)
     work = []  # (features, rng state, d loss / d its embeddings) for every mini-batch of every column
     for column_chunks, column_states, grad in zip(chunks, states, grads):
         sizes = [rows_of(features) for features in column_chunks]
@@ -123,4 +140,4 @@ def cached_loss_backward(
                 emb = model(**features)  # (b, D), same dropout masks as in the no-grad pass
             if emb.requires_grad:  # a frozen encoder has nothing to accumulate
                 emb.backward(grad_part)
-    return loss
+    return loss, stats

@@ -21,14 +21,15 @@ def no_decay(name: str) -> bool:
 
 
 def param_groups(model: nn.Module | Mapping[str, Tensor], weight_decay: float) -> list[dict]:
-    """Split trainable parameters into [decayed, not decayed] groups by name (see `no_decay`)."""
+    """Split trainable parameters into [decayed, not decayed] groups by name (see `no_decay`); a 0-d parameter (a
+    loss's temperature or scale) is never decayed: shrinking it towards 0 is not regularisation but a new objective."""
     if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
         raise ValueError(f"weight_decay must be a non-negative number, got {weight_decay!r}")
     named = model.named_parameters() if isinstance(model, nn.Module) else model.items()
     decay, keep = [], []
     for name, p in named:
         if p.requires_grad:
-            (keep if no_decay(name) else decay).append(p)
+            (keep if no_decay(name) or p.ndim == 0 else decay).append(p)
     return [{"params": decay, "weight_decay": float(weight_decay)}, {"params": keep, "weight_decay": 0.0}]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from minilm.evaluation import TASKS
 from minilm.losses.inputs import KINDS, Needs
 from minilm.training.config import train_schema
-from minilm.training.registry import check_loss_kwargs, loss_needs
+from minilm.training.registry import UnknownLossSettings, check_loss_kwargs, is_module_loss, loss_needs, resolve_loss
 
 REQUIRED = object()
 
@@ -106,23 +106,38 @@ def parse_override(text: str) -> tuple[list[str], object]:
 
 def load_recipe(path: str | Path, overrides: list[str] = (), data: str | None = None) -> Recipe:
     path = Path(path)
+    raw = read_recipe(path)
+    renamed = apply_overrides(raw, overrides)
+    if data is not None:
+        raw.setdefault("data", {})["train"] = str(Path(data).resolve())
+    return validate(raw, path, renamed)
+
+
+def read_recipe(path: Path) -> dict:
+    """The recipe file as TOML, unchecked (``validate`` checks it)."""
     if not path.is_file():
         raise RecipeError(f"recipe {path} does not exist")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{path}: not valid TOML: {e}") from None
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> str | None:
+    """Apply ``--set key=value`` items to ``raw`` in place; returns the item that renamed the loss, if one did."""
+    recipe_loss = raw.get("loss", {}).get("name") if isinstance(raw.get("loss"), dict) else None
+    renamed = None  # "--set loss.name=X": the recipe's other [loss] settings belong to its own loss
     for text in overrides:
         keys, value = parse_override(text)
+        if keys == ["loss", "name"] and value != recipe_loss:
+            renamed = text
         node = raw
         for k in keys[:-1]:
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
                 raise RecipeError(f"--set {text!r}: {k} is not a section")
         node[keys[-1]] = value
-    if data is not None:
-        raw.setdefault("data", {})["train"] = str(Path(data).resolve())
-    return validate(raw, path)
+    return renamed
 
 
 def _check_section(raw: dict, section: str, where: Path) -> dict:
@@ -154,7 +169,8 @@ def _check_path(recipe_path: Path, value: str, key: str) -> str:
     return str(resolved)
 
 
-def validate(raw: dict, path: Path) -> Recipe:
+def validate(raw: dict, path: Path, renamed: str | None = None) -> Recipe:
+    """The checked recipe; ``renamed`` is the ``--set loss.name=...`` that replaced the recipe's loss, if any."""
     sections = {k: v for k, v in raw.items() if isinstance(v, dict)}
     top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
     for name in sections:
@@ -168,6 +184,14 @@ def validate(raw: dict, path: Path) -> Recipe:
     loss_head = _check_section({"name": loss_raw.pop("name")} if "name" in loss_raw else {}, "loss", path)
     try:
         check_loss_kwargs(loss_head["name"], loss_raw, base_dir=path.parent)
+    except UnknownLossSettings as e:
+        if renamed is None:
+            raise RecipeError(f"{path}: [loss] {e}") from None
+        raise RecipeError(
+            f"{path}: --set {renamed} replaced the recipe's loss, but its [loss] settings "
+            f"{', '.join(e.unknown)} belong to the old loss; loss {e.name!r} takes {', '.join(e.valid)}. "
+            f"Replace the whole table to drop them: --set 'loss={{name=\"{e.name}\"}}' "
+            f"(settings of the new loss go inside the braces)") from None
     except ValueError as e:
         raise RecipeError(f"{path}: [loss] {e}") from None
     loss = {"name": loss_head["name"], **loss_raw}
@@ -197,6 +221,11 @@ def _check_values(r: Recipe) -> None:
         raise RecipeError(f"{where}: [train] distributed_timeout_s must be > 0, got {t['distributed_timeout_s']}")
     if t["keep_checkpoints"] < 1:
         raise RecipeError(f"{where}: [train] keep_checkpoints must be >= 1, got {t['keep_checkpoints']}")
+    if t["loss_lr"] < 0:
+        raise RecipeError(f"{where}: [train] loss_lr must be >= 0 (0: the loss's parameters use lr), got {t['loss_lr']}")
+    if t["loss_lr"] and not is_module_loss(resolve_loss(r.loss["name"], where.parent)):
+        raise RecipeError(f"{where}: [train] loss_lr is set, but loss {r.loss['name']!r} is a function without "
+                          f"parameters (an nn.Module loss has them)")
     if t["lr"] <= 0 or t["max_grad_norm"] <= 0 or t["weight_decay"] < 0 or not 0 <= t["warmup_ratio"] <= 1:
         raise RecipeError(f"{where}: [train] needs lr > 0, max_grad_norm > 0, weight_decay >= 0, 0 <= warmup_ratio <= 1")
     if t["warmup_steps"] and t["warmup_ratio"]:

@@ -17,9 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import Tensor
-
-from torch import nn
+from torch import Tensor, nn
 
 from minilm import losses
 from minilm.losses.inputs import CONTEXT, Needs, needs_of, split_output
@@ -34,6 +32,15 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
 }
 
 MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
+
+
+class UnknownLossSettings(ValueError):
+    """Settings a loss does not take; ``valid`` lists the ones it does (for messages that say what to keep)."""
+
+    def __init__(self, name: str, unknown: list[str], valid: list[str]):
+        self.name, self.unknown, self.valid = name, unknown, valid
+        plural = "s" if len(unknown) > 1 else ""
+        super().__init__(f"loss {name!r} has no setting{plural} {', '.join(map(repr, unknown))}; valid: {valid}")
 
 
 def resolve_loss(name: str, base_dir: str | Path | None = None) -> Callable[..., Tensor]:
@@ -85,6 +92,19 @@ def is_module_loss(loss) -> bool:
     return isinstance(loss, type) and issubclass(loss, nn.Module)
 
 
+def loss_module_of(loss: Callable) -> nn.Module | None:
+    """The nn.Module inside a built loss (through matryoshka, gather and functools.partial wrappers), or None."""
+    seen = loss
+    while not isinstance(seen, nn.Module):
+        if isinstance(seen, functools.partial):
+            seen = seen.func
+        elif hasattr(seen, "__wrapped__"):
+            seen = seen.__wrapped__
+        else:
+            return None
+    return seen
+
+
 def settable(loss: Callable) -> list[str]:
     """The loss's keyword settings: parameters with defaults (for a class, of __init__, less the CONTEXT names)."""
     params = inspect.signature(loss).parameters.values()
@@ -125,17 +145,19 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
     """
     loss = resolve_loss(name, base_dir)
     valid = settable(loss)
-    for key in kwargs:
-        if key not in valid and key not in MATRYOSHKA_KEYS:
-            raise ValueError(f"loss {name!r} has no setting {key!r}; valid: {valid + list(MATRYOSHKA_KEYS)}")
+    unknown = [key for key in kwargs if key not in valid and key not in MATRYOSHKA_KEYS]
+    if unknown:
+        raise UnknownLossSettings(name, unknown, valid + list(MATRYOSHKA_KEYS))
     if not dry_run:
         return
     dims = kwargs.get("matryoshka_dims")
     width = max(dims) if isinstance(dims, (list, tuple)) and dims and all(isinstance(d, int) for d in dims) else 8
     width = min(width, 8192)  # a dry run, not an allocation test
     try:
-        bound = make_loss(name, kwargs, base_dir, context={"embedding_dim": width, "num_labels": 2})
-        args, targets = dummy_inputs(needs_of(loss), width)
+        declared = needs_of(loss)
+        context = {"embedding_dim": width, **({"num_labels": 2} if declared.kind == "labels" else {})}  # as a run has
+        bound = make_loss(name, kwargs, base_dir, context=context)
+        args, targets = dummy_inputs(declared, width)
         split_output(bound(*args, **targets))
     except (TypeError, ValueError) as e:
         raise ValueError(f"loss {name!r}: {e}") from e

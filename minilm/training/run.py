@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from minilm.evaluation import TASKS, evaluate_retrieval, evaluate_similarity, evaluate_triplets
 from minilm.training import distributed
 from minilm.training.data import read_rows, read_sts, to_roles
@@ -35,6 +37,23 @@ def load_train_data(recipe: Recipe) -> TrainData:
         return TrainData(columns=got)
     *columns, targets = got
     return TrainData(columns=list(columns), targets=list(targets), target_name=declared.target)
+
+
+def run_context(model, data: TrainData) -> dict:
+    """What a loss class may ask the run for (``inputs.CONTEXT``): the embedding width, and for labelled data the
+    number of classes (labels are class indices 0..num_labels - 1, so a head has a row for each)."""
+    context = {"embedding_dim": model.embedding_dim}
+    if data.target_name == "labels" and min(data.targets) >= 0:  # negative labels index nothing: a loss asking fails
+        context["num_labels"] = max(data.targets) + 1
+    return context
+
+
+def build_loss(recipe: Recipe, model, data: TrainData) -> Callable:
+    """The recipe's loss, settings bound; a loss class is built with the run's context, its random initial
+    parameters drawn from ``[train] seed`` alone (not from whatever ran before in the process)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.train["seed"])
+        return make_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent, run_context(model, data))
 
 
 def make_sampler(recipe: Recipe, data: TrainData):
@@ -73,6 +92,15 @@ def make_evaluator(task: str, path: str, fmt: str = "auto", roles: dict | None =
     return lambda model: evaluate_retrieval(model, queries, corpus, relevant, batch_size=batch_size)
 
 
+def recipe_evaluator(recipe: Recipe) -> Callable | None:
+    """The evaluator the recipe's [eval] table describes, or None without one."""
+    if recipe.eval is None:
+        return None
+    e = recipe.eval
+    return make_evaluator(e["task"], e["data"], e["format"], e["roles"], e["batch_size"], e["limit"], e["header"],
+                          e["columns"])
+
+
 def default_roles(task: str) -> dict:
     """Column names assumed when ``minilm eval`` is given none: the role names themselves."""
     if task == "similarity":
@@ -102,17 +130,13 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log) -> list[dict]:
     distributed.check_batch_size(recipe.train["batch_size"], distributed.world_size())  # before anything loads
     data = load_train_data(recipe)  # data and evaluator are read before the model: bad rows fail fast
     sampler = make_sampler(recipe, data)
-    loss_fn = make_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent)
-    evaluate = None
-    if recipe.eval is not None:
-        e = recipe.eval
-        evaluate = make_evaluator(e["task"], e["data"], e["format"], e["roles"], e["batch_size"], e["limit"],
-                                  e["header"], e["columns"])
+    evaluate = recipe_evaluator(recipe)
     found = checkpoints(output_dir) if resume else []
     if resume and not found:
         raise FileNotFoundError(f"--resume: no complete checkpoint under {output_dir / 'checkpoints'}")
     model = SentenceEncoder.from_pretrained(found[-1] / "model" if found else recipe.model["base"],
                                             device=distributed.device())
+    loss_fn = build_loss(recipe, model, data)
     trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log)
     if found:
         trainer.resume_from(found[-1])

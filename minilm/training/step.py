@@ -1,7 +1,9 @@
 """One training step's forward and backward: embed every text column, apply the loss, back-propagate.
 
-``loss_backward`` is what the trainer calls. The plain path embeds all columns of the batch in one forward pass;
-with a ``mini_batch_size`` the gradient cache (``grad_cache.py``) does the same in bounded memory.
+``loss_backward_with_stats`` is what the trainer calls (``loss_backward`` drops the statistics). The plain path
+embeds all columns of the batch in one forward pass; with a ``mini_batch_size`` the gradient cache
+(``grad_cache.py``) does the same in bounded memory. A loss with parameters (an nn.Module) gets their gradients
+accumulated in ``.grad`` either way.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from minilm.losses.inputs import split_output
 
 Column = Sequence[str] | Mapping[str, Tensor]  # texts, or already tokenised features (B, T) per key
 
@@ -23,14 +27,25 @@ def loss_backward(
     **loss_kwargs,
 ) -> Tensor:
     """One step's loss and backward; ``mini_batch_size`` switches the gradient cache on. Returns the detached loss."""
-    if mini_batch_size is not None:
-        from minilm.training.grad_cache import cached_loss_backward  # it builds on this module's helpers
+    return loss_backward_with_stats(model, columns, loss_fn, mini_batch_size, **loss_kwargs)[0]
 
-        return cached_loss_backward(model, columns, loss_fn, mini_batch_size, **loss_kwargs)
+
+def loss_backward_with_stats(
+    model: nn.Module,
+    columns: Sequence[Column],
+    loss_fn: Callable[..., Tensor],
+    mini_batch_size: int | None = None,
+    **loss_kwargs,
+) -> tuple[Tensor, dict[str, float | None]]:
+    """``loss_backward``, also returning the statistics the loss reported (``inputs.split_output``)."""
+    if mini_batch_size is not None:
+        from minilm.training.grad_cache import cached_step  # it builds on this module's helpers
+
+        return cached_step(model, columns, loss_fn, mini_batch_size, **loss_kwargs)
     check_columns(columns, 1)
-    loss = loss_fn(*embed_columns(model, columns), **loss_kwargs)
+    loss, stats = split_output(loss_fn(*embed_columns(model, columns), **loss_kwargs))
     loss.backward()
-    return loss.detach()
+    return loss.detach(), stats
 
 
 def embed_columns(model: nn.Module, columns: Sequence[Column]) -> list[Tensor]:

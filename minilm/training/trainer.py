@@ -2,6 +2,10 @@
 
 Same seed, same data -> bit-identical weights on CPU; a run resumed from a checkpoint continues exactly as the
 uninterrupted run would have (model, optimiser, schedule, sampler position and RNG state are all saved).
+A loss with parameters (an nn.Module: a learnable temperature, a classifier head) is trained with the model: its
+parameters are optimised (at ``[train] loss_lr`` when set), checkpointed, and, when the loss class says
+``part_of_model = True``, saved beside the final model (``final/loss.safetensors``). Statistics a loss reports go
+to ``log.jsonl`` with each step (``"stats"``).
 Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
 (see minilm/training/distributed.py and docs/distributed.md).
 """
@@ -19,14 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from minilm.training import distributed
 from minilm.training.compiled import compiled_training
 from minilm.training.config import TrainConfig
 from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
-from minilm.training.step import loss_backward
+from minilm.training.registry import loss_module_of
+from minilm.training.step import loss_backward_with_stats
 
 STATE_NAME = "trainer_state.pt"
+LOSS_WEIGHTS = "loss.safetensors"  # in final/: the state of a loss that is part of the model (a classifier head)
+LOSS_CONFIG = "loss.json"  # beside it: which class, which parameters
 
 
 class TrainingDiverged(RuntimeError):
@@ -71,6 +79,8 @@ class Progress:
 
 
 class Trainer:
+    save_final = True  # write output_dir/final at the end (a sweep that keeps no models switches it off)
+
     def __init__(
         self,
         model,
@@ -88,6 +98,8 @@ class Trainer:
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0  # the one process that logs, evaluates and writes files
         self.forward_model = model  # what the loss step calls: the model, or DDP around it
+        self.device = next(model.parameters()).device  # labels and scores go where the embeddings are
+        self.loss_module = self.place_loss_module(loss_fn)  # found before any wrapping hides it
         optimizer_class = AdamW
         if config.compile:  # before any wrapping: the fused loss is chosen by what the loss function is
             self.loss_fn, optimizer_class = compiled_training(model, loss_fn)
@@ -99,7 +111,7 @@ class Trainer:
                 self.loss_fn = distributed.gather_loss(self.loss_fn)
         torch.manual_seed(config.seed + self.rank)  # dropout draws, distinct per rank; the sampler has its own seed
         self.total_steps = config.max_steps or sum(len(self.sampler.batches(e)) for e in range(config.epochs))
-        self.optimizer = optimizer_class(param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.999),
+        self.optimizer = optimizer_class(self.optimizer_groups(), lr=config.lr, betas=(0.9, 0.999),
                                          eps=1e-8, weight_decay=config.weight_decay)
         self.schedule = LinearWarmupSchedule(self.optimizer, self.total_steps, config.warmup_steps,
                                              config.warmup_ratio or None)
@@ -107,9 +119,26 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict] = []  # evaluation results, in order
         self.last_checkpoint: Path | None = None
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.device = next(model.parameters()).device  # labels and scores go where the embeddings are
+        self.loss_params = [p for p in self.loss_module.parameters() if p.requires_grad] if self.loss_module else []
+        self.params = [p for p in model.parameters() if p.requires_grad] + self.loss_params  # clipped together
         self.progress: Progress | None = None
+
+    def place_loss_module(self, loss_fn: Callable):
+        """The loss's nn.Module (None for a function loss), moved to the model's device, equal on every rank."""
+        module = loss_module_of(loss_fn)
+        if module is not None:
+            module.to(self.device)
+            distributed.broadcast_parameters(module)
+        return module
+
+    def optimizer_groups(self) -> list[dict]:
+        """The model's parameter groups, then the loss's (at ``loss_lr`` when set); same weight-decay rule for both."""
+        groups = param_groups(self.model, self.config.weight_decay)
+        if self.loss_module is not None:
+            for group in param_groups(self.loss_module, self.config.weight_decay):
+                if group["params"]:
+                    groups.append({**group, "lr": self.config.loss_lr} if self.config.loss_lr else group)
+        return groups
 
     # ------------------------------------------------------------------------------------------- the loop: named steps
 
@@ -137,6 +166,8 @@ class Trainer:
             if not self.sampler.batches(self.epoch):
                 raise ValueError(f"the batch sampler yields no batch in epoch {self.epoch}: too few rows for batch_size?")
             self.model.train(self.config.dropout)
+            if self.loss_module is not None:
+                self.loss_module.train(self.config.dropout)
             for rows in self.sampler:
                 yield rows
                 if self.step >= self.total_steps:
@@ -147,7 +178,9 @@ class Trainer:
         """Loss, backward, clip, AdamW and schedule for one batch; the log record of the step."""
         columns, targets = self.data.batch(rows)
         targets = {k: v.to(self.device) for k, v in targets.items()}
-        loss = loss_backward(self.forward_model, columns, self.loss_fn, self.config.mini_batch_size or None, **targets)
+        loss, stats = loss_backward_with_stats(self.forward_model, columns, self.loss_fn,
+                                               self.config.mini_batch_size or None, **targets)
+        distributed.average_gradients(self.loss_params)  # DDP averages the model's; the loss's are outside it
         loss = distributed.mean_over_ranks(loss)  # every rank logs and checks the same number
         grad_norm = clip_grad_norm(self.params, self.config.max_grad_norm)  # DDP made the gradients equal on every rank
         loss_value, norm_value = loss.item(), grad_norm.item()  # one device sync each
@@ -163,7 +196,18 @@ class Trainer:
         self.schedule.step()
         self.optimizer.zero_grad()
         self.step += 1
-        return {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
+        record = {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
+        if stats:
+            record["stats"] = self.mean_statistics(stats)
+        return record
+
+    def mean_statistics(self, stats: dict) -> dict:
+        """The loss's statistics averaged over ranks (each rank's are of its shard unless the loss is gathered)."""
+        if self.world_size == 1:
+            return stats
+        values = torch.tensor([math.nan if v is None else v for v in stats.values()], device=self.device)
+        means = distributed.mean_over_ranks(values).tolist()
+        return {k: v if math.isfinite(v) else None for k, v in zip(stats, means)}
 
     def log_step(self, record: dict) -> None:
         self.write_log(record)
@@ -184,9 +228,26 @@ class Trainer:
     def finish(self) -> None:
         self.model.eval()
         self.run_evaluation()
-        if self.output_dir is not None and self.is_main:
+        if self.output_dir is not None and self.is_main and self.save_final:
             self.model.save(self.output_dir / "final")
+            self.save_loss_beside(self.output_dir / "final")
             self.say(f"saved the fine-tuned model to {self.output_dir / 'final'}")
+
+    def save_loss_beside(self, directory: Path) -> None:
+        """A loss that is part of the model (class attribute ``part_of_model = True``, e.g. a classifier head):
+        its state_dict to ``loss.safetensors`` and its class and parameter shapes to ``loss.json``, in ``directory``."""
+        module = self.loss_module
+        if module is None or not getattr(module, "part_of_model", False):
+            return
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        about = {"class": f"{type(module).__module__}.{type(module).__qualname__}",
+                 "tensors": {k: list(v.shape) for k, v in state.items()}}
+        for name, write in ((LOSS_WEIGHTS, lambda path: save_file(state, str(path))),
+                            (LOSS_CONFIG, lambda path: path.write_text(json.dumps(about, indent=2) + "\n",
+                                                                       encoding="utf-8"))):
+            tmp = directory / f".{name}.tmp"
+            write(tmp)
+            os.replace(tmp, directory / name)  # whole or absent
 
     def run_evaluation(self) -> None:
         if self.evaluate is None or not self.is_main:  # the other ranks wait for it at their next collective
@@ -217,13 +278,20 @@ class Trainer:
             "rng": rng,
             "rng_by_rank": distributed.gather_objects(rng),
             "history": self.history,
+            **({"loss": self.loss_module.state_dict()} if self.loss_module is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if (self.loss_module is None) != ("loss" not in state):
+            raise ValueError(f"the checkpoint {'holds no' if 'loss' not in state else 'holds a'} loss state, but this "
+                             f"run's loss {'has' if self.loss_module is not None else 'has no'} parameters: "
+                             f"was it written with another loss?")
         self.step, self.epoch, self.history = state["step"], state["epoch"], list(state["history"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.sampler.load_state_dict(state["sampler"])
+        if self.loss_module is not None:
+            self.loss_module.load_state_dict(state["loss"])
         by_rank = state.get("rng_by_rank", [])
         torch.set_rng_state(by_rank[self.rank] if len(by_rank) == self.world_size else state["rng"])
 

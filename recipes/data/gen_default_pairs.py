@@ -121,16 +121,44 @@ def _negative(d: str, p: str, rng: random.Random) -> str:
     return rng.choice(PROBLEMS[rng.choice(neighbours)][1]).format(d=d)
 
 
-def make_default(n_train: int = 200, n_eval: int = 100) -> tuple[list, list]:
-    """(train rows (anchor, positive), eval rows (anchor, positive, negative)); no anchor or positive repeats."""
+def _draw(n_train: int, n_eval: int) -> tuple[list, list, list]:
+    """(train rows (anchor, positive, device, problem), eval rows (anchor, positive, negative), train combos)."""
     rng = rng_for("default_pairs")
     train_combos, eval_combos = _combos(rng)
     seen: set = set()
-    train = take_unique(lambda: _ask(*rng.choice(train_combos), rng), n_train, keys=lambda r: r, seen=seen)
+
+    def train_row() -> tuple[str, str, str, str]:
+        d, p = rng.choice(train_combos)
+        return (*_ask(d, p, rng), d, p)
+
+    train = take_unique(train_row, n_train, keys=lambda r: r[:2], seen=seen)
 
     def eval_row() -> tuple[str, str, str]:
         d, p = rng.choice(eval_combos)
         return (*_ask(d, p, rng), _negative(d, p, rng))
 
     evals = take_unique(eval_row, n_eval, keys=lambda r: r[:2], seen=seen)
-    return train, evals
+    return train, evals, train_combos
+
+
+def make_default(n_train: int = 200, n_eval: int = 100) -> tuple[list, list]:
+    """(train rows (anchor, positive), eval rows (anchor, positive, negative)); no anchor or positive repeats."""
+    train, evals, _ = _draw(n_train, n_eval)
+    return [row[:2] for row in train], evals
+
+
+def make_default_triplets(n_train: int = 200, n_eval: int = 100) -> list:
+    """The rows of default_pairs.csv, each with a hard negative: the answer to a neighbouring problem on the same
+    device 90% of the time, to another problem the rest, drawn as the eval's negatives are, but only from training
+    (device, problem) combinations, so that no held-out answer appears in training. Its own RNG: default_pairs.csv
+    and default_eval.csv are unchanged."""
+    train, _, train_combos = _draw(n_train, n_eval)
+    allowed = set(train_combos)
+    rng = rng_for("default_triplets")
+    rows = []
+    for anchor, positive, d, p in train:
+        neighbours = PROBLEMS[p][2] if rng.random() < 0.9 else [q for q in sorted(PROBLEMS) if q != p]
+        neighbours = [q for q in neighbours if (d, q) in allowed] or \
+            [q for q in sorted(PROBLEMS) if q != p and (d, q) in allowed]
+        rows.append((anchor, positive, rng.choice(PROBLEMS[rng.choice(neighbours)][1]).format(d=d)))
+    return rows
