@@ -8,7 +8,8 @@ which losses it can name, is the trainer's business: ``minilm/training/registry.
 from minilm.losses.in_batch import multiple_negatives_ranking_loss
 from minilm.losses.inputs import KINDS, Needs, needs, needs_of
 from minilm.losses.matryoshka import matryoshka
-from minilm.losses.scored import cosent_loss
+from minilm.losses.pairs import contrastive_loss, cosine_similarity_loss, online_contrastive_loss
+from minilm.losses.scored import angle_loss, cosent_loss
 from minilm.losses.triplet import (
     batch_all_triplet_loss,
     batch_hard_triplet_loss,
@@ -19,4 +20,5 @@ from minilm.losses.triplet import (
 __all__ = [
     "KINDS", "Needs", "needs", "needs_of", "triplet_loss", "batch_hard_triplet_loss", "batch_semi_hard_triplet_loss",
     "batch_all_triplet_loss", "multiple_negatives_ranking_loss", "cosent_loss", "matryoshka",
+    "contrastive_loss", "online_contrastive_loss", "cosine_similarity_loss", "angle_loss",
 ]

@@ -1,0 +1,103 @@
+"""The loss catalogue against sentence-transformers 6.2 on identical inputs, through tests/parity.py: every case
+asserts |value difference| <= 1e-5 and max |gradient difference| <= 1e-4 (absolute; float32 and float64 inputs) and
+records the measured figures for docs/losses.md.
+
+ST losses are called through compute_loss_from_embeddings / calculate_loss where they have one; losses that only
+have a forward over model features run on stub models that return the embeddings they are given.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from parity import compare
+from torch import nn
+
+from minilm import losses as L
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+st_losses = pytest.importorskip("sentence_transformers.sentence_transformer.losses")
+from sentence_transformers.sentence_transformer.losses.contrastive import SiameseDistanceMetric  # noqa: E402
+from sentence_transformers.util import cos_sim, dot_score  # noqa: E402
+
+DTYPES = [torch.float32, torch.float64]
+ST_SIAMESE = {"cosine": SiameseDistanceMetric.COSINE_DISTANCE, "euclidean": SiameseDistanceMetric.EUCLIDEAN,
+              "manhattan": SiameseDistanceMetric.MANHATTAN}
+ST_SIMILARITY = {"cosine": cos_sim, "dot": dot_score}
+
+
+def _emb(n, d=16, dtype=torch.float32, seed=0):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed)).to(dtype)
+
+
+def _cols(k, n=12, d=16, dtype=torch.float32):
+    return [_emb(n, d, dtype, seed=s) for s in range(k)]
+
+
+class StubModel(nn.Module):
+    """Stands in for a SentenceTransformer: the 'features' are the embeddings themselves (under ``key``)."""
+
+    def __init__(self, dim: int, key: str = "embedding"):
+        super().__init__()
+        self.dim, self.key = dim, key
+        self.device = torch.device("cpu")
+
+    def forward(self, features):
+        return {"sentence_embedding": features[self.key]}
+
+    def get_embedding_dimension(self) -> int:
+        return self.dim
+
+
+def _st(loss, labels=None):
+    return lambda e: loss.compute_loss_from_embeddings(e, labels)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# pairs with labels or scores
+
+
+PAIR_LABELS = {
+    "mixed": torch.tensor([1, 0, 0, 1, 1, 0, 1, 0, 0, 1, 0, 1]),
+    "all_positive": torch.ones(12, dtype=torch.long),
+    "all_negative": torch.zeros(12, dtype=torch.long),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("labels", list(PAIR_LABELS))
+@pytest.mark.parametrize("distance", ["cosine", "euclidean", "manhattan"])
+def test_contrastive(distance, labels, dtype):
+    y = PAIR_LABELS[labels]
+    margin = 0.9 if distance == "cosine" else 6.0
+    st = st_losses.ContrastiveLoss(None, ST_SIAMESE[distance], margin=margin)
+    compare("contrastive", lambda e: L.contrastive_loss(*e, y, distance=distance, margin=margin), _st(st, y),
+            _cols(2, dtype=dtype))
+    st = st_losses.OnlineContrastiveLoss(None, ST_SIAMESE[distance], margin=margin)
+    compare("online_contrastive", lambda e: L.online_contrastive_loss(*e, y, distance=distance, margin=margin),
+            _st(st, y), _cols(2, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_cosine_similarity(dtype):
+    y = torch.rand(12, generator=torch.Generator().manual_seed(3))
+    compare("cosine_similarity", lambda e: L.cosine_similarity_loss(*e, y),
+            _st(st_losses.CosineSimilarityLoss(None), y), _cols(2, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("d", [16, 15])
+@pytest.mark.parametrize("scores", [torch.rand(12, generator=torch.Generator().manual_seed(4)),
+                                    torch.tensor([1.0, 1, 0, 0, 1, 0.5, 0.5, 0, 1, 0, 0.5, 1])], ids=["float", "ties"])
+def test_angle(scores, d, dtype):
+    compare("angle", lambda e: L.angle_loss(*e, scores, scale=20.0), _st(st_losses.AnglELoss(None, 20.0), scores),
+            _cols(2, d=d, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_cosent(dtype):
+    scores = torch.rand(12, generator=torch.Generator().manual_seed(5))
+    compare("cosent", lambda e: L.cosent_loss(*e, scores), _st(st_losses.CoSENTLoss(None), scores),
+            _cols(2, dtype=dtype))
