@@ -101,3 +101,74 @@ def test_cosent(dtype):
     scores = torch.rand(12, generator=torch.Generator().manual_seed(5))
     compare("cosent", lambda e: L.cosent_loss(*e, scores), _st(st_losses.CoSENTLoss(None), scores),
             _cols(2, dtype=dtype))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# in-batch negatives: MNRL's options, its cached form, MegaBatchMargin
+
+
+MNRL_OPTIONS = [
+    dict(directions=("query_to_doc",), partition_mode="joint"),
+    dict(directions=("query_to_doc",), partition_mode="per_direction"),
+    dict(directions=("query_to_doc", "query_to_query"), partition_mode="joint"),
+    dict(directions=("query_to_doc", "doc_to_query"), partition_mode="joint"),
+    dict(directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction"),
+    dict(directions=("query_to_doc", "doc_to_doc"), partition_mode="joint"),
+    dict(directions=("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"), partition_mode="joint"),
+    dict(hardness_mode="in_batch_negatives", hardness_strength=5.0),
+    dict(hardness_mode="hard_negatives", hardness_strength=5.0),
+    dict(hardness_mode="all_negatives", hardness_strength=5.0),
+    dict(directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction",
+         hardness_mode="all_negatives", hardness_strength=2.0),
+]
+
+
+def _mnrl_id(options):
+    return "-".join(f"{v}" if isinstance(v, str) else "+".join(v) if isinstance(v, tuple) else f"{v:g}"
+                    for v in options.values())
+
+
+def _cached_st(**kwargs):
+    """ST's cached MNRL, built around a placeholder model (calculate_loss never calls it)."""
+    return st_losses.CachedMultipleNegativesRankingLoss(nn.Sequential(nn.Identity()), **kwargs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n_negatives", [0, 2])
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+@pytest.mark.parametrize("options", MNRL_OPTIONS, ids=_mnrl_id)
+def test_mnrl_options(options, similarity, n_negatives, dtype):
+    scale = 20.0 if similarity == "cosine" else 0.7
+    common = dict(scale=scale, similarity_fct=ST_SIMILARITY[similarity])
+
+    def ours(e):
+        return L.multiple_negatives_ranking_loss(*e, scale=scale, similarity=similarity, **options)
+
+    cols = _cols(2 + n_negatives, dtype=dtype)
+    compare("mnrl", ours, _st(st_losses.MultipleNegativesRankingLoss(None, **common, **options)), cols)
+    # the cached form: ST computes the same loss in row chunks of mini_batch_size (here 5 of 12) on cached
+    # embeddings; ours is the same function under the gradient cache, which only changes how embeddings are made
+    cached = _cached_st(mini_batch_size=5, **common, **options)
+    compare("cached_mnrl", ours, lambda e: cached.calculate_loss([[x] for x in e]), cols)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_symmetric_forms(dtype):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        symmetric = st_losses.MultipleNegativesSymmetricRankingLoss(None)
+        cached = st_losses.CachedMultipleNegativesSymmetricRankingLoss(nn.Sequential(nn.Identity()), mini_batch_size=4)
+    ours = lambda e: L.multiple_negatives_ranking_loss(*e, symmetric=True)  # noqa: E731
+    compare("mnrl_symmetric", ours, _st(symmetric), _cols(2, dtype=dtype))
+    compare("cached_mnrl_symmetric", ours, lambda e: cached.calculate_loss([[x] for x in e]), _cols(2, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n", [1, 2, 12])
+def test_mega_batch_margin(n, dtype):
+    st = st_losses.MegaBatchMarginLoss(nn.Sequential(nn.Identity()), positive_margin=0.8, negative_margin=0.3,
+                                       mini_batch_size=5)
+    compare("mega_batch_margin", lambda e: L.mega_batch_margin_loss(*e),
+            lambda e: st.calculate_loss([[x] for x in e]), _cols(2, n=n, dtype=dtype))

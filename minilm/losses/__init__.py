@@ -5,7 +5,7 @@ defaults, and it declares what rows it needs with ``@needs`` (``inputs.py``). Ho
 which losses it can name, is the trainer's business: ``minilm/training/registry.py``.
 """
 
-from minilm.losses.in_batch import multiple_negatives_ranking_loss
+from minilm.losses.in_batch import mega_batch_margin_loss, multiple_negatives_ranking_loss
 from minilm.losses.inputs import KINDS, Needs, needs, needs_of
 from minilm.losses.matryoshka import matryoshka
 from minilm.losses.pairs import contrastive_loss, cosine_similarity_loss, online_contrastive_loss
@@ -20,5 +20,5 @@ from minilm.losses.triplet import (
 __all__ = [
     "KINDS", "Needs", "needs", "needs_of", "triplet_loss", "batch_hard_triplet_loss", "batch_semi_hard_triplet_loss",
     "batch_all_triplet_loss", "multiple_negatives_ranking_loss", "cosent_loss", "matryoshka",
-    "contrastive_loss", "online_contrastive_loss", "cosine_similarity_loss", "angle_loss",
+    "contrastive_loss", "online_contrastive_loss", "cosine_similarity_loss", "angle_loss", "mega_batch_margin_loss",
 ]

@@ -31,6 +31,12 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "batch_all_triplet": losses.batch_all_triplet_loss,
     "mnrl": losses.multiple_negatives_ranking_loss,
     "cosent": losses.cosent_loss,
+    # the loss catalogue (docs/losses.md)
+    "contrastive": losses.contrastive_loss,
+    "online_contrastive": losses.online_contrastive_loss,
+    "cosine_similarity": losses.cosine_similarity_loss,
+    "angle": losses.angle_loss,
+    "mega_batch_margin": losses.mega_batch_margin_loss,
 }
 
 MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
@@ -149,5 +155,5 @@ def dummy_inputs(declared: Needs, width: int, rows: int = 4) -> tuple[list[Tenso
     if declared.kind == "labels":
         targets["labels"] = torch.arange(rows) // 2  # pairs of labels: every anchor has a positive and a negative
     elif declared.kind == "scores":
-        targets["scores"] = torch.linspace(0.0, 1.0, rows)
+        targets["scores"] = (torch.arange(rows) % 2).float()  # 0/1: also valid pair labels (online contrastive)
     return embeddings, targets
