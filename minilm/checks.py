@@ -61,6 +61,22 @@ def check_number(value: object, name: str, positive: bool = False) -> float:
     return float(value)
 
 
+def check_count(value: object, name: str, minimum: int = 1) -> int:
+    """An integer setting such as a width or a number of classes (bools refused), at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_class_ids(labels: Tensor, num_labels: int, name: str = "labels") -> None:
+    """Class ids (already through ``check_targets``) must index one of ``num_labels`` classes."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
+        raise ValueError(f"{name} must be class ids in [0, {num_labels}), got values from {int(labels.min())} "
+                         f"to {int(labels.max())}")
+
+
 def check_flag(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")

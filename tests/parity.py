@@ -27,7 +27,16 @@ GRAD_BOUND = 1e-4
 FIGURES: dict[tuple[str, str], dict] = {}
 
 
-def _run(fn: Callable, inputs: Sequence[Tensor], params: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+def _run(fn: Callable, inputs: Sequence[Tensor], params: Sequence) -> tuple[Tensor, list[Tensor]]:
+    """Value and gradients; a parameter given as (tensor, fn) has its gradient passed through fn (layout mapping)."""
+    maps = [p[1] if isinstance(p, tuple) else (lambda g: g) for p in params]
+    params = [p[0] if isinstance(p, tuple) else p for p in params]
+    value, grads = _value_and_grads(fn, inputs, params)
+    n = len(grads) - len(params)
+    return value, grads[:n] + [f(g) for f, g in zip(maps, grads[n:])]
+
+
+def _value_and_grads(fn: Callable, inputs: Sequence[Tensor], params: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
     leaves = [x.detach().clone().requires_grad_(x.is_floating_point()) for x in inputs]
     for p in params:
         p.grad = None
@@ -40,8 +49,9 @@ def _run(fn: Callable, inputs: Sequence[Tensor], params: Sequence[Tensor]) -> tu
 
 
 def compare(name: str, ours: Callable, theirs: Callable, inputs: Sequence[Tensor],
-            our_params: Sequence[Tensor] = (), their_params: Sequence[Tensor] = ()) -> tuple[float, float]:
-    """ours(leaves) and theirs(leaves) -> 0-d loss; gradients w.r.t. the floating inputs and the paired parameters."""
+            our_params: Sequence = (), their_params: Sequence = ()) -> tuple[float, float]:
+    """ours(leaves) and theirs(leaves) -> 0-d loss; gradients w.r.t. the floating inputs and the paired parameters
+    (a reference parameter may be given as (tensor, fn mapping its gradient to our layout))."""
     v1, g1 = _run(ours, inputs, our_params)
     v2, g2 = _run(theirs, inputs, their_params)
     assert len(g1) == len(g2)

@@ -8,7 +8,9 @@ which losses it can name, is the trainer's business: ``minilm/training/registry.
 from minilm.losses.in_batch import mega_batch_margin_loss, multiple_negatives_ranking_loss
 from minilm.losses.inputs import KINDS, Needs, needs, needs_of
 from minilm.losses.matryoshka import matryoshka
+from minilm.losses.metric_learning import circle_loss, multi_similarity_loss, ntxent_loss, supcon_loss
 from minilm.losses.pairs import contrastive_loss, cosine_similarity_loss, online_contrastive_loss
+from minilm.losses.proxies import ArcFaceLoss, CosFaceLoss, ProxyAnchorLoss
 from minilm.losses.scored import angle_loss, cosent_loss
 from minilm.losses.triplet import (
     batch_all_triplet_loss,
@@ -21,4 +23,5 @@ __all__ = [
     "KINDS", "Needs", "needs", "needs_of", "triplet_loss", "batch_hard_triplet_loss", "batch_semi_hard_triplet_loss",
     "batch_all_triplet_loss", "multiple_negatives_ranking_loss", "cosent_loss", "matryoshka",
     "contrastive_loss", "online_contrastive_loss", "cosine_similarity_loss", "angle_loss", "mega_batch_margin_loss",
+    "supcon_loss", "ntxent_loss", "circle_loss", "multi_similarity_loss", "ArcFaceLoss", "CosFaceLoss", "ProxyAnchorLoss",
 ]

@@ -37,6 +37,13 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "cosine_similarity": losses.cosine_similarity_loss,
     "angle": losses.angle_loss,
     "mega_batch_margin": losses.mega_batch_margin_loss,
+    "supcon": losses.supcon_loss,
+    "ntxent": losses.ntxent_loss,
+    "circle": losses.circle_loss,
+    "multi_similarity": losses.multi_similarity_loss,
+    "arcface": losses.ArcFaceLoss,
+    "cosface": losses.CosFaceLoss,
+    "proxy_anchor": losses.ProxyAnchorLoss,
 }
 
 MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
