@@ -52,6 +52,23 @@ def check_targets(x: Tensor, batch_size: int, name: str, kind: str) -> Tensor:
     return x.int() if x.dtype == torch.bool else x
 
 
+def check_target_rows(x: Tensor, batch_size: int, name: str, widths: Sequence[int] | None = None) -> Tensor:
+    """Check per-example rows of numbers (a teacher's scores or embeddings): a finite floating (batch, K) tensor,
+    with K one of ``widths`` when given. Half precisions are promoted to float32."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.ndim != 2 or x.shape[0] != batch_size:
+        raise ValueError(f"{name} must have shape ({batch_size}, K) (one row per example), got shape {tuple(x.shape)}")
+    if widths is not None and x.shape[1] not in widths:
+        expected = " or ".join(str(w) for w in widths)
+        raise ValueError(f"{name} must have {expected} values per row, got {x.shape[1]}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x.float() if torch.finfo(x.dtype).bits < 32 else x
+
+
 def check_number(value: object, name: str, positive: bool = False) -> float:
     """A finite real hyper-parameter (bools refused: margin=True is a typo, not 1.0)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

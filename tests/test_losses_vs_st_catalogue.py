@@ -172,3 +172,87 @@ def test_mega_batch_margin(n, dtype):
                                        mini_batch_size=5)
     compare("mega_batch_margin", lambda e: L.mega_batch_margin_loss(*e),
             lambda e: st.calculate_loss([[x] for x in e]), _cols(2, n=n, dtype=dtype))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# distillation from teacher embeddings / scores given as data; the classifier head
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("distance", ["mse", "l2", "cosine"])
+@pytest.mark.parametrize("columns, per_column", [(1, False), (2, False), (3, True)])
+def test_embed_distill(columns, per_column, distance, dtype):
+    students = _cols(columns, dtype=dtype)
+    teacher = _emb(12, 16 * (columns if per_column else 1), dtype, seed=9)
+    teachers = list(teacher.split(16, dim=1)) if per_column else [teacher] * columns
+    st = st_losses.EmbedDistillLoss(StubModel(16), distance_metric=distance)
+    compare("embed_distill", lambda e: L.embed_distill_loss(*e, teacher_embeddings=teacher, distance=distance),
+            lambda e: st.compute_loss_from_embeddings(e, teachers), students)
+    if distance == "mse":
+        compare("mse", lambda e: L.mse_distill_loss(*e, teacher_embeddings=teacher),
+                lambda e: st_losses.MSELoss(StubModel(16)).compute_loss_from_embeddings(e, teachers), students)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_embed_distill_projection(dtype):
+    torch.manual_seed(0)
+    st = st_losses.EmbedDistillLoss(StubModel(16), distance_metric="cosine", projection_dim=24).to(dtype)
+    ours = L.EmbedDistillLoss(embedding_dim=16, distance="cosine", projection_dim=24).to(dtype)
+    ours.load_state_dict(st.state_dict())  # both hold the projection as `projection` (weight, bias)
+    teacher = _emb(12, 24, dtype, seed=9)
+    compare("embed_distill", lambda e: ours(*e, teacher_embeddings=teacher),
+            lambda e: st.compute_loss_from_embeddings(e, [teacher] * 2), _cols(2, dtype=dtype),
+            list(ours.parameters()), list(st.projection.parameters()))
+
+
+ST_PAIRWISE_SIMILARITY = {"dot": "pairwise_dot_score", "cosine": "pairwise_cos_sim"}
+
+
+def _pairwise(name):
+    import sentence_transformers.util as util
+
+    return getattr(util, ST_PAIRWISE_SIMILARITY[name])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+@pytest.mark.parametrize("k, margins", [(1, False), (1, True), (3, False), (3, True)])
+def test_margin_mse(k, margins, similarity, dtype):
+    teacher = _emb(12, k if margins else k + 1, dtype, seed=8)
+    st = st_losses.MarginMSELoss(None, similarity_fct=_pairwise(similarity))
+    compare("margin_mse", lambda e: L.margin_mse_loss(*e, teacher_scores=teacher, similarity=similarity),
+            _st(st, teacher), _cols(2 + k, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+@pytest.mark.parametrize("temperatures", [(1.0, None, None), (2.0, None, None), (1.0, 0.5, 3.0)])
+@pytest.mark.parametrize("k", [1, 3])
+def test_distill_kl_div(k, temperatures, similarity, dtype):
+    t, ts, tt = temperatures
+    teacher = 3 * _emb(12, k + 1, dtype, seed=8)
+    st = st_losses.DistillKLDivLoss(None, similarity_fct=_pairwise(similarity), temperature=t,
+                                    student_temperature=ts, teacher_temperature=tt)
+
+    def ours(e):
+        return L.distill_kl_div_loss(*e, teacher_scores=teacher, similarity=similarity, temperature=t,
+                                     student_temperature=ts, teacher_temperature=tt)
+
+    compare("distill_kl_div", ours, _st(st, teacher), _cols(2 + k, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("parts", [(True, True, False), (True, True, True), (False, True, True)])
+def test_softmax(parts, dtype):
+    """Mapping: ST's concatenation_sent_rep / _difference / _multiplication are our concat_embeddings / _difference /
+    _product; both hold the head as `classifier` (nn.Linear)."""
+    torch.manual_seed(0)
+    st = st_losses.SoftmaxLoss(StubModel(16), embedding_dimension=16, num_labels=3, concatenation_sent_rep=parts[0],
+                               concatenation_sent_difference=parts[1], concatenation_sent_multiplication=parts[2])
+    ours = L.SoftmaxLoss(embedding_dim=16, num_labels=3, concat_embeddings=parts[0], concat_difference=parts[1],
+                         concat_product=parts[2])
+    st.to(dtype), ours.to(dtype)
+    ours.load_state_dict({k: v for k, v in st.state_dict().items() if k.startswith("classifier.")})
+    y = torch.tensor([0, 2, 1, 1, 0, 2, 2, 1, 0, 0, 1, 2])
+    compare("softmax", lambda e: ours(*e, y), lambda e: st([{"embedding": x} for x in e], y), _cols(2, dtype=dtype),
+            list(ours.classifier.parameters()), list(st.classifier.parameters()))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from minilm import losses as L
-from minilm.losses.inputs import Needs, needs, needs_of
+from minilm.losses.inputs import KINDS, Needs, needs, needs_of
 from minilm.training.registry import LOSSES, check_loss_kwargs, make_loss, resolve_loss
 
 
@@ -15,7 +15,7 @@ def _x(n=4, d=3):
 
 def test_every_registered_loss_declares_its_inputs():
     kinds = {name: needs_of(loss).kind for name, loss in LOSSES.items()}
-    assert set(kinds.values()) == {"columns", "labels", "scores"}
+    assert set(kinds.values()) == set(KINDS)  # every input kind has a registered loss
     assert needs_of(LOSSES["mnrl"]) == Needs("columns", 2, more_columns=True, in_batch_negatives=True)
     assert needs_of(LOSSES["triplet"]) == Needs("columns", 3)
     for name in LOSSES:
@@ -141,3 +141,28 @@ def test_split_output_and_matryoshka_pass_statistics_through():
                          ((torch.tensor(1.0), {"s": "x"}), "statistic 's' must be a number")]:
         with pytest.raises(TypeError, match=message):
             split_output(bad)
+
+
+def test_catalogue_settings_are_checked_by_dry_run():
+    check_loss_kwargs("mnrl", {"directions": ["query_to_doc", "doc_to_query"], "partition_mode": "per_direction",
+                               "hardness_mode": "in_batch_negatives", "hardness_strength": 2.0})
+    check_loss_kwargs("embed_distill", {"projection_dim": 12, "distance": "mse"})  # teacher rows of width 12
+    check_loss_kwargs("arcface", {"margin": 0.3, "scale": 30.0})
+    for name, kwargs, bad in [
+        ("mnrl", {"directions": ["doc_to_query"]}, "query_to_doc"),
+        ("mnrl", {"hardness_mode": "soft"}, "hardness_mode"),
+        ("arcface", {"num_labels": 3}, "num_labels"),  # context, not a setting
+        ("softmax", {"concat_product": "yes"}, "concat_product"),
+        ("distill_kl_div", {"teacher_temperature": 0.0}, "teacher_temperature"),
+        ("contrastive", {"distance": "dot"}, "distance"),
+    ]:
+        with pytest.raises(ValueError, match=bad):
+            check_loss_kwargs(name, kwargs)
+
+
+def test_module_losses_are_built_with_the_run_context():
+    loss = make_loss("softmax", {"concat_product": True}, context={"embedding_dim": 4, "num_labels": 3})
+    assert isinstance(loss, torch.nn.Module) and loss.classifier.in_features == 16 and loss.classifier.out_features == 3
+    assert make_loss("proxy_anchor", {}, context={"embedding_dim": 4, "num_labels": 5}).proxies.shape == (5, 4)
+    with pytest.raises(ValueError, match=r"needs \['embedding_dim', 'num_labels'\]"):
+        make_loss("cosface", {})

@@ -5,6 +5,8 @@ defaults, and it declares what rows it needs with ``@needs`` (``inputs.py``). Ho
 which losses it can name, is the trainer's business: ``minilm/training/registry.py``.
 """
 
+from minilm.losses.classifier import SoftmaxLoss
+from minilm.losses.distill import EmbedDistillLoss, distill_kl_div_loss, embed_distill_loss, margin_mse_loss, mse_distill_loss
 from minilm.losses.in_batch import mega_batch_margin_loss, multiple_negatives_ranking_loss
 from minilm.losses.inputs import KINDS, Needs, needs, needs_of
 from minilm.losses.matryoshka import matryoshka
@@ -24,4 +26,5 @@ __all__ = [
     "batch_all_triplet_loss", "multiple_negatives_ranking_loss", "cosent_loss", "matryoshka",
     "contrastive_loss", "online_contrastive_loss", "cosine_similarity_loss", "angle_loss", "mega_batch_margin_loss",
     "supcon_loss", "ntxent_loss", "circle_loss", "multi_similarity_loss", "ArcFaceLoss", "CosFaceLoss", "ProxyAnchorLoss",
+    "SoftmaxLoss", "embed_distill_loss", "mse_distill_loss", "EmbedDistillLoss", "margin_mse_loss", "distill_kl_div_loss",
 ]

@@ -46,6 +46,15 @@ def angle_similarity(a: Tensor, b: Tensor) -> Tensor:
     return ((a * b).sum(dim=-1) + (a_im * b_re - a_re * b_im).sum(dim=-1)).abs()
 
 
+def dot_similarity(a: Tensor, b: Tensor) -> Tensor:
+    return (a * b).sum(dim=-1)
+
+
+PAIRWISE_SIMILARITIES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "cosine": cosine_similarity,
+    "dot": dot_similarity,
+}
+
 PAIRWISE_DISTANCES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "euclidean": euclidean_distance,
     "cosine": cosine_distance,

@@ -44,6 +44,11 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "arcface": losses.ArcFaceLoss,
     "cosface": losses.CosFaceLoss,
     "proxy_anchor": losses.ProxyAnchorLoss,
+    "softmax": losses.SoftmaxLoss,
+    "mse": losses.mse_distill_loss,
+    "embed_distill": losses.EmbedDistillLoss,
+    "margin_mse": losses.margin_mse_loss,
+    "distill_kl_div": losses.distill_kl_div_loss,
 }
 
 MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
@@ -148,19 +153,25 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
     width = min(width, 8192)  # a dry run, not an allocation test
     try:
         bound = make_loss(name, kwargs, base_dir, context={"embedding_dim": width, "num_labels": 2})
-        args, targets = dummy_inputs(needs_of(loss), width)
+        # a loss that projects the student to a teacher's width says which width its teacher rows have
+        args, targets = dummy_inputs(needs_of(loss), width, teacher_width=getattr(bound, "teacher_dim", width))
         split_output(bound(*args, **targets))
     except (TypeError, ValueError) as e:
         raise ValueError(f"loss {name!r}: {e}") from e
 
 
-def dummy_inputs(declared: Needs, width: int, rows: int = 4) -> tuple[list[Tensor], dict[str, Tensor]]:
+def dummy_inputs(declared: Needs, width: int, rows: int = 4, teacher_width: int | None = None
+                 ) -> tuple[list[Tensor], dict[str, Tensor]]:
     """Embeddings and targets of the declared kind for a small batch: one (rows, width) tensor per text column."""
     gen = torch.Generator().manual_seed(0)
     embeddings = list(torch.randn(declared.columns, rows, width, generator=gen).unbind(0))
     targets = {}
-    if declared.kind == "labels":
+    if declared.kind in ("labels", "pair_labels"):
         targets["labels"] = torch.arange(rows) // 2  # pairs of labels: every anchor has a positive and a negative
     elif declared.kind == "scores":
         targets["scores"] = (torch.arange(rows) % 2).float()  # 0/1: also valid pair labels (online contrastive)
+    elif declared.kind == "teacher_scores":  # one score per candidate column (positive, negatives...)
+        targets["teacher_scores"] = torch.randn(rows, declared.columns - 1, generator=gen)
+    elif declared.kind == "teacher_embeddings":
+        targets["teacher_embeddings"] = torch.randn(rows, teacher_width or width, generator=gen)
     return embeddings, targets
