@@ -49,9 +49,11 @@ def _value_and_grads(fn: Callable, inputs: Sequence[Tensor], params: Sequence[Te
 
 
 def compare(name: str, ours: Callable, theirs: Callable, inputs: Sequence[Tensor],
-            our_params: Sequence = (), their_params: Sequence = ()) -> tuple[float, float]:
+            our_params: Sequence = (), their_params: Sequence = (), dtype: torch.dtype | None = None
+            ) -> tuple[float, float]:
     """ours(leaves) and theirs(leaves) -> 0-d loss; gradients w.r.t. the floating inputs and the paired parameters
-    (a reference parameter may be given as (tensor, fn mapping its gradient to our layout))."""
+    (a reference parameter may be given as (tensor, fn mapping its gradient to our layout)). ``dtype`` names the
+    precision in the record when there are no inputs (a model's parameters are the leaves)."""
     v1, g1 = _run(ours, inputs, our_params)
     v2, g2 = _run(theirs, inputs, their_params)
     assert len(g1) == len(g2)
@@ -61,7 +63,7 @@ def compare(name: str, ours: Callable, theirs: Callable, inputs: Sequence[Tensor
     assert torch.isfinite(v1) and all(torch.isfinite(g).all() for g in g1), f"{name}: non-finite value or gradient"
     assert value_diff <= VALUE_BOUND, f"{name}: value {v1.item()} vs reference {v2.item()} (|diff| {value_diff:.2e})"
     assert grad_diff <= GRAD_BOUND, f"{name}: gradient max |diff| {grad_diff:.2e}"
-    record(name, str(inputs[0].dtype).removeprefix("torch."), value_diff, grad_diff)
+    record(name, str(dtype or inputs[0].dtype).removeprefix("torch."), value_diff, grad_diff)
     return value_diff, grad_diff
 
 

@@ -256,3 +256,177 @@ def test_softmax(parts, dtype):
     y = torch.tensor([0, 2, 1, 1, 0, 2, 2, 1, 0, 0, 1, 2])
     compare("softmax", lambda e: ours(*e, y), lambda e: st([{"embedding": x} for x in e], y), _cols(2, dtype=dtype),
             list(ours.classifier.parameters()), list(st.classifier.parameters()))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# guided (GIST), regularised (GOR), two model copies (Contrastive Tension)
+
+
+class GuideStub(StubModel):
+    """What GISTEmbedLoss checks a model for: a transformers tokenizer, max_seq_length, an indexable first module."""
+
+    def __init__(self, dim: int, key: str, tokenizer):
+        super().__init__(dim, key)
+        self.tokenizer, self.max_seq_length = tokenizer, 128
+        self.first = nn.Identity()
+
+    def __getitem__(self, index):
+        return self.first
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer(minilm_dir):
+    transformers = pytest.importorskip("transformers")
+    return transformers.AutoTokenizer.from_pretrained(str(minilm_dir))
+
+
+GIST_OPTIONS = [
+    dict(margin_strategy="absolute", margin=0.0, contrast_anchors=True, contrast_positives=True),
+    dict(margin_strategy="absolute", margin=0.1, contrast_anchors=False, contrast_positives=True),
+    dict(margin_strategy="relative", margin=0.1, contrast_anchors=True, contrast_positives=False),
+    dict(margin_strategy="relative", margin=-0.05, contrast_anchors=False, contrast_positives=False),
+]
+
+
+def _guided_columns(k, dtype):
+    columns = _cols(k, dtype=dtype)
+    # a guide that mostly agrees with the student, so the threshold splits the candidates
+    guide = [torch.cat([c[:, :10], _emb(12, 4, dtype, seed=20 + i)], dim=1) for i, c in enumerate(columns)]
+    return columns, guide
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n_negatives", [0, 1])
+@pytest.mark.parametrize("options", GIST_OPTIONS, ids=lambda o: f"{o['margin_strategy']}{o['margin']:g}-"
+                         f"{int(o['contrast_anchors'])}{int(o['contrast_positives'])}")
+def test_gist(options, n_negatives, dtype, hf_tokenizer):
+    columns, guide = _guided_columns(2 + n_negatives, dtype)
+    st = st_losses.GISTEmbedLoss(GuideStub(16, "embedding", hf_tokenizer), GuideStub(14, "guide", hf_tokenizer),
+                                 temperature=0.05, **options)
+    compare("gist", lambda e: L.gist_embed_loss(*e, guide=guide, temperature=0.05, **options),
+            lambda e: st([{"embedding": x, "guide": g} for x, g in zip(e, guide)], None), columns)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n_negatives", [0, 1, 2])
+@pytest.mark.parametrize("options", GIST_OPTIONS[:3], ids=["absolute", "absolute_margin", "relative"])
+def test_cached_gist(options, n_negatives, dtype, hf_tokenizer):
+    """ST's cached GIST computes the loss in row chunks (here 5 of 12) on cached embeddings; ours is the same
+    function under the gradient cache."""
+    columns, guide = _guided_columns(2 + n_negatives, dtype)
+    st = st_losses.CachedGISTEmbedLoss(GuideStub(16, "embedding", hf_tokenizer), GuideStub(14, "guide", hf_tokenizer),
+                                       temperature=0.05, mini_batch_size=5, **options)
+    compare("cached_gist", lambda e: L.gist_embed_loss(*e, guide=guide, temperature=0.05, **options),
+            lambda e: st.calculate_loss([[x] for x in e], [[g] for g in guide]), columns)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("settings", [dict(), dict(mean_weight=0.5, second_moment_weight=0.0),
+                                      dict(mean_weight=0.0, second_moment_weight=2.0, aggregation="sum")],
+                         ids=["default", "mean_only", "second_sum"])
+@pytest.mark.parametrize("columns", [1, 3])
+def test_global_orthogonal_regularization(columns, settings, dtype):
+    st = st_losses.GlobalOrthogonalRegularizationLoss(None, **settings)
+    compare("global_orthogonal_regularization", lambda e: L.global_orthogonal_regularization(*e, **settings)[0],
+            lambda e: sum(st.compute_loss_from_embeddings(e).values()), _cols(columns, dtype=dtype))
+    if columns == 1:
+        return
+    mnrl = st_losses.MultipleNegativesRankingLoss(None)  # ST's trainer adds the regulariser's terms to the loss
+    compare("global_orthogonal_regularization",
+            lambda e: L.with_global_orthogonal_regularization(L.multiple_negatives_ranking_loss, **settings)(*e)[0],
+            lambda e: mnrl.compute_loss_from_embeddings(e, None) + sum(st.compute_loss_from_embeddings(e).values()),
+            _cols(columns, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_contrastive_tension(dtype):
+    st = st_losses.ContrastiveTensionLoss(StubModel(16))
+    st.model1, st.model2 = StubModel(16, "a"), StubModel(16, "b")  # the two copies: their embeddings, given
+    y = (torch.arange(12) % 4 == 0).long()
+    compare("contrastive_tension", lambda e: L.contrastive_tension_loss(*e, y),
+            lambda e: st([{"a": e[0]}, {"b": e[1]}], y), [0.3 * x for x in _cols(2, dtype=dtype)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("similarity, scale", [("cosine", 20.0), ("dot", 0.5)])
+def test_contrastive_tension_in_batch(similarity, scale, dtype):
+    st = st_losses.ContrastiveTensionLossInBatchNegatives(StubModel(16), scale=scale,
+                                                          similarity_fct=ST_SIMILARITY[similarity])
+    st.model1, st.model2 = StubModel(16, "a"), StubModel(16, "b")
+    ours = L.ContrastiveTensionInBatchLoss(scale=scale, similarity=similarity)
+    st.to(dtype), ours.to(dtype)
+    with torch.no_grad():
+        st.logit_scale.copy_(ours.logit_scale)
+    compare("contrastive_tension_in_batch", lambda e: ours(*e)[0], lambda e: st([{"a": e[0], "b": e[1]}], None),
+            _cols(2, dtype=dtype), [ours.logit_scale], [st.logit_scale])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# every layer: AdaptiveLayer and Matryoshka2d on a tiny real model's hidden states
+
+
+TEXTS = [
+    ["A man is playing a guitar.", "The cat sits on the mat.", "Stocks fell sharply today.", "She is cooking pasta.",
+     "A child rides a bike.", "Rain is expected tomorrow."],
+    ["Someone plays an instrument.", "A cat is resting on a rug.", "Markets dropped this morning.",
+     "A woman prepares dinner.", "A kid is cycling.", "The forecast says it will rain."],
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_st(minilm_dir, tmp_path_factory):
+    from helpers import make_tiny_checkpoint
+    from sentence_transformers import SentenceTransformer
+
+    directory = tmp_path_factory.mktemp("tiny_st")
+    make_tiny_checkpoint(directory, minilm_dir, layers=3, hidden=32, heads=4, intermediate=64, normalize=True)
+    return SentenceTransformer(str(directory), device="cpu").eval()
+
+
+def _per_layer_embeddings(model, features):
+    """Every hidden state of the model pooled and normalised as its last layer is (what the padded model exposes)."""
+    transformer = model[0]
+    transformer.auto_model.config.output_hidden_states = True
+    try:
+        hidden = transformer(dict(features))["all_layer_embeddings"]
+    finally:
+        transformer.auto_model.config.output_hidden_states = False
+    out = []
+    for h in hidden:
+        x = {**features, "token_embeddings": h}
+        for module in list(model)[1:]:
+            x = module(x)
+        out.append(x["sentence_embedding"])
+    return out  # [embedding output, layer 1, ..., last layer]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("kind", ["adaptive_layer", "matryoshka_2d"])
+@pytest.mark.parametrize("settings", [
+    dict(), dict(last_layer_weight=2.0, prior_layers_weight=0.5, kl_div_weight=3.0, kl_temperature=1.0,
+                 layer_weighting="log"), dict(kl_temperature=0.0, layer_weighting="linear")],
+    ids=["default", "weighted", "no_kl"])
+def test_adaptive_layer_and_matryoshka_2d(settings, kind, dtype, tiny_st):
+    """Gradients are w.r.t. the model's parameters: ST re-runs the model per layer, ours pools one forward's hidden
+    states. All layers are trained (ST's n_layers_per_step=-1; the caller chooses them with choose_layers) and, for
+    Matryoshka2d, every width (ST's n_dims_per_step=-1)."""
+    model = tiny_st.to(dtype)
+    features = [model.tokenize(texts) for texts in TEXTS]
+    inner = st_losses.MultipleNegativesRankingLoss(model)
+    if kind == "adaptive_layer":
+        st = st_losses.AdaptiveLayerLoss(model, inner, n_layers_per_step=-1, **settings)
+    else:
+        st = st_losses.Matryoshka2dLoss(model, inner, [32, 16, 8], [1.0, 0.5, 2.0], n_layers_per_step=-1,
+                                        n_dims_per_step=-1, **settings)
+
+    def ours(_):
+        per_column = [_per_layer_embeddings(model, f) for f in features]
+        final = [layers[-1] for layers in per_column]
+        chosen = {i: [layers[i] for layers in per_column] for i in range(len(per_column[0]) - 1)}
+        if kind == "adaptive_layer":
+            return L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, final, chosen, **settings)
+        return L.matryoshka_2d_loss(L.multiple_negatives_ranking_loss, final, chosen, dims=(32, 16, 8),
+                                    weights=(1.0, 0.5, 2.0), **settings)
+
+    params = list(model.parameters())
+    compare(kind, ours, lambda _: st([dict(f) for f in features], None), [], params, params, dtype=dtype)

@@ -52,6 +52,10 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
 }
 
 MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
+# Global Orthogonal Regularization added to the loss (losses.with_global_orthogonal_regularization): any of these
+# keys switches it on; an unset weight keeps its default of 1.0, as in sentence-transformers.
+GOR_KEYS = {"gor_mean_weight": "mean_weight", "gor_second_moment_weight": "second_moment_weight",
+            "gor_aggregation": "aggregation", "gor_similarity": "similarity"}
 
 
 def resolve_loss(name: str, base_dir: str | Path | None = None) -> Callable[..., Tensor]:
@@ -120,6 +124,7 @@ def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None
     kwargs = dict(kwargs or {})
     check_loss_kwargs(name, kwargs, dry_run=False, base_dir=base_dir)
     dims, weights = (kwargs.pop(k, None) for k in MATRYOSHKA_KEYS)
+    gor = {GOR_KEYS[k]: kwargs.pop(k) for k in list(kwargs) if k in GOR_KEYS}
     if weights is not None and dims is None:
         raise ValueError("matryoshka_weights is set but matryoshka_dims is not")
     found = resolve_loss(name, base_dir)
@@ -132,7 +137,8 @@ def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None
         loss = found(**kwargs, **given)
     else:
         loss = functools.partial(found, **kwargs)
-    return loss if dims is None else losses.matryoshka(loss, dims, weights)
+    loss = loss if dims is None else losses.matryoshka(loss, dims, weights)
+    return losses.with_global_orthogonal_regularization(loss, **gor) if gor else loss
 
 
 def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: str | Path | None = None) -> None:
@@ -144,8 +150,9 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
     loss = resolve_loss(name, base_dir)
     valid = settable(loss)
     for key in kwargs:
-        if key not in valid and key not in MATRYOSHKA_KEYS:
-            raise ValueError(f"loss {name!r} has no setting {key!r}; valid: {valid + list(MATRYOSHKA_KEYS)}")
+        if key not in valid and key not in MATRYOSHKA_KEYS and key not in GOR_KEYS:
+            raise ValueError(f"loss {name!r} has no setting {key!r}; valid: "
+                             f"{valid + list(MATRYOSHKA_KEYS) + list(GOR_KEYS)}")
     if not dry_run:
         return
     dims = kwargs.get("matryoshka_dims")
