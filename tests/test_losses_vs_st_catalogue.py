@@ -430,3 +430,51 @@ def test_adaptive_layer_and_matryoshka_2d(settings, kind, dtype, tiny_st):
 
     params = list(model.parameters())
     compare(kind, ours, lambda _: st([dict(f) for f in features], None), [], params, params, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the losses minilm had before the catalogue (their full parity suite is tests/test_losses_vs_st.py): measured here
+# through the same harness so docs/losses.md has their figures too
+
+
+BATCH_LABELS = {
+    "random": torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 3, 0]),
+    "no_positive": torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 4, 5, 6, 6]),
+    "one_class": torch.zeros(12, dtype=torch.long),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_earlier_losses(distance, dtype):
+    from sentence_transformers.sentence_transformer.losses.batch_hard_triplet import (
+        BatchHardTripletLossDistanceFunction as StMatrix,
+    )
+    from sentence_transformers.sentence_transformer.losses.triplet import TripletDistanceMetric as StPairwise
+
+    st_matrix = {"euclidean": StMatrix.euclidean_distance, "cosine": StMatrix.cosine_distance}[distance]
+    margin = 0.4 if distance == "cosine" else 3.0
+    st = st_losses.TripletLoss(None, {"euclidean": StPairwise.EUCLIDEAN, "cosine": StPairwise.COSINE}[distance],
+                               triplet_margin=margin)
+    compare("triplet", lambda e: L.triplet_loss(*e, distance=distance, margin=margin), _st(st), _cols(3, dtype=dtype))
+    for name, ours, theirs in [
+        ("batch_hard_triplet", lambda e, y: L.batch_hard_triplet_loss(e[0], y, margin, distance),
+         st_losses.BatchHardTripletLoss(None, st_matrix, margin)),
+        ("batch_hard_soft_margin_triplet", lambda e, y: L.batch_hard_triplet_loss(e[0], y, margin, distance, True),
+         st_losses.BatchHardSoftMarginTripletLoss(None, st_matrix)),
+        ("batch_semi_hard_triplet", lambda e, y: L.batch_semi_hard_triplet_loss(e[0], y, margin, distance),
+         st_losses.BatchSemiHardTripletLoss(None, st_matrix, margin)),
+        ("batch_all_triplet", lambda e, y: L.batch_all_triplet_loss(e[0], y, margin, distance),
+         st_losses.BatchAllTripletLoss(None, st_matrix, margin)),
+    ]:
+        for y in BATCH_LABELS.values():
+            compare(name, lambda e: ours(e, y), _st(theirs, y), [_emb(12, dtype=dtype, seed=3)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_matryoshka(dtype):
+    stub = StubModel(16)
+    dims, weights = (16, 8, 4), (1.0, 0.3, 2.0)
+    st = st_losses.MatryoshkaLoss(stub, st_losses.MultipleNegativesRankingLoss(stub), list(dims), list(weights))
+    compare("matryoshka", lambda e: L.matryoshka(L.multiple_negatives_ranking_loss, dims, weights)(*e),
+            lambda e: st([{"embedding": x} for x in e], None), _cols(3, dtype=dtype))
