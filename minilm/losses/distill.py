@@ -12,7 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minilm.checks import check_count, check_embeddings, check_number, check_target_rows, lookup
+from minilm.checks import (
+    check_count,
+    check_embedding_shapes,
+    check_finite_result,
+    check_number,
+    check_target_rows,
+    lookup,
+)
 from minilm.losses.distances import PAIRWISE_SIMILARITIES, cosine_distance, euclidean_distance
 from minilm.losses.inputs import needs
 
@@ -23,10 +30,12 @@ EMBEDDING_DISTANCES = {
 }
 
 
-def _named_columns(embeddings: tuple[Tensor, ...], name: str = "embeddings") -> list[Tensor]:
+def _named_columns(embeddings: tuple[Tensor, ...]) -> dict[str, Tensor]:
+    """{"embeddings[i]": column i}, shapes checked; finiteness is checked on the loss (``check_finite_result``)."""
     if not embeddings:
-        raise TypeError(f"{name}: give at least one embedding column")
-    return check_embeddings(**{f"{name}[{i}]": e for i, e in enumerate(embeddings)})
+        raise TypeError("embeddings: give at least one embedding column")
+    named = {f"embeddings[{i}]": e for i, e in enumerate(embeddings)}
+    return dict(zip(named, check_embedding_shapes(**named)))
 
 
 @needs("teacher_embeddings", columns=1, more_columns=True)
@@ -35,13 +44,17 @@ def embed_distill_loss(*embeddings: Tensor, teacher_embeddings: Tensor, distance
     Gurevych 2020's multilingual distillation), "l2" (mean euclidean distance) or "cosine" (mean 1 - cos).
     teacher_embeddings is (B, D), one teacher row shared by every column (a sentence and its translation), or
     (B, columns * D), each column's own."""
-    students = _named_columns(embeddings)
+    named = _named_columns(embeddings)
+    students = list(named.values())
     metric = lookup(EMBEDDING_DISTANCES, distance, "distance")
     b, width = students[0].shape
     teacher = check_target_rows(teacher_embeddings, b, "teacher_embeddings",
-                                widths=sorted({width, len(students) * width}))
+                                widths=sorted({width, len(students) * width}), finite=False)
     teachers = [teacher] * len(students) if teacher.shape[1] == width else teacher.split(width, dim=1)
-    return torch.stack([metric(s, t.detach().to(s.dtype)) for s, t in zip(students, teachers)]).mean()
+    losses = [metric(s, t.detach().to(s.dtype)) for s, t in zip(students, teachers)]
+    loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+    check_finite_result(loss, **named, teacher_embeddings=teacher)  # every entry of every input reaches the loss
+    return loss
 
 
 @needs("teacher_embeddings", columns=1, more_columns=True)
@@ -65,7 +78,7 @@ class EmbedDistillLoss(nn.Module):
         self.teacher_dim = embedding_dim if projection_dim is None else projection_dim  # the width it expects
 
     def forward(self, *embeddings: Tensor, teacher_embeddings: Tensor) -> Tensor:
-        students = _named_columns(embeddings)
+        students = list(_named_columns(embeddings).values())
         if self.projection is not None:
             if students[0].shape[1] != self.projection.in_features:
                 raise ValueError(f"embeddings have width {students[0].shape[1]} but the projection was built for "
@@ -74,13 +87,11 @@ class EmbedDistillLoss(nn.Module):
         return embed_distill_loss(*students, teacher_embeddings=teacher_embeddings, distance=self.distance)
 
 
-def _candidate_scores(queries: Tensor, positives: Tensor, negatives: tuple[Tensor, ...], similarity: str
-                      ) -> tuple[Tensor, int]:
-    """(B, 1 + k) student scores sim(query, candidate) for candidates (positive, negatives...), and B."""
-    named = {f"negatives[{i}]": n for i, n in enumerate(negatives)}
-    q, p, *n = check_embeddings(queries=queries, positives=positives, **named)
-    sim = lookup(PAIRWISE_SIMILARITIES, similarity, "similarity")
-    return torch.stack([sim(q, c) for c in (p, *n)], dim=1), q.shape[0]
+def _candidates(queries: Tensor, positives: Tensor, negatives: tuple[Tensor, ...]) -> dict[str, Tensor]:
+    """The query and candidate columns by name, shapes checked; finiteness is checked on the student's scores, which
+    every entry reaches through a dot product (``check_finite_result``)."""
+    named = {"queries": queries, "positives": positives, **{f"negatives[{i}]": n for i, n in enumerate(negatives)}}
+    return dict(zip(named, check_embedding_shapes(**named)))
 
 
 @needs("teacher_scores", columns=3, more_columns=True)
@@ -91,11 +102,17 @@ def margin_mse_loss(queries: Tensor, positives: Tensor, *negatives: Tensor, teac
     (positive, negatives...), or directly the k margins t_p - t_{n_j}. similarity "dot" (default) or "cosine"."""
     if not negatives:
         raise ValueError("margin_mse_loss needs at least one negative column (query, positive, negative...)")
-    student, b = _candidate_scores(queries, positives, negatives, similarity)
+    named = _candidates(queries, positives, negatives)
+    q, p, *n = named.values()
+    sim = lookup(PAIRWISE_SIMILARITIES, similarity, "similarity")
     k = len(negatives)
-    teacher = check_target_rows(teacher_scores, b, "teacher_scores", widths=(k + 1, k)).to(student.dtype)
+    teacher = check_target_rows(teacher_scores, q.shape[0], "teacher_scores", widths=(k + 1, k)).to(q.dtype)
     margins = teacher[:, :1] - teacher[:, 1:] if teacher.shape[1] == k + 1 else teacher
-    return F.mse_loss(student[:, :1] - student[:, 1:], margins.detach())
+    positive = sim(q, p)  # (B,)
+    student = (positive - sim(q, n[0]))[:, None] if k == 1 else positive[:, None] - torch.stack(
+        [sim(q, x) for x in n], dim=1)  # (B, k)
+    check_finite_result(student, **named)
+    return F.mse_loss(student, margins.detach())
 
 
 @needs("teacher_scores", columns=3, more_columns=True)
@@ -109,7 +126,12 @@ def distill_kl_div_loss(queries: Tensor, positives: Tensor, *negatives: Tensor, 
     if not negatives:
         raise ValueError("distill_kl_div_loss needs at least one negative column: a softmax over one candidate is "
                          "constant")
-    student, b = _candidate_scores(queries, positives, negatives, similarity)
+    named = _candidates(queries, positives, negatives)
+    q, *candidates = named.values()
+    sim = lookup(PAIRWISE_SIMILARITIES, similarity, "similarity")
+    student = torch.stack([sim(q, c) for c in candidates], dim=1)  # (B, 1 + k)
+    check_finite_result(student, **named)
+    b = q.shape[0]
     t = check_number(temperature, "temperature", positive=True)
     t_student = t if student_temperature is None else check_number(student_temperature, "student_temperature",
                                                                    positive=True)

@@ -6,7 +6,6 @@ CosineSimilarityLoss (tests/test_losses_vs_st.py). AnglE, a ranking loss like Co
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -16,9 +15,9 @@ from minilm.losses.inputs import needs
 
 
 def _pairs(embeddings_a: Tensor, embeddings_b: Tensor, scores: Tensor, distance: str) -> tuple[Tensor, Tensor]:
-    """Shared front: check the pair, return (d(a_i, b_i) (B,), targets (B,) in the embeddings' dtype)."""
+    """Shared front: check the pair, return (d(a_i, b_i) (B,), targets (B,) as given)."""
     a, b = check_embeddings(embeddings_a=embeddings_a, embeddings_b=embeddings_b)
-    y = check_targets(scores, a.shape[0], "scores", "scores").to(a.dtype)
+    y = check_targets(scores, a.shape[0], "scores", "scores")
     return lookup(PAIRWISE_DISTANCES, distance, "distance")(a, b), y
 
 
@@ -31,6 +30,7 @@ def contrastive_loss(
     sentence-transformers' default), "euclidean" or "manhattan"."""
     d, y = _pairs(embeddings_a, embeddings_b, scores, distance)
     margin = check_number(margin, "margin")
+    y = y.to(d.dtype)
     return (0.5 * (y * d.pow(2) + (1 - y) * F.relu(margin - d).pow(2))).mean()
 
 
@@ -46,18 +46,13 @@ def online_contrastive_loss(
     """
     d, y = _pairs(embeddings_a, embeddings_b, scores, distance)
     margin = check_number(margin, "margin")
-    pos, neg = y == 1, y == 0
-    if not bool((pos | neg).all()):
+    d_pos, d_neg = d[y == 1], d[y == 0]
+    if len(d_pos) + len(d_neg) != len(d):
         raise ValueError("scores must be 0 (dissimilar) or 1 (similar) for online_contrastive_loss")
-    n_pos, n_neg = pos.sum(), neg.sum()
-    # Thresholds are selections (no gradient flows through a comparison), computed without a host sync.
-    farthest_pos = d.masked_fill(~pos, -torch.inf).amax()
-    closest_neg = d.masked_fill(~neg, torch.inf).amin()
-    mean_pos = (d * pos).sum() / n_pos.clamp_min(1)
-    mean_neg = (d * neg).sum() / n_neg.clamp_min(1)
-    hard_neg = neg & (d < torch.where(n_pos > 0, farthest_pos, mean_neg))
-    hard_pos = pos & (d > torch.where(n_neg > 0, closest_neg, mean_pos))
-    return (d.pow(2) * hard_pos).sum() + (F.relu(margin - d).pow(2) * hard_neg).sum()
+    # the thresholds select pairs (no gradient flows through a comparison)
+    hard_neg = d_neg[d_neg < (d_pos.max() if len(d_pos) else d_neg.mean())]
+    hard_pos = d_pos[d_pos > (d_neg.min() if len(d_neg) else d_pos.mean())]
+    return hard_pos.pow(2).sum() + F.relu(margin - hard_neg).pow(2).sum()
 
 
 @needs("scores")
