@@ -228,6 +228,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--only", nargs="*", help="loss names to run (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds of timed calls per loss and batch")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -242,7 +243,7 @@ def main() -> None:
             columns = [torch.randn(batch, args.dim) for _ in range(n_cols)]
             target = make_target(kind, batch, args.dim)
             diff = abs(ours(columns, target).item() - theirs(columns, target).item())
-            t_ours, t_st = time_pair(ours, theirs, columns, target)
+            t_ours, t_st = time_pair(ours, theirs, columns, target, budget=args.budget)
             reference = "pytorch-metric-learning" if name in PML_CASES else "sentence-transformers"
             rows.append({"loss": name, "reference": reference, "batch": batch, "ours_ms": 1e3 * t_ours,
                          "ref_ms": 1e3 * t_st,

@@ -61,4 +61,4 @@ def cosine_similarity_loss(embeddings_a: Tensor, embeddings_b: Tensor, scores: T
     CosineSimilarityLoss with its default MSE). Scores should lie in [-1, 1], usually [0, 1]."""
     a, b = check_embeddings(embeddings_a=embeddings_a, embeddings_b=embeddings_b)
     y = check_targets(scores, a.shape[0], "scores", "scores").to(a.dtype)
-    return (cosine_similarity(a, b) - y).pow(2).mean()
+    return F.mse_loss(cosine_similarity(a, b), y)

@@ -39,7 +39,7 @@ def global_orthogonal_regularization(
     mean_terms, second_terms = [], []
     for x in columns:
         b, d = x.shape
-        s = sim(x, x).masked_fill(torch.eye(b, dtype=torch.bool, device=x.device), 0)  # (B, B), no self-pairs
+        s = sim(x, x).fill_diagonal_(0)  # (B, B), no self-pairs (in place: the product's backward does not need it)
         pairs = max(b * (b - 1), 1)
         mean_terms.append((s.sum() / pairs).pow(2))
         second_terms.append(F.relu(s.pow(2).sum() / pairs - 1.0 / d))
