@@ -162,7 +162,8 @@ def test_pair_labels_and_teacher_kinds(tmp_path):
         [3.0, -1.5], [0.0, 2.0]]
     assert to_roles(ds, {"text": ["q", "p"], "teacher": "e"}, "teacher_embeddings") == [
         ["a", "d"], ["b", "e"], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]]]
-    assert to_roles(ds, {"text": "q", "teacher": ["s1", "e"]}, "teacher_embeddings")[1] == [[3, 1, 2, 3], [0, 4, 5, 6.5]]
+    mixed = to_roles(ds, {"text": "q", "teacher": ["s1", "e"]}, "teacher_embeddings")
+    assert mixed[1] == [[3, 1, 2, 3], [0, 4, 5, 6.5]]
 
 
 @pytest.mark.parametrize("rows, roles, kind, line, reason", [

@@ -1,11 +1,11 @@
 """The metric-learning staples against pytorch-metric-learning 2.9 on identical inputs, through tests/parity.py
-(|value difference| <= 1e-5, max |gradient difference| <= 1e-4, float32 and float64; figures recorded for
-docs/losses.md).
+(value difference <= 1e-5, largest gradient difference <= 1e-4, each scaled by max(1, |reference|); float32 and
+float64; figures recorded for docs/losses.md).
 
 Mapping of conventions: PML's default CosineSimilarity distance is our cosine similarity (larger is closer) -- PML
 calls every metric a "distance" and flips signs by ``is_inverted``; ours states the sign in the name. PML's
-DotProductSimilarity(normalize_embeddings=False) is our similarity="dot" (PML normalises by default). ArcFace/CosFace: PML's ``W`` (embedding_size, num_classes) is our
-``proxies.T`` (num_labels, embedding_dim); PML's ArcFace ``margin`` is in degrees, ours in radians. ProxyAnchor's
+DotProductSimilarity(normalize_embeddings=False) is our similarity="dot" (PML normalises by default).
+ArcFace/CosFace: PML's ``W`` (embedding_size, num_classes) is our ``proxies.T`` (num_labels, embedding_dim); PML's ArcFace ``margin`` is in degrees, ours in radians. ProxyAnchor's
 ``proxies`` have the same layout in both. Reductions are PML's defaults, which ours reproduce: SupCon and Circle
 average over anchors with a positive loss, NT-Xent over positive pairs, Multi-Similarity and ArcFace/CosFace over
 the batch, ProxyAnchor sums per proxy and divides by the proxies with positives / all proxies.

@@ -1,6 +1,6 @@
 """The loss catalogue against sentence-transformers 6.2 on identical inputs, through tests/parity.py: every case
-asserts |value difference| <= 1e-5 and max |gradient difference| <= 1e-4 (absolute; float32 and float64 inputs) and
-records the measured figures for docs/losses.md.
+asserts value difference <= 1e-5 and largest gradient difference <= 1e-4 (each scaled by max(1, |reference|);
+float32 and float64 inputs) and records the measured figures for docs/losses.md.
 
 ST losses are called through compute_loss_from_embeddings / calculate_loss where they have one; losses that only
 have a forward over model features run on stub models that return the embeddings they are given.

@@ -71,7 +71,8 @@ def gist_embed_loss(
 
     pools = [filtered(cosine_similarity_matrix(anchors, positives), guided_ap, keep=own)]
     if contrast_anchors:
-        pools.append(filtered(cosine_similarity_matrix(anchors, anchors), cosine_similarity_matrix(g_anchors, g_anchors)))
+        pools.append(filtered(cosine_similarity_matrix(anchors, anchors),
+                              cosine_similarity_matrix(g_anchors, g_anchors)))
     if contrast_positives:
         pools.append(filtered(cosine_similarity_matrix(positives, positives),
                               cosine_similarity_matrix(g_positives, g_positives)))
