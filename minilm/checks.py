@@ -19,7 +19,29 @@ def check_embeddings(**named: Tensor) -> list[Tensor]:
     Each must be a finite floating (B, D) tensor, all with the same B and D. float16/bfloat16 are promoted to float32
     so that distances are not rounded into spurious ties (sentence-transformers does the same).
     """
-    out, first = [], None
+    out = check_embedding_shapes(**named)
+    for name, x in zip(named, out):
+        if not _finite(x):
+            raise ValueError(f"{name} contains NaN or infinite values")
+    return out
+
+
+def check_finite_result(result: Tensor, **named: Tensor) -> None:
+    """The finiteness half of ``check_embeddings`` / ``check_target_rows``, done after the loss instead of before it,
+    for a loss in which every entry of every named input reaches ``result`` through sums and products (a dot product,
+    a distance, a squared error): NaN or infinity anywhere in them makes ``result`` non-finite, so one look at the
+    small ``result`` replaces a pass over each input. Only a non-finite result is traced back, naming the first input
+    that holds NaN or infinity (finite inputs with a non-finite result are an overflow, and pass)."""
+    if math.isfinite(result.detach().sum().item()):
+        return
+    for name, x in named.items():
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_embedding_shapes(**named: Tensor) -> list[Tensor]:
+    """``check_embeddings`` without the finiteness test, for a loss that runs ``check_finite_result`` on its output."""
+    out, first, shape = [], None, None
     for name, x in named.items():
         if not isinstance(x, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -27,14 +49,18 @@ def check_embeddings(**named: Tensor) -> list[Tensor]:
             raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
         if x.ndim != 2 or x.shape[0] == 0:
             raise ValueError(f"{name} must have shape (batch, dim) with batch >= 1, got shape {tuple(x.shape)}")
-        if first is not None and x.shape != out[0].shape:
-            raise ValueError(f"{name} has shape {tuple(x.shape)} but {first} has shape {tuple(out[0].shape)}")
-        # one cheap reduction first; a non-finite sum can also be overflow, so confirm element-wise before raising
-        if not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        out.append(x.float() if torch.finfo(x.dtype).bits < 32 else x)
-        first = first or name
+        if shape is None:
+            first, shape = name, x.shape
+        elif x.shape != shape:
+            raise ValueError(f"{name} has shape {tuple(x.shape)} but {first} has shape {tuple(shape)}")
+        out.append(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x)
     return out
+
+
+def _finite(x: Tensor) -> bool:
+    """No NaN or infinity in x. One cheap reduction read back as a Python float (torch.isfinite on a 0-d tensor costs
+    several times more); a non-finite sum can also be overflow, so only then look element-wise."""
+    return math.isfinite(x.detach().sum().item()) or bool(torch.isfinite(x).all())
 
 
 def check_targets(x: Tensor, batch_size: int, name: str, kind: str) -> Tensor:
@@ -47,9 +73,28 @@ def check_targets(x: Tensor, batch_size: int, name: str, kind: str) -> Tensor:
         raise TypeError(f"{name} must be a real-valued tensor, got dtype {x.dtype}")
     if x.ndim != 1 or x.shape[0] != batch_size:
         raise ValueError(f"{name} must have shape ({batch_size},) (one per example), got shape {tuple(x.shape)}")
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    if x.is_floating_point() and not _finite(x):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x.int() if x.dtype == torch.bool else x
+
+
+def check_target_rows(x: Tensor, batch_size: int, name: str, widths: Sequence[int] | None = None,
+                      finite: bool = True) -> Tensor:
+    """Check per-example rows of numbers (a teacher's scores or embeddings): a finite floating (batch, K) tensor,
+    with K one of ``widths`` when given. Half precisions are promoted to float32. ``finite=False`` leaves the
+    finiteness test to ``check_finite_result`` after the loss."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.ndim != 2 or x.shape[0] != batch_size:
+        raise ValueError(f"{name} must have shape ({batch_size}, K) (one row per example), got shape {tuple(x.shape)}")
+    if widths is not None and x.shape[1] not in widths:
+        expected = " or ".join(str(w) for w in widths)
+        raise ValueError(f"{name} must have {expected} values per row, got {x.shape[1]}")
+    if finite and not _finite(x):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x.float() if torch.finfo(x.dtype).bits < 32 else x
 
 
 def check_number(value: object, name: str, positive: bool = False) -> float:
@@ -59,6 +104,22 @@ def check_number(value: object, name: str, positive: bool = False) -> float:
     if not math.isfinite(value) or (positive and value <= 0):
         raise ValueError(f"{name} must be a finite{' positive' if positive else ''} number, got {value}")
     return float(value)
+
+
+def check_count(value: object, name: str, minimum: int = 1) -> int:
+    """An integer setting such as a width or a number of classes (bools refused), at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_class_ids(labels: Tensor, num_labels: int, name: str = "labels") -> None:
+    """Class ids (already through ``check_targets``) must index one of ``num_labels`` classes."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
+        raise ValueError(f"{name} must be class ids in [0, {num_labels}), got values from {int(labels.min())} "
+                         f"to {int(labels.max())}")
 
 
 def check_flag(value: object, name: str) -> bool:

@@ -29,3 +29,22 @@ def sts_dir() -> Path:
     if not (STS_DIR / "sts-dev.csv").is_file():
         pytest.fail(f"STS benchmark not found at {STS_DIR}; CI places ../shared beside the checkout")
     return STS_DIR
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The loss catalogue's measured parity figures (tests/parity.py), printed and, with MINILM_PARITY_OUT set,
+    written as JSON: the source of the parity column in docs/losses.md."""
+    import sys
+
+    parity = sys.modules.get("parity")
+    if parity is None or not parity.FIGURES:
+        return
+    out = os.environ.get("MINILM_PARITY_OUT")
+    if out:
+        import json
+
+        rows = [{"loss": n, "dtype": d, **f} for (n, d), f in sorted(parity.FIGURES.items())]
+        Path(out).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+        terminalreporter.write_sep("-", "loss parity vs references (max differences, scaled by max(1, |reference|))")
+        terminalreporter.write_line(parity.table())
+        terminalreporter.write_line(f"written to {out}")

@@ -147,3 +147,47 @@ def test_read_sts_extra_columns_and_errors(tmp_path):
         path = _write(tmp_path, "bad.csv", good + text)
         with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:3: .*{re.escape(reason)}"):
             read_sts(path)
+
+
+def test_pair_labels_and_teacher_kinds(tmp_path):
+    """The input kinds of the loss catalogue: a pair with a class label (a classifier head), and texts with a
+    teacher's scores or embedding per row (JSONL lists of numbers, or one number per named column)."""
+    rows = [{"q": "a", "p": "b", "n": "c", "y": "entail", "t": [0.5, 0.1], "e": [1, 2, 3], "s1": 3, "s2": -1.5},
+            {"q": "d", "p": "e", "n": "f", "y": "neutral", "t": [0.2, 0.3], "e": [4, 5, 6.5], "s1": 0, "s2": 2}]
+    ds = read_rows(_write(tmp_path, "t.jsonl", "".join(json.dumps(r) + "\n" for r in rows)))
+    assert to_roles(ds, {"a": "q", "b": "p", "label": "y"}, "pair_labels") == (["a", "d"], ["b", "e"], [0, 1])
+    assert to_roles(ds, {"anchor": "q", "positive": "p", "negative": "n", "teacher": "t"}, "teacher_scores") == [
+        ["a", "d"], ["b", "e"], ["c", "f"], [[0.5, 0.1], [0.2, 0.3]]]
+    assert to_roles(ds, {"anchor": "q", "positive": "p", "teacher": ["s1", "s2"]}, "teacher_scores")[2] == [
+        [3.0, -1.5], [0.0, 2.0]]
+    assert to_roles(ds, {"text": ["q", "p"], "teacher": "e"}, "teacher_embeddings") == [
+        ["a", "d"], ["b", "e"], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]]]
+    mixed = to_roles(ds, {"text": "q", "teacher": ["s1", "e"]}, "teacher_embeddings")
+    assert mixed[1] == [[3, 1, 2, 3], [0, 4, 5, 6.5]]
+
+
+@pytest.mark.parametrize("rows, roles, kind, line, reason", [
+    ([{"q": "a", "t": [1, 2]}, {"q": "b", "t": [1]}], {"text": "q", "teacher": "t"}, "teacher_embeddings", 2,
+     "1 teacher values, but the first row has 2"),
+    ([{"q": "a", "t": 1}, {"q": "b", "t": "x"}], {"text": "q", "teacher": "t"}, "teacher_embeddings", 2,
+     "teacher values must be finite numbers"),
+    ([{"q": "a", "t": [1, 2]}, {"q": [1, 2], "t": [1, 2]}], {"text": "q", "teacher": "t"}, "teacher_embeddings", 2,
+     "expected text"),
+    ([{"q": "a", "p": "b", "y": [1]}], {"a": "q", "b": "p", "label": "y"}, "pair_labels", 1,
+     "label must be an int or a string"),
+    ([{"q": "a", "p": "b", "y": [1]}], {"a": "q", "b": "p", "score": "y"}, "scores", 1, "score must be a finite"),
+])
+def test_teacher_and_pair_label_errors_name_file_and_line(tmp_path, rows, roles, kind, line, reason):
+    path = _write(tmp_path, "t.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError) as err:
+        to_roles(read_rows(path), roles, kind)
+    assert str(err.value).startswith(f"{path}:{line}: ") and reason in str(err.value), str(err.value)
+
+
+def test_teacher_cells_must_be_numbers(tmp_path):
+    path = _write(tmp_path, "t.jsonl", '{"q": "a", "t": [1, 2]}\n{"q": "b", "t": [1, "2"]}\n')
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:2: column 't': expected a string or number"):
+        read_rows(path)
+    path = _write(tmp_path, "e.jsonl", '{"q": "a", "t": []}\n')
+    with pytest.raises(ValueError, match="empty cell in column 't'"):
+        read_rows(path)

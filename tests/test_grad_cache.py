@@ -40,13 +40,13 @@ def _step(model, fn):
     return loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def _assert_same(a, b):
+def _assert_same(a, b, atol=1e-8):
     (loss_a, grads_a), (loss_b, grads_b) = a, b
     assert loss_a.item() == pytest.approx(loss_b.item(), rel=1e-6)
     assert grads_a.keys() == grads_b.keys() and grads_a
     for name in grads_a:
         err = (grads_a[name] - grads_b[name]).norm().item()
-        assert err <= 1e-5 * grads_b[name].norm().item() + 1e-8, name
+        assert err <= 1e-5 * grads_b[name].norm().item() + atol, name
 
 
 def test_cached_mnrl_equals_plain_on_real_model(real_model):
@@ -163,3 +163,38 @@ def test_joint_forward_refuses_mismatched_feature_keys_and_shapes(tiny_model):
 def test_bad_input(tiny_model, columns, mini_batch_size, error, match):
     with pytest.raises(error, match=match):
         cached_loss_backward(tiny_model, columns, L.multiple_negatives_ranking_loss, mini_batch_size)
+
+
+def test_token_budget_spans_match_sentence_transformers():
+    """Spans by real-token budget are sentence-transformers' _minibatch_ranges for mini_batch_num_tokens."""
+    gradcache = pytest.importorskip("sentence_transformers.base.losses.gradcache")
+    from minilm.training.grad_cache import token_budget_spans
+
+    gen = torch.Generator().manual_seed(0)
+    for lengths, budget in [([5, 3, 9, 2, 2, 7, 1], 8), ([4] * 6, 4), ([30, 2, 2], 10), ([1], 1)]:
+        mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+        for i, n in enumerate(lengths):
+            mask[i, :n] = 1
+        expected = gradcache._minibatch_ranges({"attention_mask": mask}, 32, budget)
+        assert token_budget_spans(lengths, budget) == expected, (lengths, budget)
+    lengths = torch.randint(1, 20, (50,), generator=gen).tolist()
+    mask = (torch.arange(20)[None, :] < torch.tensor(lengths)[:, None]).long()
+    assert token_budget_spans(lengths, 37) == gradcache._minibatch_ranges({"attention_mask": mask}, 32, 37)
+    with pytest.raises(ValueError, match="mini_batch_num_tokens"):
+        token_budget_spans([1, 2], 0)
+
+
+def test_cached_with_a_token_budget_equals_plain(real_model):
+    """The cached forms' mini_batch_num_tokens: mini-batches of at most 40 real tokens, same loss and gradients.
+    Absolute floor 1e-7 here: the attention key biases' gradient is 0 in exact arithmetic (softmax ignores a
+    per-row shift) and ~4e-8 of rounding noise in both paths, which differ in how the columns are batched."""
+    real_model.eval()
+    columns = [ANCHORS, POSITIVES, NEGATIVES]
+    chunks = split_column(real_model, POSITIVES, 32, mini_batch_num_tokens=40)
+    assert len(chunks) == 2 and all(int(c["attention_mask"].sum()) <= 40 for c in chunks)  # 8 rows, 62 tokens
+    plain = _step(real_model, lambda: loss_backward(real_model, columns, L.multiple_negatives_ranking_loss))
+    cached = _step(real_model, lambda: cached_loss_backward(real_model, columns, L.multiple_negatives_ranking_loss,
+                                                            32, mini_batch_num_tokens=40))
+    _assert_same(cached, plain, atol=1e-7)
+    with pytest.raises(ValueError, match="mini_batch_num_tokens"):
+        cached_loss_backward(real_model, columns, L.multiple_negatives_ranking_loss, 32, mini_batch_num_tokens=0)

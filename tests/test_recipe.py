@@ -173,3 +173,21 @@ def test_switching_the_loss_with_set_says_which_settings_to_drop(tmp_path):
     assert switched.loss == {"name": "triplet", "margin": 0.3}
     with pytest.raises(RecipeError, match=r"\[loss\] loss 'mnrl' has no setting 'margin'"):
         load_recipe(path, ["loss.margin=0.3"])  # no rename: the plain message
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace(', teacher = "t"', ""), r"missing \['teacher'\]"),
+    (lambda t: t.replace('name = "margin_mse"', 'name = "distill_kl_div"\nteacher_temperature = 0.0'),
+     "teacher_temperature"),
+    (lambda t: t.replace('name = "margin_mse"', 'name = "mse"'), r"unknown \['anchor', 'positive', 'negative'\]"),
+])
+def test_teacher_recipes_are_checked_before_any_model_loads(tmp_path, monkeypatch, edit, message):
+    from minilm.encoder import SentenceEncoder
+
+    monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
+    text = GOOD.replace('roles = { anchor = "anchor", positive = "positive" }',
+                        'roles = { anchor = "anchor", positive = "positive", negative = "n", teacher = "t" }')
+    text = text.replace('name = "mnrl"', 'name = "margin_mse"')
+    load_recipe(write(tmp_path, text))  # the teacher_scores kind is accepted as it is
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(write(tmp_path, edit(text)))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from minilm import losses as L
-from minilm.losses.inputs import Needs, needs, needs_of
+from minilm.losses.inputs import KINDS, Needs, needs, needs_of
 from minilm.training.registry import LOSSES, check_loss_kwargs, make_loss, resolve_loss
 
 
@@ -15,7 +15,7 @@ def _x(n=4, d=3):
 
 def test_every_registered_loss_declares_its_inputs():
     kinds = {name: needs_of(loss).kind for name, loss in LOSSES.items()}
-    assert set(kinds.values()) == {"columns", "labels", "scores"}
+    assert set(kinds.values()) == set(KINDS)  # every input kind has a registered loss
     assert needs_of(LOSSES["mnrl"]) == Needs("columns", 2, more_columns=True, in_batch_negatives=True)
     assert needs_of(LOSSES["triplet"]) == Needs("columns", 3)
     for name in LOSSES:
@@ -109,7 +109,7 @@ class LearnedScale(nn.Module):
 
     def forward(self, anchors, positives):  # plumbing only: the scale is not trained through here
         scale = self.log_scale.exp()
-        return multiple_negatives_ranking_loss(anchors, positives, scale=float(scale)), {"scale": scale}
+        return multiple_negatives_ranking_loss(anchors, positives, scale=float(scale.detach())), {"scale": scale}
 '''
 
 
@@ -208,3 +208,28 @@ def test_a_loss_in_the_users_own_file_trains_through_minilm_train(tmp_path, tiny
     log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and all("violated" in r["stats"] for r in log)
     assert (tmp_path / "out" / "final" / "model.safetensors").is_file()
+
+
+def test_catalogue_settings_are_checked_by_dry_run():
+    check_loss_kwargs("mnrl", {"directions": ["query_to_doc", "doc_to_query"], "partition_mode": "per_direction",
+                               "hardness_mode": "in_batch_negatives", "hardness_strength": 2.0})
+    check_loss_kwargs("embed_distill", {"projection_dim": 12, "distance": "mse"})  # teacher rows of width 12
+    check_loss_kwargs("arcface", {"margin": 0.3, "scale": 30.0})
+    for name, kwargs, bad in [
+        ("mnrl", {"directions": ["doc_to_query"]}, "query_to_doc"),
+        ("mnrl", {"hardness_mode": "soft"}, "hardness_mode"),
+        ("arcface", {"num_labels": 3}, "num_labels"),  # context, not a setting
+        ("softmax", {"concat_product": "yes"}, "concat_product"),
+        ("distill_kl_div", {"teacher_temperature": 0.0}, "teacher_temperature"),
+        ("contrastive", {"distance": "dot"}, "distance"),
+    ]:
+        with pytest.raises(ValueError, match=bad):
+            check_loss_kwargs(name, kwargs)
+
+
+def test_module_losses_are_built_with_the_run_context():
+    loss = make_loss("softmax", {"concat_product": True}, context={"embedding_dim": 4, "num_labels": 3})
+    assert isinstance(loss, torch.nn.Module) and loss.classifier.in_features == 16 and loss.classifier.out_features == 3
+    assert make_loss("proxy_anchor", {}, context={"embedding_dim": 4, "num_labels": 5}).proxies.shape == (5, 4)
+    with pytest.raises(ValueError, match=r"needs \['embedding_dim', 'num_labels'\]"):
+        make_loss("cosface", {})

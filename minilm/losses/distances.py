@@ -30,9 +30,31 @@ def manhattan_distance(a: Tensor, b: Tensor) -> Tensor:
 
 
 def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
-    # F.normalize maps a zero vector to zero (eps 1e-12), so its similarity to anything is 0, not NaN
-    return (F.normalize(a, dim=-1) * F.normalize(b, dim=-1)).sum(dim=-1)
+    # torch's fused kernel: the same values as normalising each row and summing the products (0 for a zero vector,
+    # not NaN), with fewer dispatches
+    return F.cosine_similarity(a, b, dim=-1)
 
+
+def angle_similarity(a: Tensor, b: Tensor) -> Tensor:
+    """AnglE's similarity (Li & Li 2024): |Re + Im| of the complex quotient of the normalised halves, i.e. cos(a, b)
+    plus a "sine" pairing dimension k with k + D/2. Not a geometric angle; an odd D gets a zero dimension appended,
+    as sentence-transformers' ``pairwise_angle_sim`` does."""
+    if a.shape[-1] % 2:
+        a, b = F.pad(a, (0, 1)), F.pad(b, (0, 1))
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    a_re, a_im = a.chunk(2, dim=-1)
+    b_re, b_im = b.chunk(2, dim=-1)
+    return ((a * b).sum(dim=-1) + (a_im * b_re - a_re * b_im).sum(dim=-1)).abs()
+
+
+def dot_similarity(a: Tensor, b: Tensor) -> Tensor:
+    return (a * b).sum(dim=-1)
+
+
+PAIRWISE_SIMILARITIES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "cosine": cosine_similarity,
+    "dot": dot_similarity,
+}
 
 PAIRWISE_DISTANCES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "euclidean": euclidean_distance,

@@ -25,28 +25,38 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "columns": (("anchor", "positive"), ("negative",)),  # texts only: pairs, triplets, (anchor, positive, *negatives)
     "labels": (("text", "label"), ()),  # one text and an integer class label per row
     "scores": (("a", "b", "score"), ()),  # two texts and a real-valued similarity score per row
+    "pair_labels": (("a", "b", "label"), ()),  # two texts and an integer class label (a classifier head: NLI)
+    # texts plus a teacher's numbers per row: one per candidate (positive, negatives...), or its embedding
+    "teacher_scores": (("anchor", "positive", "teacher"), ("negative",)),
+    "teacher_embeddings": (("text", "teacher"), ()),  # text: one column, or a list (e.g. a sentence and a translation)
 }
 # The loss's keyword for the per-row targets of each kind.
-TARGETS: dict[str, str | None] = {"columns": None, "labels": "labels", "scores": "scores"}
+TARGETS: dict[str, str | None] = {"columns": None, "labels": "labels", "scores": "scores", "pair_labels": "labels",
+                                  "teacher_scores": "teacher_scores", "teacher_embeddings": "teacher_embeddings"}
+# Text columns a kind has exactly; for the other kinds a loss declares how many, at least MIN_COLUMNS.
+FIXED_COLUMNS = {"labels": 1, "scores": 2, "pair_labels": 2}
+MIN_COLUMNS = {"columns": 2, "teacher_scores": 2, "teacher_embeddings": 1}
 
 
 @dataclass(frozen=True)
 class Needs:
     """The rows a loss (or an evaluation task) consumes."""
 
-    kind: str  # "columns", "labels" or "scores" (see KINDS)
-    columns: int  # text columns per row: 1 for labels, 2 for scores, >= 2 for columns
+    kind: str  # "columns", "labels", "scores", "pair_labels", "teacher_scores", "teacher_embeddings" (see KINDS)
+    columns: int  # text columns per row: fixed for labels (1), scores and pair_labels (2); a minimum for the others
     more_columns: bool = False  # any number of further text columns (hard negatives) is accepted
     in_batch_negatives: bool = False  # other rows of the batch serve as negatives: a batch must not repeat a text
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}, got {self.kind!r}")
-        fixed = {"labels": 1, "scores": 2}.get(self.kind)
+        fixed = FIXED_COLUMNS.get(self.kind)
         if fixed is not None and (self.columns != fixed or self.more_columns):
             raise ValueError(f"kind {self.kind!r} has exactly {fixed} text column(s), got columns={self.columns}")
-        if self.kind == "columns" and self.columns < 2:
-            raise ValueError(f"kind 'columns' needs at least 2 text columns (anchor, positive), got {self.columns}")
+        least = MIN_COLUMNS.get(self.kind, 0)
+        if self.columns < least:
+            names = "(anchor, positive)" if least == 2 else "(text)"
+            raise ValueError(f"kind {self.kind!r} needs at least {least} text columns {names}, got {self.columns}")
 
     @property
     def target(self) -> str | None:
@@ -60,14 +70,24 @@ class Needs:
             return "one text column and a label (roles text, label)"
         if self.kind == "scores":
             return "two text columns and a score (roles a, b, score)"
+        if self.kind == "pair_labels":
+            return "two text columns and a class label (roles a, b, label)"
+        if self.kind == "teacher_embeddings":
+            return (f"{self.columns}{' or more' if self.more_columns else ''} text column(s) and the teacher's "
+                    f"embedding of each row (roles text, teacher)")
+        if self.kind == "teacher_scores":
+            return (f"{self.columns}{' or more' if self.more_columns else ''} text columns (anchor, positive, "
+                    f"negative...) and the teacher's score of each candidate (roles anchor, positive, negative, "
+                    f"teacher)")
         names = ["anchor", "positive"] + ["negative"] * (self.columns - 2)
         return f"{self.columns}{' or more' if self.more_columns else ''} text columns ({', '.join(names)}" + (
             ", negative..." if self.more_columns else "") + ")"
 
 
 def needs(kind: str, columns: int | None = None, more_columns: bool = False, in_batch_negatives: bool = False):
-    """Decorator: declare what rows a loss needs (``columns`` defaults to 1 for labels, 2 otherwise)."""
-    declared = Needs(kind, columns if columns is not None else {"labels": 1}.get(kind, 2), more_columns,
+    """Decorator: declare what rows a loss needs (``columns`` defaults to the kind's fixed or least count)."""
+    default = FIXED_COLUMNS.get(kind, MIN_COLUMNS.get(kind, 2))
+    declared = Needs(kind, columns if columns is not None else default, more_columns,
                      in_batch_negatives)
 
     def mark(loss: Callable) -> Callable:
@@ -97,7 +117,7 @@ def needs_of(loss: Callable) -> Needs:
 # Names a loss class's __init__ may take to learn about the run; the trainer fills them, a recipe cannot set them.
 CONTEXT = {
     "embedding_dim": "width of the model's sentence embeddings",
-    "num_labels": "1 + the largest label of the training data: labels are class indices (labels kind only)",
+    "num_labels": "1 + the largest label of the training data: labels are class indices (labels and pair_labels kinds)",
 }
 
 

@@ -21,7 +21,8 @@ def matryoshka(
     sum_k weights[k] * loss_fn(normalize(x[:, :dims[k]]) for every embedding argument x).
     Statistics the loss reports are those of the first (widest) prefix.
 
-    Embedding arguments are the 2-D tensors (labels and scores are 1-D and pass through). Same signature as loss_fn.
+    Embedding arguments are the positional 2-D tensors; keyword arguments (labels, scores, a teacher's scores or
+    embeddings) pass through untouched. Same signature as loss_fn.
     """
     dims = tuple(dims)
     weights = (1.0,) * len(dims) if weights is None else tuple(weights)
@@ -37,7 +38,7 @@ def matryoshka(
 
     @functools.wraps(loss_fn)
     def wrapped(*args, **kwargs) -> Tensor:
-        width = min((x.shape[1] for x in [*args, *kwargs.values()] if is_embedding(x)), default=0)
+        width = min((x.shape[1] for x in args if is_embedding(x)), default=0)
         if max(dims) > width:
             raise ValueError(f"dims {dims} exceed the embedding dimension {width}")
         total, reported = 0.0, {}
@@ -46,7 +47,7 @@ def matryoshka(
             def shrink(x):
                 return F.normalize(x[:, :dim], dim=-1) if is_embedding(x) else x
 
-            loss, stats = split_output(loss_fn(*map(shrink, args), **{k: shrink(v) for k, v in kwargs.items()}))
+            loss, stats = split_output(loss_fn(*map(shrink, args), **kwargs))
             total = total + weight * loss
             reported = reported or stats  # the full-width (first) loss's statistics
         return (total, reported) if reported else total

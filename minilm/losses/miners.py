@@ -57,3 +57,15 @@ def semi_hard_negative(dist: Tensor, labels: Tensor) -> Tensor:
     first_farther = torch.searchsorted(negatives.detach(), dist.detach().contiguous(), right=True)  # (B, B)
     candidate = negatives.gather(1, first_farther.clamp_max(n - 1))  # (B, B), +inf where none is farther
     return torch.where(torch.isfinite(candidate), candidate, farthest_negative(dist, labels))
+
+
+def multi_similarity_pairs(sim: Tensor, labels: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
+    """(B, B) bool masks of the informative pairs of Wang et al. 2019 (pytorch-metric-learning's
+    MultiSimilarityMiner), from a similarity matrix (larger is closer): a positive pair is kept when its similarity
+    minus epsilon is below the anchor's most similar negative; a negative pair when its similarity plus epsilon is
+    above the anchor's least similar positive. An anchor without negatives keeps no positive, and vice versa."""
+    pos, neg = positive_mask(labels), negative_mask(labels)
+    sim = sim.detach()  # selection only
+    hardest_negative = sim.masked_fill(~neg, -torch.inf).amax(dim=1, keepdim=True)  # (B, 1)
+    easiest_positive = sim.masked_fill(~pos, torch.inf).amin(dim=1, keepdim=True)  # (B, 1)
+    return pos & (sim - epsilon < hardest_negative), neg & (sim + epsilon > easiest_positive)

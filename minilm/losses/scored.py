@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from minilm.checks import check_embeddings, check_number, check_targets
-from minilm.losses.distances import cosine_similarity
+from minilm.losses.distances import angle_similarity, cosine_similarity
 from minilm.losses.inputs import needs
 
 
@@ -18,7 +18,20 @@ def cosent_loss(embeddings_a: Tensor, embeddings_b: Tensor, scores: Tensor, scal
     """
     a, b = check_embeddings(embeddings_a=embeddings_a, embeddings_b=embeddings_b)
     scores = check_targets(scores, a.shape[0], "scores", "scores")
-    s = check_number(scale, "scale", positive=True) * cosine_similarity(a, b)  # (B,)
+    return _ranking_loss(check_number(scale, "scale", positive=True) * cosine_similarity(a, b), scores)
+
+
+@needs("scores")
+def angle_loss(embeddings_a: Tensor, embeddings_b: Tensor, scores: Tensor, scale: float = 20.0) -> Tensor:
+    """AnglE (Li & Li 2024): CoSENT's ranking objective with s = scale * angle_similarity(a, b) instead of the cosine,
+    whose gradient vanishes near cos = +-1 (sentence-transformers' AnglELoss on pairs with scores)."""
+    a, b = check_embeddings(embeddings_a=embeddings_a, embeddings_b=embeddings_b)
+    scores = check_targets(scores, a.shape[0], "scores", "scores")
+    return _ranking_loss(check_number(scale, "scale", positive=True) * angle_similarity(a, b), scores)
+
+
+def _ranking_loss(s: Tensor, scores: Tensor) -> Tensor:
+    """log(1 + sum_{i, j: scores_i < scores_j} exp(s_i - s_j)) for predicted similarities s (B,)."""
     scores, order = scores.sort()
     s = s[order]
     # Instead of the (B, B) pair matrix: for each i, log sum_{j: scores_j > scores_i} exp(-s_j) is a suffix

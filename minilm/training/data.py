@@ -41,12 +41,19 @@ def _is_empty(value) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _check_cells(path, line: int, names: list[str], values: list) -> None:
     for name, value in zip(names, values):
-        if _is_empty(value):
+        if _is_empty(value) or value == []:
             raise _fail(path, line, f"empty cell in column {name!r}")
+        if isinstance(value, list) and all(_is_number(v) for v in value):
+            continue  # a JSONL array of numbers: a teacher's scores or embedding
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise _fail(path, line, f"column {name!r}: expected a string or number, found {type(value).__name__}")
+            raise _fail(path, line, f"column {name!r}: expected a string or number (or a list of numbers), "
+                                    f"found {type(value).__name__}")
 
 
 def _drop_trailing_blank(rows: list) -> list:
@@ -173,7 +180,7 @@ def _scores(ds: Dataset, name: str) -> list[float]:
     for i, v in enumerate(_column(ds, name)):
         try:
             x = float(v)
-        except ValueError:
+        except (TypeError, ValueError):  # TypeError: a list
             x = math.nan
         if not math.isfinite(x) or isinstance(v, bool):
             raise ValueError(f"{ds.where(i)}: column {name!r}: score must be a finite number, found {v!r}")
@@ -185,12 +192,42 @@ def _labels(ds: Dataset, name: str) -> list[int]:
     """Integer labels as given; otherwise string labels numbered in sorted order (independent of row order)."""
     values = _column(ds, name)
     for i, v in enumerate(values):
-        if isinstance(v, (bool, float)):
+        if isinstance(v, (bool, float, list)):
             raise ValueError(f"{ds.where(i)}: column {name!r}: label must be an int or a string, found {v!r}")
     if all(isinstance(v, int) or _INT.fullmatch(v.strip()) for v in values):
         return [int(v) for v in values]
     ids = {s: k for k, s in enumerate(sorted({str(v) for v in values}))}
     return [ids[str(v)] for v in values]
+
+
+def _vectors(ds: Dataset, names: str | list[str]) -> list[list[float]]:
+    """Per row, the numbers of the named columns in order (each cell a number or a JSONL list of numbers), all rows
+    of one length: a teacher's scores (one per candidate) or its embedding."""
+    names = [names] if isinstance(names, str) else list(names)
+    columns = [_column(ds, n) for n in names]
+    out = []
+    for i, cells in enumerate(zip(*columns)):
+        row = []
+        for name, cell in zip(names, cells):
+            values = cell if isinstance(cell, list) else [cell]
+            for v in values:
+                try:
+                    x = float(v)
+                except (TypeError, ValueError):
+                    x = math.nan
+                if not math.isfinite(x) or isinstance(v, bool):
+                    raise ValueError(f"{ds.where(i)}: column {name!r}: teacher values must be finite numbers, "
+                                     f"found {v!r}")
+                row.append(x)
+        if out and len(row) != len(out[0]):
+            raise ValueError(f"{ds.where(i)}: columns {names}: {len(row)} teacher values, but the first row has "
+                             f"{len(out[0])}")
+        out.append(row)
+    return out
+
+
+def _text_columns(ds: Dataset, names: str | list[str]) -> list[list[str]]:
+    return [_texts(ds, n) for n in ([names] if isinstance(names, str) else list(names))]
 
 
 def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str):
@@ -199,6 +236,10 @@ def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str):
     kind "columns": roles anchor, positive[, negative: name or list] -> [anchors, positives, *negatives]
     kind "labels":  roles text, label -> (texts, int labels)
     kind "scores":  roles a, b, score -> (texts_a, texts_b, float scores)
+    kind "pair_labels": roles a, b, label -> (texts_a, texts_b, int labels)
+    kind "teacher_scores": roles anchor, positive[, negative], teacher (name or list) -> [anchors, positives,
+        *negatives, teacher rows]: one teacher score per candidate (or per negative: margins), per row
+    kind "teacher_embeddings": roles text (name or list), teacher (name or list) -> [*texts, teacher rows]
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
@@ -214,6 +255,13 @@ def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str):
         return [_texts(ds, roles["anchor"]), _texts(ds, roles["positive"])] + [_texts(ds, n) for n in negatives]
     if kind == "labels":
         return _texts(ds, roles["text"]), _labels(ds, roles["label"])
+    if kind == "pair_labels":
+        return _texts(ds, roles["a"]), _texts(ds, roles["b"]), _labels(ds, roles["label"])
+    if kind == "teacher_scores":
+        texts = _text_columns(ds, [roles["anchor"], roles["positive"]]) + _text_columns(ds, roles.get("negative", []))
+        return texts + [_vectors(ds, roles["teacher"])]
+    if kind == "teacher_embeddings":
+        return _text_columns(ds, roles["text"]) + [_vectors(ds, roles["teacher"])]
     return _texts(ds, roles["a"]), _texts(ds, roles["b"]), _scores(ds, roles["score"])
 
 

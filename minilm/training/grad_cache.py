@@ -16,6 +16,8 @@ seed agree). The trainer reaches this through ``step.loss_backward`` with a ``mi
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -54,10 +56,33 @@ def _sync_unless(model: nn.Module, accumulating: bool):
     return model.no_sync() if accumulating and hasattr(model, "no_sync") else nullcontext()
 
 
-def split_column(model: nn.Module, column: Column, mini_batch_size: int) -> list[dict[str, Tensor]]:
-    """Model inputs for consecutive mini-batches of one column, each padded only as far as it needs."""
+def token_budget_spans(tokens_per_row: Sequence[int], budget: int) -> list[tuple[int, int]]:
+    """Consecutive (begin, end) row spans holding at most ``budget`` real tokens each (a row longer than the budget
+    gets a span of its own), as sentence-transformers' cached losses split by ``mini_batch_num_tokens``."""
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"mini_batch_num_tokens must be a positive int, got {budget!r}")
+    cumulative = list(itertools.accumulate(tokens_per_row))
+    spans, begin = [], 0
+    while begin < len(cumulative):
+        before = cumulative[begin - 1] if begin else 0
+        end = max(bisect.bisect_right(cumulative, before + budget), begin + 1)
+        spans.append((begin, end))
+        begin = end
+    return spans
+
+
+def split_column(model: nn.Module, column: Column, mini_batch_size: int,
+                 mini_batch_num_tokens: int | None = None) -> list[dict[str, Tensor]]:
+    """Model inputs for consecutive mini-batches of one column, each padded only as far as it needs: of
+    ``mini_batch_size`` rows, or, with ``mini_batch_num_tokens``, of as many rows as fit that many real tokens."""
     n = rows_of(column)
     spans = [(b, min(b + mini_batch_size, n)) for b in range(0, n, mini_batch_size)]
+    if mini_batch_num_tokens is not None:
+        if not isinstance(column, Mapping):
+            column = bare_model(model).tokenize(list(column))
+        if "attention_mask" not in column:
+            raise ValueError("mini_batch_num_tokens needs an attention_mask in the tokenised column to count tokens")
+        spans = token_budget_spans(column["attention_mask"].sum(dim=1).tolist(), mini_batch_num_tokens)
     if isinstance(column, Mapping):
         chunks = [{k: v[b:e] for k, v in column.items()} for b, e in spans]
         chunks = [_trim_padding(c) for c in chunks]
@@ -100,11 +125,13 @@ def cached_loss_backward(
     columns: Sequence[Column],
     loss_fn: Callable[..., Tensor],
     mini_batch_size: int,
+    mini_batch_num_tokens: int | None = None,
     **loss_kwargs,
 ) -> Tensor:
     """loss_fn(*column embeddings, **loss_kwargs) with its backward done in mini-batches; returns the detached loss.
 
     Parameter ``.grad`` is accumulated (not zeroed), exactly as ``loss.backward()`` on the whole batch would.
+    ``mini_batch_num_tokens`` bounds each mini-batch by real tokens instead of rows (``token_budget_spans``).
     """
     return cached_step(model, columns, loss_fn, mini_batch_size, **loss_kwargs)[0]
 
@@ -119,7 +146,8 @@ def cached_step(
     """``cached_loss_backward``, also returning the statistics the loss reported."""
     check_columns(columns, mini_batch_size)
     device = model_device(model)
-    chunks = [split_column(model, column, mini_batch_size) for column in columns]  # [column][mini-batch]
+    chunks = [split_column(model, column, mini_batch_size, mini_batch_num_tokens)
+              for column in columns]  # [column][mini-batch]
     states, embeddings = [], []
     with torch.no_grad():
         for column_chunks in chunks:

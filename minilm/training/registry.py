@@ -29,9 +29,31 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "batch_all_triplet": losses.batch_all_triplet_loss,
     "mnrl": losses.multiple_negatives_ranking_loss,
     "cosent": losses.cosent_loss,
+    # the loss catalogue (docs/losses.md)
+    "contrastive": losses.contrastive_loss,
+    "online_contrastive": losses.online_contrastive_loss,
+    "cosine_similarity": losses.cosine_similarity_loss,
+    "angle": losses.angle_loss,
+    "mega_batch_margin": losses.mega_batch_margin_loss,
+    "supcon": losses.supcon_loss,
+    "ntxent": losses.ntxent_loss,
+    "circle": losses.circle_loss,
+    "multi_similarity": losses.multi_similarity_loss,
+    "arcface": losses.ArcFaceLoss,
+    "cosface": losses.CosFaceLoss,
+    "proxy_anchor": losses.ProxyAnchorLoss,
+    "softmax": losses.SoftmaxLoss,
+    "mse": losses.mse_distill_loss,
+    "embed_distill": losses.EmbedDistillLoss,
+    "margin_mse": losses.margin_mse_loss,
+    "distill_kl_div": losses.distill_kl_div_loss,
 }
 
 MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
+# Global Orthogonal Regularization added to the loss (losses.with_global_orthogonal_regularization): any of these
+# keys switches it on; an unset weight keeps its default of 1.0, as in sentence-transformers.
+GOR_KEYS = {"gor_mean_weight": "mean_weight", "gor_second_moment_weight": "second_moment_weight",
+            "gor_aggregation": "aggregation", "gor_similarity": "similarity"}
 
 
 class UnknownLossSettings(ValueError):
@@ -122,6 +144,7 @@ def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None
     kwargs = dict(kwargs or {})
     check_loss_kwargs(name, kwargs, dry_run=False, base_dir=base_dir)
     dims, weights = (kwargs.pop(k, None) for k in MATRYOSHKA_KEYS)
+    gor = {GOR_KEYS[k]: kwargs.pop(k) for k in list(kwargs) if k in GOR_KEYS}
     if weights is not None and dims is None:
         raise ValueError("matryoshka_weights is set but matryoshka_dims is not")
     found = resolve_loss(name, base_dir)
@@ -134,7 +157,8 @@ def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None
         loss = found(**kwargs, **given)
     else:
         loss = functools.partial(found, **kwargs)
-    return loss if dims is None else losses.matryoshka(loss, dims, weights)
+    loss = loss if dims is None else losses.matryoshka(loss, dims, weights)
+    return losses.with_global_orthogonal_regularization(loss, **gor) if gor else loss
 
 
 def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: str | Path | None = None) -> None:
@@ -145,9 +169,10 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
     """
     loss = resolve_loss(name, base_dir)
     valid = settable(loss)
-    unknown = [key for key in kwargs if key not in valid and key not in MATRYOSHKA_KEYS]
+    extra = list(MATRYOSHKA_KEYS) + list(GOR_KEYS)
+    unknown = [key for key in kwargs if key not in valid and key not in extra]
     if unknown:
-        raise UnknownLossSettings(name, unknown, valid + list(MATRYOSHKA_KEYS))
+        raise UnknownLossSettings(name, unknown, valid + extra)
     if not dry_run:
         return
     dims = kwargs.get("matryoshka_dims")
@@ -155,21 +180,27 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
     width = min(width, 8192)  # a dry run, not an allocation test
     try:
         declared = needs_of(loss)
-        context = {"embedding_dim": width, **({"num_labels": 2} if declared.kind == "labels" else {})}  # as a run has
+        context = {"embedding_dim": width, **({"num_labels": 2} if declared.target == "labels" else {})}  # as a run has
         bound = make_loss(name, kwargs, base_dir, context=context)
-        args, targets = dummy_inputs(declared, width)
+        # a loss that projects the student to a teacher's width says which width its teacher rows have
+        args, targets = dummy_inputs(declared, width, teacher_width=getattr(bound, "teacher_dim", width))
         split_output(bound(*args, **targets))
     except (TypeError, ValueError) as e:
         raise ValueError(f"loss {name!r}: {e}") from e
 
 
-def dummy_inputs(declared: Needs, width: int, rows: int = 4) -> tuple[list[Tensor], dict[str, Tensor]]:
+def dummy_inputs(declared: Needs, width: int, rows: int = 4, teacher_width: int | None = None
+                 ) -> tuple[list[Tensor], dict[str, Tensor]]:
     """Embeddings and targets of the declared kind for a small batch: one (rows, width) tensor per text column."""
     gen = torch.Generator().manual_seed(0)
     embeddings = list(torch.randn(declared.columns, rows, width, generator=gen).unbind(0))
     targets = {}
-    if declared.kind == "labels":
+    if declared.kind in ("labels", "pair_labels"):
         targets["labels"] = torch.arange(rows) // 2  # pairs of labels: every anchor has a positive and a negative
     elif declared.kind == "scores":
-        targets["scores"] = torch.linspace(0.0, 1.0, rows)
+        targets["scores"] = (torch.arange(rows) % 2).float()  # 0/1: also valid pair labels (online contrastive)
+    elif declared.kind == "teacher_scores":  # one score per candidate column (positive, negatives...)
+        targets["teacher_scores"] = torch.randn(rows, declared.columns - 1, generator=gen)
+    elif declared.kind == "teacher_embeddings":
+        targets["teacher_embeddings"] = torch.randn(rows, teacher_width or width, generator=gen)
     return embeddings, targets
