@@ -62,7 +62,7 @@ def test_one_value_has_no_interval_and_bad_input_is_refused():
 def test_the_markdown_table_marks_intervals_that_exclude_zero(tmp_path):
     from types import SimpleNamespace
 
-    from minilm.training.sweep import Config, Sweep
+    from minilm.training.sweep_spec import Config, Sweep
     from minilm.training.sweep_report import markdown
 
     recipe = SimpleNamespace(train={"max_steps": 10, "batch_size": 16, "epochs": 1})

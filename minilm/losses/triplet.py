@@ -85,12 +85,14 @@ def batch_hard_triplet_loss(
     (sentence-transformers' BatchHardSoftMarginTripletLoss).
     """
     dist, labels, margin = _labelled(embeddings, labels, distance, margin, soft_margin, report)
-    gap = miners.hardest_positive(dist, labels) - miners.hardest_negative(dist, labels)  # (B,)
+    hardest_positive, hardest_negative = miners.hardest_positive(dist, labels), miners.hardest_negative(dist, labels)
+    gap = hardest_positive - hardest_negative  # (B,)
     loss = _hinge(gap, margin, soft_margin).mean()
     if not report:
         return loss
     return loss, {"active_triplets": _active(gap, margin, soft_margin).float().mean(),
-                  **_hardest_statistics(dist, labels)}
+                  "hardest_positive_distance": hardest_positive.detach().mean(),
+                  "hardest_negative_distance": hardest_negative.detach().mean()}
 
 
 @needs("labels")

@@ -16,7 +16,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from minilm.training.sweep import RESULT, Sweep, write_atomic
+from minilm.training.sweep import write_atomic
+from minilm.training.sweep_spec import RESULT, Sweep
 from minilm.training.sweep_stats import Interval, paired_difference, t_interval
 
 PLOT_HINT = "plots need matplotlib, an optional extra: pip install 'minilm[plot]'"
