@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +19,9 @@ import torch.nn.functional as F
 from .losses.distances import cosine_similarity_matrix
 from .hub import resolve_model_dir
 from .model import POOLING_MODES, BertConfig, BertModel, pool, pool_packed
-from .tokenizer import WordPieceTokenizer, check_texts
-from .weights import CheckpointError, load_weights, save_weights
+from .io import building, check_replaceable
+from .tokenizer import TOKENIZER_FILES, WordPieceTokenizer, check_texts
+from .weights import WEIGHTS_NAME, CheckpointError, load_weights, save_weights
 
 PRECISIONS = ("float32", "int8")
 # Linears that precision="int8" leaves in fp32. One tensor-wide activation scale fits the feed-forward down
@@ -35,6 +33,9 @@ INT8_KEEP_FP32 = ("layers.0.ffn.down", "layers.1.ffn.down")
 ST_TRANSFORMER = "sentence_transformers.models.Transformer"
 ST_POOLING = "sentence_transformers.models.Pooling"
 ST_NORMALIZE = "sentence_transformers.models.Normalize"
+# Everything save() writes: a folder holding nothing else is a saved model, which save() may replace.
+SAVED_FILES = {"modules.json", "config.json", WEIGHTS_NAME, "sentence_bert_config.json", "1_Pooling/config.json",
+               "2_Normalize", *TOKENIZER_FILES}
 # Legacy boolean pooling keys of 1_Pooling/config.json and the mode each one selects.
 LEGACY_POOLING_KEYS = {
     "pooling_mode_cls_token": "cls",
@@ -300,23 +301,17 @@ class SentenceEncoder(nn.Module):
 
     # ------------------------------------------------------------------------------------------- saving
 
-    def save(self, path: str | Path) -> None:
-        """Write the sentence-transformers layout atomically: built in a temporary directory, then renamed into place."""
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write the sentence-transformers layout, built beside ``path`` and swapped into place in one step: a failure
+        or a kill leaves what was there or the new model, never neither. Permissions follow the umask.
+
+        ``path`` may be missing, an empty folder or a model saved before; a file, or a folder holding anything minilm
+        does not write, is refused unless ``overwrite=True`` (the working directory always is).
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        check_replaceable(path, SAVED_FILES, overwrite, "a model")
+        with building(path) as tmp:
             self._write(tmp)
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-                os.replace(path, old / path.name)
-                os.replace(tmp, path)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     def _write(self, directory: Path) -> None:
         def write_json(name: str, obj) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .model import BertConfig, BertModel
 
@@ -112,7 +112,23 @@ def load_weights(model: BertModel, directory: str | Path) -> None:
 
 
 def save_weights(model: BertModel, directory: str | Path) -> None:
-    """Write the model under Hugging Face names, so transformers and sentence-transformers can read it."""
+    """Write the model under Hugging Face names, so transformers and sentence-transformers can read it. Weights that
+    are not all finite are refused: a NaN model is never written."""
     ours = dict(model.named_parameters())
     state = {theirs: ours[name].detach().contiguous().cpu() for theirs, name in key_table(model.config).items()}
-    save_file(state, Path(directory) / WEIGHTS_NAME, metadata={"format": "pt"})
+    bad = nonfinite({ours_name: state[theirs] for theirs, ours_name in key_table(model.config).items()})
+    if bad:
+        raise ValueError(f"refusing to save to {directory}: {bad}")
+    # Serialised here and written by us: safetensors' own save_file creates its file 0600, whatever the umask.
+    (Path(directory) / WEIGHTS_NAME).write_bytes(save(state, metadata={"format": "pt"}))
+
+
+def nonfinite(tensors: dict[str, torch.Tensor]) -> str:
+    """'' if every floating tensor is finite, else which one is not (the first, and how many values)."""
+    bad = [(name, t) for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if not bad:
+        return ""
+    name, t = bad[0]
+    count = int((~torch.isfinite(t)).sum())
+    more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+    return f"tensor {name} holds {count} NaN or infinite values{more}"
