@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from .losses.distances import cosine_similarity_matrix
 from .hub import resolve_model_dir
 from .model import POOLING_MODES, BertConfig, BertModel, pool, pool_packed
+from . import io
 from .io import building, check_replaceable
 from .tokenizer import TOKENIZER_FILES, WordPieceTokenizer, check_texts
-from .weights import WEIGHTS_NAME, CheckpointError, load_weights, save_weights
+from .weights import WEIGHTS_NAME, CheckpointError, check_config_json, load_weights, save_weights
 
 PRECISIONS = ("float32", "int8")
 # Linears that precision="int8" leaves in fp32. One tensor-wide activation scale fits the feed-forward down
@@ -47,11 +48,8 @@ LEGACY_POOLING_KEYS = {
 }
 
 
-def read_json(path: Path) -> dict | list:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+def read_json(path: Path, kind: type = dict) -> dict | list:
+    return io.read_json(path, kind, CheckpointError)
 
 
 def read_pooling_mode(path: Path) -> str:
@@ -59,7 +57,7 @@ def read_pooling_mode(path: Path) -> str:
     raw = read_json(path)
     if "pooling_mode" in raw:
         modes = raw["pooling_mode"]
-        modes = [modes] if isinstance(modes, str) else list(modes)
+        modes = [modes] if isinstance(modes, str) else modes if isinstance(modes, list) else [modes]
     else:
         modes = [mode for key, mode in LEGACY_POOLING_KEYS.items() if raw.get(key)]
     if len(modes) != 1 or modes[0] not in POOLING_MODES:
@@ -72,15 +70,19 @@ def read_modules(directory: Path) -> tuple[str, bool]:
     modules_path = directory / "modules.json"
     if not modules_path.is_file():
         return "mean", False
-    modules = read_json(modules_path)
+    modules = read_json(modules_path, list)
     pooling, normalize = None, False
-    for module in modules:
-        kind = module.get("type", "").rsplit(".", 1)[-1]
+    for i, module in enumerate(modules):
+        if not (isinstance(module, dict) and isinstance(module.get("type"), str)
+                and isinstance(module.get("path", ""), str)):
+            raise CheckpointError(f"{modules_path}: entry {i} must be an object with a string 'type' and 'path', "
+                                  f"found {module!r:.80}")
+        kind = module["type"].rsplit(".", 1)[-1]
         if kind == "Transformer":
             if module.get("path", ""):
                 raise CheckpointError(f"{modules_path}: the transformer module must live at the top of the directory")
         elif kind == "Pooling":
-            pooling = read_pooling_mode(directory / module["path"] / "config.json")
+            pooling = read_pooling_mode(directory / module.get("path", "") / "config.json")
         elif kind == "Normalize":
             normalize = True
         else:
@@ -88,6 +90,17 @@ def read_modules(directory: Path) -> tuple[str, bool]:
     if pooling is None:
         raise CheckpointError(f"{modules_path} lists no Pooling module")
     return pooling, normalize
+
+
+def read_st_config(path: Path) -> tuple[int | None, bool]:
+    """(max_seq_length or None, do_lower_case) from sentence_bert_config.json, each checked and named if wrong."""
+    raw = read_json(path) if path.is_file() else {}
+    length, lower = raw.get("max_seq_length"), raw.get("do_lower_case", False)
+    if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
+        raise CheckpointError(f"{path}: max_seq_length must be a positive integer, got {length!r}")
+    if not isinstance(lower, bool):
+        raise CheckpointError(f"{path}: do_lower_case must be true or false, got {lower!r}")
+    return length, lower
 
 
 class SentenceEncoder(nn.Module):
@@ -120,12 +133,12 @@ class SentenceEncoder(nn.Module):
         directory = resolve_model_dir(name_or_path)
         if not (directory / "config.json").is_file():
             raise CheckpointError(f"{directory} has no config.json; it is not a BERT checkpoint")
+        check_config_json(directory / "config.json")  # a bad value is named with its key before BertConfig sees it
         config = BertConfig.from_json(directory / "config.json")
         pooling, normalize = read_modules(directory)
-        st_config_path = directory / "sentence_bert_config.json"
-        st_config = read_json(st_config_path) if st_config_path.is_file() else {}
-        max_seq_length = st_config.get("max_seq_length") or _tokenizer_max_length(directory, config)
-        tokenizer = WordPieceTokenizer.from_dir(directory, max_seq_length, st_config.get("do_lower_case", False))
+        max_seq_length, lower = read_st_config(directory / "sentence_bert_config.json")
+        max_seq_length = max_seq_length or _tokenizer_max_length(directory, config)
+        tokenizer = WordPieceTokenizer.from_dir(directory, max_seq_length, lower)
         bert = BertModel(config)
         load_weights(bert, directory)
         model = cls(bert, tokenizer, pooling, normalize)
@@ -357,4 +370,6 @@ def _tokenizer_max_length(directory: Path, config: BertConfig) -> int:
     settings_path = directory / "tokenizer_config.json"
     settings = read_json(settings_path) if settings_path.is_file() else {}
     limit = settings.get("model_max_length", config.max_position_embeddings)
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 1:
+        raise CheckpointError(f"{settings_path}: model_max_length must be a positive number, got {limit!r}")
     return int(min(limit, config.max_position_embeddings))

@@ -7,12 +7,14 @@ when loaded, so a directory that has only ``pytorch_model.bin`` is refused.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from .io import read_json
 from .model import BertConfig, BertModel
 
 WEIGHTS_NAME = "model.safetensors"
@@ -24,6 +26,45 @@ IGNORED = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message names the file and the offending keys."""
+
+
+# config.json values minilm checks before building a BertConfig: key -> (type, allowed?, what is allowed).
+CONFIG_VALUES = {
+    "vocab_size": (int, lambda v: v >= 1, ">= 1"),
+    "hidden_size": (int, lambda v: v >= 1, ">= 1"),
+    "num_hidden_layers": (int, lambda v: v >= 1, ">= 1"),
+    "num_attention_heads": (int, lambda v: v >= 1, ">= 1"),
+    "intermediate_size": (int, lambda v: v >= 1, ">= 1"),
+    "max_position_embeddings": (int, lambda v: v >= 1, ">= 1"),
+    "type_vocab_size": (int, lambda v: v >= 1, ">= 1"),
+    "pad_token_id": (int, lambda v: v >= 0, ">= 0"),
+    "layer_norm_eps": (float, lambda v: 0 < v < 1, "in (0, 1)"),
+    "hidden_dropout_prob": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "attention_probs_dropout_prob": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "hidden_act": (str, lambda v: True, "a string"),
+    "model_type": (str, lambda v: True, "a string"),
+}
+
+
+def check_config_json(path: Path) -> dict:
+    """config.json as a dict, refused naming the file and key when it is not a JSON object or a value has the wrong
+    type or range (a string where a number belongs, zero heads...): before any BertConfig is built from it."""
+    raw = read_json(path, dict, CheckpointError)
+    for key, (kind, allowed, described) in CONFIG_VALUES.items():
+        if key not in raw or (key == "pad_token_id" and raw[key] is None):
+            continue
+        value = raw[key]
+        numeric = kind in (int, float) and not isinstance(value, bool)
+        if kind is float:
+            ok = numeric and isinstance(value, (int, float)) and math.isfinite(value)
+        else:
+            ok = isinstance(value, kind) and (numeric or kind is str)
+        if not ok:
+            name = {int: "an integer", float: "a finite number", str: "a string"}[kind]
+            raise CheckpointError(f"{path}: {key} must be {name}, got {type(value).__name__} {value!r}")
+        if not allowed(value):
+            raise CheckpointError(f"{path}: {key} must be {described}, got {value!r}")
+    return raw
 
 
 def key_table(config: BertConfig) -> dict[str, str]:
@@ -106,6 +147,10 @@ def load_weights(model: BertModel, directory: str | Path) -> None:
     if problems:
         raise CheckpointError(f"{directory / WEIGHTS_NAME} does not fit the config:\n  " + "\n  ".join(problems))
 
+    bad = nonfinite(found)
+    if bad:
+        raise CheckpointError(f"{directory / WEIGHTS_NAME}: {bad}; the checkpoint is damaged or came from a "
+                              f"diverged run")
     with torch.no_grad():
         for name, tensor in found.items():
             ours[table[name]].copy_(tensor)
