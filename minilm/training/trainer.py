@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from minilm.io import WriteError, append_line, building, json_line, remove_tree
 from minilm.training import distributed
 from minilm.training.compiled import compiled_training
 from minilm.training.config import TrainConfig
@@ -27,6 +26,7 @@ from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, p
 from minilm.training.step import loss_backward
 
 STATE_NAME = "trainer_state.pt"
+LOG_NAME = "log.jsonl"
 
 
 class TrainingDiverged(RuntimeError):
@@ -153,10 +153,9 @@ class Trainer:
         loss_value, norm_value = loss.item(), grad_norm.item()  # one device sync each
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
             self.optimizer.zero_grad()
-            where = f"; last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
             raise TrainingDiverged(
                 f"loss {loss_value} / gradient norm {norm_value} at step {self.step + 1} "
-                f"(epoch {self.epoch}); weights were not updated{where}"
+                f"(epoch {self.epoch}); weights were not updated{self._last_good()}"
             )
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
@@ -164,6 +163,9 @@ class Trainer:
         self.optimizer.zero_grad()
         self.step += 1
         return {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
+
+    def _last_good(self) -> str:
+        return f"; last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
 
     def log_step(self, record: dict) -> None:
         self.write_log(record)
@@ -197,11 +199,11 @@ class Trainer:
         self.say(f"eval at step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
 
     def write_log(self, record: dict) -> None:
+        """One JSON Lines record per call, appended in a single write; NaN and infinity become null plus the reason."""
         if self.output_dir is None or not self.is_main:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.output_dir / "log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.output_dir / LOG_NAME, json_line(record))
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
@@ -233,16 +235,14 @@ class Trainer:
         root = self.output_dir / "checkpoints"
         final = root / f"step-{self.step:07d}"
         if self.is_main:
-            root.mkdir(parents=True, exist_ok=True)
-            tmp = root / f".tmp-step-{self.step:07d}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            self.model.save(tmp / "model")
-            torch.save(state, tmp / STATE_NAME)
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            for old in checkpoints(self.output_dir)[: -self.config.keep_checkpoints]:
-                shutil.rmtree(old)
+            try:
+                with building(final) as tmp:  # a temporary name unique to this process, swapped in when complete
+                    self.model.save(tmp / "model")
+                    torch.save(state, tmp / STATE_NAME)
+                for old in checkpoints(self.output_dir)[: -self.config.keep_checkpoints]:
+                    remove_tree(old)  # renamed away first: a kill mid-removal leaves no half checkpoint
+            except OSError as e:
+                raise WriteError(e.errno, f"{e}; training stopped after step {self.step}{self._last_good()}") from None
         self.last_checkpoint = final
         return final
 
@@ -250,7 +250,7 @@ class Trainer:
         """Continue from ``checkpoint`` (its model must already be loaded into ``self.model``)."""
         self.load_state_dict(torch.load(checkpoint / STATE_NAME, weights_only=True))
         self.last_checkpoint = checkpoint
-        log = self.output_dir / "log.jsonl" if self.output_dir and self.is_main else None
+        log = self.output_dir / LOG_NAME if self.output_dir and self.is_main else None
         if log is not None and log.is_file():  # drop what the interrupted run logged after this checkpoint
             kept = [line for line in log.read_text(encoding="utf-8").splitlines()
                     if json.loads(line)["step"] <= self.step]

@@ -1,0 +1,91 @@
+"""The trainer under faults: a full disk, a diverging step, damaged checkpoints and logs. Nothing is lost, nothing
+non-finite is written, and every stop names the step, file or tensor."""
+
+import errno
+import json
+
+import pytest
+import torch
+from helpers import make_tiny_checkpoint, write_tiny_recipe
+
+from minilm.encoder import SentenceEncoder
+from minilm.training.recipe import load_recipe
+from minilm.training.run import run_recipe
+from minilm.training.trainer import checkpoints
+
+QUIET = {"log": lambda _: None}
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory, minilm_dir):
+    directory = tmp_path_factory.mktemp("tiny-base")
+    make_tiny_checkpoint(directory, minilm_dir, layers=2, normalize=True)
+    return directory
+
+
+@pytest.fixture()
+def recipe_path(tmp_path, tiny_base):
+    return write_tiny_recipe(tmp_path, tiny_base)
+
+
+def strict_json_lines(path):
+    """Every line parsed as strict JSON: NaN / Infinity are refused, as any JSON reader but Python's refuses them."""
+    def refuse(constant):
+        raise AssertionError(f"{path}: {constant} is not JSON")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().split("\n") if line]
+
+
+def hidden_leftovers(output):
+    return [p for p in output.rglob(".*") if p.name != ".lock"]
+
+
+def test_a_full_disk_at_a_checkpoint_names_it_and_keeps_the_previous_one(recipe_path, tmp_path, monkeypatch):
+    from minilm.training import trainer
+
+    real, calls = trainer.torch.save, []
+
+    def disk_fills_up(obj, path):
+        calls.append(path)
+        if len(calls) == 2:  # the second checkpoint: its model is written, its trainer state is not
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(obj, path)
+
+    monkeypatch.setattr(trainer.torch, "save", disk_fills_up)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match=r"cannot write .*checkpoints/step-0000004: No space left on device; .*"
+                                      r"training stopped after step 4; last good checkpoint: .*step-0000002"):
+        run_recipe(load_recipe(recipe_path), out, **QUIET)
+    assert [p.name for p in checkpoints(out)] == ["step-0000002"]
+    assert SentenceEncoder.from_pretrained(checkpoints(out)[0] / "model").encode("x").shape == (64,)
+    assert not (out / "final").exists() and hidden_leftovers(out) == []
+
+
+def test_log_lines_are_json_even_when_a_metric_is_nan(recipe_path, tmp_path, monkeypatch):
+    from minilm.training import run
+
+    monkeypatch.setattr(run, "make_evaluator", lambda *a, **k: lambda model: {"spearman": float("nan")})
+    recipe = load_recipe(recipe_path, ["train.save_steps=0", "train.max_steps=2"])
+    recipe.eval = {"task": "similarity", "data": "", "format": "auto", "roles": {}, "batch_size": 8, "limit": 0,
+                   "header": True, "columns": []}
+    run_recipe(recipe, tmp_path / "out", **QUIET)
+    records = strict_json_lines(tmp_path / "out" / "log.jsonl")
+    evals = [r for r in records if "eval" in r]
+    assert evals[0] == {"step": 0, "eval": {"spearman": None}, "nonfinite": {"eval.spearman": "nan"}}
+    assert [r["step"] for r in records if "loss" in r] == [1, 2]
+
+
+def test_checkpoints_are_built_under_a_temporary_name_of_this_process(recipe_path, tmp_path, monkeypatch):
+    import os
+
+    from minilm import io
+
+    seen = []
+    real = io.put_in_place
+    monkeypatch.setattr(io, "put_in_place", lambda tmp, target: seen.append((tmp.name, target.name)) or real(tmp, target))
+    run_recipe(load_recipe(recipe_path, ["train.keep_checkpoints=1"]), tmp_path / "out", **QUIET)
+    steps = [(tmp, target) for tmp, target in seen if target.startswith("step-")]
+    assert [target for _, target in steps] == ["step-0000002", "step-0000004"]
+    assert all(tmp.startswith(f".{target}.minilm-tmp-{os.getpid()}-") for tmp, target in steps)
+    assert [p.name for p in checkpoints(tmp_path / "out")] == ["step-0000004"]  # the older one pruned
+    assert hidden_leftovers(tmp_path / "out") == []
