@@ -13,6 +13,10 @@ import torch
 from torch import Tensor
 
 
+class NonFiniteError(ValueError):
+    """A tensor that must be finite holds NaN or infinity (the trainer reports it as divergence, naming the step)."""
+
+
 def check_embeddings(**named: Tensor) -> list[Tensor]:
     """Check embedding matrices passed by keyword (the keyword names the argument in errors); return them in order.
 
@@ -31,7 +35,7 @@ def check_embeddings(**named: Tensor) -> list[Tensor]:
             raise ValueError(f"{name} has shape {tuple(x.shape)} but {first} has shape {tuple(out[0].shape)}")
         # one cheap reduction first; a non-finite sum can also be overflow, so confirm element-wise before raising
         if not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{name} contains NaN or infinite values")
+            raise NonFiniteError(f"{name} contains NaN or infinite values")
         out.append(x.float() if torch.finfo(x.dtype).bits < 32 else x)
         first = first or name
     return out
@@ -48,7 +52,7 @@ def check_targets(x: Tensor, batch_size: int, name: str, kind: str) -> Tensor:
     if x.ndim != 1 or x.shape[0] != batch_size:
         raise ValueError(f"{name} must have shape ({batch_size},) (one per example), got shape {tuple(x.shape)}")
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise NonFiniteError(f"{name} contains NaN or infinite values")
     return x.int() if x.dtype == torch.bool else x
 
 

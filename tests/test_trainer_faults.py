@@ -89,3 +89,54 @@ def test_checkpoints_are_built_under_a_temporary_name_of_this_process(recipe_pat
     assert all(tmp.startswith(f".{target}.minilm-tmp-{os.getpid()}-") for tmp, target in steps)
     assert [p.name for p in checkpoints(tmp_path / "out")] == ["step-0000004"]  # the older one pruned
     assert hidden_leftovers(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("override", ["train.lr=nan", "train.lr=inf", "train.max_grad_norm=nan",
+                                      "train.weight_decay=inf", "train.warmup_ratio=nan", "data.min_score=-inf"])
+def test_nonfinite_recipe_numbers_are_refused_by_key(recipe_path, override):
+    from minilm.training.recipe import RecipeError
+
+    key = override.split("=")[0].split(".")
+    with pytest.raises(RecipeError, match=rf"\[{key[0]}\] {key[1]} must be a finite number"):
+        load_recipe(recipe_path, [override])
+
+
+@pytest.mark.parametrize("steps, message", [
+    (6, r"step 2 \(epoch 0\): \w+ contains NaN or infinite values; the weights after step 1 overflow"),
+    (1, r"after step 1 \(epoch 0\) the weights are finite but the model's embeddings are not"),
+])
+def test_a_learning_rate_that_blows_up_the_model_stops_the_run_and_saves_nothing(recipe_path, tmp_path, steps,
+                                                                                 message):
+    """lr 1e10: step 1's loss, gradient norm and updated weights are all finite, but the weights are so large that
+    the next forward pass overflows. Caught at the next step, or before the final save when there is none."""
+    from minilm.training.trainer import TrainingDiverged
+
+    out = tmp_path / "out"
+    with pytest.raises(TrainingDiverged, match=message):
+        run_recipe(load_recipe(recipe_path, ["train.lr=1e10", f"train.max_steps={steps}"]), out, **QUIET)
+    assert not (out / "final").exists() and checkpoints(out) == []
+    assert [r["step"] for r in strict_json_lines(out / "log.jsonl") if "loss" in r] == [1]
+
+
+def test_a_step_that_makes_a_weight_nonfinite_keeps_the_last_good_checkpoint(recipe_path, tmp_path, monkeypatch):
+    from minilm.training import trainer
+    from minilm.training.trainer import TrainingDiverged
+
+    real = trainer.AdamW.step
+
+    def poisoned_step(self):
+        real(self)
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == 3:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].view(-1)[7] = float("inf")
+
+    monkeypatch.setattr(trainer.AdamW, "step", poisoned_step)
+    out = tmp_path / "out"
+    with pytest.raises(TrainingDiverged, match=r"step 3 .* non-finite .*Nothing from this step was saved; last good "
+                                               r"checkpoint: .*step-0000002"):
+        run_recipe(load_recipe(recipe_path), out, **QUIET)
+    assert [p.name for p in checkpoints(out)] == ["step-0000002"] and not (out / "final").exists()
+    assert [r["step"] for r in strict_json_lines(out / "log.jsonl") if "loss" in r] == [1, 2]
+    emb = SentenceEncoder.from_pretrained(checkpoints(out)[0] / "model").encode(["fine"])
+    assert torch.isfinite(torch.from_numpy(emb)).all()

@@ -8,6 +8,7 @@ Paths in a recipe are relative to the recipe file.
 from __future__ import annotations
 
 import copy
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,8 @@ def _check_section(raw: dict, section: str, where: Path) -> dict:
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise RecipeError(f"{where}: {label}{key} must be {kind.__name__}, got {type(value).__name__} {value!r}")
+        if kind is float and not math.isfinite(value):  # TOML and --set accept nan and inf; no setting means them
+            raise RecipeError(f"{where}: {label}{key} must be a finite number, got {value!r}")
         out[key] = value
     return out
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from minilm.checks import NonFiniteError
 from minilm.io import WriteError, append_line, building, json_line, remove_tree
 from minilm.training import distributed
 from minilm.training.compiled import compiled_training
@@ -147,7 +148,14 @@ class Trainer:
         """Loss, backward, clip, AdamW and schedule for one batch; the log record of the step."""
         columns, targets = self.data.batch(rows)
         targets = {k: v.to(self.device) for k, v in targets.items()}
-        loss = loss_backward(self.forward_model, columns, self.loss_fn, self.config.mini_batch_size or None, **targets)
+        try:
+            loss = loss_backward(self.forward_model, columns, self.loss_fn, self.config.mini_batch_size or None,
+                                 **targets)
+        except NonFiniteError as e:  # finite weights can still overflow in the forward pass
+            self.optimizer.zero_grad()
+            raise TrainingDiverged(f"step {self.step + 1} (epoch {self.epoch}): {e}; the weights after step "
+                                   f"{self.step} overflow (learning rate too high?); nothing from this step was "
+                                   f"saved{self._last_good()}") from None
         loss = distributed.mean_over_ranks(loss)  # every rank logs and checks the same number
         grad_norm = clip_grad_norm(self.params, self.config.max_grad_norm)  # DDP made the gradients equal on every rank
         loss_value, norm_value = loss.item(), grad_norm.item()  # one device sync each
@@ -162,7 +170,34 @@ class Trainer:
         self.schedule.step()
         self.optimizer.zero_grad()
         self.step += 1
+        self.check_weights(lr)
         return {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
+
+    def check_weights(self, lr: float) -> None:
+        """Stop the run at the step that made any weight NaN or infinite (e.g. a learning rate far too high): nothing
+        non-finite is logged or saved, and the last checkpoint stays the last good one."""
+        sums = torch.stack([p.detach().sum() for p in self.params])  # one cheap reduction per tensor
+        if bool(torch.isfinite(sums).all()):
+            return
+        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+        if not bad:  # a sum overflowed, the values themselves are finite
+            return
+        raise TrainingDiverged(
+            f"step {self.step} (epoch {self.epoch}, lr {lr:.3g}) made weight {bad[0]} non-finite"
+            f"{f' (and {len(bad) - 1} more tensors)' if len(bad) > 1 else ''} though its loss and gradient norm were "
+            f"finite; the learning rate is likely too high. Nothing from this step was saved{self._last_good()}"
+        )
+
+    def check_outputs(self) -> None:
+        """Before anything is saved: the model's embeddings of a few training texts must be finite. Weights can all be
+        finite and still overflow in the forward pass (huge after one step of a far too high learning rate)."""
+        texts = [column[0] for column in self.data.columns]
+        embeddings = self.model.encode(texts, convert_to="torch", workers=1)
+        if not bool(torch.isfinite(embeddings).all()):
+            raise TrainingDiverged(
+                f"after step {self.step} (epoch {self.epoch}) the weights are finite but the model's embeddings are "
+                f"not (they overflow: learning rate too high?); nothing was saved{self._last_good()}"
+            )
 
     def _last_good(self) -> str:
         return f"; last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
@@ -184,6 +219,7 @@ class Trainer:
             self.save_checkpoint()
 
     def finish(self) -> None:
+        self.check_outputs()
         self.model.eval()
         self.run_evaluation()
         if self.output_dir is not None and self.is_main:
@@ -231,6 +267,7 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """checkpoints/step-N/{model/, trainer_state.pt}, built beside and renamed into place in one go (by rank 0)."""
+        self.check_outputs()
         state = self.state_dict()  # on every rank: it is a collective
         root = self.output_dir / "checkpoints"
         final = root / f"step-{self.step:07d}"
