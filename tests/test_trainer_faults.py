@@ -140,3 +140,83 @@ def test_a_step_that_makes_a_weight_nonfinite_keeps_the_last_good_checkpoint(rec
     assert [r["step"] for r in strict_json_lines(out / "log.jsonl") if "loss" in r] == [1, 2]
     emb = SentenceEncoder.from_pretrained(checkpoints(out)[0] / "model").encode(["fine"])
     assert torch.isfinite(torch.from_numpy(emb)).all()
+
+
+def final_weights(output):
+    from safetensors.torch import load_file
+
+    return load_file(output / "final" / "model.safetensors")
+
+
+def assert_identical(a, b):
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture()
+def interrupted(recipe_path, tmp_path, monkeypatch):
+    """(straight run, run stopped after step 5 with checkpoints at steps 2 and 4)."""
+    from minilm.training import trainer
+
+    run_recipe(load_recipe(recipe_path), tmp_path / "straight", **QUIET)
+    original = trainer.Trainer.write_log
+
+    def die_after_step_5(self, record):
+        original(self, record)
+        if record.get("step") == 5 and "loss" in record:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(trainer.Trainer, "write_log", die_after_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(load_recipe(recipe_path), tmp_path / "cut", **QUIET)
+    monkeypatch.setattr(trainer.Trainer, "write_log", original)
+    assert [p.name for p in checkpoints(tmp_path / "cut")] == ["step-0000002", "step-0000004"]
+    return tmp_path / "straight", tmp_path / "cut"
+
+
+def resume(recipe_path, out):
+    said = []
+    run_recipe(load_recipe(recipe_path), out, resume=True, log=said.append)
+    return said
+
+
+@pytest.mark.parametrize("damage", ["trainer_state.pt", "model/model.safetensors", "model/config.json"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(recipe_path, interrupted, damage):
+    straight, cut = interrupted
+    path = cut / "checkpoints" / "step-0000004" / damage
+    path.write_bytes(path.read_bytes()[:100])
+    said = resume(recipe_path, cut)
+    assert any(f"checkpoint {cut / 'checkpoints' / 'step-0000004'} is damaged" in line for line in said)
+    assert any("resumed from" in line and "step-0000002" in line for line in said)
+    assert_identical(final_weights(straight), final_weights(cut))
+    assert [r["step"] for r in strict_json_lines(cut / "log.jsonl") if "loss" in r] == [1, 2, 3, 4, 5, 6]
+
+
+def test_every_checkpoint_damaged_is_an_error_naming_the_newest(recipe_path, interrupted):
+    _, cut = interrupted
+    for checkpoint in checkpoints(cut):
+        (checkpoint / "trainer_state.pt").write_bytes(b"not a torch file")
+    from minilm.weights import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"every checkpoint under .* is damaged \(newest step-0000004: "
+                                              r".*trainer_state.pt is unreadable"):
+        resume(recipe_path, cut)
+
+
+def test_a_torn_last_log_line_is_dropped_on_resume(recipe_path, interrupted):
+    straight, cut = interrupted
+    with open(cut / "log.jsonl", "a") as f:
+        f.write('{"step": 6, "epoch": 0, "lo')  # a kill in the middle of a write
+    said = resume(recipe_path, cut)
+    assert any("dropped a torn last line" in line for line in said)
+    assert [r["step"] for r in strict_json_lines(cut / "log.jsonl") if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert_identical(final_weights(straight), final_weights(cut))
+
+
+def test_a_log_line_that_minilm_did_not_write_stops_the_resume_naming_it(recipe_path, interrupted):
+    _, cut = interrupted
+    lines = (cut / "log.jsonl").read_text().split("\n")
+    lines[2] = "edited by hand"
+    (cut / "log.jsonl").write_text("\n".join(lines))
+    with pytest.raises(ValueError, match=rf"{cut / 'log.jsonl'}:3: not a JSON object"):
+        resume(recipe_path, cut)
+    assert "edited by hand" in (cut / "log.jsonl").read_text()  # left as it was

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from minilm.training.data import read_rows, read_sts, to_roles
 from minilm.training.recipe import Recipe
 from minilm.training.registry import make_loss
 from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
-from minilm.training.trainer import TrainConfig, TrainData, Trainer, checkpoints
+from minilm.training.trainer import TrainConfig, TrainData, Trainer, newest_usable_checkpoint
 
 
 def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4.0, header: bool = True,
@@ -108,15 +109,15 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log) -> list[dict]:
         e = recipe.eval
         evaluate = make_evaluator(e["task"], e["data"], e["format"], e["roles"], e["batch_size"], e["limit"],
                                   e["header"], e["columns"])
-    found = checkpoints(output_dir) if resume else []
+    load = functools.partial(SentenceEncoder.from_pretrained, device=distributed.device())
+    found = newest_usable_checkpoint(output_dir, load, log) if resume else None
     if resume and not found:
         raise FileNotFoundError(f"--resume: no complete checkpoint under {output_dir / 'checkpoints'}")
-    model = SentenceEncoder.from_pretrained(found[-1] / "model" if found else recipe.model["base"],
-                                            device=distributed.device())
+    model = found[2] if found else load(recipe.model["base"])
     trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log)
     if found:
-        trainer.resume_from(found[-1])
-        log(f"resumed from {found[-1]} at step {trainer.step}")
+        trainer.resume_from(found[0], found[1])
+        log(f"resumed from {found[0]} at step {trainer.step}")
     world = distributed.world_size()
     per_rank = f" ({world} processes x {recipe.train['batch_size'] // world})" if world > 1 else ""
     log(f"{recipe.name}: {len(data)} rows, {trainer.total_steps} steps of batch {recipe.train['batch_size']}"

@@ -8,7 +8,6 @@ Under torchrun each process trains on its shard of every batch through DDP; only
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -19,12 +18,13 @@ from pathlib import Path
 import torch
 
 from minilm.checks import NonFiniteError
-from minilm.io import WriteError, append_line, building, json_line, remove_tree
+from minilm.io import WriteError, append_line, building, json_line, read_json_lines, remove_tree, write_text
 from minilm.training import distributed
 from minilm.training.compiled import compiled_training
 from minilm.training.config import TrainConfig
 from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
 from minilm.training.step import loss_backward
+from minilm.weights import CheckpointError
 
 STATE_NAME = "trainer_state.pt"
 LOG_NAME = "log.jsonl"
@@ -283,15 +283,41 @@ class Trainer:
         self.last_checkpoint = final
         return final
 
-    def resume_from(self, checkpoint: Path) -> None:
-        """Continue from ``checkpoint`` (its model must already be loaded into ``self.model``)."""
-        self.load_state_dict(torch.load(checkpoint / STATE_NAME, weights_only=True))
-        self.last_checkpoint = checkpoint
-        log = self.output_dir / LOG_NAME if self.output_dir and self.is_main else None
-        if log is not None and log.is_file():  # drop what the interrupted run logged after this checkpoint
-            kept = [line for line in log.read_text(encoding="utf-8").splitlines()
-                    if json.loads(line)["step"] <= self.step]
-            log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    def resume_from(self, checkpoint: Path | None, state: dict | None = None) -> None:
+        """Continue from ``checkpoint`` (its model must already be loaded into ``self.model``; ``state`` is its
+        read_state, if already read); None starts the recorded run again from step 0."""
+        if checkpoint is not None:
+            self.load_state_dict(state if state is not None else read_state(checkpoint))
+            self.last_checkpoint = checkpoint
+        if self.output_dir is not None and self.is_main:
+            self.trim_log()
+
+    def trim_log(self) -> None:
+        """Drop what the interrupted run logged after the step resumed from (and a torn last line, if a kill cut
+        one short); the log is rewritten beside and renamed, so a kill here leaves the old log."""
+        log = self.output_dir / LOG_NAME
+        if not log.is_file():
+            return
+        records, torn = read_json_lines(log)
+        if torn:
+            self.say(f"{log}: dropped a torn last line (the interrupted run's last write)")
+        kept = [r for r in records if r.get("step", 0) <= self.step] if self.step else []  # step 0: all is redone
+        write_text(log, "".join(json_line(r) + "\n" for r in kept))
+
+
+def read_state(checkpoint: Path) -> dict:
+    """The trainer state of ``checkpoint``; an unreadable one is a CheckpointError naming the file."""
+    path = checkpoint / STATE_NAME
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as e:  # torch raises several types (pickle, zip, EOF, RuntimeError) for a damaged file
+        raise CheckpointError(f"{path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                              ) from None
+    missing = [k for k in ("step", "epoch", "optimizer", "schedule", "sampler", "rng", "history")
+               if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not a trainer state (missing {', '.join(missing)})")
+    return state
 
 
 def checkpoints(output_dir: Path) -> list[Path]:
@@ -300,3 +326,19 @@ def checkpoints(output_dir: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p for p in root.glob("step-*") if (p / STATE_NAME).is_file() and (p / "model").is_dir())
+
+
+def newest_usable_checkpoint(output_dir: Path, load_model: Callable[[Path], object], log=print):
+    """(checkpoint, its trainer state, its model) for the newest checkpoint that loads, or None if there is none.
+    A damaged one (unreadable state or model) is named and skipped for the one before it."""
+    found, damaged = checkpoints(output_dir), []
+    for checkpoint in reversed(found):
+        try:
+            return checkpoint, read_state(checkpoint), load_model(checkpoint / "model")
+        except (CheckpointError, OSError, ValueError) as e:
+            damaged.append(f"{checkpoint.name}: {e}")
+            log(f"checkpoint {checkpoint} is damaged, falling back to the one before: {e}")
+    if found:
+        raise CheckpointError(f"--resume: every checkpoint under {Path(output_dir) / 'checkpoints'} is damaged "
+                              f"(newest {damaged[0]}); use --overwrite to start again")
+    return None
