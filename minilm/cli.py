@@ -57,8 +57,10 @@ def cmd_train(args) -> int:
     recipe = load_recipe(args.recipe, overrides, args.data)  # fully checked before any model loads
     if args.quick:
         recipe = make_quick(recipe)
+    recipe.overrides = tuple(f"--set {o}" for o in overrides) + ((f"--data {args.data}",) if args.data else ()) + (
+        ("--quick",) if args.quick else ())
     output = Path(args.output) if args.output else Path("runs") / recipe.name
-    history = run_recipe(recipe, output, resume=args.resume)
+    history = run_recipe(recipe, output, resume=args.resume, overwrite=args.overwrite)
     if len(history) >= 2:
         before, after = history[0], history[-1]
         print("metric".ljust(20) + "before    after")
@@ -111,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.batch_size=8 --set loss.margin=0.5")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in the output directory (its run.json, log.jsonl, final/, checkpoints/)")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 steps of at most 16 rows, small evaluation")
     p.add_argument("--compile", action="store_true",
                    help="same as --set train.compile=true: compiled layers, AdamW step and MNRL (minilm.kernels)")

@@ -65,6 +65,7 @@ class Recipe:
     loss: dict  # {"name": ..., **settings}
     train: dict
     eval: dict | None
+    overrides: tuple = ()  # the command line's --set / --data / --quick, as typed (recorded with the run)
 
     @property
     def loss_needs(self) -> Needs:
