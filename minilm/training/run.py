@@ -12,6 +12,7 @@ from minilm.training import distributed
 from minilm.training.data import read_rows, read_sts, to_roles
 from minilm.training.output_dir import claim as output_dir_claim
 from minilm.training.output_dir import run_record
+from minilm.training.preflight import checked_sampler
 from minilm.training.recipe import Recipe
 from minilm.training.registry import make_loss
 from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
@@ -128,7 +129,7 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = 
 
     distributed.check_batch_size(recipe.train["batch_size"], distributed.world_size())  # before anything loads
     data = load_train_data(recipe)  # data and evaluator are read before the model: bad rows fail fast
-    sampler = make_sampler(recipe, data)
+    sampler = checked_sampler(recipe, data, make_sampler, distributed.world_size())  # degenerate runs refused
     loss_fn = make_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent)
     evaluate = None
     if recipe.eval is not None:
