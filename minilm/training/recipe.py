@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minilm.evaluation import TASKS
+from minilm.hub import looks_like_path
 from minilm.losses.inputs import KINDS, Needs
 from minilm.training.config import train_schema
 from minilm.training.registry import check_loss_kwargs, loss_needs
@@ -158,6 +159,20 @@ def _check_path(recipe_path: Path, value: str, key: str) -> str:
     return str(resolved)
 
 
+def _check_base(recipe_path: Path, base: str) -> str:
+    """[model] base: a folder beside the recipe (relative paths are the recipe's, like every path in it), an absolute
+    folder, or a hub id. A relative name that can only be a path must be a folder beside the recipe."""
+    if Path(base).expanduser().is_absolute():
+        return base
+    local = (recipe_path.parent / base).resolve()
+    if local.is_dir():
+        return str(local)
+    if looks_like_path(base):
+        raise RecipeError(f"{recipe_path}: [model] base folder {base} not found (looked at {local}, relative to "
+                          f"the recipe)")
+    return base
+
+
 def validate(raw: dict, path: Path) -> Recipe:
     sections = {k: v for k, v in raw.items() if isinstance(v, dict)}
     top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
@@ -199,6 +214,8 @@ def _check_values(r: Recipe) -> None:
             raise RecipeError(f"{where}: [train] {key} must be >= 0, got {t[key]}")
     if t["distributed_timeout_s"] <= 0:
         raise RecipeError(f"{where}: [train] distributed_timeout_s must be > 0, got {t['distributed_timeout_s']}")
+    if not 0 <= t["seed"] < 2**63:
+        raise RecipeError(f"{where}: [train] seed must be in [0, 2**63), got {t['seed']}")
     if t["keep_checkpoints"] < 1:
         raise RecipeError(f"{where}: [train] keep_checkpoints must be >= 1, got {t['keep_checkpoints']}")
     if t["lr"] <= 0 or t["max_grad_norm"] <= 0 or t["weight_decay"] < 0 or not 0 <= t["warmup_ratio"] <= 1:
@@ -215,6 +232,7 @@ def _check_values(r: Recipe) -> None:
         raise RecipeError(f"{where}: [data] sampler group_by_label needs a labelled loss, not {r.loss['name']}")
     if d["format"] not in FORMATS:
         raise RecipeError(f"{where}: [data] format must be one of {FORMATS}, got {d['format']!r}")
+    r.model["base"] = _check_base(where, r.model["base"])
     d["train"] = _check_path(where, d["train"], "[data] train")
     _check_columns(where, "data", d)
     _check_roles(where, "data", d, declared, f"loss {r.loss['name']!r}")
@@ -224,6 +242,9 @@ def _check_values(r: Recipe) -> None:
             raise RecipeError(f"{where}: [eval] task must be one of {sorted(TASKS)}, got {e['task']!r}")
         if e["format"] not in FORMATS:
             raise RecipeError(f"{where}: [eval] format must be one of {FORMATS}, got {e['format']!r}")
+        if e["batch_size"] < 1 or e["limit"] < 0:
+            key, low = ("batch_size", ">= 1") if e["batch_size"] < 1 else ("limit", ">= 0 (0: every row)")
+            raise RecipeError(f"{where}: [eval] {key} must be {low}, got {e[key]}")
         e["data"] = _check_path(where, e["data"], "[eval] data")
         _check_columns(where, "eval", e)
         _check_roles(where, "eval", e, TASKS[e["task"]], f"task {e['task']!r}")
