@@ -31,13 +31,18 @@ _TEMP = re.compile(r"^\..*\.minilm-tmp-(\d+)-[0-9a-f]+$")
 class WriteError(OSError):
     """A write that failed; the message names the target and says it was left as it was."""
 
+    def __init__(self, code: int, message: str, reason: str = ""):
+        super().__init__(code, message)
+        self.reason = reason or message
+
     def __str__(self) -> str:
-        return self.args[1] if len(self.args) > 1 else super().__str__()
+        return self.args[1]
 
 
 def write_failed(path: Path, e: OSError) -> WriteError:
-    reason = e.strerror or str(e)
-    return WriteError(e.errno or errno.EIO, f"cannot write {path}: {reason}; what was at {path} is unchanged")
+    """The error for ``path`` (the target the user asked for, not a temporary inside it), keeping the cause."""
+    reason = e.reason if isinstance(e, WriteError) else e.strerror or f"{e} (a short write: is the disk full?)"
+    return WriteError(e.errno or errno.EIO, f"cannot write {path}: {reason}; what was at {path} is unchanged", reason)
 
 
 def temp_path(target: Path) -> Path:
@@ -119,7 +124,7 @@ def append_line(path: str | Path, line: str) -> None:
         with open(path, "ab") as f:
             f.write(line.encode("utf-8") + b"\n")
     except OSError as e:
-        raise WriteError(e.errno or errno.EIO, f"cannot append to {path}: {e.strerror or e}") from None
+        raise WriteError(e.errno or errno.EIO, f"cannot append to {path}: {e.strerror or e}", str(e.strerror)) from None
 
 
 def _unlink(path: Path) -> None:
@@ -213,8 +218,6 @@ def building(target: str | Path) -> Iterator[Path]:
         put_in_place(tmp, target)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, WriteError):
-            raise
         raise write_failed(target, e) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

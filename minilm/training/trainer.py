@@ -275,11 +275,12 @@ class Trainer:
             try:
                 with building(final) as tmp:  # a temporary name unique to this process, swapped in when complete
                     self.model.save(tmp / "model")
-                    torch.save(state, tmp / STATE_NAME)
+                    write_state(state, tmp / STATE_NAME)
                 for old in checkpoints(self.output_dir)[: -self.config.keep_checkpoints]:
                     remove_tree(old)  # renamed away first: a kill mid-removal leaves no half checkpoint
             except OSError as e:
-                raise WriteError(e.errno, f"{e}; training stopped after step {self.step}{self._last_good()}") from None
+                raise WriteError(e.errno, f"{e}; training stopped after step {self.step}{self._last_good()}",
+                                 getattr(e, "reason", "")) from None
         self.last_checkpoint = final
         return final
 
@@ -303,6 +304,32 @@ class Trainer:
             self.say(f"{log}: dropped a torn last line (the interrupted run's last write)")
         kept = [r for r in records if r.get("step", 0) <= self.step] if self.step else []  # step 0: all is redone
         write_text(log, "".join(json_line(r) + "\n" for r in kept))
+
+
+def write_state(state: dict, path: Path) -> None:
+    """torch.save to ``path``; a failed write (a full disk) is raised as the OSError it is, which torch would turn
+    into a RuntimeError about stream positions."""
+
+    class Recorder:  # the file as torch sees it, keeping the OSError of a failed write
+        error = None
+
+        def write(self, data):
+            try:
+                return f.write(data)
+            except OSError as e:
+                Recorder.error = e
+                raise
+
+        def flush(self):
+            f.flush()
+
+    with open(path, "wb") as f:
+        try:
+            torch.save(state, Recorder())
+        except RuntimeError:
+            if Recorder.error is not None:
+                raise Recorder.error from None
+            raise
 
 
 def read_state(checkpoint: Path) -> dict:
