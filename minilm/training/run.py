@@ -64,6 +64,8 @@ def make_evaluator(task: str, path: str, fmt: str = "auto", roles: dict | None =
     got = read_roles(path, fmt, roles, TASKS[task].kind, header=header, columns=columns)
     if limit:
         got = [column[:limit] for column in got]
+    if task == "similarity" and len(set(got[2])) < 2:  # a correlation with a constant is undefined (NaN)
+        raise ValueError(f"{path}: every gold score is {got[2][0]}; a similarity evaluation needs scores that differ")
     if task == "triplet":
         if len(got) != 3:
             raise ValueError(f"{path}: triplet evaluation needs anchor, positive and negative columns")
