@@ -60,7 +60,16 @@ class WordPieceTokenizer:
     def encode_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text, with [CLS]/[SEP] and truncated to max_seq_length; no padding."""
         check_texts(texts)
-        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+        try:
+            return [e.ids for e in self.tokenizer.encode_batch(texts)]
+        except TypeError:  # the tokenizers library's message for a lone surrogate names neither the text nor why
+            for i, text in enumerate(texts):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise ValueError(f"texts[{i}] is not valid Unicode text: {e.reason} at character {e.start} "
+                                     f"({text[e.start]!r})") from None
+            raise
 
     def pad(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
         """Right-pad to the longest sequence: input_ids, attention_mask, token_type_ids, each (B, T) int64."""

@@ -119,6 +119,8 @@ def _read_jsonl(path: Path, columns) -> Dataset:
             raise _fail(path, line, f"invalid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(obj, dict):
             raise _fail(path, line, f"expected a JSON object, found {type(obj).__name__}")
+        if not obj:
+            raise _fail(path, line, "an empty JSON object {} has no columns")
         if names is None:
             names = list(obj)
             out = {n: [] for n in names}
