@@ -309,3 +309,46 @@ def test_a_full_disk_during_training_leaves_no_half_checkpoint(tmp_path, tiny_ba
     assert not (out / "checkpoints" / "step-0000002").exists() and not (out / "final").exists()
     assert [p.name for p in out.rglob(".*") if p.name != ".lock"] == []
     assert torch.tensor(1.0).isfinite()  # (torch imported for the fixtures' sake)
+
+
+HELD = """
+import sys, time
+from pathlib import Path
+from minilm import cli
+from minilm.training import trainer
+
+started, go = Path(sys.argv[1]), Path(sys.argv[2])
+real = trainer.Trainer.train
+
+def held(self):  # the output directory is claimed: say so, then wait for the test's go-ahead
+    started.touch()
+    while not go.exists():
+        time.sleep(0.05)
+    return real(self)
+
+trainer.Trainer.train = held
+sys.exit(cli.main(sys.argv[3:]))
+"""
+
+
+def test_two_trainings_on_one_output_the_second_fails_at_once(tmp_path, tiny_base):
+    import time
+
+    recipe = write_tiny_recipe(tmp_path, tiny_base)
+    out, started, go = tmp_path / "out", tmp_path / "started", tmp_path / "go"
+    first = subprocess.Popen([sys.executable, "-c", HELD, str(started), str(go), "train", str(recipe), "--output",
+                              str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        deadline = time.monotonic() + 240
+        while not started.exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = run("train", recipe, "--output", out)
+    finally:
+        go.touch()
+    first_err = first.communicate(timeout=600)[1]
+    assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+    assert f"output directory {out} is in use by another minilm run (pid {first.pid})" in second.stderr
+    assert first.returncode == 0, first_err
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6]  # one run's steps, once each
