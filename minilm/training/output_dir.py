@@ -94,6 +94,8 @@ def claim(directory: Path, record: dict, resume: bool = False, overwrite: bool =
                              "give one of them")
     if os.path.lexists(directory) and not directory.is_dir():
         raise OutputDirError(f"output directory {directory} exists and is not a directory")
+    if directory.is_dir() and not (resume or overwrite):
+        _refuse_foreign(directory)  # before the lock file is created: nothing is added to a folder of other files
     directory.mkdir(parents=True, exist_ok=True)
     held = Claim(directory, _lock(directory))
     try:
@@ -127,7 +129,6 @@ def _check(directory: Path, record: dict, resume: bool, overwrite: bool) -> None
     record_path = directory / RECORD_NAME
     recorded = read_json(record_path, dict, OutputDirError) if record_path.is_file() else None
     produced = [name for name in RUN_OUTPUTS[1:] if os.path.lexists(directory / name)]
-    others = sorted(p.name for p in directory.iterdir() if p.name not in RUN_OUTPUTS and p.name != LOCK_NAME)
     if resume:
         if recorded is None:
             if produced:
@@ -151,11 +152,17 @@ def _check(directory: Path, record: dict, resume: bool, overwrite: bool) -> None
         held = f"run {name!r}" if recorded else f"{', '.join(produced)} of an unrecorded run"
         raise OutputDirError(f"output directory {directory} already holds {held}; pass --resume to continue it, "
                              f"--overwrite to replace it, or choose another --output")
-    elif others:
+    else:
+        _refuse_foreign(directory)
+    write_json(record_path, _as_json(record))
+
+
+def _refuse_foreign(directory: Path) -> None:
+    others = sorted(p.name for p in directory.iterdir() if p.name not in RUN_OUTPUTS and p.name != LOCK_NAME)
+    if others:
         listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise OutputDirError(f"output directory {directory} holds files that are not a minilm run ({listed}); "
                              f"choose another --output, or --overwrite to write the run beside them")
-    write_json(record_path, _as_json(record))
 
 
 def _as_json(record: dict) -> dict:
