@@ -19,8 +19,8 @@ def checked_sampler(recipe: Recipe, data, make_sampler: Callable, world_size: in
     declared, batch_size, rows = recipe.loss_needs, recipe.train["batch_size"], len(data)
     if batch_size > rows:
         raise RecipeError(f"{where}: [train] batch_size {batch_size} is more than the {rows} rows of {path}")
-    per_process = batch_size // world_size if declared.in_batch_negatives and not recipe.train[
-        "gather_across_devices"] else batch_size
+    # under torchrun each process's loss sees its own shard, unless gather_across_devices hands it the whole batch
+    per_process = batch_size if recipe.train["gather_across_devices"] else batch_size // world_size
     if declared.in_batch_negatives and per_process < 2:
         raise RecipeError(f"{where}: loss {loss} takes its negatives from the other rows of a batch, so it needs at "
                           f"least 2 rows per batch{' per process' if world_size > 1 else ''}; [train] batch_size is "
