@@ -13,6 +13,10 @@ import torch
 from torch import Tensor
 
 
+class NonFiniteError(ValueError):
+    """A tensor that must be finite holds NaN or infinity (the trainer reports it as divergence, naming the step)."""
+
+
 def check_embeddings(**named: Tensor) -> list[Tensor]:
     """Check embedding matrices passed by keyword (the keyword names the argument in errors); return them in order.
 
@@ -22,7 +26,7 @@ def check_embeddings(**named: Tensor) -> list[Tensor]:
     out = check_embedding_shapes(**named)
     for name, x in zip(named, out):
         if not _finite(x):
-            raise ValueError(f"{name} contains NaN or infinite values")
+            raise NonFiniteError(f"{name} contains NaN or infinite values")
     return out
 
 
@@ -36,7 +40,7 @@ def check_finite_result(result: Tensor, **named: Tensor) -> None:
         return
     for name, x in named.items():
         if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{name} contains NaN or infinite values")
+            raise NonFiniteError(f"{name} contains NaN or infinite values")
 
 
 def check_embedding_shapes(**named: Tensor) -> list[Tensor]:
@@ -74,7 +78,7 @@ def check_targets(x: Tensor, batch_size: int, name: str, kind: str) -> Tensor:
     if x.ndim != 1 or x.shape[0] != batch_size:
         raise ValueError(f"{name} must have shape ({batch_size},) (one per example), got shape {tuple(x.shape)}")
     if x.is_floating_point() and not _finite(x):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise NonFiniteError(f"{name} contains NaN or infinite values")
     return x.int() if x.dtype == torch.bool else x
 
 
@@ -93,7 +97,7 @@ def check_target_rows(x: Tensor, batch_size: int, name: str, widths: Sequence[in
         expected = " or ".join(str(w) for w in widths)
         raise ValueError(f"{name} must have {expected} values per row, got {x.shape[1]}")
     if finite and not _finite(x):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise NonFiniteError(f"{name} contains NaN or infinite values")
     return x.float() if torch.finfo(x.dtype).bits < 32 else x
 
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +13,23 @@ import torch.nn.functional as F
 
 from .losses.distances import cosine_similarity_matrix
 from .hub import resolve_model_dir
+from . import io
 from .fast import make_fast
 from .fast.int8 import Int8Cache
 from .fast.unpadded import forward_unpadded, pool_unpadded
 from .fast.workers import batch_workers, default_workers
+from .io import building, check_replaceable
 from .model import POOLING_MODES, BertConfig, BertModel, pool
-from .tokenizer import WordPieceTokenizer, check_texts
-from .weights import CheckpointError, config_to_dict, load_weights, read_config, save_weights
+from .tokenizer import TOKENIZER_FILES, WordPieceTokenizer
+from .weights import WEIGHTS_NAME, CheckpointError, config_to_dict, load_weights, read_config, save_weights
 
 PRECISIONS = ("float32", "int8")
 ST_TRANSFORMER = "sentence_transformers.models.Transformer"
 ST_POOLING = "sentence_transformers.models.Pooling"
 ST_NORMALIZE = "sentence_transformers.models.Normalize"
+# Everything save() writes: a folder holding nothing else is a saved model, which save() may replace.
+SAVED_FILES = {"modules.json", "config.json", WEIGHTS_NAME, "sentence_bert_config.json", "1_Pooling/config.json",
+               "2_Normalize", *TOKENIZER_FILES}
 # Legacy boolean pooling keys of 1_Pooling/config.json and the mode each one selects.
 LEGACY_POOLING_KEYS = {
     "pooling_mode_cls_token": "cls",
@@ -39,11 +41,8 @@ LEGACY_POOLING_KEYS = {
 }
 
 
-def read_json(path: Path) -> dict | list:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+def read_json(path: Path, kind: type = dict) -> dict | list:
+    return io.read_json(path, kind, CheckpointError)
 
 
 def read_pooling_mode(path: Path) -> str:
@@ -51,7 +50,7 @@ def read_pooling_mode(path: Path) -> str:
     raw = read_json(path)
     if "pooling_mode" in raw:
         modes = raw["pooling_mode"]
-        modes = [modes] if isinstance(modes, str) else list(modes)
+        modes = [modes] if isinstance(modes, str) else modes if isinstance(modes, list) else [modes]
     else:
         modes = [mode for key, mode in LEGACY_POOLING_KEYS.items() if raw.get(key)]
     if len(modes) != 1 or modes[0] not in POOLING_MODES:
@@ -64,15 +63,19 @@ def read_modules(directory: Path) -> tuple[str, bool]:
     modules_path = directory / "modules.json"
     if not modules_path.is_file():
         return "mean", False
-    modules = read_json(modules_path)
+    modules = read_json(modules_path, list)
     pooling, normalize = None, False
-    for module in modules:
-        kind = module.get("type", "").rsplit(".", 1)[-1]
+    for i, module in enumerate(modules):
+        if not (isinstance(module, dict) and isinstance(module.get("type"), str)
+                and isinstance(module.get("path", ""), str)):
+            raise CheckpointError(f"{modules_path}: entry {i} must be an object with a string 'type' and 'path', "
+                                  f"found {module!r:.80}")
+        kind = module["type"].rsplit(".", 1)[-1]
         if kind == "Transformer":
             if module.get("path", ""):
                 raise CheckpointError(f"{modules_path}: the transformer module must live at the top of the directory")
         elif kind == "Pooling":
-            pooling = read_pooling_mode(directory / module["path"] / "config.json")
+            pooling = read_pooling_mode(directory / module.get("path", "") / "config.json")
         elif kind == "Normalize":
             normalize = True
         else:
@@ -80,6 +83,17 @@ def read_modules(directory: Path) -> tuple[str, bool]:
     if pooling is None:
         raise CheckpointError(f"{modules_path} lists no Pooling module")
     return pooling, normalize
+
+
+def read_st_config(path: Path) -> tuple[int | None, bool]:
+    """(max_seq_length or None, do_lower_case) from sentence_bert_config.json, each checked and named if wrong."""
+    raw = read_json(path) if path.is_file() else {}
+    length, lower = raw.get("max_seq_length"), raw.get("do_lower_case", False)
+    if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
+        raise CheckpointError(f"{path}: max_seq_length must be a positive integer, got {length!r}")
+    if not isinstance(lower, bool):
+        raise CheckpointError(f"{path}: do_lower_case must be true or false, got {lower!r}")
+    return length, lower
 
 
 class SentenceEncoder(nn.Module):
@@ -116,10 +130,9 @@ class SentenceEncoder(nn.Module):
             raise CheckpointError(f"{directory} has no config.json; it is not a BERT checkpoint")
         config = read_config(directory / "config.json")
         pooling, normalize = read_modules(directory)
-        st_config_path = directory / "sentence_bert_config.json"
-        st_config = read_json(st_config_path) if st_config_path.is_file() else {}
-        max_seq_length = st_config.get("max_seq_length") or _tokenizer_max_length(directory, config)
-        tokenizer = WordPieceTokenizer.from_dir(directory, max_seq_length, st_config.get("do_lower_case", False))
+        max_seq_length, lower = read_st_config(directory / "sentence_bert_config.json")
+        max_seq_length = max_seq_length or _tokenizer_max_length(directory, config)
+        tokenizer = WordPieceTokenizer.from_dir(directory, max_seq_length, lower)
         bert = BertModel(config)
         load_weights(bert, directory)
         model = cls(bert, tokenizer, pooling, normalize)
@@ -271,23 +284,17 @@ class SentenceEncoder(nn.Module):
 
     # ------------------------------------------------------------------------------------------- saving
 
-    def save(self, path: str | Path) -> None:
-        """Write the sentence-transformers layout atomically: built in a temporary directory, then renamed into place."""
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write the sentence-transformers layout, built beside ``path`` and swapped into place in one step: a failure
+        or a kill leaves what was there or the new model, never neither. Permissions follow the umask.
+
+        ``path`` may be missing, an empty folder or a model saved before; a file, or a folder holding anything minilm
+        does not write, is refused unless ``overwrite=True`` (the working directory always is).
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        check_replaceable(path, SAVED_FILES, overwrite, "a model")
+        with building(path) as tmp:
             self._write(tmp)
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-                os.replace(path, old / path.name)
-                os.replace(tmp, path)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     def _write(self, directory: Path) -> None:
         def write_json(name: str, obj) -> None:
@@ -317,4 +324,6 @@ def _tokenizer_max_length(directory: Path, config: BertConfig) -> int:
     settings_path = directory / "tokenizer_config.json"
     settings = read_json(settings_path) if settings_path.is_file() else {}
     limit = settings.get("model_max_length", config.max_position_embeddings)
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 1:
+        raise CheckpointError(f"{settings_path}: model_max_length must be a positive number, got {limit!r}")
     return int(min(limit, config.max_position_embeddings))

@@ -48,6 +48,11 @@ def _packaged_dir(repo_id: str) -> Path:
     return directory
 
 
+def looks_like_path(name: str) -> bool:
+    """A model name that can only be a folder, never a hub id: ./x, /x, ~/x, a/b/c, or one with a suffix."""
+    return name.startswith((".", "/", "~")) or Path(name).suffix != "" or name.count("/") > 1
+
+
 def resolve_model_dir(name_or_path: str | Path) -> Path:
     """Return a local directory holding the model ``name_or_path`` names, or raise ModelNotFoundError."""
     path = Path(name_or_path).expanduser()
@@ -55,8 +60,7 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
         return path
     name = str(name_or_path)
     tried = [f"local directory {path}: does not exist"]
-    looks_like_path = name.startswith((".", "/", "~")) or path.suffix != "" or name.count("/") > 1
-    if looks_like_path:
+    if looks_like_path(name):
         raise ModelNotFoundError(f"cannot find model {name!r}: " + "; ".join(tried))
 
     # A bare name such as "all-MiniLM-L6-v2" means the sentence-transformers organisation, as in sentence-transformers.

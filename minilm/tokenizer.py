@@ -7,7 +7,6 @@ each batch is padded only to its own longest sequence.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ from tokenizers import Tokenizer, normalizers
 from tokenizers.implementations import BertWordPieceTokenizer
 
 from .checks import check_texts
+from .io import decode_utf8, read_json
 
 # The files that make up a tokenizer; copied verbatim on save so a round trip changes nothing.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -33,9 +33,14 @@ class WordPieceTokenizer:
     def from_dir(cls, directory: Path, max_seq_length: int, do_lower_case: bool = False) -> "WordPieceTokenizer":
         files = {name: (directory / name).read_bytes() for name in TOKENIZER_FILES if (directory / name).is_file()}
         if "tokenizer.json" in files:
-            tokenizer = Tokenizer.from_str(files["tokenizer.json"].decode("utf-8"))
+            text = decode_utf8(files["tokenizer.json"], directory / "tokenizer.json")
+            try:
+                tokenizer = Tokenizer.from_str(text)
+            except Exception as e:  # the tokenizers library raises a bare Exception for a malformed file
+                raise ValueError(f"{directory / 'tokenizer.json'}: not a readable tokenizer "
+                                 f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         elif "vocab.txt" in files:
-            settings = json.loads(files.get("tokenizer_config.json", b"{}"))
+            settings = read_json(directory / "tokenizer_config.json") if "tokenizer_config.json" in files else {}
             tokenizer = BertWordPieceTokenizer(
                 str(directory / "vocab.txt"),
                 lowercase=settings.get("do_lower_case", True),
@@ -55,7 +60,16 @@ class WordPieceTokenizer:
     def encode_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text, with [CLS]/[SEP] and truncated to max_seq_length; no padding."""
         check_texts(texts)
-        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+        try:
+            return [e.ids for e in self.tokenizer.encode_batch(texts)]
+        except TypeError:  # the tokenizers library's message for a lone surrogate names neither the text nor why
+            for i, text in enumerate(texts):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise ValueError(f"texts[{i}] is not valid Unicode text: {e.reason} at character {e.start} "
+                                     f"({text[e.start]!r})") from None
+            raise
 
     def pad(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
         """Right-pad to the longest sequence: input_ids, attention_mask, token_type_ids, each (B, T) int64."""

@@ -7,14 +7,15 @@ when loaded, so a directory that has only ``pytorch_model.bin`` is refused.
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import fields
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from .io import read_json
 from .model import BertConfig, BertModel
 
 WEIGHTS_NAME = "model.safetensors"
@@ -29,8 +30,9 @@ class CheckpointError(ValueError):
 
 
 def read_config(path: str | Path) -> BertConfig:
-    """Read a transformers ``config.json``; keys we do not model are ignored, unsupported settings refused."""
-    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read a transformers ``config.json``; keys we do not model are ignored, unsupported settings refused, a bad
+    value named with its key (``check_config_json``) before BertConfig sees it."""
+    raw = check_config_json(Path(path))
     model_type = raw.get("model_type", "bert")
     if model_type != "bert":
         raise ValueError(f"{path}: model_type {model_type!r} is not supported; minilm loads BERT checkpoints only")
@@ -48,6 +50,45 @@ def config_to_dict(config: BertConfig) -> dict:
     out = {"architectures": ["BertModel"], "model_type": "bert", "position_embedding_type": "absolute"}
     out.update({f.name: getattr(config, f.name) for f in fields(config)})
     return out
+
+
+# config.json values minilm checks before building a BertConfig: key -> (type, allowed?, what is allowed).
+CONFIG_VALUES = {
+    "vocab_size": (int, lambda v: v >= 1, ">= 1"),
+    "hidden_size": (int, lambda v: v >= 1, ">= 1"),
+    "num_hidden_layers": (int, lambda v: v >= 1, ">= 1"),
+    "num_attention_heads": (int, lambda v: v >= 1, ">= 1"),
+    "intermediate_size": (int, lambda v: v >= 1, ">= 1"),
+    "max_position_embeddings": (int, lambda v: v >= 1, ">= 1"),
+    "type_vocab_size": (int, lambda v: v >= 1, ">= 1"),
+    "pad_token_id": (int, lambda v: v >= 0, ">= 0"),
+    "layer_norm_eps": (float, lambda v: 0 < v < 1, "in (0, 1)"),
+    "hidden_dropout_prob": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "attention_probs_dropout_prob": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "hidden_act": (str, lambda v: True, "a string"),
+    "model_type": (str, lambda v: True, "a string"),
+}
+
+
+def check_config_json(path: Path) -> dict:
+    """config.json as a dict, refused naming the file and key when it is not a JSON object or a value has the wrong
+    type or range (a string where a number belongs, zero heads...): before any BertConfig is built from it."""
+    raw = read_json(path, dict, CheckpointError)
+    for key, (kind, allowed, described) in CONFIG_VALUES.items():
+        if key not in raw or (key == "pad_token_id" and raw[key] is None):
+            continue
+        value = raw[key]
+        numeric = kind in (int, float) and not isinstance(value, bool)
+        if kind is float:
+            ok = numeric and isinstance(value, (int, float)) and math.isfinite(value)
+        else:
+            ok = isinstance(value, kind) and (numeric or kind is str)
+        if not ok:
+            name = {int: "an integer", float: "a finite number", str: "a string"}[kind]
+            raise CheckpointError(f"{path}: {key} must be {name}, got {type(value).__name__} {value!r}")
+        if not allowed(value):
+            raise CheckpointError(f"{path}: {key} must be {described}, got {value!r}")
+    return raw
 
 
 def key_table(config: BertConfig) -> dict[str, str]:
@@ -130,13 +171,33 @@ def load_weights(model: BertModel, directory: str | Path) -> None:
     if problems:
         raise CheckpointError(f"{directory / WEIGHTS_NAME} does not fit the config:\n  " + "\n  ".join(problems))
 
+    bad = nonfinite(found)
+    if bad:
+        raise CheckpointError(f"{directory / WEIGHTS_NAME}: {bad}; the checkpoint is damaged or came from a "
+                              f"diverged run")
     with torch.no_grad():
         for name, tensor in found.items():
             ours[table[name]].copy_(tensor)
 
 
 def save_weights(model: BertModel, directory: str | Path) -> None:
-    """Write the model under Hugging Face names, so transformers and sentence-transformers can read it."""
+    """Write the model under Hugging Face names, so transformers and sentence-transformers can read it. Weights that
+    are not all finite are refused: a NaN model is never written."""
     ours = dict(model.named_parameters())
     state = {theirs: ours[name].detach().contiguous().cpu() for theirs, name in key_table(model.config).items()}
-    save_file(state, Path(directory) / WEIGHTS_NAME, metadata={"format": "pt"})
+    bad = nonfinite({ours_name: state[theirs] for theirs, ours_name in key_table(model.config).items()})
+    if bad:
+        raise ValueError(f"refusing to save to {directory}: {bad}")
+    # Serialised here and written by us: safetensors' own save_file creates its file 0600, whatever the umask.
+    (Path(directory) / WEIGHTS_NAME).write_bytes(save(state, metadata={"format": "pt"}))
+
+
+def nonfinite(tensors: dict[str, torch.Tensor]) -> str:
+    """'' if every floating tensor is finite, else which one is not (the first, and how many values)."""
+    bad = [(name, t) for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if not bad:
+        return ""
+    name, t = bad[0]
+    count = int((~torch.isfinite(t)).sum())
+    more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+    return f"tensor {name} holds {count} NaN or infinite values{more}"

@@ -62,3 +62,30 @@ def tiny_encoder(tokenizer, pooling: str = "mean", normalize: bool = True, seed:
     settings = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
                 "max_position_embeddings": 64, **config}
     return SentenceEncoder(BertModel(BertConfig(**settings)), tokenizer, pooling, normalize).eval()
+
+
+TINY_RECIPE = """
+name = "tiny"
+[model]
+base = "{base}"
+[data]
+train = "{data}"
+roles = {{ anchor = "anchor", positive = "positive" }}
+[loss]
+name = "mnrl"
+[train]
+batch_size = 8
+max_steps = {steps}
+save_steps = 2
+keep_checkpoints = 5
+"""
+
+
+def write_tiny_recipe(directory: Path, base: Path, steps: int = 6, rows: int = 40) -> Path:
+    """A recipe training ``base`` with MNRL on ``rows`` made-up pairs for ``steps`` steps, checkpointing every 2."""
+    data = directory / "pairs.csv"
+    lines = [f"question number {i} about topic {i % 7},answer {i} explains topic {i % 7} in words" for i in range(rows)]
+    data.write_text("anchor,positive\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    path = directory / "tiny.toml"
+    path.write_text(TINY_RECIPE.format(base=base, data=data, steps=steps), encoding="utf-8")
+    return path

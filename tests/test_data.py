@@ -191,3 +191,41 @@ def test_teacher_cells_must_be_numbers(tmp_path):
     path = _write(tmp_path, "e.jsonl", '{"q": "a", "t": []}\n')
     with pytest.raises(ValueError, match="empty cell in column 't'"):
         read_rows(path)
+
+
+@pytest.mark.parametrize("name, content, line", [
+    ("d.csv", b"anchor,positive\nq1,a1\nq2,caf\xe9\n", 3),
+    ("d.tsv", b"anchor\tpositive\nq1\t\xff\n", 2),
+    ("d.jsonl", b'{"anchor": "q1", "positive": "a1"}\n{"anchor": "\xc3", "positive": "a2"}\n', 2),
+])
+def test_non_utf8_input_names_file_and_line(tmp_path, name, content, line):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=rf"{name}:{line}: not UTF-8 text"):
+        read_rows(tmp_path / name)
+
+
+def test_non_utf8_sts_names_file_and_line(tmp_path):
+    (tmp_path / "sts.csv").write_bytes(b"g\tf\t2012\t1\t5.0\tA man.\tA man.\ng\tf\t2012\t2\t1.0\tna\xefve\tx\n")
+    with pytest.raises(ValueError, match=r"sts.csv:2: not UTF-8 text"):
+        read_sts(tmp_path / "sts.csv")
+
+
+def test_a_header_without_rows_is_an_error(tmp_path):
+    (tmp_path / "d.csv").write_text("anchor,positive\n\n")
+    with pytest.raises(ValueError, match=r"d.csv: has a header row but no data rows"):
+        read_rows(tmp_path / "d.csv")
+
+
+def test_one_label_written_two_ways_is_refused(tmp_path):
+    (tmp_path / "d.csv").write_text("text,label\na,1\nb,cat\nc,1.0\nd,cat\n")
+    with pytest.raises(ValueError, match=r"d.csv:4: column 'label': label '1.0' is the number written '1' on line 2"):
+        to_roles(read_rows(tmp_path / "d.csv"), {"text": "text", "label": "label"}, "labels")
+    (tmp_path / "d.csv").write_text("text,label\na,1.5\nb,cat\nc,1.5\nd,2.5\n")  # one spelling each: names
+    assert to_roles(read_rows(tmp_path / "d.csv"), {"text": "text", "label": "label"}, "labels")[1] == [0, 2, 0, 1]
+
+
+def test_jsonl_lines_split_on_newline_only(tmp_path):
+    (tmp_path / "d.jsonl").write_bytes('{"anchor": "a\u2028b",\r "positive": "c"}\r\n{"anchor": "d", "positive": "e"}'
+                                       .encode())
+    ds = read_rows(tmp_path / "d.jsonl")
+    assert ds.columns["anchor"] == ["a\u2028b", "d"] and ds.lines == [1, 2]

@@ -191,3 +191,28 @@ def test_teacher_recipes_are_checked_before_any_model_loads(tmp_path, monkeypatc
     load_recipe(write(tmp_path, text))  # the teacher_scores kind is accepted as it is
     with pytest.raises(RecipeError, match=message):
         load_recipe(write(tmp_path, edit(text)))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.seed=-1", r"\[train\] seed must be in \[0, 2\*\*63\), got -1"),
+    ("train.seed=18446744073709551616", r"\[train\] seed must be in \[0, 2\*\*63\)"),
+    ("eval.batch_size=0", r"\[eval\] batch_size must be >= 1, got 0"),
+    ("eval.limit=-1", r"\[eval\] limit must be >= 0 \(0: every row\), got -1"),
+    ('model.base="./models/mine"', r"\[model\] base folder ./models/mine not found \(looked at .*/models/mine, "
+                                   r"relative to the recipe\)"),
+])
+def test_out_of_range_values_are_refused_by_key(tmp_path, override, message):
+    text = GOOD + '[eval]\ntask = "retrieval"\ndata = "d.csv"\nroles = { anchor = "anchor", positive = "positive" }\n'
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(write(tmp_path, text), [override])
+
+
+def test_a_relative_model_base_is_the_recipes_not_the_working_directorys(tmp_path, monkeypatch):
+    recipe_dir, elsewhere = tmp_path / "recipes", tmp_path / "elsewhere"
+    (recipe_dir / "models" / "mine").mkdir(parents=True)
+    (elsewhere / "models" / "mine").mkdir(parents=True)
+    path = write(recipe_dir, GOOD.replace('base = "nowhere/at-all"', 'base = "models/mine"'))
+    monkeypatch.chdir(elsewhere)
+    assert load_recipe(path).model["base"] == str(recipe_dir / "models" / "mine")
+    assert load_recipe(path, ['model.base="nowhere/at-all"']).model["base"] == "nowhere/at-all"  # a hub id
+    assert load_recipe(path, [f'model.base="{elsewhere}"']).model["base"] == str(elsewhere)

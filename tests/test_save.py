@@ -64,3 +64,81 @@ def test_save_overwrites_an_existing_model(model, tmp_path):
     model.save(tmp_path / "m")
     model.save(tmp_path / "m")
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+@pytest.fixture(scope="module")
+def tiny(minilm_dir):
+    from helpers import tiny_encoder
+
+    from minilm.tokenizer import WordPieceTokenizer
+
+    return tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 64))
+
+
+def test_save_refuses_a_file_and_a_folder_of_other_files(tiny, tmp_path):
+    (tmp_path / "notes.txt").write_text("my notes")
+    with pytest.raises(FileExistsError, match="notes.txt exists and is not a folder"):
+        tiny.save(tmp_path / "notes.txt")
+    (tmp_path / "work" / "data").mkdir(parents=True)
+    (tmp_path / "work" / "thesis.tex").write_text("chapter 1")
+    with pytest.raises(FileExistsError, match=r"work holds files minilm did not write \(data/, thesis.tex\)"):
+        tiny.save(tmp_path / "work")
+    assert (tmp_path / "notes.txt").read_text() == "my notes"
+    assert (tmp_path / "work" / "thesis.tex").read_text() == "chapter 1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "work"]  # no stray temporary folder
+
+
+def test_save_into_an_empty_folder_and_over_a_saved_model(tiny, tmp_path):
+    (tmp_path / "empty").mkdir()
+    tiny.save(tmp_path / "empty")
+    tiny.save(tmp_path / "empty")
+    assert SentenceEncoder.from_pretrained(tmp_path / "empty").encode("x").shape == (32,)
+
+
+def test_save_with_overwrite_replaces_whatever_was_there(tiny, tmp_path):
+    (tmp_path / "f").write_text("a file")
+    tiny.save(tmp_path / "f", overwrite=True)
+    assert SentenceEncoder.from_pretrained(tmp_path / "f").encode("x").shape == (32,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_save_into_the_working_directory_is_refused(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for where in (".", tmp_path):
+        with pytest.raises(FileExistsError, match="working directory"):
+            tiny.save(where)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_saved_model_permissions_follow_the_umask(tiny, tmp_path, umask, file_mode, dir_mode):
+    import os
+
+    old = os.umask(umask)
+    try:
+        tiny.save(tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m").stat().st_mode & 0o777 == dir_mode
+    assert (tmp_path / "m" / "1_Pooling").stat().st_mode & 0o777 == dir_mode
+    for name in ("model.safetensors", "config.json", "1_Pooling/config.json"):
+        assert (tmp_path / "m" / name).stat().st_mode & 0o777 == file_mode, name
+
+
+def test_a_model_with_nonfinite_weights_is_never_saved(tiny, tmp_path):
+    import torch
+
+    tiny.save(tmp_path / "m")
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+    weight = tiny.bert.layers[1].ffn.up.weight
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        weight[3, 5] = float("nan")
+    try:
+        with pytest.raises(ValueError, match=r"refusing to save .*tensor layers.1.ffn.up.weight holds 1 NaN"):
+            tiny.save(tmp_path / "m")
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

@@ -108,3 +108,62 @@ def test_tokenizer_from_vocab_txt_only(tiny):
     (tiny / "tokenizer.json").unlink()
     again = SentenceEncoder.from_pretrained(tiny).tokenize(["Hello, World! naïve café"])
     assert torch.equal(reference["input_ids"], again["input_ids"])
+
+
+def edit_json(path, change):
+    raw = json.loads(path.read_text())
+    change(raw)
+    path.write_text(json.dumps(raw))
+
+
+BAD_FILES = [  # (file, new content or edit of its JSON, what the error must say)
+    ("config.json", b"{ this is not json", r"config.json:1: not valid JSON"),
+    ("config.json", b"[1, 2, 3]", r"config.json: expected a JSON object \{...\}, found list"),
+    ("config.json", b'{"hidden_size": "\xff"}', r"config.json:1: not UTF-8 text"),
+    ("config.json", lambda c: c.update(hidden_size="64"), r"config.json: hidden_size must be an integer, got str '64'"),
+    ("config.json", lambda c: c.update(num_attention_heads=0), r"config.json: num_attention_heads must be >= 1, got 0"),
+    ("config.json", lambda c: c.update(num_hidden_layers=2.5), "num_hidden_layers must be an integer, got float 2.5"),
+    ("config.json", lambda c: c.update(vocab_size=True), "vocab_size must be an integer, got bool True"),
+    ("config.json", lambda c: c.update(hidden_dropout_prob=1.5), r"hidden_dropout_prob must be in \[0, 1\), got 1.5"),
+    ("config.json", lambda c: c.update(layer_norm_eps=-1e-12), r"layer_norm_eps must be in \(0, 1\)"),
+    ("config.json", lambda c: c.update(num_attention_heads=5), "hidden_size 64 is not divisible by num_attention_heads 5"),
+    ("modules.json", b'{"idx": 0}', r"modules.json: expected a JSON list \[...\], found dict"),
+    ("modules.json", b'["Transformer", "Pooling"]', r"modules.json: entry 0 must be an object with a string 'type'"),
+    ("modules.json", b'[{"path": ""}]', r"modules.json: entry 0 must be an object with a string 'type'"),
+    ("modules.json", b"[{]", r"modules.json:1: not valid JSON"),
+    ("1_Pooling/config.json", b'"mean"', r"1_Pooling/config.json: expected a JSON object"),
+    ("1_Pooling/config.json", b'{"pooling_mode": 3}', r"pooling mode \[3\] is not supported"),
+    ("sentence_bert_config.json", b'{"max_seq_length": -5}', "max_seq_length must be a positive integer, got -5"),
+    ("sentence_bert_config.json", b'{"max_seq_length": "64"}', "max_seq_length must be a positive integer, got '64'"),
+    ("sentence_bert_config.json", b'{"do_lower_case": "no"}', "do_lower_case must be true or false, got 'no'"),
+    ("tokenizer.json", b'{"version": "1.0", "model": 12}', r"tokenizer.json: not a readable tokenizer"),
+]
+
+
+@pytest.mark.parametrize("name, content, message", BAD_FILES, ids=[f"{n}:{m[:30]}" for n, _, m in BAD_FILES])
+def test_every_malformed_model_file_is_refused_naming_file_and_key(tiny, name, content, message):
+    if callable(content):
+        edit_json(tiny / name, content)
+    else:
+        (tiny / name).write_bytes(content)
+    with pytest.raises(ValueError, match=message) as e:
+        SentenceEncoder.from_pretrained(tiny)
+    assert str(tiny / name) in str(e.value) or name == "config.json" and str(tiny) in str(e.value)
+
+
+def test_tokenizer_config_with_a_string_max_length_is_named(tiny):
+    (tiny / "sentence_bert_config.json").unlink()
+    edit_json(tiny / "tokenizer_config.json", lambda c: c.update(model_max_length="512"))
+    with pytest.raises(CheckpointError, match=r"tokenizer_config.json: model_max_length must be a positive number"):
+        SentenceEncoder.from_pretrained(tiny)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nonfinite_weights_are_refused_naming_the_tensor(tiny, value):
+    def poison(state):
+        state["encoder.layer.1.attention.self.key.weight"][0, 0] = value
+
+    rewrite_weights(tiny, poison)
+    with pytest.raises(CheckpointError, match=r"model.safetensors: tensor encoder.layer.1.attention.self.key.weight "
+                                              r"holds 1 NaN or infinite values"):
+        SentenceEncoder.from_pretrained(tiny)

@@ -9,13 +9,16 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 
+from minilm.io import read_text, split_lines
 from minilm.losses.inputs import KINDS
 
 __all__ = ["Dataset", "read_rows", "to_roles", "read_sts"]
 
 _INT = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 @dataclass
@@ -64,15 +67,16 @@ def _drop_trailing_blank(rows: list) -> list:
 
 def _read_delimited(path: Path, columns, has_header, delimiter: str, quote: bool) -> Dataset:
     rows = []  # (start line, cells)
-    with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: a BOM must not end up in the first header
-        reader = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE, strict=True)
-        start = 1
-        try:
-            for cells in reader:
-                rows.append((start, cells))
-                start = reader.line_num + 1  # a quoted cell may span lines
-        except csv.Error as e:
-            raise _fail(path, start, f"cannot parse row ({e})") from None
+    text = read_text(path)  # a BOM must not end up in the first header; bad bytes are named by line
+    reader = csv.reader(StringIO(text, newline=""), delimiter=delimiter,
+                        quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE, strict=True)
+    start = 1
+    try:
+        for cells in reader:
+            rows.append((start, cells))
+            start = reader.line_num + 1  # a quoted cell may span lines
+    except csv.Error as e:
+        raise _fail(path, start, f"cannot parse row ({e})") from None
     rows = _drop_trailing_blank(rows)
     if not rows:
         raise ValueError(f"{path}: file has no rows")
@@ -87,6 +91,8 @@ def _read_delimited(path: Path, columns, has_header, delimiter: str, quote: bool
         if missing:
             raise ValueError(f"{path}: columns {missing} not in header {header}")
         pick, width = [header.index(c) for c in names], len(header)
+        if not rows:
+            raise ValueError(f"{path}: has a header row but no data rows")
     elif columns is None:
         raise ValueError(f"columns is required when {path} has no header")
     else:
@@ -103,8 +109,8 @@ def _read_delimited(path: Path, columns, has_header, delimiter: str, quote: bool
 
 
 def _read_jsonl(path: Path, columns) -> Dataset:
-    with open(path, encoding="utf-8-sig") as f:
-        rows = _drop_trailing_blank([(i, raw.strip()) for i, raw in enumerate(f, 1)])
+    lines = split_lines(read_text(path))  # on \n only: a JSON string may hold U+2028 and other line breaks
+    rows = _drop_trailing_blank([(i, raw.strip()) for i, raw in enumerate(lines, 1)])
     if not rows:
         raise ValueError(f"{path}: file has no rows")
     exact = columns is None  # without `columns`, every object must have exactly the first object's keys
@@ -120,6 +126,8 @@ def _read_jsonl(path: Path, columns) -> Dataset:
             raise _fail(path, line, f"invalid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(obj, dict):
             raise _fail(path, line, f"expected a JSON object, found {type(obj).__name__}")
+        if not obj:
+            raise _fail(path, line, "an empty JSON object {} has no columns")
         if names is None:
             names = list(obj)
             out = {n: [] for n in names}
@@ -196,6 +204,7 @@ def _labels(ds: Dataset, name: str) -> list[int]:
             raise ValueError(f"{ds.where(i)}: column {name!r}: label must be an int or a string, found {v!r}")
     if all(isinstance(v, int) or _INT.fullmatch(v.strip()) for v in values):
         return [int(v) for v in values]
+    _check_one_spelling(ds, name, values)
     ids = {s: k for k, s in enumerate(sorted({str(v) for v in values}))}
     return [ids[str(v)] for v in values]
 
@@ -228,6 +237,20 @@ def _vectors(ds: Dataset, names: str | list[str]) -> list[list[float]]:
 
 def _text_columns(ds: Dataset, names: str | list[str]) -> list[list[str]]:
     return [_texts(ds, n) for n in ([names] if isinstance(names, str) else list(names))]
+
+
+def _check_one_spelling(ds: Dataset, name: str, values: list) -> None:
+    """Text labels are classes by their spelling, so one number written two ways ("1" and "1.0") would silently be
+    two classes: refused, naming both lines."""
+    first = {}  # numeric value -> (row, spelling)
+    for i, v in enumerate(values):
+        text = str(v).strip()
+        if not _NUMBER.fullmatch(text):
+            continue
+        seen = first.setdefault(float(text), (i, text))
+        if seen[1] != text:
+            raise ValueError(f"{ds.where(i)}: column {name!r}: label {text!r} is the number written {seen[1]!r} on "
+                             f"line {ds.lines[seen[0]]}; write each label one way, or they count as two classes")
 
 
 def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str):
@@ -275,9 +298,8 @@ def read_sts(path: str | Path) -> tuple[list[str], list[str], list[float]]:
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
     s1, s2, scores = [], [], []
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)  # one row per line: no quoted newlines
-        rows = _drop_trailing_blank(list(enumerate(reader, 1)))
+    reader = csv.reader(StringIO(read_text(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)  # no quotes
+    rows = _drop_trailing_blank(list(enumerate(reader, 1)))
     for line, cells in rows:
         if len(cells) not in (7, 9):
             raise _fail(path, line, f"expected 7 columns (or 9 with sources), found {len(cells)}")

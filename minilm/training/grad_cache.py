@@ -133,7 +133,7 @@ def cached_loss_backward(
     Parameter ``.grad`` is accumulated (not zeroed), exactly as ``loss.backward()`` on the whole batch would.
     ``mini_batch_num_tokens`` bounds each mini-batch by real tokens instead of rows (``token_budget_spans``).
     """
-    return cached_step(model, columns, loss_fn, mini_batch_size, **loss_kwargs)[0]
+    return cached_step(model, columns, loss_fn, mini_batch_size, mini_batch_num_tokens, **loss_kwargs)[0]
 
 
 def cached_step(
@@ -141,6 +141,7 @@ def cached_step(
     columns: Sequence[Column],
     loss_fn: Callable[..., Tensor],
     mini_batch_size: int,
+    mini_batch_num_tokens: int | None = None,
     **loss_kwargs,
 ) -> tuple[Tensor, dict[str, float | None]]:
     """``cached_loss_backward``, also returning the statistics the loss reported."""

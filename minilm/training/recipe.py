@@ -8,11 +8,13 @@ Paths in a recipe are relative to the recipe file.
 from __future__ import annotations
 
 import copy
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from minilm.evaluation import TASKS
+from minilm.hub import looks_like_path
 from minilm.losses.inputs import KINDS, Needs
 from minilm.training.config import train_schema
 from minilm.training.registry import UnknownLossSettings, check_loss_kwargs, is_module_loss, loss_needs, resolve_loss
@@ -64,6 +66,7 @@ class Recipe:
     loss: dict  # {"name": ..., **settings}
     train: dict
     eval: dict | None
+    overrides: tuple = ()  # the command line's --set / --data / --quick, as typed (recorded with the run)
 
     @property
     def loss_needs(self) -> Needs:
@@ -158,6 +161,8 @@ def _check_section(raw: dict, section: str, where: Path) -> dict:
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise RecipeError(f"{where}: {label}{key} must be {kind.__name__}, got {type(value).__name__} {value!r}")
+        if kind is float and not math.isfinite(value):  # TOML and --set accept nan and inf; no setting means them
+            raise RecipeError(f"{where}: {label}{key} must be a finite number, got {value!r}")
         out[key] = value
     return out
 
@@ -167,6 +172,20 @@ def _check_path(recipe_path: Path, value: str, key: str) -> str:
     if not resolved.is_file():
         raise RecipeError(f"{recipe_path}: {key} file {value} not found (looked at {resolved})")
     return str(resolved)
+
+
+def _check_base(recipe_path: Path, base: str) -> str:
+    """[model] base: a folder beside the recipe (relative paths are the recipe's, like every path in it), an absolute
+    folder, or a hub id. A relative name that can only be a path must be a folder beside the recipe."""
+    if Path(base).expanduser().is_absolute():
+        return base
+    local = (recipe_path.parent / base).resolve()
+    if local.is_dir():
+        return str(local)
+    if looks_like_path(base):
+        raise RecipeError(f"{recipe_path}: [model] base folder {base} not found (looked at {local}, relative to "
+                          f"the recipe)")
+    return base
 
 
 def validate(raw: dict, path: Path, renamed: str | None = None) -> Recipe:
@@ -219,6 +238,8 @@ def _check_values(r: Recipe) -> None:
             raise RecipeError(f"{where}: [train] {key} must be >= 0, got {t[key]}")
     if t["distributed_timeout_s"] <= 0:
         raise RecipeError(f"{where}: [train] distributed_timeout_s must be > 0, got {t['distributed_timeout_s']}")
+    if not 0 <= t["seed"] < 2**63:
+        raise RecipeError(f"{where}: [train] seed must be in [0, 2**63), got {t['seed']}")
     if t["keep_checkpoints"] < 1:
         raise RecipeError(f"{where}: [train] keep_checkpoints must be >= 1, got {t['keep_checkpoints']}")
     if t["loss_lr"] < 0:
@@ -240,6 +261,7 @@ def _check_values(r: Recipe) -> None:
         raise RecipeError(f"{where}: [data] sampler group_by_label needs a labelled loss, not {r.loss['name']}")
     if d["format"] not in FORMATS:
         raise RecipeError(f"{where}: [data] format must be one of {FORMATS}, got {d['format']!r}")
+    r.model["base"] = _check_base(where, r.model["base"])
     d["train"] = _check_path(where, d["train"], "[data] train")
     _check_columns(where, "data", d)
     _check_roles(where, "data", d, declared, f"loss {r.loss['name']!r}")
@@ -249,6 +271,9 @@ def _check_values(r: Recipe) -> None:
             raise RecipeError(f"{where}: [eval] task must be one of {sorted(TASKS)}, got {e['task']!r}")
         if e["format"] not in FORMATS:
             raise RecipeError(f"{where}: [eval] format must be one of {FORMATS}, got {e['format']!r}")
+        if e["batch_size"] < 1 or e["limit"] < 0:
+            key, low = ("batch_size", ">= 1") if e["batch_size"] < 1 else ("limit", ">= 0 (0: every row)")
+            raise RecipeError(f"{where}: [eval] {key} must be {low}, got {e[key]}")
         e["data"] = _check_path(where, e["data"], "[eval] data")
         _check_columns(where, "eval", e)
         _check_roles(where, "eval", e, TASKS[e["task"]], f"task {e['task']!r}")

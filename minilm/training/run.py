@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -10,10 +12,13 @@ import torch
 from minilm.evaluation import TASKS, evaluate_retrieval, evaluate_similarity, evaluate_triplets
 from minilm.training import distributed
 from minilm.training.data import read_rows, read_sts, to_roles
+from minilm.training.output_dir import claim as output_dir_claim
+from minilm.training.output_dir import run_record
+from minilm.training.preflight import checked_sampler
 from minilm.training.recipe import Recipe
 from minilm.training.registry import make_loss
 from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
-from minilm.training.trainer import TrainConfig, TrainData, Trainer, checkpoints
+from minilm.training.trainer import TrainConfig, TrainData, Trainer, newest_usable_checkpoint
 
 
 def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4.0, header: bool = True,
@@ -78,6 +83,8 @@ def make_evaluator(task: str, path: str, fmt: str = "auto", roles: dict | None =
     got = read_roles(path, fmt, roles, TASKS[task].kind, header=header, columns=columns)
     if limit:
         got = [column[:limit] for column in got]
+    if task == "similarity" and len(set(got[2])) < 2:  # a correlation with a constant is undefined (NaN)
+        raise ValueError(f"{path}: every gold score is {got[2][0]}; a similarity evaluation needs scores that differ")
     if task == "triplet":
         if len(got) != 3:
             raise ValueError(f"{path}: triplet evaluation needs anchor, positive and negative columns")
@@ -110,37 +117,64 @@ def default_roles(task: str) -> dict:
     return {"anchor": "anchor", "positive": "positive", "negative": "negative"}
 
 
-def run_recipe(recipe: Recipe, output_dir: str | Path, resume: bool = False, log=print) -> list[dict]:
+def claim_for(recipe: Recipe, output_dir: Path, resume: bool, overwrite: bool):
+    """Claim ``output_dir`` for this run (rank 0 does; every rank raises its refusal, so none waits for a peer)."""
+    problem = claim = None
+    if distributed.rank() == 0:
+        try:
+            claim = output_dir_claim(output_dir, run_record(recipe), resume, overwrite)
+        except (OSError, ValueError) as e:
+            problem = e
+    problems = distributed.gather_objects(None if problem is None else (type(problem), str(problem)))
+    if problem is not None:
+        raise problem
+    if problems[0] is not None:
+        kind, message = problems[0]
+        raise kind(message)
+    return claim
+
+
+def run_recipe(recipe: Recipe, output_dir: str | Path, resume: bool = False, log=print,
+               overwrite: bool = False) -> list[dict]:
     """Fine-tune as ``recipe`` says; returns the evaluation history (before, every eval_steps, after).
 
+    ``output_dir`` holds one run (minilm.training.output_dir): a new or empty one is claimed for this run, the same
+    run is continued with ``resume``, a different one replaced only with ``overwrite``.
     Launched by torchrun, every process runs this: it joins the process group (and leaves it at the end), and only
     rank 0 logs; the others return an empty history.
     """
     created = distributed.init_from_env(recipe.train["distributed_timeout_s"])
     try:
-        return _run(recipe, Path(output_dir), resume, log if distributed.rank() == 0 else lambda _: None)
+        with ExitStack() as held:  # the output directory's lock, for as long as the run uses it
+            return _run(recipe, Path(output_dir), resume, log if distributed.rank() == 0 else lambda _: None,
+                        overwrite, held)
     finally:
         if created:
             distributed.shutdown()
 
 
-def _run(recipe: Recipe, output_dir: Path, resume: bool, log) -> list[dict]:
+def _run(recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = False,
+         held: ExitStack | None = None) -> list[dict]:
     from minilm.encoder import SentenceEncoder
 
     distributed.check_batch_size(recipe.train["batch_size"], distributed.world_size())  # before anything loads
     data = load_train_data(recipe)  # data and evaluator are read before the model: bad rows fail fast
-    sampler = make_sampler(recipe, data)
+    sampler = checked_sampler(recipe, data, make_sampler, distributed.world_size())  # degenerate runs refused
     evaluate = recipe_evaluator(recipe)
-    found = checkpoints(output_dir) if resume else []
-    if resume and not found:
-        raise FileNotFoundError(f"--resume: no complete checkpoint under {output_dir / 'checkpoints'}")
-    model = SentenceEncoder.from_pretrained(found[-1] / "model" if found else recipe.model["base"],
-                                            device=distributed.device())
+    claim = claim_for(recipe, output_dir, resume, overwrite)  # held until the run ends (released by ``held``)
+    if held is not None and claim is not None:
+        held.enter_context(claim)
+    load = functools.partial(SentenceEncoder.from_pretrained, device=distributed.device())
+    found = newest_usable_checkpoint(output_dir, load, log) if resume else None
+    model = found[2] if found else load(recipe.model["base"])
     loss_fn = build_loss(recipe, model, data)
     trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log)
     if found:
-        trainer.resume_from(found[-1])
-        log(f"resumed from {found[-1]} at step {trainer.step}")
+        trainer.resume_from(found[0], found[1])
+        log(f"resumed from {found[0]} at step {trainer.step}")
+    elif resume:
+        trainer.resume_from(None)
+        log(f"no checkpoint in {output_dir} yet: the recorded run starts again from step 0")
     world = distributed.world_size()
     per_rank = f" ({world} processes x {recipe.train['batch_size'] // world})" if world > 1 else ""
     log(f"{recipe.name}: {len(data)} rows, {trainer.total_steps} steps of batch {recipe.train['batch_size']}"

@@ -12,10 +12,7 @@ Under torchrun each process trains on its shard of every batch through DDP; only
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,16 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
+from minilm.checks import NonFiniteError
+from minilm.io import (WriteError, append_line, building, json_line, read_json_lines, remove_tree, write_bytes,
+                       write_json, write_text)
 from minilm.training import distributed
 from minilm.training.compiled import compiled_training
 from minilm.training.config import TrainConfig
 from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
 from minilm.training.registry import loss_module_of
 from minilm.training.step import loss_backward_with_stats
+from minilm.weights import CheckpointError
 
 STATE_NAME = "trainer_state.pt"
+LOG_NAME = "log.jsonl"
 LOSS_WEIGHTS = "loss.safetensors"  # in final/: the state of a loss that is part of the model (a classifier head)
 LOSS_CONFIG = "loss.json"  # beside it: which class, which parameters
 
@@ -178,24 +180,30 @@ class Trainer:
         """Loss, backward, clip, AdamW and schedule for one batch; the log record of the step."""
         columns, targets = self.data.batch(rows)
         targets = {k: v.to(self.device) for k, v in targets.items()}
-        loss, stats = loss_backward_with_stats(self.forward_model, columns, self.loss_fn,
-                                               self.config.mini_batch_size or None, **targets)
+        try:
+            loss, stats = loss_backward_with_stats(self.forward_model, columns, self.loss_fn,
+                                                   self.config.mini_batch_size or None, **targets)
+        except NonFiniteError as e:  # finite weights can still overflow in the forward pass
+            self.optimizer.zero_grad()
+            raise TrainingDiverged(f"step {self.step + 1} (epoch {self.epoch}): {e}; the weights after step "
+                                   f"{self.step} overflow (learning rate too high?); nothing from this step was "
+                                   f"saved{self._last_good()}") from None
         distributed.average_gradients(self.loss_params)  # DDP averages the model's; the loss's are outside it
         loss = distributed.mean_over_ranks(loss)  # every rank logs and checks the same number
         grad_norm = clip_grad_norm(self.params, self.config.max_grad_norm)  # DDP made the gradients equal on every rank
         loss_value, norm_value = loss.item(), grad_norm.item()  # one device sync each
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
             self.optimizer.zero_grad()
-            where = f"; last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
             raise TrainingDiverged(
                 f"loss {loss_value} / gradient norm {norm_value} at step {self.step + 1} "
-                f"(epoch {self.epoch}); weights were not updated{where}"
+                f"(epoch {self.epoch}); weights were not updated{self._last_good()}"
             )
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.schedule.step()
         self.optimizer.zero_grad()
         self.step += 1
+        self.check_weights(lr)
         record = {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
         if stats:
             record["stats"] = self.mean_statistics(stats)
@@ -208,6 +216,35 @@ class Trainer:
         values = torch.tensor([math.nan if v is None else v for v in stats.values()], device=self.device)
         means = distributed.mean_over_ranks(values).tolist()
         return {k: v if math.isfinite(v) else None for k, v in zip(stats, means)}
+
+    def check_weights(self, lr: float) -> None:
+        """Stop the run at the step that made any weight NaN or infinite (e.g. a learning rate far too high): nothing
+        non-finite is logged or saved, and the last checkpoint stays the last good one."""
+        sums = torch.stack([p.detach().sum() for p in self.params])  # one cheap reduction per tensor
+        if bool(torch.isfinite(sums).all()):
+            return
+        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+        if not bad:  # a sum overflowed, the values themselves are finite
+            return
+        raise TrainingDiverged(
+            f"step {self.step} (epoch {self.epoch}, lr {lr:.3g}) made weight {bad[0]} non-finite"
+            f"{f' (and {len(bad) - 1} more tensors)' if len(bad) > 1 else ''} though its loss and gradient norm were "
+            f"finite; the learning rate is likely too high. Nothing from this step was saved{self._last_good()}"
+        )
+
+    def check_outputs(self) -> None:
+        """Before anything is saved: the model's embeddings of a few training texts must be finite. Weights can all be
+        finite and still overflow in the forward pass (huge after one step of a far too high learning rate)."""
+        texts = [column[0] for column in self.data.columns]
+        embeddings = self.model.encode(texts, convert_to="torch", workers=1)
+        if not bool(torch.isfinite(embeddings).all()):
+            raise TrainingDiverged(
+                f"after step {self.step} (epoch {self.epoch}) the weights are finite but the model's embeddings are "
+                f"not (they overflow: learning rate too high?); nothing was saved{self._last_good()}"
+            )
+
+    def _last_good(self) -> str:
+        return f"; last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
 
     def log_step(self, record: dict) -> None:
         self.write_log(record)
@@ -226,6 +263,7 @@ class Trainer:
             self.save_checkpoint()
 
     def finish(self) -> None:
+        self.check_outputs()
         self.model.eval()
         self.run_evaluation()
         if self.output_dir is not None and self.is_main and self.save_final:
@@ -242,12 +280,8 @@ class Trainer:
         state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
         about = {"class": f"{type(module).__module__}.{type(module).__qualname__}",
                  "tensors": {k: list(v.shape) for k, v in state.items()}}
-        for name, write in ((LOSS_WEIGHTS, lambda path: save_file(state, str(path))),
-                            (LOSS_CONFIG, lambda path: path.write_text(json.dumps(about, indent=2) + "\n",
-                                                                       encoding="utf-8"))):
-            tmp = directory / f".{name}.tmp"
-            write(tmp)
-            os.replace(tmp, directory / name)  # whole or absent
+        write_bytes(directory / LOSS_WEIGHTS, save(state))  # each whole or absent
+        write_json(directory / LOSS_CONFIG, about)
 
     def run_evaluation(self) -> None:
         if self.evaluate is None or not self.is_main:  # the other ranks wait for it at their next collective
@@ -258,11 +292,11 @@ class Trainer:
         self.say(f"eval at step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
 
     def write_log(self, record: dict) -> None:
+        """One JSON Lines record per call, appended in a single write; NaN and infinity become null plus the reason."""
         if self.output_dir is None or not self.is_main:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.output_dir / "log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.output_dir / LOG_NAME, json_line(record))
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
@@ -297,32 +331,84 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """checkpoints/step-N/{model/, trainer_state.pt}, built beside and renamed into place in one go (by rank 0)."""
+        self.check_outputs()
         state = self.state_dict()  # on every rank: it is a collective
         root = self.output_dir / "checkpoints"
         final = root / f"step-{self.step:07d}"
         if self.is_main:
-            root.mkdir(parents=True, exist_ok=True)
-            tmp = root / f".tmp-step-{self.step:07d}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            self.model.save(tmp / "model")
-            torch.save(state, tmp / STATE_NAME)
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            for old in checkpoints(self.output_dir)[: -self.config.keep_checkpoints]:
-                shutil.rmtree(old)
+            try:
+                with building(final) as tmp:  # a temporary name unique to this process, swapped in when complete
+                    self.model.save(tmp / "model")
+                    write_state(state, tmp / STATE_NAME)
+                for old in checkpoints(self.output_dir)[: -self.config.keep_checkpoints]:
+                    remove_tree(old)  # renamed away first: a kill mid-removal leaves no half checkpoint
+            except OSError as e:
+                raise WriteError(e.errno, f"{e}; training stopped after step {self.step}{self._last_good()}",
+                                 getattr(e, "reason", "")) from None
         self.last_checkpoint = final
         return final
 
-    def resume_from(self, checkpoint: Path) -> None:
-        """Continue from ``checkpoint`` (its model must already be loaded into ``self.model``)."""
-        self.load_state_dict(torch.load(checkpoint / STATE_NAME, weights_only=True))
-        self.last_checkpoint = checkpoint
-        log = self.output_dir / "log.jsonl" if self.output_dir and self.is_main else None
-        if log is not None and log.is_file():  # drop what the interrupted run logged after this checkpoint
-            kept = [line for line in log.read_text(encoding="utf-8").splitlines()
-                    if json.loads(line)["step"] <= self.step]
-            log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    def resume_from(self, checkpoint: Path | None, state: dict | None = None) -> None:
+        """Continue from ``checkpoint`` (its model must already be loaded into ``self.model``; ``state`` is its
+        read_state, if already read); None starts the recorded run again from step 0."""
+        if checkpoint is not None:
+            self.load_state_dict(state if state is not None else read_state(checkpoint))
+            self.last_checkpoint = checkpoint
+        if self.output_dir is not None and self.is_main:
+            self.trim_log()
+
+    def trim_log(self) -> None:
+        """Drop what the interrupted run logged after the step resumed from (and a torn last line, if a kill cut
+        one short); the log is rewritten beside and renamed, so a kill here leaves the old log."""
+        log = self.output_dir / LOG_NAME
+        if not log.is_file():
+            return
+        records, torn = read_json_lines(log)
+        if torn:
+            self.say(f"{log}: dropped a torn last line (the interrupted run's last write)")
+        kept = [r for r in records if r.get("step", 0) <= self.step] if self.step else []  # step 0: all is redone
+        write_text(log, "".join(json_line(r) + "\n" for r in kept))
+
+
+def write_state(state: dict, path: Path) -> None:
+    """torch.save to ``path``; a failed write (a full disk) is raised as the OSError it is, which torch would turn
+    into a RuntimeError about stream positions."""
+
+    class Recorder:  # the file as torch sees it, keeping the OSError of a failed write
+        error = None
+
+        def write(self, data):
+            try:
+                return f.write(data)
+            except OSError as e:
+                Recorder.error = e
+                raise
+
+        def flush(self):
+            f.flush()
+
+    with open(path, "wb") as f:
+        try:
+            torch.save(state, Recorder())
+        except RuntimeError:
+            if Recorder.error is not None:
+                raise Recorder.error from None
+            raise
+
+
+def read_state(checkpoint: Path) -> dict:
+    """The trainer state of ``checkpoint``; an unreadable one is a CheckpointError naming the file."""
+    path = checkpoint / STATE_NAME
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as e:  # torch raises several types (pickle, zip, EOF, RuntimeError) for a damaged file
+        raise CheckpointError(f"{path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                              ) from None
+    missing = [k for k in ("step", "epoch", "optimizer", "schedule", "sampler", "rng", "history")
+               if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not a trainer state (missing {', '.join(missing)})")
+    return state
 
 
 def checkpoints(output_dir: Path) -> list[Path]:
@@ -331,3 +417,19 @@ def checkpoints(output_dir: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p for p in root.glob("step-*") if (p / STATE_NAME).is_file() and (p / "model").is_dir())
+
+
+def newest_usable_checkpoint(output_dir: Path, load_model: Callable[[Path], object], log=print):
+    """(checkpoint, its trainer state, its model) for the newest checkpoint that loads, or None if there is none.
+    A damaged one (unreadable state or model) is named and skipped for the one before it."""
+    found, damaged = checkpoints(output_dir), []
+    for checkpoint in reversed(found):
+        try:
+            return checkpoint, read_state(checkpoint), load_model(checkpoint / "model")
+        except (CheckpointError, OSError, ValueError) as e:
+            damaged.append(f"{checkpoint.name}: {e}")
+            log(f"checkpoint {checkpoint} is damaged, falling back to the one before: {e}")
+    if found:
+        raise CheckpointError(f"--resume: every checkpoint under {Path(output_dir) / 'checkpoints'} is damaged "
+                              f"(newest {damaged[0]}); use --overwrite to start again")
+    return None

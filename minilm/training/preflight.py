@@ -1,0 +1,45 @@
+"""Runs that could not train, refused before any model loads: each refusal names the recipe key or data file.
+
+A loss with in-batch negatives learns nothing from a one-row batch (its only candidate is its own positive); a
+labelled loss learns nothing from batches without two rows of one label; a batch larger than the data is not the
+batch the recipe asked for. All three used to run to the end with exit status 0 and an unchanged model.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from minilm.training.recipe import Recipe, RecipeError
+
+
+def checked_sampler(recipe: Recipe, data, make_sampler: Callable, world_size: int = 1):
+    """``make_sampler(recipe, data)``, once the data can fill the recipe's batches and the batches can train."""
+    where, path, loss = recipe.path, recipe.data["train"], recipe.loss["name"]
+    declared, batch_size, rows = recipe.loss_needs, recipe.train["batch_size"], len(data)
+    if batch_size > rows:
+        raise RecipeError(f"{where}: [train] batch_size {batch_size} is more than the {rows} rows of {path}")
+    # under torchrun each process's loss sees its own shard, unless gather_across_devices hands it the whole batch
+    per_process = batch_size if recipe.train["gather_across_devices"] else batch_size // world_size
+    if declared.in_batch_negatives and per_process < 2:
+        raise RecipeError(f"{where}: loss {loss} takes its negatives from the other rows of a batch, so it needs at "
+                          f"least 2 rows per batch{' per process' if world_size > 1 else ''}; [train] batch_size is "
+                          f"{batch_size}{f' over {world_size} processes' if world_size > 1 else ''}")
+    if declared.kind == "labels":
+        counts = Counter(data.targets)
+        if batch_size < 2 or max(counts.values()) < 2:
+            reason = (f"[train] batch_size is {batch_size}" if batch_size < 2 else
+                      f"each of the {len(counts)} labels in {path} occurs on one row only")
+            raise RecipeError(f"{where}: loss {loss} needs batches holding two rows of one label (a positive pair), "
+                              f"but {reason}")
+    try:
+        sampler = make_sampler(recipe, data)
+    except ValueError as e:
+        raise RecipeError(f"{where}: [data] sampler cannot batch {path}: {e}") from None
+    batches = sampler.batches(0)
+    if not batches:
+        raise RecipeError(f"{where}: [data] sampler builds no batch of {batch_size} from the {rows} rows of {path}")
+    if declared.in_batch_negatives and max(len(b) for b in batches) < 2:
+        raise RecipeError(f"{where}: loss {loss} needs at least 2 rows per batch, but the rows of {path} all share "
+                          f"a text, so no batch without repeated texts holds more than one")
+    return sampler
