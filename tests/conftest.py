@@ -48,3 +48,13 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "loss parity vs references (max differences, scaled by max(1, |reference|))")
         terminalreporter.write_line(parity.table())
         terminalreporter.write_line(f"written to {out}")
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory, minilm_dir) -> Path:
+    """A tiny random BERT checkpoint (2 layers, normalised) in the sentence-transformers layout, for training tests."""
+    from helpers import make_tiny_checkpoint
+
+    directory = tmp_path_factory.mktemp("tiny-base")
+    make_tiny_checkpoint(directory, minilm_dir, layers=2, normalize=True)
+    return directory

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import make_tiny_checkpoint, tiny_encoder
+from helpers import tiny_encoder
 from safetensors.torch import load_file
 
 from minilm.losses.inputs import needs_of, split_output
@@ -136,13 +136,6 @@ save_steps = 2
 keep_checkpoints = 5
 loss_lr = 1e-2
 """
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory, minilm_dir):
-    directory = tmp_path_factory.mktemp("tiny-base")
-    make_tiny_checkpoint(directory, minilm_dir, layers=2, normalize=True)
-    return directory
 
 
 @pytest.fixture()

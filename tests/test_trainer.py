@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import make_tiny_checkpoint
+from helpers import write_tiny_recipe
 from safetensors.torch import load_file
 
 from minilm.encoder import SentenceEncoder
@@ -12,38 +12,10 @@ from minilm.training.recipe import load_recipe
 from minilm.training.run import run_recipe
 from minilm.training.trainer import TrainingDiverged, checkpoints
 
-RECIPE = """
-name = "tiny"
-[model]
-base = "{base}"
-[data]
-train = "{data}"
-roles = {{ anchor = "anchor", positive = "positive" }}
-[loss]
-name = "mnrl"
-[train]
-batch_size = 8
-max_steps = 6
-save_steps = 2
-keep_checkpoints = 5
-"""
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory, minilm_dir):
-    directory = tmp_path_factory.mktemp("tiny-base")
-    make_tiny_checkpoint(directory, minilm_dir, layers=2, normalize=True)
-    return directory
-
 
 @pytest.fixture()
 def recipe_path(tmp_path, tiny_base):
-    data = tmp_path / "pairs.csv"
-    rows = [f"question number {i} about topic {i % 7},answer {i} explains topic {i % 7} in words" for i in range(40)]
-    data.write_text("anchor,positive\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    path = tmp_path / "tiny.toml"
-    path.write_text(RECIPE.format(base=tiny_base, data=data), encoding="utf-8")
-    return path
+    return write_tiny_recipe(tmp_path, tiny_base)
 
 
 def final_weights(output):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import make_tiny_checkpoint, write_tiny_recipe
+from helpers import write_tiny_recipe
 
 from minilm.encoder import SentenceEncoder
 from minilm.training.recipe import load_recipe
@@ -14,13 +14,6 @@ from minilm.training.run import run_recipe
 from minilm.training.trainer import checkpoints
 
 QUIET = {"log": lambda _: None}
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory, minilm_dir):
-    directory = tmp_path_factory.mktemp("tiny-base")
-    make_tiny_checkpoint(directory, minilm_dir, layers=2, normalize=True)
-    return directory
 
 
 @pytest.fixture()
