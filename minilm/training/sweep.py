@@ -45,9 +45,10 @@ from pathlib import Path
 import torch
 
 from minilm.checks import check_texts
+from minilm.io import write_json
 from minilm.training.sweep_spec import RESULT, RUN_RECORD, RunSpec, Sweep, SweepError, load_sweep
 
-__all__ = ["run_sweep", "load_sweep", "SweepError", "train_run", "CachedTokenizer", "write_atomic"]
+__all__ = ["run_sweep", "load_sweep", "SweepError", "train_run", "CachedTokenizer"]
 
 
 class CachedTokenizer:
@@ -182,7 +183,7 @@ def train_run(run: RunSpec, shared: Shared) -> dict:
     start = time.perf_counter()
     directory = run.directory
     directory.mkdir(parents=True, exist_ok=True)
-    write_atomic(directory / RUN_RECORD, json.dumps(run.record(), indent=2) + "\n")
+    write_json(directory / RUN_RECORD, run.record())
     found = checkpoints(directory)
     model = shared.copy_model()
     if found:
@@ -208,7 +209,7 @@ def train_run(run: RunSpec, shared: Shared) -> dict:
     result = {**run.record(), "status": status, "error": error, "steps": trainer.step, "history": trainer.history,
               "seconds": time.perf_counter() - start}
     del result["recipe"]
-    write_atomic(directory / RESULT, json.dumps(result, indent=2) + "\n")
+    write_json(directory / RESULT, result)
     shutil.rmtree(directory / "checkpoints", ignore_errors=True)  # only a resume needed them
     return result
 
@@ -222,13 +223,3 @@ def _first_call_gives(result: dict, evaluate: Callable) -> Callable:
         return dict(result) if len(calls) == 1 else evaluate(model)
 
     return evaluate_once
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write beside ``path`` and rename into place: readers see the old file or the new one, never a part."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(data, str):
-        tmp.write_text(data, encoding="utf-8")
-    else:
-        tmp.write_bytes(data)
-    tmp.replace(path)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from minilm.training.sweep import write_atomic
+from minilm.io import write_bytes, write_text
 from minilm.training.sweep_spec import RESULT, Sweep
 from minilm.training.sweep_stats import Interval, paired_difference, t_interval
 
@@ -83,8 +83,8 @@ def write_tables(sweep: Sweep, output: Path) -> None:
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
-    write_atomic(output / "sweep.csv", buffer.getvalue())
-    write_atomic(output / "sweep.md", markdown(sweep, rows))
+    write_text(output / "sweep.csv", buffer.getvalue())
+    write_text(output / "sweep.md", markdown(sweep, rows))
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -243,4 +243,4 @@ def _save(fig, path: Path) -> None:
         fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
