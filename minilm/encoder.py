@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .card import CARD_NAME, TrainingCard, write_card
 from .losses.distances import cosine_similarity_matrix
 from .hub import resolve_model_dir
 from .fast import make_fast
@@ -271,13 +272,18 @@ class SentenceEncoder(nn.Module):
 
     # ------------------------------------------------------------------------------------------- saving
 
-    def save(self, path: str | Path) -> None:
-        """Write the sentence-transformers layout atomically: built in a temporary directory, then renamed into place."""
+    def save(self, path: str | Path, card: TrainingCard | None = None) -> None:
+        """Write the sentence-transformers layout atomically: built in a temporary directory, then renamed into place.
+
+        README.md is minilm's model card (minilm/card.py): the trainer passes ``card`` to describe the training; an
+        untrained model gets the model's part only. A README.md already at ``path`` that minilm did not write is kept.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
             self._write(tmp)
+            write_card(self, tmp, card, previous=path / CARD_NAME)
             if path.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
                 os.replace(path, old / path.name)
