@@ -29,3 +29,13 @@ def sts_dir() -> Path:
     if not (STS_DIR / "sts-dev.csv").is_file():
         pytest.fail(f"STS benchmark not found at {STS_DIR}; CI places ../shared beside the checkout")
     return STS_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, minilm_dir) -> Path:
+    """A tiny random BERT (2 layers, hidden 64) with the real tokenizer, in the sentence-transformers layout."""
+    from helpers import make_tiny_checkpoint
+
+    directory = tmp_path_factory.mktemp("tiny-base")
+    make_tiny_checkpoint(directory, minilm_dir, layers=2, normalize=True)
+    return directory

@@ -62,3 +62,35 @@ def tiny_encoder(tokenizer, pooling: str = "mean", normalize: bool = True, seed:
     settings = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
                 "max_position_embeddings": 64, **config}
     return SentenceEncoder(BertModel(BertConfig(**settings)), tokenizer, pooling, normalize).eval()
+
+
+TINY_RECIPE = """name = "tiny"
+[model]
+base = "{base}"
+[data]
+train = "pairs.csv"
+roles = {{ anchor = "anchor", positive = "positive" }}
+[loss]
+name = "mnrl"
+[train]
+batch_size = 8
+max_steps = 6
+{train}
+[eval]
+task = "triplet"
+data = "triplets.csv"
+roles = {{ anchor = "anchor", positive = "positive", negative = "negative" }}
+"""
+
+
+def write_tiny_recipe(directory: Path, base: Path, train: str = "") -> Path:
+    """A 6-step MNRL recipe over 40 made-up pairs with a 12-triplet evaluation, for tiny_base-sized models;
+    ``train`` adds lines to its [train] table."""
+    rows = [f"question number {i} about topic {i % 7},answer {i} explains topic {i % 7} in words" for i in range(40)]
+    (directory / "pairs.csv").write_text("anchor,positive\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    triplets = [f"topic {i},answer about topic {i},unrelated note {i + 3}" for i in range(12)]
+    (directory / "triplets.csv").write_text("anchor,positive,negative\n" + "\n".join(triplets) + "\n",
+                                            encoding="utf-8")
+    path = directory / "tiny.toml"
+    path.write_text(TINY_RECIPE.format(base=base, train=train), encoding="utf-8")
+    return path

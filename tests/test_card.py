@@ -1,5 +1,5 @@
-"""Model cards (minilm/card/): what save writes, what it never overwrites, and the
-parts computed against sentence-transformers (token statistics, the similarities in the usage example)."""
+"""Model cards (minilm/card/, minilm/training/citations.py): what save writes, what it never overwrites, and the
+parts computed against sentence-transformers (token statistics, citations, the similarities in the usage example)."""
 
 import ast
 import re
@@ -11,6 +11,8 @@ import yaml
 from minilm.card import LossCard, TrainingCard, column_stats, is_minilm_card, render_card
 from minilm.card.markdown import yaml_lines
 from minilm.encoder import SentenceEncoder
+from minilm.training.citations import KUSUPATI, MNRL_SYMMETRIC, REFERENCES, describe_loss
+from minilm.training.registry import LOSSES
 
 TEXTS = ["A man is playing a flute.", "Two dogs run through a field of tall grass near the river.", "x"]
 
@@ -129,6 +131,45 @@ def test_token_statistics_match_sentence_transformers(model, st_model, sts_dir):
                                                              "data": {"min": 0.0, "mean": 0.5, "max": 1.0}}
 
 
+def test_every_shipped_loss_is_cited_as_sentence_transformers_cites_it():
+    import types
+
+    from sentence_transformers.sentence_transformer import losses as st_losses
+
+    assert set(REFERENCES) == set(LOSSES)
+    for name, ref in REFERENCES.items():
+        cls = getattr(st_losses, ref.st_name)
+        theirs = cls.citation.fget(types.SimpleNamespace(directions=("query_to_doc",), partition_mode="joint"))
+        assert ref.citation.strip() == theirs.strip(), name
+    symmetric = types.SimpleNamespace(directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction")
+    assert MNRL_SYMMETRIC.citation.strip() == st_losses.MultipleNegativesRankingLoss.citation.fget(symmetric).strip()
+    assert KUSUPATI.strip() == st_losses.MatryoshkaLoss.citation.fget(None).strip()
+
+
+def test_describe_loss_fills_in_defaults_and_cites_what_it_can(tmp_path):
+    card = describe_loss("triplet", {"margin": 0.3})
+    assert card.settings["margin"] == 0.3 and "distance" in card.settings
+    assert card.st_names == ["TripletLoss"] and list(card.citations) == ["TripletLoss"]
+    assert describe_loss("mnrl", {"symmetric": True}).citations["MultipleNegativesRankingLoss"] == \
+        MNRL_SYMMETRIC.citation
+    wrapped = describe_loss("mnrl", {"matryoshka_dims": [384, 64]})
+    assert wrapped.st_names == ["MatryoshkaLoss", "MultipleNegativesRankingLoss"]
+    assert wrapped.settings["matryoshka_dims"] == [384, 64] and wrapped.settings["loss_settings"]["scale"] == 20.0
+    assert list(wrapped.citations) == ["MatryoshkaLoss", "MultipleNegativesRankingLoss"]
+
+    (tmp_path / "mine.py").write_text(
+        "from minilm.losses import needs, multiple_negatives_ranking_loss as mnrl\n"
+        "@needs('columns', columns=2, in_batch_negatives=True)\n"
+        "def cited(a, b, scale=5.0):\n    return mnrl(a, b, scale=scale)\n"
+        "cited.citation = '@misc{me2025, title={Mine}}'\n"
+        "@needs('columns', columns=2, in_batch_negatives=True)\n"
+        "def uncited(a, b):\n    return mnrl(a, b)\n", encoding="utf-8")
+    mine = describe_loss("mine.py:cited", {}, tmp_path)
+    assert mine.st_names == [] and mine.citations == {"cited": "@misc{me2025, title={Mine}}"}
+    assert mine.settings == {"scale": 5.0} and mine.function.endswith(".cited")
+    assert describe_loss("mine.py:uncited", {}, tmp_path).citations == {}
+
+
 def tiny_training_card(**changes) -> TrainingCard:
     loss = LossCard("mine.py:uncited", "mine.uncited", {}, [], {})
     card = TrainingCard(base_model="/local/base", dataset_name="pairs.csv",
@@ -172,3 +213,48 @@ def test_training_sections_from_what_the_trainer_passes(model, tmp_path):
     assert "#### MultipleNegativesRankingLoss" not in text  # the loss declares no citation: none is made up
     assert is_minilm_card(text)
 
+
+def test_minilm_train_writes_the_card_of_the_run_and_sentence_transformers_loads_it(tmp_path, tiny_base):
+    """Filled from the run: data statistics from the training file with the model's tokenizer (checked against
+    sentence-transformers' preprocess, exact), the recipe's loss and settings, the log and the final evaluation."""
+    from sentence_transformers import SentenceTransformer
+
+    from minilm.training.data import read_rows
+    from minilm.training.recipe import load_recipe
+    from minilm.training.run import run_recipe
+    from minilm.training.trainer import checkpoints
+    from helpers import write_tiny_recipe
+
+    path = write_tiny_recipe(tmp_path, tiny_base, "save_steps = 3\neval_steps = 3\nlr = 1e-4")
+    history = run_recipe(load_recipe(path), tmp_path / "out", log=lambda _: None)
+    text = (tmp_path / "out" / "final" / "README.md").read_text(encoding="utf-8")
+    assert is_minilm_card(text)
+    meta = front_matter(text)
+    assert {"generated_from_trainer", "dataset_size:40", "loss:MultipleNegativesRankingLoss"} <= set(meta["tags"])
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == history[-1]["cosine_accuracy"]
+    for heading in ["Model Details", "Full Model Architecture", "Usage", "Evaluation", "Training Details",
+                    "pairs.csv", "Training Hyperparameters", "Non-Default Hyperparameters", "Training Logs",
+                    "Framework Versions", "MultipleNegativesRankingLoss"]:
+        assert heading in sections(text), heading
+
+    st = SentenceTransformer(str(tmp_path / "out" / "final"), device="cpu")
+    rows = read_rows(tmp_path / "pairs.csv").columns
+    for column in ("anchor", "positive"):
+        lengths = st.preprocess(rows[column])["attention_mask"].sum(dim=1).tolist()
+        assert (f"<ul><li>min: {min(lengths)} tokens</li><li>mean: {round(sum(lengths) / len(lengths), 2)} tokens"
+                f"</li><li>max: {max(lengths)} tokens</li></ul>") in text, column
+    assert f"<code>{rows['anchor'][0]}</code>" in text
+    assert '"scale": 20.0,\n      "similarity": "cosine",' in text
+    non_default = text.split("#### Non-Default Hyperparameters")[1].split("####")[0].split()
+    assert " ".join(non_default) == "- `batch_size`: 8 - `max_steps`: 6 - `lr`: 0.0001 - `eval_steps`: 3 - " \
+                                    "`save_steps`: 3"  # [data] sampler is "auto": the resolved one is not a choice
+    assert "- `sampler`: no_duplicates" in text.split("#### All Hyperparameters")[1]
+    log_rows = [line for line in text.split("### Training Logs")[1].split("###")[0].splitlines()
+                if line.startswith("| ")][1:]
+    assert [row.split("|")[2].strip() for row in log_rows] == ["0", "1", "2", "3", "4", "5", "6"]
+    assert log_rows[3].split("|")[4].strip() == f"{history[1]['cosine_accuracy']:.4f}"
+    assert "(minilm's task `triplet`, which reproduces it) at step 6" in text
+
+    checkpoint_card = (checkpoints(tmp_path / "out")[0] / "model" / "README.md").read_text(encoding="utf-8")
+    assert "at step 3" in checkpoint_card and "| 6    |" not in checkpoint_card  # its own step, its own log
+    assert not is_minilm_card(checkpoint_card.replace("Training Logs", "Logs"))

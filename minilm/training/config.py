@@ -6,7 +6,7 @@ Kept apart from trainer.py so that checking a recipe does not import the trainer
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 
 
 @dataclass
@@ -38,6 +38,17 @@ class TrainConfig:
 def train_schema(required: object) -> dict[str, tuple]:
     """Recipe ``[train]`` keys -> (type, default), from TrainConfig; batch_size is ``required``."""
     hints = typing.get_type_hints(TrainConfig)
-    schema = {f.name: (hints[f.name], f.default) for f in fields(TrainConfig)}
+    schema = {f.name: (hints[f.name], default_of(f)) for f in fields(TrainConfig)}
     schema["batch_size"] = (int, required)
     return schema
+
+
+def default_of(f) -> object:
+    """A TrainConfig field's default value (a fresh one for mutable defaults such as ``report_to``)."""
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def non_defaults(config: TrainConfig) -> dict:
+    """The settings of ``config`` that differ from TrainConfig's defaults, in field order."""
+    return {f.name: getattr(config, f.name) for f in fields(TrainConfig) if getattr(config, f.name) != default_of(f)}
+

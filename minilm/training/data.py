@@ -13,7 +13,7 @@ from pathlib import Path
 
 from minilm.losses.inputs import KINDS
 
-__all__ = ["Dataset", "read_rows", "to_roles", "read_sts"]
+__all__ = ["Dataset", "read_rows", "to_roles", "role_columns", "read_sts"]
 
 _INT = re.compile(r"[+-]?\d+")
 
@@ -208,13 +208,23 @@ def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str):
     if unknown or missing:
         raise ValueError(f"roles for kind {kind!r} need {list(required)} (optional {list(optional)}); "
                          f"missing {missing}, unknown {unknown}")
+    names = role_columns(roles, kind)
+    if kind == "columns":
+        return [_texts(ds, name) for name in names]
+    if kind == "labels":
+        return _texts(ds, names[0]), _labels(ds, names[1])
+    return _texts(ds, names[0]), _texts(ds, names[1]), _scores(ds, names[2])
+
+
+def role_columns(roles: dict[str, str | list[str]], kind: str) -> list[str]:
+    """The file's column names behind a row of ``kind``, in the order ``to_roles`` returns the columns."""
     if kind == "columns":
         negatives = roles.get("negative", [])
         negatives = [negatives] if isinstance(negatives, str) else list(negatives)
-        return [_texts(ds, roles["anchor"]), _texts(ds, roles["positive"])] + [_texts(ds, n) for n in negatives]
+        return [roles["anchor"], roles["positive"], *negatives]
     if kind == "labels":
-        return _texts(ds, roles["text"]), _labels(ds, roles["label"])
-    return _texts(ds, roles["a"]), _texts(ds, roles["b"]), _scores(ds, roles["score"])
+        return [roles["text"], roles["label"]]
+    return [roles["a"], roles["b"], roles["score"]]
 
 
 def read_sts(path: str | Path) -> tuple[list[str], list[str], list[float]]:

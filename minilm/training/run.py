@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
+from minilm.card import TrainingCard
 from minilm.evaluation import TASKS, evaluate_retrieval, evaluate_similarity, evaluate_triplets
 from minilm.training import distributed
-from minilm.training.data import read_rows, read_sts, to_roles
+from minilm.training.citations import describe_loss
+from minilm.training.config import non_defaults
+from minilm.training.data import read_rows, read_sts, role_columns, to_roles
 from minilm.training.recipe import Recipe
 from minilm.training.registry import make_loss
 from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
 from minilm.training.trainer import TrainConfig, TrainData, Trainer, checkpoints
+
+STS_COLUMNS = ("sentence1", "sentence2", "score")  # what read_roles gives of an STS file, as the card names them
 
 
 def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4.0, header: bool = True,
@@ -37,12 +43,19 @@ def load_train_data(recipe: Recipe) -> TrainData:
     return TrainData(columns=list(columns), targets=list(targets), target_name=declared.target)
 
 
-def make_sampler(recipe: Recipe, data: TrainData):
-    name, batch_size, seed = recipe.data["sampler"], recipe.train["batch_size"], recipe.train["seed"]
-    if name == "auto":  # in-batch negatives must not meet their own text; batch-hard needs label pairs
+def sampler_name(recipe: Recipe) -> str:
+    """The recipe's [data] sampler, "auto" resolved: in-batch negatives must not meet their own text; batch-hard
+    needs label pairs."""
+    name = recipe.data["sampler"]
+    if name == "auto":
         declared = recipe.loss_needs
         name = "no_duplicates" if declared.in_batch_negatives else "group_by_label" if declared.kind == "labels" \
             else "random"
+    return name
+
+
+def make_sampler(recipe: Recipe, data: TrainData):
+    name, batch_size, seed = sampler_name(recipe), recipe.train["batch_size"], recipe.train["seed"]
     if name == "group_by_label":
         return GroupByLabelBatchSampler(data.targets, batch_size, seed=seed)
     if name == "no_duplicates":
@@ -82,6 +95,26 @@ def default_roles(task: str) -> dict:
     return {"anchor": "anchor", "positive": "positive", "negative": "negative"}
 
 
+def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
+    """What the model card says about this run before it starts: base model, data, loss, hyperparameters."""
+    d, kind = recipe.data, recipe.loss_needs.kind
+    names = list(STS_COLUMNS[: 3 if kind == "scores" else 2]) if d["format"] == "sts" else role_columns(d["roles"], kind)
+    values = data.columns + ([data.targets] if data.targets is not None else [])
+    config = TrainConfig.from_dict(recipe.train)
+    sampler = {"sampler": sampler_name(recipe)}
+    e = recipe.eval
+    return TrainingCard(
+        base_model=recipe.model["base"],
+        dataset_name=Path(d["train"]).name,
+        columns=dict(zip(names, values)),
+        loss=describe_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent),
+        hyperparameters={**asdict(config), **sampler},
+        non_default={**non_defaults(config), **(sampler if d["sampler"] != "auto" else {})},
+        eval_task=e["task"] if e else None,
+        eval_dataset=Path(e["data"]).stem if e else None,
+    )
+
+
 def run_recipe(recipe: Recipe, output_dir: str | Path, resume: bool = False, log=print) -> list[dict]:
     """Fine-tune as ``recipe`` says; returns the evaluation history (before, every eval_steps, after).
 
@@ -113,7 +146,8 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log) -> list[dict]:
         raise FileNotFoundError(f"--resume: no complete checkpoint under {output_dir / 'checkpoints'}")
     model = SentenceEncoder.from_pretrained(found[-1] / "model" if found else recipe.model["base"],
                                             device=distributed.device())
-    trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log)
+    trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log,
+                      card=training_card(recipe, data))
     if found:
         trainer.resume_from(found[-1])
         log(f"resumed from {found[-1]} at step {trainer.step}")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from minilm.card import TrainingCard
 from minilm.training import distributed
 from minilm.training.compiled import compiled_training
 from minilm.training.config import TrainConfig
@@ -81,6 +82,7 @@ class Trainer:
         evaluate: Callable | None = None,
         output_dir: str | Path | None = None,
         log: Callable[[str], None] = print,
+        card: TrainingCard | None = None,
     ):
         self.model, self.loss_fn, self.data, self.sampler, self.config = model, loss_fn, data, sampler, config
         self.evaluate, self.say = evaluate, log
@@ -110,6 +112,7 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.device = next(model.parameters()).device  # labels and scores go where the embeddings are
         self.progress: Progress | None = None
+        self.card = card  # what the model card says about the run (filled in further at each save)
 
     # ------------------------------------------------------------------------------------------- the loop: named steps
 
@@ -185,7 +188,7 @@ class Trainer:
         self.model.eval()
         self.run_evaluation()
         if self.output_dir is not None and self.is_main:
-            self.model.save(self.output_dir / "final")
+            self.model.save(self.output_dir / "final", card=self.model_card(self.step))
             self.say(f"saved the fine-tuned model to {self.output_dir / 'final'}")
 
     def run_evaluation(self) -> None:
@@ -195,6 +198,20 @@ class Trainer:
         self.history.append({"step": self.step, **result})
         self.write_log({"step": self.step, "eval": result})
         self.say(f"eval at step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
+
+    # ------------------------------------------------------------------------------------------- model card
+
+    def model_card(self, step: int) -> TrainingCard | None:
+        """The run's card for the model of ``step`` (rank 0): the log so far and that model's own evaluation."""
+        if self.card is None:
+            return None
+        card = self.card
+        log = self.output_dir / "log.jsonl" if self.output_dir is not None else None
+        card.log = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()] \
+            if log is not None and log.is_file() else []
+        card.steps_per_epoch = card.steps_per_epoch or len(self.sampler.batches(0))
+        card.evaluation = next((h for h in reversed(self.history) if h["step"] == step), None)
+        return card
 
     def write_log(self, record: dict) -> None:
         if self.output_dir is None or not self.is_main:
@@ -237,7 +254,7 @@ class Trainer:
             tmp = root / f".tmp-step-{self.step:07d}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
-            self.model.save(tmp / "model")
+            self.model.save(tmp / "model", card=self.model_card(self.step))
             torch.save(state, tmp / STATE_NAME)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
