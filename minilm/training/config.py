@@ -28,6 +28,10 @@ class TrainConfig:
     gather_across_devices: bool = False  # under torchrun: the loss sees every rank's rows (docs/distributed.md)
     distributed_timeout_s: float = 1800.0  # under torchrun: a rank waiting this long for the others fails the job
     compile: bool = False  # torch.compile the layers, AdamW step and MNRL (minilm.kernels); see benchmarks/README.md
+    metric_for_best: str = ""  # a key of the evaluation result (e.g. "cosine_accuracy"): what makes a model the best
+    greater_is_better: bool = True  # for metric_for_best
+    load_best_at_end: bool = False  # final/ is the best evaluated model, not the last (needs metric_for_best, eval_steps)
+    early_stopping_patience: int = 0  # > 0: stop after this many evaluations without improvement of metric_for_best
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -52,3 +56,13 @@ def non_defaults(config: TrainConfig) -> dict:
     """The settings of ``config`` that differ from TrainConfig's defaults, in field order."""
     return {f.name: getattr(config, f.name) for f in fields(TrainConfig) if getattr(config, f.name) != default_of(f)}
 
+
+def check_best_settings(config: TrainConfig) -> None:
+    """metric_for_best, load_best_at_end and early_stopping_patience fit together; a ValueError names the key."""
+    if config.early_stopping_patience < 0:
+        raise ValueError(f"early_stopping_patience must be >= 0, got {config.early_stopping_patience}")
+    users = [key for key in ("load_best_at_end", "early_stopping_patience") if getattr(config, key)]
+    if users and not config.metric_for_best:
+        raise ValueError(f"{users[0]} needs metric_for_best (a metric of the evaluation, e.g. 'cosine_accuracy')")
+    if users and not config.eval_steps:
+        raise ValueError(f"{users[0]} needs eval_steps > 0 (evaluations during training)")

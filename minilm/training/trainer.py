@@ -3,7 +3,8 @@
 Same seed, same data -> bit-identical weights on CPU; a run resumed from a checkpoint continues exactly as the
 uninterrupted run would have (model, optimiser, schedule, sampler position and RNG state are all saved).
 Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
-(see minilm/training/distributed.py and docs/distributed.md).
+(see minilm/training/distributed.py and docs/distributed.md). With ``metric_for_best`` the best evaluation is tracked
+(best.py): ``load_best_at_end`` makes it final/, ``early_stopping_patience`` stops the run; a resume keeps both.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import torch
 
 from minilm.card import TrainingCard
 from minilm.training import distributed
+from minilm.training.best import BestTracker
 from minilm.training.compiled import compiled_training
-from minilm.training.config import TrainConfig
+from minilm.training.config import TrainConfig, check_best_settings
 from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
 from minilm.training.step import loss_backward
+from minilm.weights import load_weights
 
 STATE_NAME = "trainer_state.pt"
 
@@ -112,6 +115,13 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.device = next(model.parameters()).device  # labels and scores go where the embeddings are
         self.progress: Progress | None = None
+        check_best_settings(config)
+        if config.metric_for_best and evaluate is None:
+            raise ValueError(f"metric_for_best {config.metric_for_best!r} needs an evaluator")
+        if config.load_best_at_end and self.output_dir is None:
+            raise ValueError("load_best_at_end needs an output directory (the best model is kept as a checkpoint)")
+        self.best = BestTracker(config.metric_for_best, config.greater_is_better, config.early_stopping_patience) \
+            if config.metric_for_best else None
         self.card = card  # what the model card says about the run (filled in further at each save)
 
     # ------------------------------------------------------------------------------------------- the loop: named steps
@@ -133,7 +143,7 @@ class Trainer:
     def batches(self) -> Iterator[list[int]]:
         """The sampler's batches from the current position, epoch after epoch, until ``total_steps``."""
         resuming_mid_epoch = self.step > 0
-        while self.step < self.total_steps:
+        while self.step < self.total_steps and not self.stopped_early():
             if not resuming_mid_epoch:
                 self.sampler.set_epoch(self.epoch)
             resuming_mid_epoch = False
@@ -142,7 +152,7 @@ class Trainer:
             self.model.train(self.config.dropout)
             for rows in self.sampler:
                 yield rows
-                if self.step >= self.total_steps:
+                if self.step >= self.total_steps or self.stopped_early():
                     return
             self.epoch += 1
 
@@ -176,28 +186,71 @@ class Trainer:
     def maybe_evaluate(self) -> None:
         every = self.config.eval_steps
         if every and self.step % every == 0 and self.step < self.total_steps:
-            self.run_evaluation()
+            self.track_best(self.run_evaluation())
             self.model.train(self.config.dropout)
 
     def maybe_save(self) -> None:
         every = self.config.save_steps
-        if every and self.step % every == 0 and self.step < self.total_steps:
+        new_best = self.config.load_best_at_end and self.best.best_step == self.step  # final/ may become this model
+        if (every and self.step % every == 0 or new_best) and self.step < self.total_steps:
             self.save_checkpoint()
 
     def finish(self) -> None:
         self.model.eval()
-        self.run_evaluation()
-        if self.output_dir is not None and self.is_main:
-            self.model.save(self.output_dir / "final", card=self.model_card(self.step))
+        if not self.stopped_early():  # an early stop has just evaluated this model
+            self.track_best(self.run_evaluation())
+        if self.output_dir is not None and self.is_main:  # the one process that writes final/ reads the best back
+            final_step = self.load_best() if self.config.load_best_at_end else self.step
+            self.model.save(self.output_dir / "final", card=self.model_card(final_step))
             self.say(f"saved the fine-tuned model to {self.output_dir / 'final'}")
 
-    def run_evaluation(self) -> None:
+    def run_evaluation(self) -> dict | None:
+        """Evaluate, record and log; the result (None on the ranks that do not evaluate, or without an evaluator)."""
         if self.evaluate is None or not self.is_main:  # the other ranks wait for it at their next collective
-            return
+            return None
         result = self.evaluate(self.model)
         self.history.append({"step": self.step, **result})
         self.write_log({"step": self.step, "eval": result})
         self.say(f"eval at step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
+        return result
+
+    # ------------------------------------------------------------------------------------------- best model, early stop
+
+    def track_best(self, result: dict | None) -> None:
+        """Compare an evaluation with the best so far (metric_for_best). Rank 0 evaluates and every rank takes its
+        verdict, since the checkpoint a new best triggers and an early stop are steps all ranks take together."""
+        if self.best is None:
+            return
+        if result is not None:
+            self.best.update(self.step, result)
+        self.best.load_state_dict(distributed.gather_objects(self.best.state_dict())[0])
+        if self.stopped_early() and self.step < self.total_steps:
+            best = "none" if self.best.best_step is None else \
+                f"{self.best.best_value:.4f} at step {self.best.best_step}"
+            self.say(f"early stopping at step {self.step}: {self.best.metric} has not improved for "
+                     f"{self.best.patience} evaluations (best {best})")
+
+    def stopped_early(self) -> bool:
+        return self.best is not None and self.best.should_stop
+
+    def load_best(self) -> int:
+        """load_best_at_end: put the best checkpoint's weights into the model; the step of the model it now holds."""
+        best = self.best.best_step
+        if best is None or best == self.step:  # the last model is the best (or nothing was ever better than NaN)
+            return self.step
+        path = self.output_dir / "checkpoints" / checkpoint_name(best) / "model"
+        if not (path / "model.safetensors").is_file():
+            raise FileNotFoundError(f"load_best_at_end: the best checkpoint (step {best}) is missing: {path}")
+        load_weights(self.model.bert, path)
+        self.say(f"load_best_at_end: final/ is the model of step {best} ({self.best.metric} "
+                 f"{self.best.best_value:.4f}), not the last one (step {self.step})")
+        return best
+
+    def prunable_checkpoints(self) -> list[Path]:
+        """The checkpoints beyond the newest keep_checkpoints, except the best one, which pruning keeps."""
+        best = self.best.best_step if self.best is not None else None
+        keep = checkpoint_name(best) if best is not None else None
+        return [p for p in checkpoints(self.output_dir)[: -self.config.keep_checkpoints] if p.name != keep]
 
     # ------------------------------------------------------------------------------------------- model card
 
@@ -211,6 +264,8 @@ class Trainer:
             if log is not None and log.is_file() else []
         card.steps_per_epoch = card.steps_per_epoch or len(self.sampler.batches(0))
         card.evaluation = next((h for h in reversed(self.history) if h["step"] == step), None)
+        card.metric_for_best = self.config.metric_for_best
+        card.best_step = self.best.best_step if self.best is not None else None
         return card
 
     def write_log(self, record: dict) -> None:
@@ -234,6 +289,7 @@ class Trainer:
             "rng": rng,
             "rng_by_rank": distributed.gather_objects(rng),
             "history": self.history,
+            "best": self.best.state_dict() if self.best is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -243,12 +299,14 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         by_rank = state.get("rng_by_rank", [])
         torch.set_rng_state(by_rank[self.rank] if len(by_rank) == self.world_size else state["rng"])
+        if self.best is not None and state.get("best") is not None:
+            self.best.load_state_dict(state["best"])
 
     def save_checkpoint(self) -> Path:
         """checkpoints/step-N/{model/, trainer_state.pt}, built beside and renamed into place in one go (by rank 0)."""
         state = self.state_dict()  # on every rank: it is a collective
         root = self.output_dir / "checkpoints"
-        final = root / f"step-{self.step:07d}"
+        final = root / checkpoint_name(self.step)
         if self.is_main:
             root.mkdir(parents=True, exist_ok=True)
             tmp = root / f".tmp-step-{self.step:07d}"
@@ -258,7 +316,7 @@ class Trainer:
             torch.save(state, tmp / STATE_NAME)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-            for old in checkpoints(self.output_dir)[: -self.config.keep_checkpoints]:
+            for old in self.prunable_checkpoints():
                 shutil.rmtree(old)
         self.last_checkpoint = final
         return final
@@ -272,6 +330,10 @@ class Trainer:
             kept = [line for line in log.read_text(encoding="utf-8").splitlines()
                     if json.loads(line)["step"] <= self.step]
             log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:07d}"
 
 
 def checkpoints(output_dir: Path) -> list[Path]:
