@@ -98,11 +98,11 @@ def test_train_schema_is_train_config():
     from dataclasses import fields
 
     from minilm.training.recipe import REQUIRED, SCHEMA
-    from minilm.training.config import TrainConfig
+    from minilm.training.config import TrainConfig, default_of
 
     assert list(SCHEMA["train"]) == [f.name for f in fields(TrainConfig)]
     for f in fields(TrainConfig):
-        assert SCHEMA["train"][f.name][1] == (REQUIRED if f.name == "batch_size" else f.default), f.name
+        assert SCHEMA["train"][f.name][1] == (REQUIRED if f.name == "batch_size" else default_of(f)), f.name
 
 
 EVAL = GOOD + """[eval]
@@ -120,6 +120,9 @@ roles = { anchor = "anchor", positive = "positive", negative = "negative" }
      r"\[train\] early_stopping_patience needs eval_steps > 0"),
     ("metric_for_best = 'cosine_accuracy'\nearly_stopping_patience = -1", r"early_stopping_patience must be >= 0"),
     ("greater_is_better = 1", r"\[train\] greater_is_better must be bool, got int"),
+    ("report_to = ['jsonl', 'wandb']", r"\[train\] report_to: unknown \['wandb'\]; known: \['jsonl', 'tensorboard'\]"),
+    ("report_to = ['tensorboard']", r"\[train\] report_to must include \"jsonl\""),
+    ("report_to = 'jsonl'", r"\[train\] report_to must be list, got str"),
 ])
 def test_best_model_settings_are_checked_before_any_model_loads(tmp_path, monkeypatch, train, message):
     from minilm.encoder import SentenceEncoder

@@ -6,7 +6,7 @@ Kept apart from trainer.py so that checking a recipe does not import the trainer
 from __future__ import annotations
 
 import typing
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 
 
 @dataclass
@@ -32,6 +32,7 @@ class TrainConfig:
     greater_is_better: bool = True  # for metric_for_best
     load_best_at_end: bool = False  # final/ is the best evaluated model, not the last (needs metric_for_best, eval_steps)
     early_stopping_patience: int = 0  # > 0: stop after this many evaluations without improvement of metric_for_best
+    report_to: list = field(default_factory=lambda: ["jsonl"])  # "jsonl" (always: log.jsonl), "tensorboard"
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

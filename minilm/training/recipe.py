@@ -16,6 +16,7 @@ from minilm.evaluation import METRICS, TASKS
 from minilm.losses.inputs import KINDS, Needs
 from minilm.training.config import TrainConfig, check_best_settings, train_schema
 from minilm.training.registry import check_loss_kwargs, loss_needs
+from minilm.training.reporting import check_report_to
 
 REQUIRED = object()
 
@@ -228,7 +229,7 @@ def _check_values(r: Recipe) -> None:
 
 
 def _check_best(r: Recipe) -> None:
-    """metric_for_best names a metric of the [eval] task; what uses it has the evaluations it needs."""
+    """metric_for_best names a metric of the [eval] task; what uses it has the evaluations it needs; report_to."""
     where, t = r.path, r.train
     if t["metric_for_best"]:
         if r.eval is None:
@@ -239,6 +240,7 @@ def _check_best(r: Recipe) -> None:
                               f"{r.eval['task']!r}: one of {list(known)}, got {t['metric_for_best']!r}")
     try:
         check_best_settings(TrainConfig.from_dict(t))
+        check_report_to(t["report_to"])
     except ValueError as e:
         raise RecipeError(f"{where}: [train] {e}") from None
 

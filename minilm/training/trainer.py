@@ -27,6 +27,7 @@ from minilm.training.best import BestTracker
 from minilm.training.compiled import compiled_training
 from minilm.training.config import TrainConfig, check_best_settings
 from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
+from minilm.training.reporting import TensorBoard, check_report_to
 from minilm.training.step import loss_backward
 from minilm.weights import load_weights
 
@@ -116,6 +117,7 @@ class Trainer:
         self.device = next(model.parameters()).device  # labels and scores go where the embeddings are
         self.progress: Progress | None = None
         check_best_settings(config)
+        check_report_to(config.report_to)
         if config.metric_for_best and evaluate is None:
             raise ValueError(f"metric_for_best {config.metric_for_best!r} needs an evaluator")
         if config.load_best_at_end and self.output_dir is None:
@@ -123,6 +125,7 @@ class Trainer:
         self.best = BestTracker(config.metric_for_best, config.greater_is_better, config.early_stopping_patience) \
             if config.metric_for_best else None
         self.card = card  # what the model card says about the run (filled in further at each save)
+        self.tensorboard: TensorBoard | None = None  # opened at the first record (report_to = ["tensorboard"])
 
     # ------------------------------------------------------------------------------------------- the loop: named steps
 
@@ -203,6 +206,8 @@ class Trainer:
             final_step = self.load_best() if self.config.load_best_at_end else self.step
             self.model.save(self.output_dir / "final", card=self.model_card(final_step))
             self.say(f"saved the fine-tuned model to {self.output_dir / 'final'}")
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
     def run_evaluation(self) -> dict | None:
         """Evaluate, record and log; the result (None on the ranks that do not evaluate, or without an evaluator)."""
@@ -252,7 +257,7 @@ class Trainer:
         keep = checkpoint_name(best) if best is not None else None
         return [p for p in checkpoints(self.output_dir)[: -self.config.keep_checkpoints] if p.name != keep]
 
-    # ------------------------------------------------------------------------------------------- model card
+    # ------------------------------------------------------------------------------------------- model card, reports
 
     def model_card(self, step: int) -> TrainingCard | None:
         """The run's card for the model of ``step`` (rank 0): the log so far and that model's own evaluation."""
@@ -268,12 +273,20 @@ class Trainer:
         card.best_step = self.best.best_step if self.best is not None else None
         return card
 
+    def report(self, record: dict) -> None:
+        """report_to: the log record also goes to TensorBoard (log.jsonl is written by write_log)."""
+        if "tensorboard" in self.config.report_to:
+            if self.tensorboard is None:
+                self.tensorboard = TensorBoard(self.output_dir / "tensorboard", purge_step=record["step"])
+            self.tensorboard.write(record)
+
     def write_log(self, record: dict) -> None:
         if self.output_dir is None or not self.is_main:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         with open(self.output_dir / "log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        self.report(record)
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
