@@ -29,7 +29,7 @@ def cmd_encode(args) -> int:
 
     sentences = read_lines(args.input)
     model = SentenceEncoder.from_pretrained(args.model, compile=args.compile)
-    embeddings = model.encode(sentences, batch_size=args.batch_size, precision=args.precision)
+    embeddings = model.encode(sentences, batch_size=args.batch_size, quantized_model=args.quantized_model)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, embeddings)
@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="text file, one sentence per line; '-' reads stdin")
     p.add_argument("--output", required=True, help="where to write the (N, H) float32 array (.npy)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--precision", choices=["float32", "int8"], default="float32",
-                   help="int8: dynamically quantised linear layers (CPU; see benchmarks/README.md)")
+    p.add_argument("--quantized-model", action="store_true",
+                   help="run a dynamically int8-quantised copy of the model (CPU; float output; benchmarks/README.md)")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder layers (minilm.kernels)")
     p.set_defaults(run=cmd_encode)
 
