@@ -21,6 +21,9 @@ resumable, and spread over processes.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import json
 import os
@@ -100,6 +103,12 @@ def scan_lines(path: Path, chunk_lines: int) -> tuple[int, list[int], str]:
             digest.update(raw)
             position += len(raw)
     return count, starts, digest.hexdigest()
+
+
+def read_text_lines(path: Path) -> list[str]:
+    """Every line of a (small) file, split and decoded as ``encode_file`` does."""
+    with open(path, "rb") as f:
+        return [_decode(raw, path, line) for line, raw in enumerate(f, 1)]
 
 
 def read_lines(f, first_line: int, n: int, path: Path) -> list[str]:
@@ -223,6 +232,7 @@ def _encode_file(model, path: Path, target: Path, options: CorpusOptions, i: int
             sink.flush()
             os.fsync(sink.fileno())  # the rows are on disk before the state says so
             done, truncated = done + count, truncated + len(cut)
+            release_freed_memory()
             state = {"settings": settings, "rows_done": done, "truncated": truncated}
             replace_atomically(state_path, json.dumps(state).encode())
             if progress:
@@ -267,6 +277,24 @@ def _encode_chunk(model, texts: list[str], options: CorpusOptions, cut: list[int
     if options.precision != "float32":
         emb = quantize_embeddings(emb, options.precision, ranges=options.ranges)
     return np.ascontiguousarray(emb)
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None on other C libraries."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by the last chunk back to the system. glibc keeps freed blocks in its per-thread arenas,
+    which fragment as chunk after chunk allocates and frees texts, tokens and activations of varying sizes; the
+    resident size then creeps up over the first few dozen chunks (benchmarks/README.md)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def ranges_from_file(path: str | Path, kind: str) -> np.ndarray:
