@@ -45,6 +45,22 @@ def cmd_encode_join(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .compare import MissingExtraError, read_sentences, report, run_compare
+
+    if args.tolerance < 0:
+        raise ValueError(f"--tolerance must be >= 0, got {args.tolerance}")
+    sentences = read_sentences(args.input, args.input_format)
+    try:
+        result = run_compare(args.model, sentences, args.pairs, args.pairs_format, args.batch_size,
+                             args.quantized_model)
+    except MissingExtraError as e:
+        print(f"minilm compare: error: {e}", file=sys.stderr)
+        return 2
+    print(report(result, args.model, args.tolerance))
+    return 0 if result.max_abs_difference <= args.tolerance else 1
+
+
 def cmd_similarity(args) -> int:
     from .encoder import SentenceEncoder
 
@@ -129,6 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="the --output the shards were given")
     p.add_argument("--delete-parts", action="store_true", help="remove the part files and manifests once joined")
     p.set_defaults(run=cmd_encode_join)
+
+    p = sub.add_parser("compare", help="encode a file with minilm and with sentence-transformers and compare",
+                       description="Encode the lines of a file with minilm and with sentence-transformers (pip "
+                                   "install 'minilm[compare]') from the same model folder; print max |difference|, "
+                                   "the cosine between the two embeddings of each line, top-10 neighbour agreement "
+                                   "and, with --pairs, both Spearman correlations. Exit status 1 when max "
+                                   "|difference| exceeds --tolerance, 2 on an error.")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="local directory or hub id")
+    p.add_argument("--input", required=True, help="text file, one sentence per line (an STS file: --input-format sts)")
+    p.add_argument("--input-format", choices=["lines", "sts"], default="lines",
+                   help="sts: the sentences of both columns of an STS-benchmark file")
+    p.add_argument("--pairs", help="scored pairs: an STS-benchmark file (--pairs-format sts) or a .csv/.tsv/.jsonl "
+                                   "with columns a, b, score")
+    p.add_argument("--pairs-format", choices=["auto", "sts"], default="auto")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="largest max |difference| that passes (1e-4)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--quantized-model", action="store_true", help="minilm's side runs its int8 model")
+    p.set_defaults(run=cmd_compare)
 
     p = sub.add_parser("similarity", help="print the cosine similarity matrix of the given sentences")
     p.add_argument("--model", default=DEFAULT_MODEL, help="local directory or hub id")
