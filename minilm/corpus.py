@@ -64,6 +64,7 @@ class Written:
     rows: int
     width: int
     dtype: str
+    precision: str
     truncated: int  # lines longer than max_seq_length tokens, cut
     resumed_at: int  # row this run started from (0: from the start)
 
@@ -244,7 +245,7 @@ def _encode_file(model, path: Path, target: Path, options: CorpusOptions, i: int
         replace_atomically(manifest_path(target), json.dumps(manifest, indent=1).encode())
     os.replace(partial, target)
     state_path.unlink()
-    return Written(target, lines, width, np.dtype(dtype).name, truncated, resumed_at)
+    return Written(target, lines, width, np.dtype(dtype).name, options.precision, truncated, resumed_at)
 
 
 def _resume_point(partial: Path, state_path: Path, settings: dict, size: int, restart: bool, log) -> tuple[int, int]:
@@ -312,8 +313,8 @@ def ranges_from_file(path: str | Path, kind: str) -> np.ndarray:
 
 def describe(written: Written) -> str:
     """The one-line summary ``minilm encode`` prints."""
-    text = (f"wrote {written.rows:,} x {written.width} {written.dtype} embeddings ({written.rows:,} lines) to "
-            f"{written.path}")
+    kind = written.dtype if written.precision == written.dtype else f"{written.dtype} ({written.precision})"
+    text = f"wrote {written.rows:,} x {written.width} {kind} embeddings ({written.rows:,} lines) to {written.path}"
     if written.truncated:
         text += f"; {written.truncated:,} lines were longer than max_seq_length and were truncated"
     return text

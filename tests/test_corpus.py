@@ -267,6 +267,8 @@ def test_command_line_precision_calibration_and_truncation_count(model_dir, mode
     assert main([*args, "--output", str(tmp_path / "q.npy"), "--precision", "int8", "--ranges",
                  str(tmp_path / "bad.npy")]) == 2
     assert "expected a (2, D) array" in capsys.readouterr().err
+    assert main([*args, "--output", str(tmp_path / "b.npy"), "--precision", "binary"]) == 0
+    assert "wrote 41 x 4 int8 (binary) embeddings (41 lines)" in capsys.readouterr().err
     assert main([*args, "--output", str(tmp_path / "q.npy"), "--shard", "3/2"]) == 2
     assert "shard must be i/n with 0 <= i < n, got 3/2" in capsys.readouterr().err
 
@@ -311,6 +313,7 @@ def test_stdin_is_spooled_beside_the_output(model_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert np.load(tmp_path / "o.npy").shape == (2, 32)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.npy"]
+    assert "encode 2/2 lines (100.0%)" in result.stderr and "lines/s" in result.stderr and "ETA" in result.stderr
 
 
 def test_scan_counts_lines_and_finds_chunk_starts(tmp_path):
