@@ -72,13 +72,13 @@ def contenders(directory: Path, batch_size: int, with_compile: bool) -> tuple[di
         "minilm padded": lambda s: padded.encode(s, batch_size=batch_size),
         "minilm unpadded": lambda s: unpadded.encode(s, batch_size=batch_size),
         "minilm unpadded, 1 worker": lambda s: unpadded.encode(s, batch_size=batch_size, workers=1),
-        "minilm int8": lambda s: unpadded.encode(s, batch_size=batch_size, precision="int8"),
+        "minilm int8": lambda s: unpadded.encode(s, batch_size=batch_size, quantized_model=True),
         "sentence-transformers": lambda s: st.encode(s, batch_size=batch_size),
         "transformers BertModel": transformers_encoder(directory, batch_size),
     }
     costs = {}
     start = time.perf_counter()
-    unpadded.encode(["warm up the int8 copy"], precision="int8")
+    unpadded.encode(["warm up the int8 copy"], quantized_model=True)
     costs["int8 quantise s"] = time.perf_counter() - start
     if with_compile:
         compiled = SentenceEncoder.from_pretrained(directory, compile=True)

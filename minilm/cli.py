@@ -1,4 +1,5 @@
-"""Command line: ``minilm encode``, ``minilm similarity`` (and the training commands, added by their modules)."""
+"""Command line: ``minilm encode`` / ``encode-join``, ``minilm similarity`` (and the training commands, added by their
+modules)."""
 
 from __future__ import annotations
 
@@ -9,55 +10,71 @@ from pathlib import Path
 
 import numpy as np
 
+from .corpus import CHUNK_LINES
 from .hub import DEFAULT_MODEL
-from .io import decode_utf8, read_text, replacing, split_lines
 from .training.trainer import TrainingDiverged
 
 
-def read_lines(source: str) -> list[str]:
-    """One sentence per line from a UTF-8 file, or from stdin for ``-``. Split on \\n and \\r\\n only: a form feed or a
-    U+2028 inside a line stays in it, so row i of the output is always line i of the input."""
-    if source == "-":
-        return split_lines(decode_utf8(sys.stdin.buffer.read(), "<stdin>"))
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"input file {source} does not exist")
-    return split_lines(read_text(path))
-
-
-def check_finite_rows(embeddings: np.ndarray, model: str, where: str) -> None:
-    """A model whose embeddings are NaN or infinite (its weights overflow) is an error, not numbers to print."""
-    bad = np.flatnonzero(~np.isfinite(embeddings).all(axis=-1))
-    if len(bad):
-        raise ValueError(f"model {model} gives non-finite embeddings for {where} {bad[0] + 1}"
-                         f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}; its weights are broken")
-
-
 def cmd_encode(args) -> int:
+    from .corpus import CorpusOptions, describe, encode_file, ranges_from_file
     from .encoder import SentenceEncoder
+    from .npyfile import check_overwritable
+    from .shards import parse_shard, part_path, shard_from_env
 
-    out = Path(args.output)
-    if out.is_dir():  # checked before the model loads
-        raise IsADirectoryError(f"--output {out} is a directory; give a file name, e.g. {out / 'embeddings.npy'}")
-    sentences = read_lines(args.input)
+    if args.input != "-" and not Path(args.input).is_file():  # before the model loads
+        raise FileNotFoundError(f"input file {args.input} does not exist")
+    shard = parse_shard(args.shard) if args.shard else shard_from_env() or (0, 1)  # torchrun: RANK / WORLD_SIZE
+    output = Path(args.output)
+    check_overwritable(part_path(output, *shard) if shard[1] > 1 else output,
+                       None if args.input == "-" else Path(args.input))
+    if args.ranges and args.calibration:
+        raise ValueError("give --ranges or --calibration, not both")
+    ranges = ranges_from_file(args.ranges, "ranges") if args.ranges else (
+        ranges_from_file(args.calibration, "calibration") if args.calibration else None)
+    options = CorpusOptions(batch_size=args.batch_size, prompt=args.prompt, prompt_name=args.prompt_name,
+                            normalize_embeddings=args.normalize_embeddings, truncate_dim=args.truncate_dim,
+                            precision=args.precision, ranges=ranges, quantized_model=args.quantized_model,
+                            chunk_lines=args.chunk_lines)
     model = SentenceEncoder.from_pretrained(args.model, compile=args.compile)
-    embeddings = model.encode(sentences, batch_size=args.batch_size, precision=args.precision)
-    check_finite_rows(embeddings, args.model, "line")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(out) as f:  # exactly the path given (np.save would add .npy), and all of it or nothing
-        np.save(f, embeddings)
-    source = "stdin" if args.input == "-" else args.input
-    print(f"read {len(sentences)} lines from {source}, wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings "
-          f"to {out}", file=sys.stderr)
+    if args.max_seq_length is not None:
+        model.max_seq_length = args.max_seq_length
+    written = encode_file(model, args.input, args.output, options, shard, restart=args.restart,
+                          progress=not args.no_progress)
+    print(describe(written, args.input), file=sys.stderr)
     return 0
 
 
+def cmd_encode_join(args) -> int:
+    from .shards import join_parts
+
+    rows, width, dtype = join_parts(args.output, delete_parts=args.delete_parts)
+    print(f"joined {rows:,} x {width} {dtype} embeddings into {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import MissingExtraError, read_sentences, report, run_compare
+
+    if args.tolerance < 0:
+        raise ValueError(f"--tolerance must be >= 0, got {args.tolerance}")
+    sentences = read_sentences(args.input, args.input_format)
+    try:
+        result = run_compare(args.model, sentences, args.pairs, args.pairs_format, args.batch_size,
+                             args.quantized_model)
+    except MissingExtraError as e:
+        print(f"minilm compare: error: {e}", file=sys.stderr)
+        return 2
+    print(report(result, args.model, args.tolerance))
+    return 0 if result.max_abs_difference <= args.tolerance else 1
+
+
 def cmd_similarity(args) -> int:
+    from .corpus import check_finite_rows
     from .encoder import SentenceEncoder
 
     model = SentenceEncoder.from_pretrained(args.model)
     emb = model.encode(args.sentences)
-    check_finite_rows(emb, args.model, "sentence")
+    check_finite_rows(emb, "sentence", model=f"model {args.model}")
     sim = model.similarity(emb, emb)
     width = max(len(s) for s in args.sentences)
     for i, sentence in enumerate(args.sentences):
@@ -133,15 +150,58 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="minilm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("encode", help="embed one sentence per line into a .npy file")
+    p = sub.add_parser("encode", help="embed one text per line of a file (any size) into a .npy file",
+                       description="Embed one text per line (split on \\n or \\r\\n only) into an (N, D) .npy "
+                                   "file, streaming in bounded memory; an interrupted run resumes where it stopped "
+                                   "when rerun with the same settings. Several processes or machines: --shard i/n "
+                                   "(or torchrun, which sets RANK / WORLD_SIZE), then `minilm encode-join`.")
     p.add_argument("--model", default=DEFAULT_MODEL, help="local directory or hub id")
-    p.add_argument("--input", required=True, help="text file, one sentence per line; '-' reads stdin")
-    p.add_argument("--output", required=True, help="where to write the (N, H) float32 array (.npy)")
+    p.add_argument("--input", required=True, help="text file, one text per line, UTF-8; '-' reads stdin")
+    p.add_argument("--output", required=True, help="where to write the (N, D) array (.npy)")
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--precision", choices=["float32", "int8"], default="float32",
-                   help="int8: dynamically quantised linear layers (CPU; see benchmarks/README.md)")
+    p.add_argument("--prompt", help="text put in front of every line (sentence-transformers' prompt)")
+    p.add_argument("--prompt-name", help="one of the model's prompts (config_sentence_transformers.json)")
+    p.add_argument("--normalize-embeddings", action="store_true", help="L2-normalise (after --truncate-dim)")
+    p.add_argument("--truncate-dim", type=int, help="keep the first D dimensions (Matryoshka models)")
+    p.add_argument("--max-seq-length", type=int,
+                   help="tokens per line, [CLS]/[SEP] included; longer lines are truncated (and counted)")
+    p.add_argument("--precision", choices=["float32", "int8", "uint8", "binary", "ubinary"], default="float32",
+                   help="quantise the output as sentence-transformers' encode(precision=...); int8 / uint8 need "
+                        "--ranges or --calibration")
+    p.add_argument("--ranges", help=".npy of shape (2, D): per-dimension min and max for int8 / uint8")
+    p.add_argument("--calibration", help=".npy of float embeddings (M, D) to take int8 / uint8 ranges from")
+    p.add_argument("--quantized-model", action="store_true",
+                   help="run a dynamically int8-quantised copy of the model (CPU; float output; benchmarks/README.md)")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder layers (minilm.kernels)")
+    p.add_argument("--shard", metavar="I/N", help="encode the I-th of N parts of the input into OUTPUT's part file")
+    p.add_argument("--chunk-lines", type=int, default=CHUNK_LINES,
+                   help="lines read, encoded and recorded at a time; the unit of resumption and of sharding")
+    p.add_argument("--restart", action="store_true", help="discard an interrupted run's partial output")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=cmd_encode)
+
+    p = sub.add_parser("encode-join", help="join the parts of a sharded `minilm encode` into one .npy, in input order")
+    p.add_argument("--output", required=True, help="the --output the shards were given")
+    p.add_argument("--delete-parts", action="store_true", help="remove the part files and manifests once joined")
+    p.set_defaults(run=cmd_encode_join)
+
+    p = sub.add_parser("compare", help="encode a file with minilm and with sentence-transformers and compare",
+                       description="Encode the lines of a file with minilm and with sentence-transformers (pip "
+                                   "install 'minilm[compare]') from the same model folder; print max |difference|, "
+                                   "the cosine between the two embeddings of each line, top-10 neighbour agreement "
+                                   "and, with --pairs, both Spearman correlations. Exit status 1 when max "
+                                   "|difference| exceeds --tolerance, 2 on an error.")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="local directory or hub id")
+    p.add_argument("--input", required=True, help="text file, one sentence per line (an STS file: --input-format sts)")
+    p.add_argument("--input-format", choices=["lines", "sts"], default="lines",
+                   help="sts: the sentences of both columns of an STS-benchmark file")
+    p.add_argument("--pairs", help="scored pairs: an STS-benchmark file (--pairs-format sts) or a .csv/.tsv/.jsonl "
+                                   "with columns a, b, score")
+    p.add_argument("--pairs-format", choices=["auto", "sts"], default="auto")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="largest max |difference| that passes (1e-4)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--quantized-model", action="store_true", help="minilm's side runs its int8 model")
+    p.set_defaults(run=cmd_compare)
 
     p = sub.add_parser("similarity", help="print the cosine similarity matrix of the given sentences")
     p.add_argument("--model", default=DEFAULT_MODEL, help="local directory or hub id")

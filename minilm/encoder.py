@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -11,95 +13,35 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import __version__
 from .losses.distances import cosine_similarity_matrix
 from .hub import resolve_model_dir
-from . import io
+from .encode_options import (UNSET, as_text_list, check_output_value, check_truncate_dim, deprecated_names,
+                             finish_sentences, finish_tokens, resolve_prompt)
 from .fast import make_fast
 from .fast.int8 import Int8Cache
 from .fast.unpadded import forward_unpadded, pool_unpadded
 from .fast.workers import batch_workers, default_workers
 from .io import building, check_replaceable
-from .model import POOLING_MODES, BertConfig, BertModel, pool
+from .layout import (DEFAULT_PROMPTS, LEGACY_POOLING_KEYS, ST_MODEL_TYPE, ST_NORMALIZE, ST_POOLING, ST_TRANSFORMER,
+                     check_prompts, read_model_settings, read_modules, read_st_config, tokenizer_max_length)
+from .model import POOLING_MODES, BertModel, pool
+from .progress import Progress
+from .quantization import check_precision
 from .tokenizer import TOKENIZER_FILES, WordPieceTokenizer
 from .weights import WEIGHTS_NAME, CheckpointError, config_to_dict, load_weights, read_config, save_weights
 
-PRECISIONS = ("float32", "int8")
-ST_TRANSFORMER = "sentence_transformers.models.Transformer"
-ST_POOLING = "sentence_transformers.models.Pooling"
-ST_NORMALIZE = "sentence_transformers.models.Normalize"
 # Everything save() writes: a folder holding nothing else is a saved model, which save() may replace.
-SAVED_FILES = {"modules.json", "config.json", WEIGHTS_NAME, "sentence_bert_config.json", "1_Pooling/config.json",
-               "2_Normalize", *TOKENIZER_FILES}
-# Legacy boolean pooling keys of 1_Pooling/config.json and the mode each one selects.
-LEGACY_POOLING_KEYS = {
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_max_tokens": "max",
-    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
-    "pooling_mode_weightedmean_tokens": "weightedmean",
-    "pooling_mode_lasttoken": "lasttoken",
-}
-
-
-def read_json(path: Path, kind: type = dict) -> dict | list:
-    return io.read_json(path, kind, CheckpointError)
-
-
-def read_pooling_mode(path: Path) -> str:
-    """The pooling mode in a 1_Pooling/config.json, legacy (``pooling_mode_mean_tokens``...) or new (``pooling_mode``)."""
-    raw = read_json(path)
-    if "pooling_mode" in raw:
-        modes = raw["pooling_mode"]
-        modes = [modes] if isinstance(modes, str) else modes if isinstance(modes, list) else [modes]
-    else:
-        modes = [mode for key, mode in LEGACY_POOLING_KEYS.items() if raw.get(key)]
-    if len(modes) != 1 or modes[0] not in POOLING_MODES:
-        raise CheckpointError(f"{path}: pooling mode {modes} is not supported; expected exactly one of {POOLING_MODES}")
-    return modes[0]
-
-
-def read_modules(directory: Path) -> tuple[str, bool]:
-    """(pooling mode, normalise?) from modules.json; a bare transformers checkpoint gets mean pooling, no Normalize."""
-    modules_path = directory / "modules.json"
-    if not modules_path.is_file():
-        return "mean", False
-    modules = read_json(modules_path, list)
-    pooling, normalize = None, False
-    for i, module in enumerate(modules):
-        if not (isinstance(module, dict) and isinstance(module.get("type"), str)
-                and isinstance(module.get("path", ""), str)):
-            raise CheckpointError(f"{modules_path}: entry {i} must be an object with a string 'type' and 'path', "
-                                  f"found {module!r:.80}")
-        kind = module["type"].rsplit(".", 1)[-1]
-        if kind == "Transformer":
-            if module.get("path", ""):
-                raise CheckpointError(f"{modules_path}: the transformer module must live at the top of the directory")
-        elif kind == "Pooling":
-            pooling = read_pooling_mode(directory / module.get("path", "") / "config.json")
-        elif kind == "Normalize":
-            normalize = True
-        else:
-            raise CheckpointError(f"{modules_path}: module type {module.get('type')!r} is not supported by minilm")
-    if pooling is None:
-        raise CheckpointError(f"{modules_path} lists no Pooling module")
-    return pooling, normalize
-
-
-def read_st_config(path: Path) -> tuple[int | None, bool]:
-    """(max_seq_length or None, do_lower_case) from sentence_bert_config.json, each checked and named if wrong."""
-    raw = read_json(path) if path.is_file() else {}
-    length, lower = raw.get("max_seq_length"), raw.get("do_lower_case", False)
-    if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
-        raise CheckpointError(f"{path}: max_seq_length must be a positive integer, got {length!r}")
-    if not isinstance(lower, bool):
-        raise CheckpointError(f"{path}: do_lower_case must be true or false, got {lower!r}")
-    return length, lower
+SAVED_FILES = {"modules.json", "config.json", WEIGHTS_NAME, "sentence_bert_config.json",
+               "config_sentence_transformers.json", "1_Pooling/config.json", "2_Normalize", *TOKENIZER_FILES}
 
 
 class SentenceEncoder(nn.Module):
     """BERT + pooling + optional L2 normalisation. ``bert`` is switched to the fast path in place (minilm.fast)."""
 
-    def __init__(self, bert: BertModel, tokenizer: WordPieceTokenizer, pooling: str = "mean", normalize: bool = True):
+    def __init__(self, bert: BertModel, tokenizer: WordPieceTokenizer, pooling: str = "mean", normalize: bool = True,
+                 *, prompts: dict[str, str] | None = None, default_prompt_name: str | None = None,
+                 truncate_dim: int | None = None):
         super().__init__()
         if pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
@@ -115,27 +57,49 @@ class SentenceEncoder(nn.Module):
         # Per-token work on the real tokens only (minilm.fast.unpadded); False runs the padded reference. Measured
         # faster on CPU for encoding and for training batches (benchmarks/README.md).
         self.unpadded = True
-        self._int8 = Int8Cache()  # the quantised copy of bert for encode(precision="int8"), built on first use
+        self._int8 = Int8Cache()  # the quantised copy of bert for encode(quantized_model=True), built on first use
         self._compiled = False  # compile_kernels() was called
+        # sentence-transformers' model-level settings (config_sentence_transformers.json), as its constructor takes them
+        self.prompts = {**DEFAULT_PROMPTS, **(check_prompts(prompts, "prompts") if prompts is not None else {})}
+        if default_prompt_name is not None and default_prompt_name not in self.prompts:
+            raise ValueError(f"default_prompt_name {default_prompt_name!r} is not one of the prompts "
+                             f"{sorted(self.prompts)}")
+        self.default_prompt_name = default_prompt_name
+        self.truncate_dim = truncate_dim
 
     # ------------------------------------------------------------------------------------------- loading
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path = "sentence-transformers/all-MiniLM-L6-v2", device=None, compile: bool = False
+        cls, name_or_path: str | Path = "sentence-transformers/all-MiniLM-L6-v2", device=None, compile: bool = False,
+        *, prompts: dict[str, str] | None = None, default_prompt_name: str | None = None,
+        truncate_dim: int | None = None,
     ):
-        """Load a sentence-transformers (or bare BERT) directory or hub id; ``compile=True`` calls compile_kernels()."""
+        """Load a sentence-transformers (or bare BERT) directory or hub id; ``compile=True`` calls compile_kernels().
+
+        ``prompts``, ``default_prompt_name`` and ``truncate_dim`` are sentence-transformers' constructor arguments,
+        with its meaning: they override what the folder's config_sentence_transformers.json says (a saved prompt of
+        another name is kept).
+        """
         directory = resolve_model_dir(name_or_path)
         if not (directory / "config.json").is_file():
             raise CheckpointError(f"{directory} has no config.json; it is not a BERT checkpoint")
         config = read_config(directory / "config.json")
         pooling, normalize = read_modules(directory)
+        settings = read_model_settings(directory, prompts, default_prompt_name, truncate_dim)
         max_seq_length, lower = read_st_config(directory / "sentence_bert_config.json")
-        max_seq_length = max_seq_length or _tokenizer_max_length(directory, config)
-        tokenizer = WordPieceTokenizer.from_dir(directory, max_seq_length, lower)
+        max_seq_length = max_seq_length or tokenizer_max_length(directory, config)
+        try:
+            tokenizer = WordPieceTokenizer.from_dir(directory, max_seq_length, lower)
+        except ValueError as e:
+            raise CheckpointError(f"{directory}: {e}") from None
         bert = BertModel(config)
         load_weights(bert, directory)
-        model = cls(bert, tokenizer, pooling, normalize)
+        try:
+            model = cls(bert, tokenizer, pooling, normalize, prompts=settings.prompts,
+                        default_prompt_name=settings.default_prompt_name, truncate_dim=settings.truncate_dim)
+        except ValueError as e:
+            raise CheckpointError(f"{directory}: {e}") from None
         model.eval()  # inference by default, like sentence-transformers; the trainer switches dropout on
         model = model.to(device) if device is not None else model
         if compile:
@@ -159,11 +123,45 @@ class SentenceEncoder(nn.Module):
 
     @property
     def embedding_dim(self) -> int:
+        """Width of the pooled embedding the model computes (and trains), before any truncate_dim."""
         return self.bert.config.hidden_size
+
+    def get_embedding_dimension(self) -> int:
+        """Width of what ``encode`` returns: the embedding width, or ``truncate_dim`` if that is smaller."""
+        return self.embedding_dim if self.truncate_dim is None else min(self.embedding_dim, self.truncate_dim)
 
     @property
     def max_seq_length(self) -> int:
+        """Tokens per input, [CLS] and [SEP] included. Longer inputs are cut to it silently, as sentence-transformers
+        does; ``encode(..., truncated=[])`` collects which were. Settable; saved by ``save``."""
         return self.tokenizer.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        limit = self.bert.config.max_position_embeddings
+        if not isinstance(value, bool) and isinstance(value, int) and value > limit:
+            raise ValueError(f"max_seq_length {value} exceeds max_position_embeddings {limit}")
+        self.tokenizer.max_seq_length = value
+
+    @property
+    def truncate_dim(self) -> int | None:
+        """Keep only the first ``truncate_dim`` dimensions of what ``encode`` returns (Matryoshka models); None keeps
+        all. The call's ``truncate_dim`` wins over this one; saved by ``save``."""
+        return self._truncate_dim
+
+    @truncate_dim.setter
+    def truncate_dim(self, value: int | None) -> None:
+        self._truncate_dim = check_truncate_dim(value)
+
+    @contextmanager
+    def truncate_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
+        """Within the block, ``encode`` returns embeddings truncated to ``truncate_dim`` (as sentence-transformers')."""
+        saved = self.truncate_dim
+        self.truncate_dim = truncate_dim
+        try:
+            yield
+        finally:
+            self._truncate_dim = saved
 
     @property
     def device(self) -> torch.device:
@@ -203,73 +201,148 @@ class SentenceEncoder(nn.Module):
 
     def encode(
         self,
-        sentences: str | list[str],
+        inputs: str | list[str] | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
         batch_size: int = 32,
-        normalize: bool | None = None,
-        convert_to: str = "numpy",
         show_progress_bar: bool | None = None,
-        device=None,
+        output_value: str = "sentence_embedding",
         precision: str = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device=None,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        *,
+        quantized_model: bool = False,
         workers: int | None = None,
-    ) -> np.ndarray | torch.Tensor:
-        """Embed ``sentences`` (N,) -> (N, H); a single string gives (H,). Runs without autograd, caller's order kept.
+        truncated: list[int] | None = None,
+        sentences=UNSET,
+        normalize=UNSET,
+        convert_to=UNSET,
+    ):
+        """Embed ``inputs`` without autograd, in the caller's order: sentence-transformers' ``encode``, same arguments
+        (in the same positions), same meanings, same return types.
 
-        precision="int8": dynamic int8 quantisation of the linear layers except the first two layers' feed-forward
-        down projections, which stay fp32 (see minilm.fast.int8); a cached copy, the model itself is unchanged.
+        - ``prompt`` is put in front of every input; ``prompt_name`` picks one of ``self.prompts``; with neither,
+          ``default_prompt_name``'s prompt applies. Prompt and input are truncated together to ``max_seq_length``.
+        - The pooled embedding (L2-normalised if the checkpoint has a Normalize module) is cut to ``truncate_dim``
+          (default: the model's), then L2-normalised if ``normalize_embeddings``, then quantised to ``precision``
+          (int8 / uint8 / binary / ubinary as ``minilm.quantization.quantize_embeddings``, calibrated on these
+          embeddings; float32 leaves them).
+        - Returned: an (N, D) numpy array; with ``convert_to_tensor`` one tensor; with ``convert_to_numpy=False`` a
+          list of N row tensors; a single string gives one row. ``output_value="token_embeddings"`` gives a list of
+          (tokens, H) tensors, one per input, [CLS] and [SEP] included (no truncate_dim, no normalisation).
+          An empty list gives an (0, D) array or tensor (sentence-transformers gives an empty 1-D array).
+        - ``show_progress_bar`` defaults to on for more than 8 batches on a terminal (a line on stderr).
+        - Inputs longer than ``max_seq_length`` tokens are cut silently, as in sentence-transformers; pass a list as
+          ``truncated`` and the positions of the inputs that were cut are appended to it.
 
-        workers: batches in flight at once on CPU, each on its share of torch's threads (default: 2 when torch has
-        2+ threads and the model is not compiled, else 1; see minilm.fast.workers). The embeddings are the same and
-        the caller's autocast setting applies in every worker. While encode runs, torch's intra-op thread count is
-        lowered to the per-worker share (restored afterwards), which other threads of the process also see: pass
-        workers=1 to opt out.
+        minilm's own options: ``quantized_model=True`` runs a dynamically int8-quantised copy of the model (CPU;
+        minilm.fast.int8) and still returns float embeddings; it is not ``precision``, which quantises the output.
+        ``workers``: batches in flight at once on CPU, each on its share of torch's threads (default: 2 when torch has
+        2+ threads and the model is not compiled, else 1; see minilm.fast.workers); the embeddings are the same, and
+        the caller's autocast applies in every worker. While encode runs, torch's intra-op thread count is lowered to
+        the per-worker share (restored afterwards), which other threads of the process also see: pass workers=1 to
+        opt out. ``sentences``, ``normalize`` and ``convert_to`` are minilm's former names, deprecated.
         """
-        if convert_to not in ("numpy", "torch"):
-            raise ValueError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        inputs, normalize_embeddings, convert_to_numpy, convert_to_tensor, skip_normalize = deprecated_names(
+            inputs, sentences, normalize, convert_to, normalize_embeddings, convert_to_numpy, convert_to_tensor)
+        tokens = check_output_value(output_value) == "token_embeddings"
+        check_precision(precision)
+        truncate_dim = self.truncate_dim if truncate_dim is None else check_truncate_dim(truncate_dim)
+        if isinstance(device, (list, tuple)):
+            raise ValueError("device: a list of devices (multi-process encoding) is not supported; encode a file over "
+                             "several processes with `minilm encode --shard i/n`")
+        single = isinstance(inputs, str)
+        texts = as_text_list(inputs)
+        prompt = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
+        if prompt:
+            texts = [prompt + text for text in texts]
+        if device is not None and torch.device(device) != self.device:
+            self.to(device)
+
+        ids = self.tokenizer.encode_ids(texts, truncated)
+        bert = self._int8.get(self.bert) if quantized_model else self.bert
+        normalize = False if skip_normalize else None
+
+        def run(bert, **features):
+            if tokens:
+                return self._tokens_of(bert, **features)
+            return self._embed_with(bert, **features, normalize=normalize)
+
+        rows = self._run_batches(run, bert, ids, batch_size, show_progress_bar, workers)
+        if tokens:
+            return finish_tokens([row.to(self.device) for row in rows], precision, single)
+        emb = torch.stack(rows) if rows else torch.zeros(0, self.embedding_dim)  # (N, H) float32, CPU
+        return finish_sentences(emb.to(self.device), truncate_dim, normalize_embeddings, precision, convert_to_numpy,
+                                convert_to_tensor, single)
+
+    def encode_query(self, inputs=None, prompt_name: str | None = None, prompt: str | None = None, *args, **kwargs):
+        """``encode`` with the "query" prompt unless a prompt or prompt name is given (sentence-transformers')."""
+        if prompt_name is None and prompt is None and "query" in self.prompts:
+            prompt_name = "query"
+        return self.encode(inputs, prompt_name, prompt, *args, **kwargs)
+
+    def encode_document(self, inputs=None, prompt_name: str | None = None, prompt: str | None = None, *args,
+                        **kwargs):
+        """``encode`` with the first of the "document", "passage", "corpus" prompts the model has, unless a prompt or
+        prompt name is given (sentence-transformers')."""
+        if prompt_name is None and prompt is None:
+            prompt_name = next((name for name in ("document", "passage", "corpus") if name in self.prompts), None)
+        return self.encode(inputs, prompt_name, prompt, *args, **kwargs)
+
+    def _tokens_of(self, bert: nn.Module, input_ids, attention_mask, token_type_ids=None) -> list[torch.Tensor]:
+        """Last hidden state of each sequence at its real tokens: B tensors (length_i, H)."""
+        if self.unpadded:
+            hidden, batch = forward_unpadded(bert, input_ids, attention_mask, token_type_ids)  # (N, H)
+            grid = batch.pad(hidden)  # (B, T, H)
+        else:
+            grid = bert(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+        return [grid[i, :n] for i, n in enumerate(attention_mask.sum(1).tolist())]
+
+    def _run_batches(self, run, bert: nn.Module, ids: list[list[int]], batch_size: int, show_progress_bar,
+                     workers: int | None) -> list:
+        """``run(bert, **features)`` over length-sorted batches of ``ids``; one result per input, in input order,
+        float32 on CPU (a row tensor, or whatever ``run`` returns per sequence)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
-        single = isinstance(sentences, str)
-        texts = [sentences] if single else sentences
-        if device is not None and torch.device(device) != self.device:
-            self.to(device)
-        bert = self.bert if precision == "float32" else self._int8.get(self.bert)
-        ids = self.tokenizer.encode_ids(texts)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first: little padding per batch
-        out = torch.empty((len(ids), self.embedding_dim), dtype=torch.float32)
-        if show_progress_bar is None:
-            show_progress_bar = len(ids) > 8 * batch_size and sys.stderr.isatty()
         batches = [order[start: start + batch_size] for start in range(0, len(ids), batch_size)]
+        if show_progress_bar is None:
+            show_progress_bar = len(batches) > 8 and sys.stderr.isatty()
+        progress = Progress(len(ids), "texts") if show_progress_bar else None
         if workers is None:
             workers = default_workers(self.device, self._compiled)
         kind = self.device.type
         autocast = torch.is_autocast_enabled(kind)  # like inference mode, autocast is per thread: carried over
         autocast_dtype = torch.get_autocast_dtype(kind) if autocast else None
 
-        def embed_batch(rows: list[int]) -> tuple[list[int], torch.Tensor]:
+        def one_batch(rows: list[int]) -> tuple[list[int], object]:
             with torch.inference_mode(), torch.autocast(kind, dtype=autocast_dtype, enabled=autocast):
                 features = {k: v.to(self.device) for k, v in self.tokenizer.pad([ids[i] for i in rows]).items()}
-                return rows, self._embed_with(bert, **features, normalize=normalize).float().cpu()
+                out = run(bert, **features)  # (B, H) tensor or B tensors
+                return rows, out.float().cpu() if isinstance(out, torch.Tensor) else [x.float().cpu() for x in out]
 
+        out: list = [None] * len(ids)
         was_training = self.training
         self.eval()
         try:
-            with batch_workers(min(workers, len(batches))) as run:
+            with batch_workers(min(workers, len(batches))) as mapped:
                 done = 0
-                for rows, emb in run(embed_batch, batches):
-                    out[rows] = emb
+                for rows, results in mapped(one_batch, batches):
+                    for i, x in zip(rows, results):
+                        out[i] = x
                     done += len(rows)
-                    if show_progress_bar:
-                        print(f"\rencode {done}/{len(ids)}", end="", file=sys.stderr)
+                    if progress:
+                        progress.update(done)
         finally:
             self.train(was_training)
-            if show_progress_bar:
-                print(file=sys.stderr)
-        if single:
-            out = out[0]
-        return out.numpy() if convert_to == "numpy" else out
+            if progress:
+                progress.close()
+        return out
 
     @staticmethod
     def similarity(a, b):
@@ -314,16 +387,13 @@ class SentenceEncoder(nn.Module):
         for name, content in self.tokenizer.files.items():
             (directory / name).write_bytes(content)
         write_json("sentence_bert_config.json", {"max_seq_length": self.max_seq_length, "do_lower_case": False})
+        settings = {"__version__": {"minilm": __version__, "pytorch": torch.__version__}, "model_type": ST_MODEL_TYPE,
+                    "prompts": self.prompts, "default_prompt_name": self.default_prompt_name,
+                    "similarity_fn_name": "cosine"}  # what similarity() computes
+        if self.truncate_dim is not None:
+            settings["truncate_dim"] = self.truncate_dim
+        write_json("config_sentence_transformers.json", settings)
         pooling = {"word_embedding_dimension": self.embedding_dim}
         pooling.update({key: mode == self.pooling for key, mode in LEGACY_POOLING_KEYS.items()})
         write_json("1_Pooling/config.json", pooling)
 
-
-def _tokenizer_max_length(directory: Path, config: BertConfig) -> int:
-    """Without sentence_bert_config.json: the tokenizer's model_max_length, capped by the position table."""
-    settings_path = directory / "tokenizer_config.json"
-    settings = read_json(settings_path) if settings_path.is_file() else {}
-    limit = settings.get("model_max_length", config.max_position_embeddings)
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 1:
-        raise CheckpointError(f"{settings_path}: model_max_length must be a positive number, got {limit!r}")
-    return int(min(limit, config.max_position_embeddings))

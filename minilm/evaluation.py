@@ -202,7 +202,7 @@ def evaluate_triplets(
     check_nonempty_texts(positives, "positives", len(anchors), "anchors")
     check_nonempty_texts(negatives, "negatives", len(anchors), "anchors")
     texts = (anchors, positives, negatives)
-    a, p, n = (model.encode(list(t), batch_size=batch_size, convert_to="numpy") for t in texts)
+    a, p, n = (model.encode(list(t), batch_size=batch_size) for t in texts)
     return {"cosine_accuracy": triplet_accuracy(a, p, n)}
 
 
@@ -214,8 +214,8 @@ def evaluate_similarity(
     check_nonempty_texts(sentences2, "sentences2", len(sentences1), "sentences1")
     if len(scores) != len(sentences1):
         raise ValueError(f"scores has {len(scores)} items but sentences1 has {len(sentences1)}")
-    e1 = model.encode(list(sentences1), batch_size=batch_size, convert_to="numpy")
-    e2 = model.encode(list(sentences2), batch_size=batch_size, convert_to="numpy")
+    e1 = model.encode(list(sentences1), batch_size=batch_size)
+    e2 = model.encode(list(sentences2), batch_size=batch_size)
     return similarity_correlations(e1, e2, scores)
 
 
@@ -249,7 +249,7 @@ def evaluate_retrieval(
     order = sorted(range(len(corpus_ids)), key=corpus_ids.__getitem__)  # rows by ascending corpus id
     tie_rank = np.empty(len(order), dtype=np.int64)
     tie_rank[order] = np.arange(len(order))
-    q_emb = model.encode([queries[q] for q in query_ids], batch_size=batch_size, convert_to="torch")
-    c_emb = model.encode([corpus[c] for c in corpus_ids], batch_size=batch_size, convert_to="torch")
+    q_emb = model.encode([queries[q] for q in query_ids], batch_size=batch_size, convert_to_tensor=True)
+    c_emb = model.encode([corpus[c] for c in corpus_ids], batch_size=batch_size, convert_to_tensor=True)
     rel_rows = [{row_of[cid] for cid in relevant[q]} for q in query_ids]
     return retrieval_metrics(q_emb, c_emb, rel_rows, tie_rank=tie_rank)

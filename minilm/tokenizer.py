@@ -23,11 +23,24 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 class WordPieceTokenizer:
     def __init__(self, tokenizer: Tokenizer, max_seq_length: int, files: dict[str, bytes] | None = None):
         tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length=max_seq_length)
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
         self.files = files or {}
         self.pad_id = tokenizer.token_to_id("[PAD]") or 0
+
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens per sequence, [CLS] and [SEP] included; longer texts are cut to it silently, as in
+        sentence-transformers (``encode_ids(..., truncated=...)`` reports which were)."""
+        return self._max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        # Below 2 the tokenizers library ignores the limit altogether: [CLS] and [SEP] alone take two tokens.
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(f"max_seq_length must be an integer >= 2 ([CLS] and [SEP] take two tokens), got {value!r}")
+        self.tokenizer.enable_truncation(max_length=value)
+        self._max_seq_length = value
 
     @classmethod
     def from_dir(cls, directory: Path, max_seq_length: int, do_lower_case: bool = False) -> "WordPieceTokenizer":
@@ -57,11 +70,12 @@ class WordPieceTokenizer:
                 tokenizer.normalizer = normalizers.Sequence([normalizers.Lowercase(), *steps])
         return cls(tokenizer, max_seq_length, files)
 
-    def encode_ids(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each text, with [CLS]/[SEP] and truncated to max_seq_length; no padding."""
+    def encode_ids(self, texts: list[str], truncated: list[int] | None = None) -> list[list[int]]:
+        """Token ids of each text, with [CLS]/[SEP] and truncated to max_seq_length; no padding. The positions of the
+        texts that were cut are appended to ``truncated`` when it is given."""
         check_texts(texts)
         try:
-            return [e.ids for e in self.tokenizer.encode_batch(texts)]
+            encodings = self.tokenizer.encode_batch(texts)
         except TypeError:  # the tokenizers library's message for a lone surrogate names neither the text nor why
             for i, text in enumerate(texts):
                 try:
@@ -70,6 +84,9 @@ class WordPieceTokenizer:
                     raise ValueError(f"texts[{i}] is not valid Unicode text: {e.reason} at character {e.start} "
                                      f"({text[e.start]!r})") from None
             raise
+        if truncated is not None:
+            truncated.extend(i for i, e in enumerate(encodings) if e.overflowing)
+        return [e.ids for e in encodings]
 
     def pad(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
         """Right-pad to the longest sequence: input_ids, attention_mask, token_type_ids, each (B, T) int64."""

@@ -39,14 +39,15 @@ def test_bad_model_and_missing_input_are_one_line_errors(tmp_path):
     assert result.returncode != 0 and "missing.txt does not exist" in result.stderr
 
 
-def test_encode_int8_flag(minilm_dir, tmp_path):
-    """--precision int8 reaches encode(precision="int8"): close to fp32 (cosine > 0.95; ~0.97 measured)."""
+def test_encode_quantized_model_flag(minilm_dir, tmp_path):
+    """--quantized-model reaches encode(quantized_model=True): float output close to fp32 (cosine > 0.95; ~0.97
+    measured)."""
     (tmp_path / "in.txt").write_text("a cat sits on the mat\nstock markets fell sharply\n", encoding="utf-8")
     outs = {}
-    for precision in ("float32", "int8"):
-        outs[precision] = tmp_path / f"{precision}.npy"
+    for name, flags in (("float32", []), ("int8", ["--quantized-model"])):
+        outs[name] = tmp_path / f"{name}.npy"
         result = run("encode", "--model", str(minilm_dir), "--input", str(tmp_path / "in.txt"),
-                     "--output", str(outs[precision]), "--precision", precision)
+                     "--output", str(outs[name]), *flags)
         assert result.returncode == 0, result.stderr
     a, b = np.load(outs["float32"]), np.load(outs["int8"])
     assert not np.array_equal(a, b) and ((a * b).sum(1) > 0.95).all()

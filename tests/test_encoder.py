@@ -73,7 +73,7 @@ def test_single_string_empty_list_and_empty_string(ours, theirs):
 
 
 def test_non_string_element_names_its_index(ours):
-    with pytest.raises(TypeError, match=r"texts\[2\]"):
+    with pytest.raises(TypeError, match=r"inputs\[2\]"):
         ours.encode(["a", "b", 3])
     with pytest.raises(TypeError, match="list of strings"):
         ours.tokenize("not a list")
@@ -83,15 +83,19 @@ def test_forward_has_autograd_and_equals_encode(ours):
     texts = ["first sentence", "a second, longer sentence here"]
     emb = ours.embed(texts)
     assert emb.requires_grad and emb.shape == (2, 384)
-    assert torch.allclose(emb.detach(), ours.encode(texts, convert_to="torch"), atol=1e-6)
+    assert torch.allclose(emb.detach(), ours.encode(texts, convert_to_tensor=True), atol=1e-6)
     emb.sum().backward()
     assert ours.bert.embeddings.word.weight.grad is not None
     ours.zero_grad(set_to_none=True)
 
 
-def test_normalize_override_and_similarity(ours, theirs):
+def test_normalize_switched_off_and_similarity(ours, theirs):
     texts = ["a cat sits", "a dog runs", "markets fell"]
-    raw = ours.encode(texts, normalize=False)
+    ours.normalize = False  # the checkpoint's Normalize module off
+    try:
+        raw = ours.encode(texts)
+    finally:
+        ours.normalize = True
     with torch.no_grad():  # their Transformer + Pooling modules only, skipping Normalize
         ref = theirs[1](theirs[0](theirs.preprocess(texts)))["sentence_embedding"].numpy()
     assert np.abs(raw - ref).max() <= 1e-5

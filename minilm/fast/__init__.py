@@ -3,13 +3,13 @@
 - ``unpadded.py``: run a ``BertModel``'s own submodules on the real tokens only (``forward_unpadded``,
   ``pool_unpadded``); attention pads per group of similar-length sequences.
 - ``dropout.py``: cheap CPU dropout masks, swapped in for the model's ``nn.Dropout`` modules.
-- ``int8.py``: a dynamically int8-quantised copy of the model for ``encode(precision="int8")``.
+- ``int8.py``: a dynamically int8-quantised copy of the model for ``encode(quantized_model=True)``.
 - ``workers.py``: encode batches two at a time on CPU, one core each.
 - compiled layers are in ``kernels/layer.py`` (``minilm.kernels.layer``), off by default.
 
 ``SentenceEncoder`` switches the model to the fast path by default: ``make_fast(bert)`` when built, its forward
 through ``forward_unpadded`` while ``encoder.unpadded`` is true, and ``encode(workers=...)`` defaulting to 2 on CPU.
-int8 (``encode(precision="int8")``) and compiled layers (``compile_kernels()``) are opt-in. Every piece has a test
+int8 (``encode(quantized_model=True)``) and compiled layers (``compile_kernels()``) are opt-in. Every piece has a test
 against the plain model path.
 """
 

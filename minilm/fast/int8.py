@@ -1,4 +1,4 @@
-"""A dynamically int8-quantised copy of a ``BertModel``, for ``SentenceEncoder.encode(precision="int8")`` on CPU.
+"""A dynamically int8-quantised copy of a ``BertModel``, for ``SentenceEncoder.encode(quantized_model=True)`` on CPU.
 
 Dynamic quantisation stores each linear's weights in int8 and quantises its input per batch, with one scale for the
 whole activation tensor. The model itself is left unchanged; the copy is cached and rebuilt when a weight changes.
@@ -49,7 +49,7 @@ class Int8Cache:
     def get(self, bert: BertModel) -> nn.Module:
         device = next(bert.parameters()).device
         if device.type != "cpu":
-            raise ValueError(f"precision='int8' runs on CPU only; the model is on {device}")
+            raise ValueError(f"quantized_model=True runs on CPU only; the model is on {device}")
         key = tuple((p.data_ptr(), p._version) for p in bert.parameters())
         if self.model is None or self.key != key:
             self.key, self.model = key, quantize_int8(bert)

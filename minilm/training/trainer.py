@@ -236,7 +236,7 @@ class Trainer:
         """Before anything is saved: the model's embeddings of a few training texts must be finite. Weights can all be
         finite and still overflow in the forward pass (huge after one step of a far too high learning rate)."""
         texts = [column[0] for column in self.data.columns]
-        embeddings = self.model.encode(texts, convert_to="torch", workers=1)
+        embeddings = self.model.encode(texts, convert_to_tensor=True, workers=1)
         if not bool(torch.isfinite(embeddings).all()):
             raise TrainingDiverged(
                 f"after step {self.step} (epoch {self.epoch}) the weights are finite but the model's embeddings are "
