@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import CHUNK_LINES
+from .extras import MissingExtra
 from .hub import DEFAULT_MODEL
 from .training.trainer import TrainingDiverged
 
@@ -129,6 +130,14 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from .training.plots import plot_run
+
+    for path in plot_run(args.run_dir, args.output):
+        print(path)
+    return 0
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with its usage errors on one line like every other error (exit status 2)."""
 
@@ -242,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which column plays which role (default: columns named anchor/positive/negative or a/b/score)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("plot", help="PNG charts of a training run: loss, learning rate, gradient norm, eval metrics",
+                       description="Read RUN_DIR/log.jsonl (the output directory of minilm train) and write one PNG "
+                                   "per series. Needs matplotlib: pip install 'minilm[plot]'.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="output directory of minilm train")
+    p.add_argument("--output", help="where to write the PNGs (default RUN_DIR/plots)")
+    p.set_defaults(run=cmd_plot)
     return parser
 
 
@@ -255,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (OSError, ValueError, TypeError, TrainingDiverged) as e:  # bad model, file or input; a diverged run
+    except (OSError, ValueError, TypeError, TrainingDiverged, MissingExtra) as e:
+        # a bad model, file or input; a diverged run; an optional package not installed
         print(f"minilm {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

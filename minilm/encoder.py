@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import __version__
+from .card import CARD_NAME, TrainingCard, write_card
 from .losses.distances import cosine_similarity_matrix
 from .hub import resolve_model_dir
 from .encode_options import (UNSET, as_text_list, check_output_value, check_truncate_dim, deprecated_names,
@@ -32,8 +33,10 @@ from .tokenizer import TOKENIZER_FILES, WordPieceTokenizer
 from .weights import WEIGHTS_NAME, CheckpointError, config_to_dict, load_weights, read_config, save_weights
 
 # Everything save() writes: a folder holding nothing else is a saved model, which save() may replace.
+# README.md is among them because a card minilm did not write is carried over into the new folder (minilm/card/).
 SAVED_FILES = {"modules.json", "config.json", WEIGHTS_NAME, "sentence_bert_config.json",
-               "config_sentence_transformers.json", "1_Pooling/config.json", "2_Normalize", *TOKENIZER_FILES}
+               "config_sentence_transformers.json", "1_Pooling/config.json", "2_Normalize", "README.md",
+               *TOKENIZER_FILES}
 
 
 class SentenceEncoder(nn.Module):
@@ -357,17 +360,21 @@ class SentenceEncoder(nn.Module):
 
     # ------------------------------------------------------------------------------------------- saving
 
-    def save(self, path: str | Path, overwrite: bool = False) -> None:
+    def save(self, path: str | Path, overwrite: bool = False, card: TrainingCard | None = None) -> None:
         """Write the sentence-transformers layout, built beside ``path`` and swapped into place in one step: a failure
         or a kill leaves what was there or the new model, never neither. Permissions follow the umask.
 
         ``path`` may be missing, an empty folder or a model saved before; a file, or a folder holding anything minilm
         does not write, is refused unless ``overwrite=True`` (the working directory always is).
+
+        README.md is minilm's model card (minilm/card/): the trainer passes ``card`` to describe the training; an
+        untrained model gets the model's part only. A README.md already at ``path`` that minilm did not write is kept.
         """
         path = Path(path)
         check_replaceable(path, SAVED_FILES, overwrite, "a model")
         with building(path) as tmp:
             self._write(tmp)
+            write_card(self, tmp, card, previous=path / CARD_NAME)
 
     def _write(self, directory: Path) -> None:
         def write_json(name: str, obj) -> None:

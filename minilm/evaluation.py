@@ -29,6 +29,12 @@ TASKS: dict[str, Needs] = {
     "similarity": Needs("scores", 2),  # (a, b, gold score)
     "retrieval": Needs("columns", 2),  # (query, relevant document)
 }
+# The keys of each task's result, so a recipe's [train] metric_for_best is checked before any model loads.
+METRICS: dict[str, tuple[str, ...]] = {
+    "triplet": ("cosine_accuracy",),
+    "similarity": ("pearson", "spearman"),
+    "retrieval": ("mrr@10", "ndcg@10", "recall@1", "recall@5", "recall@10", "map@100"),
+}
 
 Array = np.ndarray | torch.Tensor
 

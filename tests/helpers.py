@@ -76,16 +76,28 @@ name = "mnrl"
 [train]
 batch_size = 8
 max_steps = {steps}
-save_steps = 2
-keep_checkpoints = 5
+{train}
+"""
+TINY_EVAL = """[eval]
+task = "triplet"
+data = "{data}"
+roles = {{ anchor = "anchor", positive = "positive", negative = "negative" }}
 """
 
 
-def write_tiny_recipe(directory: Path, base: Path, steps: int = 6, rows: int = 40) -> Path:
-    """A recipe training ``base`` with MNRL on ``rows`` made-up pairs for ``steps`` steps, checkpointing every 2."""
+def write_tiny_recipe(directory: Path, base: Path, steps: int = 6, rows: int = 40,
+                      train: str = "save_steps = 2\nkeep_checkpoints = 5", evaluate: bool = False) -> Path:
+    """A recipe training ``base`` with MNRL on ``rows`` made-up pairs for ``steps`` steps; ``train`` is the rest of
+    its [train] table (by default: checkpoint every 2 steps); ``evaluate`` adds a 12-triplet evaluation."""
     data = directory / "pairs.csv"
     lines = [f"question number {i} about topic {i % 7},answer {i} explains topic {i % 7} in words" for i in range(rows)]
     data.write_text("anchor,positive\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    text = TINY_RECIPE.format(base=base, data=data, steps=steps, train=train)
+    if evaluate:
+        triplets = directory / "triplets.csv"
+        lines = [f"topic {i},answer about topic {i},unrelated note {i + 3}" for i in range(12)]
+        triplets.write_text("anchor,positive,negative\n" + "\n".join(lines) + "\n", encoding="utf-8")
+        text += TINY_EVAL.format(data=triplets)
     path = directory / "tiny.toml"
-    path.write_text(TINY_RECIPE.format(base=base, data=data, steps=steps), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path

@@ -307,3 +307,19 @@ def test_bad_input_names_the_argument():
         evaluate_retrieval(model, {"q": "a"}, {"c": "b"}, {"q": set()})
     with pytest.raises(ValueError, match="corpus"):
         evaluate_retrieval(model, {"q": "a"}, {}, {"q": {"c"}})
+
+
+def test_metrics_table_names_what_each_evaluator_returns():
+    """recipe.py checks [train] metric_for_best against METRICS before any model loads; it must be the real keys."""
+    from minilm.evaluation import METRICS, TASKS
+
+    rng = np.random.default_rng(0)
+    model = TableModel({t: rng.standard_normal(8).astype(np.float32) for t in "abcd"})
+    got = {
+        "triplet": evaluate_triplets(model, ["a", "b"], ["b", "c"], ["c", "d"]),
+        "similarity": evaluate_similarity(model, ["a", "b", "c"], ["b", "c", "d"], [1.0, 2.0, 0.5]),
+        "retrieval": evaluate_retrieval(model, {"q": "a"}, {"x": "b", "y": "c"}, {"q": {"x"}}),
+    }
+    assert set(METRICS) == set(TASKS) == set(got)
+    for task, result in got.items():
+        assert list(result) == list(METRICS[task]), task

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from minilm import cli
-from minilm.training.recipe import RecipeError, load_recipe
+from minilm.training.recipe import RecipeError, load_recipe, make_quick
 from minilm.training.trainer import checkpoints
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -98,11 +98,11 @@ def test_train_schema_is_train_config():
     from dataclasses import fields
 
     from minilm.training.recipe import REQUIRED, SCHEMA
-    from minilm.training.config import TrainConfig
+    from minilm.training.config import TrainConfig, default_of
 
     assert list(SCHEMA["train"]) == [f.name for f in fields(TrainConfig)]
     for f in fields(TrainConfig):
-        assert SCHEMA["train"][f.name][1] == (REQUIRED if f.name == "batch_size" else f.default), f.name
+        assert SCHEMA["train"][f.name][1] == (REQUIRED if f.name == "batch_size" else default_of(f)), f.name
 
 
 # ------------------------------------------------------------------------------------------- the loss vs the recipe
@@ -216,3 +216,42 @@ def test_a_relative_model_base_is_the_recipes_not_the_working_directorys(tmp_pat
     assert load_recipe(path).model["base"] == str(recipe_dir / "models" / "mine")
     assert load_recipe(path, ['model.base="nowhere/at-all"']).model["base"] == "nowhere/at-all"  # a hub id
     assert load_recipe(path, [f'model.base="{elsewhere}"']).model["base"] == str(elsewhere)
+
+
+EVAL = GOOD + """[eval]
+task = "triplet"
+data = "t.csv"
+roles = { anchor = "anchor", positive = "positive", negative = "negative" }
+"""
+
+
+@pytest.mark.parametrize("train, message", [
+    ("metric_for_best = 'spearman'", r"\[train\] metric_for_best must be a metric of the \[eval\] task 'triplet': "
+                                     r"one of \['cosine_accuracy'\], got 'spearman'"),
+    ("load_best_at_end = true\neval_steps = 1", r"\[train\] load_best_at_end needs metric_for_best"),
+    ("metric_for_best = 'cosine_accuracy'\nearly_stopping_patience = 2",
+     r"\[train\] early_stopping_patience needs eval_steps > 0"),
+    ("metric_for_best = 'cosine_accuracy'\nearly_stopping_patience = -1", r"early_stopping_patience must be >= 0"),
+    ("greater_is_better = 1", r"\[train\] greater_is_better must be bool, got int"),
+    ("report_to = ['jsonl', 'wandb']", r"\[train\] report_to: unknown \['wandb'\]; known: \['jsonl', 'tensorboard'\]"),
+    ("report_to = ['tensorboard']", r"\[train\] report_to must include \"jsonl\""),
+    ("report_to = 'jsonl'", r"\[train\] report_to must be list, got str"),
+])
+def test_best_model_settings_are_checked_before_any_model_loads(tmp_path, monkeypatch, train, message):
+    from minilm.encoder import SentenceEncoder
+
+    monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
+    (tmp_path / "t.csv").write_text("anchor,positive,negative\nq,a,n\n", encoding="utf-8")
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(write(tmp_path, EVAL.replace("batch_size = 2", "batch_size = 2\n" + train)))
+
+
+def test_metric_for_best_needs_an_eval_section_and_quick_runs_switch_it_off(tmp_path):
+    with pytest.raises(RecipeError, match=r"metric_for_best = 'cosine_accuracy' needs an \[eval\] section"):
+        load_recipe(write(tmp_path, GOOD.replace("batch_size = 2", "batch_size = 2\nmetric_for_best = "
+                                                                   "'cosine_accuracy'")))
+    (tmp_path / "t.csv").write_text("anchor,positive,negative\nq,a,n\n", encoding="utf-8")
+    best = "metric_for_best = 'cosine_accuracy'\neval_steps = 5\nload_best_at_end = true\nearly_stopping_patience = 3"
+    recipe = make_quick(load_recipe(write(tmp_path, EVAL.replace("batch_size = 2", "batch_size = 2\n" + best))))
+    assert (recipe.train["eval_steps"], recipe.train["load_best_at_end"], recipe.train["early_stopping_patience"]) \
+        == (0, False, 0)

@@ -6,7 +6,7 @@ Kept apart from trainer.py so that checking a recipe does not import the trainer
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 
 
 @dataclass
@@ -29,6 +29,11 @@ class TrainConfig:
     gather_across_devices: bool = False  # under torchrun: the loss sees every rank's rows (docs/distributed.md)
     distributed_timeout_s: float = 1800.0  # under torchrun: a rank waiting this long for the others fails the job
     compile: bool = False  # torch.compile the layers, AdamW step and MNRL (minilm.kernels); see benchmarks/README.md
+    metric_for_best: str = ""  # a key of the evaluation result (e.g. "cosine_accuracy"): what makes a model the best
+    greater_is_better: bool = True  # for metric_for_best
+    load_best_at_end: bool = False  # final/ is the best evaluated model, not the last (needs metric_for_best, eval_steps)
+    early_stopping_patience: int = 0  # > 0: stop after this many evaluations without improvement of metric_for_best
+    report_to: list = field(default_factory=lambda: ["jsonl"])  # "jsonl" (always: log.jsonl), "tensorboard"
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -39,6 +44,27 @@ class TrainConfig:
 def train_schema(required: object) -> dict[str, tuple]:
     """Recipe ``[train]`` keys -> (type, default), from TrainConfig; batch_size is ``required``."""
     hints = typing.get_type_hints(TrainConfig)
-    schema = {f.name: (hints[f.name], f.default) for f in fields(TrainConfig)}
+    schema = {f.name: (hints[f.name], default_of(f)) for f in fields(TrainConfig)}
     schema["batch_size"] = (int, required)
     return schema
+
+
+def default_of(f) -> object:
+    """A TrainConfig field's default value (a fresh one for mutable defaults such as ``report_to``)."""
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def non_defaults(config: TrainConfig) -> dict:
+    """The settings of ``config`` that differ from TrainConfig's defaults, in field order."""
+    return {f.name: getattr(config, f.name) for f in fields(TrainConfig) if getattr(config, f.name) != default_of(f)}
+
+
+def check_best_settings(config: TrainConfig) -> None:
+    """metric_for_best, load_best_at_end and early_stopping_patience fit together; a ValueError names the key."""
+    if config.early_stopping_patience < 0:
+        raise ValueError(f"early_stopping_patience must be >= 0, got {config.early_stopping_patience}")
+    users = [key for key in ("load_best_at_end", "early_stopping_patience") if getattr(config, key)]
+    if users and not config.metric_for_best:
+        raise ValueError(f"{users[0]} needs metric_for_best (a metric of the evaluation, e.g. 'cosine_accuracy')")
+    if users and not config.eval_steps:
+        raise ValueError(f"{users[0]} needs eval_steps > 0 (evaluations during training)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from minilm.io import read_text, split_lines
 from minilm.losses.inputs import KINDS
 
-__all__ = ["Dataset", "read_rows", "to_roles", "read_sts"]
+__all__ = ["Dataset", "read_rows", "to_roles", "role_columns", "read_sts"]
 
 _INT = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -286,6 +286,20 @@ def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str):
     if kind == "teacher_embeddings":
         return _text_columns(ds, roles["text"]) + [_vectors(ds, roles["teacher"])]
     return _texts(ds, roles["a"]), _texts(ds, roles["b"]), _scores(ds, roles["score"])
+
+
+def role_columns(roles: dict[str, str | list[str]], kind: str) -> list[str]:
+    """The file's column names behind each value ``to_roles`` returns, in its order (a teacher given as several
+    columns is one value: its names joined)."""
+    def names(role: str) -> list[str]:
+        value = roles.get(role, [])
+        return [value] if isinstance(value, str) else list(value)
+
+    order = {"columns": ["anchor", "positive", "negative"], "labels": ["text", "label"],
+             "pair_labels": ["a", "b", "label"], "teacher_scores": ["anchor", "positive", "negative"],
+             "teacher_embeddings": ["text"], "scores": ["a", "b", "score"]}[kind]
+    columns = [name for role in order for name in names(role)]
+    return columns + ([", ".join(names("teacher"))] if kind.startswith("teacher_") else [])
 
 
 def read_sts(path: str | Path) -> tuple[list[str], list[str], list[float]]:

@@ -13,11 +13,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from minilm.evaluation import TASKS
+from minilm.evaluation import METRICS, TASKS
 from minilm.hub import looks_like_path
 from minilm.losses.inputs import KINDS, Needs
-from minilm.training.config import train_schema
+from minilm.training.config import TrainConfig, check_best_settings, train_schema
 from minilm.training.registry import UnknownLossSettings, check_loss_kwargs, is_module_loss, loss_needs, resolve_loss
+from minilm.training.reporting import check_report_to
 
 REQUIRED = object()
 
@@ -87,7 +88,8 @@ class Recipe:
 def make_quick(recipe: Recipe) -> Recipe:
     """A smoke-test version of ``recipe``: two small steps and a small evaluation, everything else unchanged."""
     t = recipe.train
-    t.update(max_steps=2, batch_size=min(t["batch_size"], 16), save_steps=0, eval_steps=0)
+    t.update(max_steps=2, batch_size=min(t["batch_size"], 16), save_steps=0, eval_steps=0, load_best_at_end=False,
+             early_stopping_patience=0)
     if t["mini_batch_size"]:
         t["mini_batch_size"] = min(t["mini_batch_size"], 8)
     if recipe.eval is not None:
@@ -277,6 +279,24 @@ def _check_values(r: Recipe) -> None:
         e["data"] = _check_path(where, e["data"], "[eval] data")
         _check_columns(where, "eval", e)
         _check_roles(where, "eval", e, TASKS[e["task"]], f"task {e['task']!r}")
+    _check_best(r)
+
+
+def _check_best(r: Recipe) -> None:
+    """metric_for_best names a metric of the [eval] task; what uses it has the evaluations it needs; report_to."""
+    where, t = r.path, r.train
+    if t["metric_for_best"]:
+        if r.eval is None:
+            raise RecipeError(f"{where}: [train] metric_for_best = {t['metric_for_best']!r} needs an [eval] section")
+        known = METRICS[r.eval["task"]]
+        if t["metric_for_best"] not in known:
+            raise RecipeError(f"{where}: [train] metric_for_best must be a metric of the [eval] task "
+                              f"{r.eval['task']!r}: one of {list(known)}, got {t['metric_for_best']!r}")
+    try:
+        check_best_settings(TrainConfig.from_dict(t))
+        check_report_to(t["report_to"])
+    except ValueError as e:
+        raise RecipeError(f"{where}: [train] {e}") from None
 
 
 def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str) -> None:

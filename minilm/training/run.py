@@ -5,13 +5,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from minilm.card import TrainingCard
 from minilm.evaluation import TASKS, evaluate_retrieval, evaluate_similarity, evaluate_triplets
 from minilm.training import distributed
-from minilm.training.data import read_rows, read_sts, to_roles
+from minilm.training.citations import describe_loss
+from minilm.training.config import non_defaults
+from minilm.training.data import read_rows, read_sts, role_columns, to_roles
 from minilm.training.output_dir import claim as output_dir_claim
 from minilm.training.output_dir import run_record
 from minilm.training.preflight import checked_sampler
@@ -19,6 +23,8 @@ from minilm.training.recipe import Recipe
 from minilm.training.registry import make_loss
 from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
 from minilm.training.trainer import TrainConfig, TrainData, Trainer, newest_usable_checkpoint
+
+STS_COLUMNS = ("sentence1", "sentence2", "score")  # what read_roles gives of an STS file, as the card names them
 
 
 def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4.0, header: bool = True,
@@ -61,12 +67,19 @@ def build_loss(recipe: Recipe, model, data: TrainData) -> Callable:
         return make_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent, run_context(model, data))
 
 
-def make_sampler(recipe: Recipe, data: TrainData):
-    name, batch_size, seed = recipe.data["sampler"], recipe.train["batch_size"], recipe.train["seed"]
-    if name == "auto":  # in-batch negatives must not meet their own text; batch-hard needs label pairs
+def sampler_name(recipe: Recipe) -> str:
+    """The recipe's [data] sampler, "auto" resolved: in-batch negatives must not meet their own text; batch-hard
+    needs label pairs."""
+    name = recipe.data["sampler"]
+    if name == "auto":
         declared = recipe.loss_needs
         name = "no_duplicates" if declared.in_batch_negatives else "group_by_label" if declared.kind == "labels" \
             else "random"
+    return name
+
+
+def make_sampler(recipe: Recipe, data: TrainData):
+    name, batch_size, seed = sampler_name(recipe), recipe.train["batch_size"], recipe.train["seed"]
     if name == "group_by_label":
         return GroupByLabelBatchSampler(data.targets, batch_size, seed=seed)
     if name == "no_duplicates":
@@ -115,6 +128,26 @@ def default_roles(task: str) -> dict:
     if task == "retrieval":
         return {"anchor": "anchor", "positive": "positive"}
     return {"anchor": "anchor", "positive": "positive", "negative": "negative"}
+
+
+def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
+    """What the model card says about this run before it starts: base model, data, loss, hyperparameters."""
+    d, kind = recipe.data, recipe.loss_needs.kind
+    names = list(STS_COLUMNS[: 3 if kind == "scores" else 2]) if d["format"] == "sts" else role_columns(d["roles"], kind)
+    values = data.columns + ([data.targets] if data.targets is not None else [])
+    config = TrainConfig.from_dict(recipe.train)
+    sampler = {"sampler": sampler_name(recipe)}
+    e = recipe.eval
+    return TrainingCard(
+        base_model=recipe.model["base"],
+        dataset_name=Path(d["train"]).name,
+        columns=dict(zip(names, values)),
+        loss=describe_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent),
+        hyperparameters={**asdict(config), **sampler},
+        non_default={**non_defaults(config), **(sampler if d["sampler"] != "auto" else {})},
+        eval_task=e["task"] if e else None,
+        eval_dataset=Path(e["data"]).stem if e else None,
+    )
 
 
 def claim_for(recipe: Recipe, output_dir: Path, resume: bool, overwrite: bool):
@@ -168,7 +201,8 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = 
     found = newest_usable_checkpoint(output_dir, load, log) if resume else None
     model = found[2] if found else load(recipe.model["base"])
     loss_fn = build_loss(recipe, model, data)
-    trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log)
+    trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log,
+                      card=training_card(recipe, data))
     if found:
         trainer.resume_from(found[0], found[1])
         log(f"resumed from {found[0]} at step {trainer.step}")

@@ -7,7 +7,8 @@ parameters are optimised (at ``[train] loss_lr`` when set), checkpointed, and, w
 ``part_of_model = True``, saved beside the final model (``final/loss.safetensors``). Statistics a loss reports go
 to ``log.jsonl`` with each step (``"stats"``).
 Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
-(see minilm/training/distributed.py and docs/distributed.md).
+(see minilm/training/distributed.py and docs/distributed.md). With ``metric_for_best`` the best evaluation is tracked
+(best.py): ``load_best_at_end`` makes it final/, ``early_stopping_patience`` stops the run; a resume keeps both.
 """
 
 from __future__ import annotations
@@ -22,16 +23,19 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 
+from minilm.card import TrainingCard
 from minilm.checks import NonFiniteError
 from minilm.io import (WriteError, append_line, building, json_line, read_json_lines, remove_tree, write_bytes,
                        write_json, write_text)
 from minilm.training import distributed
+from minilm.training.best import BestTracker
 from minilm.training.compiled import compiled_training
-from minilm.training.config import TrainConfig
+from minilm.training.config import TrainConfig, check_best_settings
 from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
 from minilm.training.registry import loss_module_of
+from minilm.training.reporting import TensorBoard, check_report_to
 from minilm.training.step import loss_backward_with_stats
-from minilm.weights import CheckpointError
+from minilm.weights import CheckpointError, load_weights
 
 STATE_NAME = "trainer_state.pt"
 LOG_NAME = "log.jsonl"
@@ -93,6 +97,7 @@ class Trainer:
         evaluate: Callable | None = None,
         output_dir: str | Path | None = None,
         log: Callable[[str], None] = print,
+        card: TrainingCard | None = None,
     ):
         self.model, self.loss_fn, self.data, self.sampler, self.config = model, loss_fn, data, sampler, config
         self.evaluate, self.say = evaluate, log
@@ -124,6 +129,16 @@ class Trainer:
         self.loss_params = [p for p in self.loss_module.parameters() if p.requires_grad] if self.loss_module else []
         self.params = [p for p in model.parameters() if p.requires_grad] + self.loss_params  # clipped together
         self.progress: Progress | None = None
+        check_best_settings(config)
+        check_report_to(config.report_to)
+        if config.metric_for_best and evaluate is None:
+            raise ValueError(f"metric_for_best {config.metric_for_best!r} needs an evaluator")
+        if config.load_best_at_end and self.output_dir is None:
+            raise ValueError("load_best_at_end needs an output directory (the best model is kept as a checkpoint)")
+        self.best = BestTracker(config.metric_for_best, config.greater_is_better, config.early_stopping_patience) \
+            if config.metric_for_best else None
+        self.card = card  # what the model card says about the run (filled in further at each save)
+        self.tensorboard: TensorBoard | None = None  # opened at the first record (report_to = ["tensorboard"])
 
     def place_loss_module(self, loss_fn: Callable):
         """The loss's nn.Module (None for a function loss), moved to the model's device, equal on every rank."""
@@ -161,7 +176,7 @@ class Trainer:
     def batches(self) -> Iterator[list[int]]:
         """The sampler's batches from the current position, epoch after epoch, until ``total_steps``."""
         resuming_mid_epoch = self.step > 0
-        while self.step < self.total_steps:
+        while self.step < self.total_steps and not self.stopped_early():
             if not resuming_mid_epoch:
                 self.sampler.set_epoch(self.epoch)
             resuming_mid_epoch = False
@@ -172,7 +187,7 @@ class Trainer:
                 self.loss_module.train(self.config.dropout)
             for rows in self.sampler:
                 yield rows
-                if self.step >= self.total_steps:
+                if self.step >= self.total_steps or self.stopped_early():
                     return
             self.epoch += 1
 
@@ -254,22 +269,27 @@ class Trainer:
     def maybe_evaluate(self) -> None:
         every = self.config.eval_steps
         if every and self.step % every == 0 and self.step < self.total_steps:
-            self.run_evaluation()
+            self.track_best(self.run_evaluation())
             self.model.train(self.config.dropout)
 
     def maybe_save(self) -> None:
         every = self.config.save_steps
-        if every and self.step % every == 0 and self.step < self.total_steps:
+        new_best = self.config.load_best_at_end and self.best.best_step == self.step  # final/ may become this model
+        if (every and self.step % every == 0 or new_best) and self.step < self.total_steps:
             self.save_checkpoint()
 
     def finish(self) -> None:
         self.check_outputs()
         self.model.eval()
-        self.run_evaluation()
-        if self.output_dir is not None and self.is_main and self.save_final:
-            self.model.save(self.output_dir / "final")
+        if not self.stopped_early():  # an early stop has just evaluated this model
+            self.track_best(self.run_evaluation())
+        if self.output_dir is not None and self.is_main and self.save_final:  # one process writes final/
+            final_step = self.load_best() if self.config.load_best_at_end else self.step
+            self.model.save(self.output_dir / "final", card=self.model_card(final_step))
             self.save_loss_beside(self.output_dir / "final")
             self.say(f"saved the fine-tuned model to {self.output_dir / 'final'}")
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
     def save_loss_beside(self, directory: Path) -> None:
         """A loss that is part of the model (class attribute ``part_of_model = True``, e.g. a classifier head):
@@ -283,13 +303,77 @@ class Trainer:
         write_bytes(directory / LOSS_WEIGHTS, save(state))  # each whole or absent
         write_json(directory / LOSS_CONFIG, about)
 
-    def run_evaluation(self) -> None:
+    def run_evaluation(self) -> dict | None:
+        """Evaluate, record and log; the result (None on the ranks that do not evaluate, or without an evaluator)."""
         if self.evaluate is None or not self.is_main:  # the other ranks wait for it at their next collective
-            return
+            return None
         result = self.evaluate(self.model)
         self.history.append({"step": self.step, **result})
         self.write_log({"step": self.step, "eval": result})
         self.say(f"eval at step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
+        return result
+
+    # ------------------------------------------------------------------------------------------- best model, early stop
+
+    def track_best(self, result: dict | None) -> None:
+        """Compare an evaluation with the best so far (metric_for_best). Rank 0 evaluates and every rank takes its
+        verdict, since the checkpoint a new best triggers and an early stop are steps all ranks take together."""
+        if self.best is None:
+            return
+        if result is not None:
+            self.best.update(self.step, result)
+        self.best.load_state_dict(distributed.gather_objects(self.best.state_dict())[0])
+        if self.stopped_early() and self.step < self.total_steps:
+            best = "none" if self.best.best_step is None else \
+                f"{self.best.best_value:.4f} at step {self.best.best_step}"
+            self.say(f"early stopping at step {self.step}: {self.best.metric} has not improved for "
+                     f"{self.best.patience} evaluations (best {best})")
+
+    def stopped_early(self) -> bool:
+        return self.best is not None and self.best.should_stop
+
+    def load_best(self) -> int:
+        """load_best_at_end: put the best checkpoint's weights into the model; the step of the model it now holds."""
+        best = self.best.best_step
+        if best is None or best == self.step:  # the last model is the best (or nothing was ever better than NaN)
+            return self.step
+        path = self.output_dir / "checkpoints" / checkpoint_name(best) / "model"
+        if not (path / "model.safetensors").is_file():
+            raise FileNotFoundError(f"load_best_at_end: the best checkpoint (step {best}) is missing: {path}")
+        load_weights(self.model.bert, path)
+        if self.loss_module is not None and getattr(self.loss_module, "part_of_model", False):  # its head too
+            self.loss_module.load_state_dict(read_state(path.parent)["loss"])
+        self.say(f"load_best_at_end: final/ is the model of step {best} ({self.best.metric} "
+                 f"{self.best.best_value:.4f}), not the last one (step {self.step})")
+        return best
+
+    def prunable_checkpoints(self) -> list[Path]:
+        """The checkpoints beyond the newest keep_checkpoints, except the best one, which pruning keeps."""
+        best = self.best.best_step if self.best is not None else None
+        keep = checkpoint_name(best) if best is not None else None
+        return [p for p in checkpoints(self.output_dir)[: -self.config.keep_checkpoints] if p.name != keep]
+
+    # ------------------------------------------------------------------------------------------- model card, reports
+
+    def model_card(self, step: int) -> TrainingCard | None:
+        """The run's card for the model of ``step`` (rank 0): the log so far and that model's own evaluation."""
+        if self.card is None:
+            return None
+        card = self.card
+        log = self.output_dir / LOG_NAME if self.output_dir is not None else None
+        card.log = read_json_lines(log)[0] if log is not None and log.is_file() else []
+        card.steps_per_epoch = card.steps_per_epoch or len(self.sampler.batches(0))
+        card.evaluation = next((h for h in reversed(self.history) if h["step"] == step), None)
+        card.metric_for_best = self.config.metric_for_best
+        card.best_step = self.best.best_step if self.best is not None else None
+        return card
+
+    def report(self, record: dict) -> None:
+        """report_to: the log record also goes to TensorBoard (log.jsonl is written by write_log)."""
+        if "tensorboard" in self.config.report_to:
+            if self.tensorboard is None:
+                self.tensorboard = TensorBoard(self.output_dir / "tensorboard", purge_step=record["step"])
+            self.tensorboard.write(record)
 
     def write_log(self, record: dict) -> None:
         """One JSON Lines record per call, appended in a single write; NaN and infinity become null plus the reason."""
@@ -297,6 +381,7 @@ class Trainer:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         append_line(self.output_dir / LOG_NAME, json_line(record))
+        self.report(record)
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
@@ -313,6 +398,7 @@ class Trainer:
             "rng_by_rank": distributed.gather_objects(rng),
             "history": self.history,
             **({"loss": self.loss_module.state_dict()} if self.loss_module is not None else {}),
+            "best": self.best.state_dict() if self.best is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -328,19 +414,21 @@ class Trainer:
             self.loss_module.load_state_dict(state["loss"])
         by_rank = state.get("rng_by_rank", [])
         torch.set_rng_state(by_rank[self.rank] if len(by_rank) == self.world_size else state["rng"])
+        if self.best is not None and state.get("best") is not None:
+            self.best.load_state_dict(state["best"])
 
     def save_checkpoint(self) -> Path:
         """checkpoints/step-N/{model/, trainer_state.pt}, built beside and renamed into place in one go (by rank 0)."""
         self.check_outputs()
         state = self.state_dict()  # on every rank: it is a collective
         root = self.output_dir / "checkpoints"
-        final = root / f"step-{self.step:07d}"
+        final = root / checkpoint_name(self.step)
         if self.is_main:
             try:
                 with building(final) as tmp:  # a temporary name unique to this process, swapped in when complete
-                    self.model.save(tmp / "model")
+                    self.model.save(tmp / "model", card=self.model_card(self.step))
                     write_state(state, tmp / STATE_NAME)
-                for old in checkpoints(self.output_dir)[: -self.config.keep_checkpoints]:
+                for old in self.prunable_checkpoints():
                     remove_tree(old)  # renamed away first: a kill mid-removal leaves no half checkpoint
             except OSError as e:
                 raise WriteError(e.errno, f"{e}; training stopped after step {self.step}{self._last_good()}",
@@ -409,6 +497,10 @@ def read_state(checkpoint: Path) -> dict:
     if missing:
         raise CheckpointError(f"{path} is not a trainer state (missing {', '.join(missing)})")
     return state
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:07d}"
 
 
 def checkpoints(output_dir: Path) -> list[Path]:

@@ -1,0 +1,188 @@
+"""The training part of a model card: what ``minilm train`` knows about a run (``TrainingCard``, filled in by
+run.py and the trainer) and the sections it becomes: evaluation, training data, loss, hyperparameters, logs."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from .markdown import cell, html_list, indent, join_words, number, table
+
+STATS_ROWS = 1000  # token statistics from the first this many rows, as sentence-transformers' cards say
+# minilm's evaluation tasks and the sentence-transformers evaluator each one reproduces (minilm/evaluation.py).
+EVALUATORS = {"triplet": "TripletEvaluator", "similarity": "EmbeddingSimilarityEvaluator",
+              "retrieval": "InformationRetrievalEvaluator"}
+ST_LOSSES_URL = "https://sbert.net/docs/package_reference/sentence_transformer/losses.html"
+ST_EVALUATION_URL = "https://sbert.net/docs/package_reference/sentence_transformer/evaluation.html"
+
+
+@dataclass
+class LossCard:
+    """The loss a model was trained with, as the card shows it."""
+
+    name: str  # as the recipe names it: "mnrl", "my_losses.py:my_loss"
+    function: str  # the Python object that computed it, "module.qualname"
+    settings: dict  # every setting it was called with, defaults included
+    st_names: list[str] = field(default_factory=list)  # sentence-transformers' counterparts (outermost first)
+    citations: dict[str, str] = field(default_factory=dict)  # heading -> BibTeX; none for a loss that declares none
+
+
+@dataclass
+class TrainingCard:
+    """What ``minilm train`` knows about a run. run.py fills in the fixed part, the trainer the rest at each save."""
+
+    base_model: str
+    dataset_name: str
+    columns: dict[str, list]  # training data: column name -> values (texts, int labels or float scores)
+    loss: LossCard
+    hyperparameters: dict  # every [train] setting (and the sampler), in order
+    non_default: dict  # those that differ from the defaults
+    eval_task: str | None = None
+    eval_dataset: str | None = None
+    log: list[dict] = field(default_factory=list)  # the run's log.jsonl records
+    steps_per_epoch: int = 0
+    evaluation: dict | None = None  # metrics of the model being saved (an evaluation at its own step), else None
+    metric_for_best: str = ""
+    best_step: int | None = None  # the saved model is the best checkpoint of this step: its log row is bold
+    _stats: dict | None = field(default=None, repr=False)  # column statistics, computed once per run
+
+    def column_stats(self, tokenizer) -> dict[str, dict]:
+        if self._stats is None:
+            self._stats = {name: column_stats(values[:STATS_ROWS], tokenizer) for name, values in self.columns.items()}
+        return self._stats
+
+
+def evaluation_section(training: TrainingCard) -> str:
+    task = training.eval_task or "evaluation"
+    evaluator = EVALUATORS.get(task)
+    metrics = metrics_of(training.evaluation)
+    rows = [[f"**{k}**" if k == training.metric_for_best else k,
+             f"**{number(v)}**" if k == training.metric_for_best else number(v)] for k, v in metrics.items()]
+    used = (f"[<code>{evaluator}</code>]({ST_EVALUATION_URL}#sentence_transformers.sentence_transformer.evaluation."
+            f"{evaluator}) (minilm's task `{task}`, which reproduces it)") if evaluator else f"<code>{task}</code>"
+    return "\n".join([
+        "## Evaluation", "", "### Metrics", "", f"#### {task.title()}", "",
+        f"* Dataset: `{training.eval_dataset}`",
+        f"* Evaluated with {used} at step {training.evaluation.get('step', '?')}", "",
+        table(["Metric", "Value"], rows),
+    ])
+
+
+def dataset_section(training: TrainingCard, tokenizer) -> str:
+    names = list(training.columns)
+    size = len(training.columns[names[0]]) if names else 0
+    stats = training.column_stats(tokenizer)
+    stats_rows = [["type", *(stats[n]["dtype"] for n in names)],
+                  ["details", *(html_list(stats[n]["data"]) for n in names)]]
+    samples = [[f"<code>{cell(training.columns[n][i])}</code>" for n in names] for i in range(min(3, size))]
+    loss = training.loss
+    st_name = loss.st_names[0] if loss.st_names else None
+    if st_name:
+        shown = (f"[<code>{st_name}</code>]({ST_LOSSES_URL}#{st_name.lower()}) (minilm's `{loss.name}`, "
+                 f"<code>{loss.function}</code>)")
+    else:
+        shown = f"<code>{loss.function}</code> (`{loss.name}`)"
+    settings = json.dumps(loss.settings, indent=4, default=str)
+    return "\n".join([
+        "### Training Dataset", "", f"#### {training.dataset_name}", "",
+        f"* Size: {size:,} training samples",
+        f"* Columns: {join_words([f'<code>{n}</code>' for n in names])}",
+        f"* Approximate statistics based on the first {min(size, STATS_ROWS)} samples:",
+        indent(table(["", *names], stats_rows)),
+        "* Samples:",
+        indent(table(names, samples)),
+        f"* Loss: {shown} with these parameters:",
+        indent(f"```json\n{settings}\n```"),
+    ])
+
+
+def hyperparameters_section(training: TrainingCard) -> str:
+    lines = ["### Training Hyperparameters"]
+    if training.non_default:
+        lines += ["#### Non-Default Hyperparameters", ""]
+        lines += [f"- `{k}`: {v}" for k, v in training.non_default.items()]
+        lines.append("")
+    lines += ["#### All Hyperparameters", "<details><summary>Click to expand</summary>", ""]
+    lines += [f"- `{k}`: {v}" for k, v in training.hyperparameters.items()]
+    lines += ["", "</details>"]
+    return "\n".join(lines)
+
+
+def logs_section(training: TrainingCard) -> str:
+    """One row per evaluation and about twenty rows of training loss (each the mean since the previous loss row)."""
+    steps = {r["step"]: r for r in training.log if "loss" in r}
+    evals = {r["step"]: r["eval"] for r in training.log if "eval" in r}
+    if not steps and not evals:
+        return ""
+    last = max([*steps, *evals])
+    every = max(1, -(-last // 20))
+    shown = sorted({s for s in steps if s % every == 0} | {last} | set(evals))
+    metrics = list(dict.fromkeys(k for e in evals.values() for k in e))
+    prefix = snake(training.eval_dataset) + "_" if training.eval_dataset else ""
+    rows, since = [], 0
+    for step in shown:
+        window = [steps[s]["loss"] for s in range(since + 1, step + 1)
+                  if s in steps and steps[s].get("loss") is not None]  # a loss the run could not log is left out
+        loss = f"{sum(window) / len(window):.4f}" if window and step in steps else "-"
+        if step in steps:
+            since = step
+        epoch = f"{round(step / training.steps_per_epoch, 4)}" if training.steps_per_epoch else "-"
+        row = [epoch, str(step), loss] + [number(evals[step][m]) if step in evals and m in evals[step] else "-"
+                                          for m in metrics]
+        if step == training.best_step:
+            row = [f"**{cell}**" for cell in row]
+        rows.append(row)
+    text = "### Training Logs\n" + table(["Epoch", "Step", "Training Loss", *(prefix + m for m in metrics)], rows,
+                                          center=True)
+    if training.best_step is not None and training.best_step in shown:
+        saved = training.evaluation is not None and training.evaluation.get("step") == training.best_step
+        text += f"\n* The bold row denotes the best `{training.metric_for_best}`" + (
+            ": the model saved here." if saved else ".")
+    return text
+
+
+def widget(training: TrainingCard) -> list[dict]:
+    """Up to five rows as the hub's widget shows them: a text and the row's other texts (plus other rows' to 3)."""
+    texts = [values for values in training.columns.values() if values and isinstance(values[0], str)]
+    if len(texts) < 2:
+        return []
+    n = min(5, len(texts[0]))
+    out = []
+    for i in range(n):
+        others = [column[i] for column in texts[1:]]
+        others += [texts[1][j] for j in range(len(texts[1])) if j != i][: max(0, 3 - len(others))]
+        out.append({"source_sentence": texts[0][i], "sentences": others[:3]})
+    return out
+
+
+def column_stats(values: list, tokenizer) -> dict:
+    """Type and details of one column, as sentence-transformers' cards give them: token lengths (with [CLS]/[SEP],
+    after truncation) for texts, the share of each label for ints, min/mean/max for floats."""
+    if not values:
+        return {"dtype": "unknown", "data": {}}
+    first = values[0]
+    if isinstance(first, str):
+        lengths = [len(ids) for ids in tokenizer.encode_ids(list(values))]
+        return {"dtype": "string", "data": {"min": f"{min(lengths)} tokens",
+                                           "mean": f"{round(sum(lengths) / len(lengths), 2)} tokens",
+                                           "max": f"{max(lengths)} tokens"}}
+    if isinstance(first, bool) or isinstance(first, int):
+        counts: dict = {}
+        for v in values:
+            counts[v] = counts.get(v, 0) + 1
+        approx = "~" if len(counts) > 1 else ""
+        return {"dtype": type(first).__name__,
+                "data": {k: f"{approx}{counts[k] / len(values):.2%}" for k in sorted(counts)}}
+    if isinstance(first, float):
+        return {"dtype": "float", "data": {"min": round(min(values), 2), "mean": round(sum(values) / len(values), 2),
+                                          "max": round(max(values), 2)}}
+    return {"dtype": type(first).__name__, "data": {}}
+
+
+def metrics_of(evaluation: dict) -> dict:
+    return {k: v for k, v in evaluation.items() if k != "step"}
+
+
+def snake(name: str | None) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name or "").strip("_").lower()
