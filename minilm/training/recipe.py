@@ -17,7 +17,8 @@ from minilm.evaluation import TASKS
 from minilm.hub import looks_like_path
 from minilm.losses.inputs import KINDS, Needs
 from minilm.training.config import train_schema
-from minilm.training.registry import UnknownLossSettings, check_loss_kwargs, is_module_loss, loss_needs, resolve_loss
+from minilm.training.registry import (GUIDE_KEY, UnknownLossSettings, check_loss_kwargs, is_module_loss, loss_needs,
+                                      resolve_loss)
 
 REQUIRED = object()
 
@@ -174,16 +175,17 @@ def _check_path(recipe_path: Path, value: str, key: str) -> str:
     return str(resolved)
 
 
-def _check_base(recipe_path: Path, base: str) -> str:
-    """[model] base: a folder beside the recipe (relative paths are the recipe's, like every path in it), an absolute
-    folder, or a hub id. A relative name that can only be a path must be a folder beside the recipe."""
+def _check_base(recipe_path: Path, base: str, key: str = "[model] base") -> str:
+    """[model] base (or [loss] guide): a folder beside the recipe (relative paths are the recipe's, like every path
+    in it), an absolute folder, or a hub id. A relative name that can only be a path must be a folder beside the
+    recipe."""
     if Path(base).expanduser().is_absolute():
         return base
     local = (recipe_path.parent / base).resolve()
     if local.is_dir():
         return str(local)
     if looks_like_path(base):
-        raise RecipeError(f"{recipe_path}: [model] base folder {base} not found (looked at {local}, relative to "
+        raise RecipeError(f"{recipe_path}: {key} folder {base} not found (looked at {local}, relative to "
                           f"the recipe)")
     return base
 
@@ -252,6 +254,13 @@ def _check_values(r: Recipe) -> None:
     if t["warmup_steps"] and t["warmup_ratio"]:
         raise RecipeError(f"{where}: [train] give warmup_steps or warmup_ratio, not both")
     declared = r.loss_needs
+    if declared.guide:
+        if GUIDE_KEY not in r.loss:
+            raise RecipeError(f"{where}: missing key [loss] {GUIDE_KEY}: loss {r.loss['name']!r} masks false negatives "
+                              f"with a frozen guide model; name one, e.g. {GUIDE_KEY} = "
+                              f"\"sentence-transformers/all-MiniLM-L6-v2\" (a folder relative to the recipe, or a "
+                              f"hub id; the model being fine-tuned may be its own guide)")
+        r.loss[GUIDE_KEY] = _check_base(where, r.loss[GUIDE_KEY], f"[loss] {GUIDE_KEY}")
     if t["mini_batch_size"] and declared.kind != "columns":
         raise RecipeError(f"{where}: [train] mini_batch_size (gradient cache) needs an in-batch loss, not {r.loss['name']}")
     d = r.data

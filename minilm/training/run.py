@@ -12,11 +12,12 @@ import torch
 from minilm.evaluation import TASKS, evaluate_retrieval, evaluate_similarity, evaluate_triplets
 from minilm.training import distributed
 from minilm.training.data import read_rows, read_sts, to_roles
+from minilm.training.guide import Guide
 from minilm.training.output_dir import claim as output_dir_claim
 from minilm.training.output_dir import run_record
 from minilm.training.preflight import checked_sampler
 from minilm.training.recipe import Recipe
-from minilm.training.registry import make_loss
+from minilm.training.registry import GUIDE_KEY, make_loss
 from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
 from minilm.training.trainer import TrainConfig, TrainData, Trainer, newest_usable_checkpoint
 
@@ -59,6 +60,12 @@ def build_loss(recipe: Recipe, model, data: TrainData) -> Callable:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.train["seed"])
         return make_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent, run_context(model, data))
+
+
+def load_guide(recipe: Recipe, device=None) -> Guide | None:
+    """The frozen guide model the recipe's ``[loss] guide`` names (checked by the recipe), or None without one."""
+    name = recipe.loss.get(GUIDE_KEY)
+    return None if name is None else Guide.load(name, device, batch_size=recipe.train["mini_batch_size"] or 32)
 
 
 def make_sampler(recipe: Recipe, data: TrainData):
@@ -168,7 +175,8 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = 
     found = newest_usable_checkpoint(output_dir, load, log) if resume else None
     model = found[2] if found else load(recipe.model["base"])
     loss_fn = build_loss(recipe, model, data)
-    trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log)
+    trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log,
+                      guide=load_guide(recipe, distributed.device()))
     if found:
         trainer.resume_from(found[0], found[1])
         log(f"resumed from {found[0]} at step {trainer.step}")

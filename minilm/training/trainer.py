@@ -5,7 +5,8 @@ uninterrupted run would have (model, optimiser, schedule, sampler position and R
 A loss with parameters (an nn.Module: a learnable temperature, a classifier head) is trained with the model: its
 parameters are optimised (at ``[train] loss_lr`` when set), checkpointed, and, when the loss class says
 ``part_of_model = True``, saved beside the final model (``final/loss.safetensors``). Statistics a loss reports go
-to ``log.jsonl`` with each step (``"stats"``).
+to ``log.jsonl`` with each step (``"stats"``). A loss that takes a guide model's embeddings (GIST) gets them from a
+frozen ``Guide`` (minilm/training/guide.py), which is neither optimised nor checkpointed nor saved.
 Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
 (see minilm/training/distributed.py and docs/distributed.md).
 """
@@ -27,7 +28,9 @@ from minilm.io import (WriteError, append_line, building, json_line, read_json_l
                        write_json, write_text)
 from minilm.training import distributed
 from minilm.training.compiled import compiled_training
+from minilm.losses.inputs import needs_of
 from minilm.training.config import TrainConfig
+from minilm.training.guide import Guide
 from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
 from minilm.training.registry import loss_module_of
 from minilm.training.step import loss_backward_with_stats
@@ -93,8 +96,10 @@ class Trainer:
         evaluate: Callable | None = None,
         output_dir: str | Path | None = None,
         log: Callable[[str], None] = print,
+        guide: Guide | None = None,
     ):
         self.model, self.loss_fn, self.data, self.sampler, self.config = model, loss_fn, data, sampler, config
+        self.guide = self.checked_guide(guide, loss_fn)
         self.evaluate, self.say = evaluate, log
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -124,6 +129,21 @@ class Trainer:
         self.loss_params = [p for p in self.loss_module.parameters() if p.requires_grad] if self.loss_module else []
         self.params = [p for p in model.parameters() if p.requires_grad] + self.loss_params  # clipped together
         self.progress: Progress | None = None
+
+    def checked_guide(self, guide: Guide | None, loss_fn: Callable) -> Guide | None:
+        """The guide a loss declared with ``@needs(..., guide=True)`` needs, and only such a loss gets one."""
+        try:
+            takes = needs_of(loss_fn).guide
+        except TypeError:  # a bare callable (tests, notebooks) declares nothing, so takes no guide
+            takes = False
+        if takes and guide is None:
+            raise ValueError(f"loss {getattr(loss_fn, '__name__', type(loss_fn).__name__)} takes a guide model's "
+                             f"embeddings: give the trainer a guide (a recipe's [loss] guide)")
+        if guide is not None and not takes:
+            raise ValueError("a guide model was given, but the loss does not take one (@needs(..., guide=True))")
+        if guide is not None and guide.encoder is self.model:
+            raise ValueError("the guide must be a separate frozen copy, not the model being trained")
+        return guide
 
     def place_loss_module(self, loss_fn: Callable):
         """The loss's nn.Module (None for a function loss), moved to the model's device, equal on every rank."""
@@ -180,6 +200,8 @@ class Trainer:
         """Loss, backward, clip, AdamW and schedule for one batch; the log record of the step."""
         columns, targets = self.data.batch(rows)
         targets = {k: v.to(self.device) for k, v in targets.items()}
+        if self.guide is not None:  # this rank's rows, as the frozen guide sees them (gathered with them, if at all)
+            targets["guide"] = self.guide.embed(columns, self.device)
         try:
             loss, stats = loss_backward_with_stats(self.forward_model, columns, self.loss_fn,
                                                    self.config.mini_batch_size or None, **targets)
