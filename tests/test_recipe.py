@@ -26,6 +26,20 @@ def test_recipe_runs_quick(name, tmp_path, minilm_dir, capsys):
         assert "before" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("name, guided", [("gist_guide.toml", True), ("classifier_head.toml", False)])
+def test_input_kind_recipes_run_quick_on_a_tiny_model(name, guided, tmp_path, tiny_base, capsys):
+    """The recipes of the guide-model and pair_labels kinds, on the tiny model (fast enough for every CI run)."""
+    tiny = json.dumps(str(tiny_base))
+    args = ["train", str(RECIPES / name), "--quick", "--output", str(tmp_path / "out"), "--set", f"model.base={tiny}"]
+    args += ["--set", f"loss.guide={tiny}"] if guided else []
+    assert cli.main(args) == 0, capsys.readouterr().err
+    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2]
+    assert (tmp_path / "out" / "final" / "model.safetensors").is_file()
+    recorded = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert json.dumps(str(tiny_base))[1:-1] in json.dumps(recorded)
+
+
 def test_hub_only_base_fails_offline_naming_the_model(tmp_path, capsys):
     code = cli.main(["train", str(RECIPES / "product_categories.toml"), "--quick", "--output", str(tmp_path)])
     assert code == 2
