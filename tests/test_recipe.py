@@ -77,6 +77,16 @@ batch_size = 2
     (lambda t: t.replace('train = "d.csv"', 'train = "missing.csv"'), r"\[data\] train file missing.csv not found"),
     (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_size = -1"), "mini_batch_size must be >= 0"),
     (lambda t: t.replace("batch_size = 2", "batch_size = 2\ncompile = 1"), r"\[train\] compile must be bool, got int"),
+    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_num_tokens = -5"),
+     r"\[train\] mini_batch_num_tokens must be >= 0, got -5"),
+    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_num_tokens = 1.5"),
+     r"\[train\] mini_batch_num_tokens must be int, got float"),
+    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_num_tokens = 64\nmini_batch_size = 4"),
+     r"\[train\] give mini_batch_size \(rows per mini-batch\) or mini_batch_num_tokens \(real tokens per "
+     r"mini-batch\), not both"),
+    (lambda t: t.replace('name = "mnrl"', 'name = "cosent"').replace("batch_size = 2", "batch_size = 2\n"
+                                                                      "mini_batch_num_tokens = 64"),
+     r"\[train\] mini_batch_num_tokens \(gradient cache\) needs an in-batch loss, not cosent"),
 ])
 def test_malformed_recipe_is_refused_before_any_model_loads(tmp_path, monkeypatch, edit, message):
     from minilm.encoder import SentenceEncoder

@@ -108,6 +108,30 @@ def test_gradient_cache_setting_gives_the_same_run(recipe_path, tmp_path):
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
 
 
+def test_token_budget_setting_gives_the_same_run(recipe_path, tmp_path, monkeypatch):
+    """[train] mini_batch_num_tokens switches the gradient cache on with mini-batches cut by real tokens."""
+    from minilm.training import grad_cache
+
+    budgets = []
+    original = grad_cache.token_budget_spans
+
+    def record(tokens_per_row, budget):
+        spans = original(tokens_per_row, budget)
+        budgets.append((budget, len(spans)))
+        return spans
+
+    monkeypatch.setattr(grad_cache, "token_budget_spans", record)
+    plain = ["train.dropout=false", "train.save_steps=0", "train.max_steps=3"]
+    run_recipe(load_recipe(recipe_path, plain), tmp_path / "plain", log=lambda _: None)
+    assert budgets == []
+    run_recipe(load_recipe(recipe_path, plain + ["train.mini_batch_num_tokens=40"]), tmp_path / "tokens",
+               log=lambda _: None)
+    assert len(budgets) == 3 * 2 and all(budget == 40 and spans > 1 for budget, spans in budgets)  # steps x columns
+    a, b = final_weights(tmp_path / "plain"), final_weights(tmp_path / "tokens")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+
+
 def test_compile_setting_trains_like_eager(recipe_path, tmp_path):
     """train.compile: compiled layers, compiled AdamW step and fused MNRL give the eager run's weights (dropout off;
     float32 rounding of the fused kernels only); MNRL in another form keeps the reference loss."""

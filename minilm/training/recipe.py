@@ -235,7 +235,7 @@ def _check_values(r: Recipe) -> None:
     for key in ("batch_size", "epochs"):
         if t[key] < 1:
             raise RecipeError(f"{where}: [train] {key} must be >= 1, got {t[key]}")
-    for key in ("max_steps", "warmup_steps", "eval_steps", "save_steps", "mini_batch_size"):
+    for key in ("max_steps", "warmup_steps", "eval_steps", "save_steps", "mini_batch_size", "mini_batch_num_tokens"):
         if t[key] < 0:
             raise RecipeError(f"{where}: [train] {key} must be >= 0, got {t[key]}")
     if t["distributed_timeout_s"] <= 0:
@@ -261,8 +261,12 @@ def _check_values(r: Recipe) -> None:
                               f"\"sentence-transformers/all-MiniLM-L6-v2\" (a folder relative to the recipe, or a "
                               f"hub id; the model being fine-tuned may be its own guide)")
         r.loss[GUIDE_KEY] = _check_base(where, r.loss[GUIDE_KEY], f"[loss] {GUIDE_KEY}")
-    if t["mini_batch_size"] and declared.kind != "columns":
-        raise RecipeError(f"{where}: [train] mini_batch_size (gradient cache) needs an in-batch loss, not {r.loss['name']}")
+    for key in ("mini_batch_size", "mini_batch_num_tokens"):
+        if t[key] and declared.kind != "columns":
+            raise RecipeError(f"{where}: [train] {key} (gradient cache) needs an in-batch loss, not {r.loss['name']}")
+    if t["mini_batch_size"] and t["mini_batch_num_tokens"]:
+        raise RecipeError(f"{where}: [train] give mini_batch_size (rows per mini-batch) or mini_batch_num_tokens "
+                          f"(real tokens per mini-batch), not both: the token budget decides the rows")
     d = r.data
     if d["sampler"] not in SAMPLERS:
         raise RecipeError(f"{where}: [data] sampler must be one of {SAMPLERS}, got {d['sampler']!r}")

@@ -204,7 +204,8 @@ class Trainer:
             targets["guide"] = self.guide.embed(columns, self.device)
         try:
             loss, stats = loss_backward_with_stats(self.forward_model, columns, self.loss_fn,
-                                                   self.config.mini_batch_size or None, **targets)
+                                                   self.config.mini_batch_size or None,
+                                                   self.config.mini_batch_num_tokens or None, **targets)
         except NonFiniteError as e:  # finite weights can still overflow in the forward pass
             self.optimizer.zero_grad()
             raise TrainingDiverged(f"step {self.step + 1} (epoch {self.epoch}): {e}; the weights after step "
