@@ -199,16 +199,34 @@ def test_switching_the_loss_with_set_says_which_settings_to_drop(tmp_path):
         load_recipe(path, ["loss.margin=0.3"])  # no rename: the plain message
 
 
+TWO_TEXTS = '''
+from minilm.losses import mse_distill_loss, needs
+
+
+@needs("teacher_embeddings", columns=2)
+def distill_pair(sentence, translation, teacher_embeddings):
+    return mse_distill_loss(sentence, translation, teacher_embeddings=teacher_embeddings)
+'''
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.replace(', teacher = "t"', ""), r"missing \['teacher'\]"),
     (lambda t: t.replace('name = "margin_mse"', 'name = "distill_kl_div"\nteacher_temperature = 0.0'),
      "teacher_temperature"),
     (lambda t: t.replace('name = "margin_mse"', 'name = "mse"'), r"unknown \['anchor', 'positive', 'negative'\]"),
+    (lambda t: t.replace(', negative = "n"', ""),
+     r"\[data\] roles give 2 text columns, but loss 'margin_mse' needs 3 or more text columns \(anchor, positive, "
+     r"negative...\) and the teacher's score of each candidate .*; the text columns named are \['anchor', 'positive'\]"),
+    (lambda t: t.replace('name = "margin_mse"', 'name = "two_texts.py:distill_pair"').replace(
+        'anchor = "anchor", positive = "positive", negative = "n", teacher = "t"', 'text = ["anchor"], teacher = "t"'),
+     r"\[data\] roles give 1 text columns, but loss 'two_texts.py:distill_pair' needs 2 text column\(s\) and the "
+     r"teacher's embedding of each row \(roles text, teacher\); the text columns named are \['anchor'\]"),
 ])
 def test_teacher_recipes_are_checked_before_any_model_loads(tmp_path, monkeypatch, edit, message):
     from minilm.encoder import SentenceEncoder
 
     monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
+    (tmp_path / "two_texts.py").write_text(TWO_TEXTS, encoding="utf-8")
     text = GOOD.replace('roles = { anchor = "anchor", positive = "positive" }',
                         'roles = { anchor = "anchor", positive = "positive", negative = "n", teacher = "t" }')
     text = text.replace('name = "mnrl"', 'name = "margin_mse"')

@@ -292,6 +292,12 @@ def _check_values(r: Recipe) -> None:
         _check_roles(where, "eval", e, TASKS[e["task"]], f"task {e['task']!r}")
 
 
+# The roles of a kind that name text columns (each a column name or a list of them), in order; the number of text
+# columns they give must be one the loss declares. The other kinds have a fixed count their roles already pin down.
+TEXT_ROLES = {"columns": ("anchor", "positive", "negative"), "teacher_scores": ("anchor", "positive", "negative"),
+              "teacher_embeddings": ("text",)}
+
+
 def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str) -> None:
     """The roles a section maps must give what ``user`` (a loss or an evaluation task) declares it needs."""
     if d["format"] == "sts":
@@ -307,12 +313,15 @@ def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str)
     if missing or unknown:
         raise RecipeError(f"{where}: [{section}] roles {sorted(d['roles'])} do not fit {user}, which needs "
                           f"{declared.describe()}; missing {missing}, unknown {unknown}")
-    if declared.kind == "columns":
-        negatives = d["roles"].get("negative", [])
-        n = 2 + (1 if isinstance(negatives, str) else len(negatives))
-        if not declared.accepts(n):
-            raise RecipeError(f"{where}: [{section}] roles give {n} text columns, but {user} needs "
-                              f"{declared.describe()}")
+    text_roles = TEXT_ROLES.get(declared.kind)
+    if text_roles is not None:
+        names = []
+        for role in text_roles:
+            value = d["roles"].get(role, [])
+            names += [value] if isinstance(value, str) else list(value)
+        if not declared.accepts(len(names)):
+            raise RecipeError(f"{where}: [{section}] roles give {len(names)} text columns, but {user} needs "
+                              f"{declared.describe()}; the text columns named are {names}")
 
 
 def _check_columns(where: Path, section: str, d: dict) -> None:

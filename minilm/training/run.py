@@ -15,7 +15,7 @@ from minilm.training.data import read_rows, read_sts, to_roles
 from minilm.training.guide import Guide
 from minilm.training.output_dir import claim as output_dir_claim
 from minilm.training.output_dir import run_record
-from minilm.training.preflight import checked_sampler
+from minilm.training.preflight import check_teacher_scores, checked_sampler
 from minilm.training.recipe import Recipe
 from minilm.training.registry import GUIDE_KEY, make_loss
 from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
@@ -167,6 +167,7 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = 
     distributed.check_batch_size(recipe.train["batch_size"], distributed.world_size())  # before anything loads
     data = load_train_data(recipe)  # data and evaluator are read before the model: bad rows fail fast
     sampler = checked_sampler(recipe, data, make_sampler, distributed.world_size())  # degenerate runs refused
+    check_teacher_scores(recipe, data)  # teacher numbers that do not fit the candidates, before the model loads
     evaluate = recipe_evaluator(recipe)
     claim = claim_for(recipe, output_dir, resume, overwrite)  # held until the run ends (released by ``held``)
     if held is not None and claim is not None:
