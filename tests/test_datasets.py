@@ -21,6 +21,7 @@ CSV_SPECS = {
     "default_pairs.csv": (["anchor", "positive"], 150, 250),
     "default_eval.csv": (["anchor", "positive", "negative"], 80, 150),
     "default_triplets.csv": (["anchor", "positive", "negative"], 150, 250),
+    "default_pair_labels.csv": (["question", "answer", "label"], 150, 250),
 }
 ALL_FILES = [*CSV_SPECS, "user_item.jsonl"]
 
@@ -107,6 +108,16 @@ def test_default_triplets_are_the_pairs_with_a_training_negative() -> None:
     assert [(r["anchor"], r["positive"]) for r in triplets] == [(r["anchor"], r["positive"]) for r in pairs]
     assert all(r["negative"] != r["positive"] for r in triplets)
     assert not {r["negative"] for r in triplets} & {r["positive"] for r in evals}  # no held-out answer leaks in
+
+
+def test_default_pair_labels_are_the_triplets_answer_or_negative() -> None:
+    _, triplets = read_csv("default_triplets.csv")
+    _, labelled = read_csv("default_pair_labels.csv")
+    assert [r["question"] for r in labelled] == [r["anchor"] for r in triplets]
+    for row, triplet in zip(labelled, triplets):
+        assert row["answer"] == (triplet["positive"] if row["label"] == "1" else triplet["negative"])
+    counts = [sum(r["label"] == label for r in labelled) for label in ("0", "1")]
+    assert sum(counts) == len(labelled) and min(counts) >= len(labelled) // 3  # both classes, roughly balanced
 
 
 def test_generator_reproduces_committed_files(tmp_path: Path) -> None:

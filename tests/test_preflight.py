@@ -79,3 +79,27 @@ def test_a_sampler_that_cannot_batch_the_data_names_it(tmp_path, monkeypatch):
     rows = ["text,label"] + [f"sentence {i},{i % 2}" for i in range(8)]
     message = refused(tmp_path, monkeypatch, rows, loss="batch_hard_triplet", roles=LABELS, batch_size=5)
     assert "[data] sampler cannot batch" in message and "batch_size must be even and >= 4" in message
+
+
+TEACHER = {"anchor": "q", "positive": "p", "negative": "n", "teacher": "t"}
+
+
+@pytest.mark.parametrize("loss, teacher, numbers", [
+    ("margin_mse", "1.0;2.0;3.0", 3),  # two candidates (positive, negative): 2 scores or 1 margin, not 3
+    ("distill_kl_div", "0.5", 1),  # a softmax over the candidates needs a score for each of the 2
+])
+def test_teacher_scores_that_do_not_fit_the_candidates(tmp_path, monkeypatch, loss, teacher, numbers):
+    rows = ["q,p,n,t"] + [f"q{i},p{i},n{i},{teacher.split(';')[0]}" for i in range(6)]
+    if numbers > 1:  # several numbers per row: a JSONL list
+        import json
+
+        (tmp_path / "d.jsonl").write_text("".join(
+            json.dumps({"q": f"q{i}", "p": f"p{i}", "n": f"n{i}", "t": [float(x) for x in teacher.split(";")]}) + "\n"
+            for i in range(6)), encoding="utf-8")
+        overrides = ['data.train="d.jsonl"']
+    else:
+        overrides = []
+    message = refused(tmp_path, monkeypatch, rows, loss=loss, roles=TEACHER, overrides=overrides)
+    assert f"[data] roles: teacher 't' gives {numbers} number" in message
+    assert f"which loss '{loss}' does not take with the 3 text columns ['q', 'p', 'n']: teacher_scores must have" \
+           in message

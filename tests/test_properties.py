@@ -145,6 +145,8 @@ def test_losses_on_random_shapes_and_values(name, rows, width, scale, seed, pois
         targets["labels"] = torch.randint(0, 3, (rows,), generator=gen)
     elif declared.kind == "scores":
         targets["scores"] = torch.rand(rows, generator=gen)
+    if declared.guide:  # a guide model's embeddings of every column, of its own width
+        targets["guide"] = [torch.randn(rows, 3, generator=gen) * scale for _ in embeddings]
     try:
         loss, _ = split_output(make_loss(name)(*embeddings, **targets))
     except NonFiniteError as e:

@@ -26,6 +26,20 @@ def test_recipe_runs_quick(name, tmp_path, minilm_dir, capsys):
         assert "before" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("name, guided", [("gist_guide.toml", True), ("classifier_head.toml", False)])
+def test_input_kind_recipes_run_quick_on_a_tiny_model(name, guided, tmp_path, tiny_base, capsys):
+    """The recipes of the guide-model and pair_labels kinds, on the tiny model (fast enough for every CI run)."""
+    tiny = json.dumps(str(tiny_base))
+    args = ["train", str(RECIPES / name), "--quick", "--output", str(tmp_path / "out"), "--set", f"model.base={tiny}"]
+    args += ["--set", f"loss.guide={tiny}"] if guided else []
+    assert cli.main(args) == 0, capsys.readouterr().err
+    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2]
+    assert (tmp_path / "out" / "final" / "model.safetensors").is_file()
+    recorded = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert json.dumps(str(tiny_base))[1:-1] in json.dumps(recorded)
+
+
 def test_hub_only_base_fails_offline_naming_the_model(tmp_path, capsys):
     code = cli.main(["train", str(RECIPES / "product_categories.toml"), "--quick", "--output", str(tmp_path)])
     assert code == 2
@@ -63,6 +77,16 @@ batch_size = 2
     (lambda t: t.replace('train = "d.csv"', 'train = "missing.csv"'), r"\[data\] train file missing.csv not found"),
     (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_size = -1"), "mini_batch_size must be >= 0"),
     (lambda t: t.replace("batch_size = 2", "batch_size = 2\ncompile = 1"), r"\[train\] compile must be bool, got int"),
+    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_num_tokens = -5"),
+     r"\[train\] mini_batch_num_tokens must be >= 0, got -5"),
+    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_num_tokens = 1.5"),
+     r"\[train\] mini_batch_num_tokens must be int, got float"),
+    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_num_tokens = 64\nmini_batch_size = 4"),
+     r"\[train\] give mini_batch_size \(rows per mini-batch\) or mini_batch_num_tokens \(real tokens per "
+     r"mini-batch\), not both"),
+    (lambda t: t.replace('name = "mnrl"', 'name = "cosent"').replace("batch_size = 2", "batch_size = 2\n"
+                                                                      "mini_batch_num_tokens = 64"),
+     r"\[train\] mini_batch_num_tokens \(gradient cache\) needs an in-batch loss, not cosent"),
 ])
 def test_malformed_recipe_is_refused_before_any_model_loads(tmp_path, monkeypatch, edit, message):
     from minilm.encoder import SentenceEncoder
@@ -175,16 +199,34 @@ def test_switching_the_loss_with_set_says_which_settings_to_drop(tmp_path):
         load_recipe(path, ["loss.margin=0.3"])  # no rename: the plain message
 
 
+TWO_TEXTS = '''
+from minilm.losses import mse_distill_loss, needs
+
+
+@needs("teacher_embeddings", columns=2)
+def distill_pair(sentence, translation, teacher_embeddings):
+    return mse_distill_loss(sentence, translation, teacher_embeddings=teacher_embeddings)
+'''
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.replace(', teacher = "t"', ""), r"missing \['teacher'\]"),
     (lambda t: t.replace('name = "margin_mse"', 'name = "distill_kl_div"\nteacher_temperature = 0.0'),
      "teacher_temperature"),
     (lambda t: t.replace('name = "margin_mse"', 'name = "mse"'), r"unknown \['anchor', 'positive', 'negative'\]"),
+    (lambda t: t.replace(', negative = "n"', ""),
+     r"\[data\] roles give 2 text columns, but loss 'margin_mse' needs 3 or more text columns \(anchor, positive, "
+     r"negative...\) and the teacher's score of each candidate .*; the text columns named are \['anchor', 'positive'\]"),
+    (lambda t: t.replace('name = "margin_mse"', 'name = "two_texts.py:distill_pair"').replace(
+        'anchor = "anchor", positive = "positive", negative = "n", teacher = "t"', 'text = ["anchor"], teacher = "t"'),
+     r"\[data\] roles give 1 text columns, but loss 'two_texts.py:distill_pair' needs 2 text column\(s\) and the "
+     r"teacher's embedding of each row \(roles text, teacher\); the text columns named are \['anchor'\]"),
 ])
 def test_teacher_recipes_are_checked_before_any_model_loads(tmp_path, monkeypatch, edit, message):
     from minilm.encoder import SentenceEncoder
 
     monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
+    (tmp_path / "two_texts.py").write_text(TWO_TEXTS, encoding="utf-8")
     text = GOOD.replace('roles = { anchor = "anchor", positive = "positive" }',
                         'roles = { anchor = "anchor", positive = "positive", negative = "n", teacher = "t" }')
     text = text.replace('name = "mnrl"', 'name = "margin_mse"')

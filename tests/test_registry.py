@@ -40,6 +40,22 @@ def test_kwargs_check_names_the_bad_key():
             check_loss_kwargs(name, kwargs)
 
 
+def test_a_guide_loss_takes_the_guide_key_and_its_dry_run_gets_guide_embeddings():
+    assert needs_of(LOSSES["gist"]).guide and not needs_of(LOSSES["mnrl"]).guide
+    check_loss_kwargs("gist", {"guide": "sentence-transformers/all-MiniLM-L6-v2", "margin": 0.1,
+                               "matryoshka_dims": [8, 4]})
+    for kwargs, bad in [({"guide": 3}, r"guide must name a model \(a folder or a hub id\), got 3"),
+                        ({"guide": ""}, "guide must name a model"),
+                        ({"margin_strategy": "relativ"}, "margin_strategy")]:
+        with pytest.raises(ValueError, match=bad):
+            check_loss_kwargs("gist", kwargs)
+    with pytest.raises(ValueError, match="loss 'mnrl' has no setting 'guide'"):
+        check_loss_kwargs("mnrl", {"guide": "some/model"})
+    a, p, g = _x(), _x(), [_x(d=5), _x(d=5)]
+    loss = make_loss("gist", {"guide": "some/model", "temperature": 0.05})  # the name is the trainer's, not the loss's
+    assert loss(a, p, guide=g).item() == pytest.approx(L.gist_embed_loss(a, p, guide=g, temperature=0.05).item())
+
+
 def test_make_loss_binds_settings():
     a, p, n = _x(), _x(), _x()
     loss = make_loss("triplet", {"distance": "cosine", "margin": 0.3})

@@ -108,6 +108,30 @@ def test_gradient_cache_setting_gives_the_same_run(recipe_path, tmp_path):
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
 
 
+def test_token_budget_setting_gives_the_same_run(recipe_path, tmp_path, monkeypatch):
+    """[train] mini_batch_num_tokens switches the gradient cache on with mini-batches cut by real tokens."""
+    from minilm.training import grad_cache
+
+    budgets = []
+    original = grad_cache.token_budget_spans
+
+    def record(tokens_per_row, budget):
+        spans = original(tokens_per_row, budget)
+        budgets.append((budget, len(spans)))
+        return spans
+
+    monkeypatch.setattr(grad_cache, "token_budget_spans", record)
+    plain = ["train.dropout=false", "train.save_steps=0", "train.max_steps=3"]
+    run_recipe(load_recipe(recipe_path, plain), tmp_path / "plain", log=lambda _: None)
+    assert budgets == []
+    run_recipe(load_recipe(recipe_path, plain + ["train.mini_batch_num_tokens=40"]), tmp_path / "tokens",
+               log=lambda _: None)
+    assert len(budgets) == 3 * 2 and all(budget == 40 and spans > 1 for budget, spans in budgets)  # steps x columns
+    a, b = final_weights(tmp_path / "plain"), final_weights(tmp_path / "tokens")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+
+
 def test_compile_setting_trains_like_eager(recipe_path, tmp_path):
     """train.compile: compiled layers, compiled AdamW step and fused MNRL give the eager run's weights (dropout off;
     float32 rounding of the fused kernels only); MNRL in another form keeps the reference loss."""
@@ -236,6 +260,86 @@ class Scaled(nn.Module):
         logits = self.scale * cosine_similarity_matrix(anchors, positives)
         return (logits.logsumexp(dim=1) - logits.diagonal()).mean(), {"scale": self.scale.detach()}
 '''
+
+
+PARAMETER_LOSSES = {  # a registered loss with parameters -> its data: roles and rows
+    "softmax": ('{ a = "a", b = "b", label = "label" }', "a,b,label",
+                lambda i: f"question {i} about topic {i % 5},answer {i} for topic {(i + i % 2) % 5},{i % 2}"),
+    "arcface": ('{ text = "text", label = "label" }', "text,label",
+                lambda i: f"note {i} about topic {i % 3} and more,{i % 3}"),
+}
+
+
+def assert_same_state(a, b, where="state"):
+    """Nested dicts / lists / tensors / numbers equal, tensors bit for bit (torch.equal)."""
+    assert type(a) is type(b), where
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_state(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("loss", sorted(PARAMETER_LOSSES))
+def test_a_loss_with_parameters_killed_and_resumed_is_bit_identical(loss, tmp_path, tiny_base, monkeypatch):
+    """Model weights, the loss's parameters (a classifier head, class proxies) and the optimiser's moments after a kill
+    at step 3 and a resume from the step-2 checkpoint equal those of the run that was never interrupted."""
+    roles, header, row = PARAMETER_LOSSES[loss]
+    (tmp_path / "rows.csv").write_text(header + "\n" + "\n".join(row(i) for i in range(24)) + "\n", encoding="utf-8")
+    (tmp_path / "r.toml").write_text(f"""name = "params"
+[model]
+base = "{tiny_base}"
+[data]
+train = "rows.csv"
+roles = {roles}
+[loss]
+name = "{loss}"
+[train]
+batch_size = 6
+max_steps = 4
+save_steps = 2
+loss_lr = 1e-2
+""", encoding="utf-8")
+    from minilm.training import trainer
+
+    finished = {}
+    original_finish, original_log = trainer.Trainer.finish, trainer.Trainer.write_log
+
+    def keep(self):
+        finished[self.output_dir.name] = self
+        original_finish(self)
+
+    def die_after_step_3(self, record):
+        original_log(self, record)
+        if record.get("step") == 3 and "loss" in record:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(trainer.Trainer, "finish", keep)
+    run_recipe(load_recipe(tmp_path / "r.toml"), tmp_path / "straight", log=lambda _: None)
+    monkeypatch.setattr(trainer.Trainer, "write_log", die_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(load_recipe(tmp_path / "r.toml"), tmp_path / "resumed", log=lambda _: None)
+    monkeypatch.setattr(trainer.Trainer, "write_log", original_log)
+    assert [p.name for p in checkpoints(tmp_path / "resumed")] == ["step-0000002"]
+    run_recipe(load_recipe(tmp_path / "r.toml"), tmp_path / "resumed", resume=True, log=lambda _: None)
+    straight, resumed = finished["straight"], finished["resumed"]
+    assert straight.step == resumed.step == 4
+    assert_same_state(straight.model.state_dict(), resumed.model.state_dict(), "model")
+    assert_same_state(straight.loss_module.state_dict(), resumed.loss_module.state_dict(), "loss")
+    assert_same_state(straight.optimizer.state_dict(), resumed.optimizer.state_dict(), "optimizer")
+    assert len(straight.optimizer.state_dict()["state"]) == len(straight.params)  # the loss's moments are in it
+    initial = load_recipe(tmp_path / "r.toml")
+    from minilm.training.run import build_loss, load_train_data
+
+    start = build_loss(initial, straight.model, load_train_data(initial)).state_dict()
+    assert not all(torch.equal(start[k], v) for k, v in straight.loss_module.state_dict().items())  # it trained
 
 
 def test_resuming_with_a_different_kind_of_loss_is_refused(recipe_path, tmp_path):

@@ -2,9 +2,9 @@
 negatives, and those are masked out of the softmax. Matches sentence-transformers 6.2's GISTEmbedLoss and (through
 the gradient cache) CachedGISTEmbedLoss (tests/test_losses_vs_st_catalogue.py).
 
-The guide's embeddings of every column are an input here (``guide=``): loading a guide model named in a recipe,
-keeping it frozen and out of the optimiser, and embedding each batch with it is trainer wiring that does not exist
-yet, so this loss is not in the recipe registry.
+The guide's embeddings of every column are an input here (``guide=``), declared with ``@needs(..., guide=True)``:
+the loss stays a pure function of tensors. The trainer loads the guide model a recipe names (``[loss] guide``), keeps
+it frozen and out of the optimiser, and embeds each batch with it (``minilm/training/guide.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ MARGIN_STRATEGIES = {
 }
 
 
-@needs("columns", columns=2, more_columns=True, in_batch_negatives=True)
+@needs("columns", columns=2, more_columns=True, in_batch_negatives=True, guide=True)
 def gist_embed_loss(
     anchors: Tensor,
     positives: Tensor,

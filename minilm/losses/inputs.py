@@ -46,6 +46,7 @@ class Needs:
     columns: int  # text columns per row: fixed for labels (1), scores and pair_labels (2); a minimum for the others
     more_columns: bool = False  # any number of further text columns (hard negatives) is accepted
     in_batch_negatives: bool = False  # other rows of the batch serve as negatives: a batch must not repeat a text
+    guide: bool = False  # takes a frozen guide model's embeddings of every column (``guide=``): [loss] guide names it
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -84,11 +85,13 @@ class Needs:
             ", negative..." if self.more_columns else "") + ")"
 
 
-def needs(kind: str, columns: int | None = None, more_columns: bool = False, in_batch_negatives: bool = False):
-    """Decorator: declare what rows a loss needs (``columns`` defaults to the kind's fixed or least count)."""
+def needs(kind: str, columns: int | None = None, more_columns: bool = False, in_batch_negatives: bool = False,
+          guide: bool = False):
+    """Decorator: declare what rows a loss needs (``columns`` defaults to the kind's fixed or least count); ``guide``:
+    it also takes a guide model's embeddings of the same columns as the keyword ``guide`` (a list, one per column)."""
     default = FIXED_COLUMNS.get(kind, MIN_COLUMNS.get(kind, 2))
     declared = Needs(kind, columns if columns is not None else default, more_columns,
-                     in_batch_negatives)
+                     in_batch_negatives, guide)
 
     def mark(loss: Callable) -> Callable:
         loss.needs = declared

@@ -250,6 +250,7 @@ REFERENCES: dict[str, Reference] = {
     "margin_mse": st("MarginMSELoss", HOFSTATTER),
     "distill_kl_div": st("DistillKLDivLoss", LIN),
     "embed_distill": st("EmbedDistillLoss", KIM_2023),
+    "gist": st("GISTEmbedLoss", SOLATORIO),  # with [train] mini_batch_size: CachedGISTEmbedLoss, cited the same way
     "supcon": Reference("SupConLoss", KHOSLA),
     "ntxent": Reference("NTXentLoss", CHEN),
     "circle": Reference("CircleLoss", SUN),

@@ -23,6 +23,7 @@ class TrainConfig:
     seed: int = 42
     dropout: bool = True  # dropout on while training, as in sentence-transformers
     mini_batch_size: int = 0  # > 0: gradient cache with mini-batches of this size (in-batch negatives, big batches)
+    mini_batch_num_tokens: int = 0  # > 0: gradient cache, each mini-batch at most this many real tokens (not rows)
     eval_steps: int = 0  # > 0: evaluate every this many steps (and always before and at the end)
     save_steps: int = 0  # > 0: resumable checkpoint every this many steps
     keep_checkpoints: int = 2  # how many step checkpoints to keep (the newest)

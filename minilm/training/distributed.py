@@ -143,7 +143,7 @@ def all_gather_rows(x: Tensor) -> Tensor:
 
 def gather_loss(loss_fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
     """``loss_fn`` on the global batch: every tensor argument is all-gathered first (embeddings with autograd;
-    labels and scores as plain data), so each rank computes the loss of the whole batch.
+    labels, scores and a guide model's embeddings as plain data), so each rank computes the loss of the whole batch.
 
     Why the gradient comes out right: every rank holds the same global loss L, so each rank's backward produces
     dL/d(all rows); the gather's backward sums those W identical contributions for this rank's rows (W * dL/d own
@@ -157,10 +157,19 @@ def gather_loss(loss_fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
     def gathered(*embeddings: Tensor, **targets) -> Tensor:
         where = embeddings[0].device
         embeddings = [all_gather_rows(e) for e in embeddings]  # (W * b, D) each
-        targets = {k: all_gather_rows(v.to(where)) if isinstance(v, Tensor) else v for k, v in targets.items()}
+        targets = {k: _gathered(v, where) for k, v in targets.items()}
         return loss_fn(*embeddings, **targets)
 
     return gathered
+
+
+def _gathered(value, where: torch.device):
+    """A loss keyword on the global batch: a tensor of rows, or a list of them (a guide model's embeddings)."""
+    if isinstance(value, Tensor):
+        return all_gather_rows(value.to(where))
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Tensor) for v in value):
+        return [all_gather_rows(v.to(where)) for v in value]
+    return value
 
 
 def broadcast_parameters(module: nn.Module) -> None:

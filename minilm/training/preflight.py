@@ -2,7 +2,9 @@
 
 A loss with in-batch negatives learns nothing from a one-row batch (its only candidate is its own positive); a
 labelled loss learns nothing from batches without two rows of one label; a batch larger than the data is not the
-batch the recipe asked for. All three used to run to the end with exit status 0 and an unchanged model.
+batch the recipe asked for. All three used to run to the end with exit status 0 and an unchanged model. A teacher
+that scores another number of candidates than the roles give text columns would fail only at the first step, after
+the model loaded; it is refused here too.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+import torch
+
+from minilm.losses.inputs import split_output
 from minilm.training.recipe import Recipe, RecipeError
+from minilm.training.registry import make_loss
 
 
 def checked_sampler(recipe: Recipe, data, make_sampler: Callable, world_size: int = 1):
@@ -43,3 +49,25 @@ def checked_sampler(recipe: Recipe, data, make_sampler: Callable, world_size: in
         raise RecipeError(f"{where}: loss {loss} needs at least 2 rows per batch, but the rows of {path} all share "
                           f"a text, so no batch without repeated texts holds more than one")
     return sampler
+
+
+def check_teacher_scores(recipe: Recipe, data) -> None:
+    """A teacher_scores loss run once on stand-in embeddings (2 rows, width 8) of the data's text columns and zeros of
+    the data's teacher width: the loss's own shape check decides whether that many teacher numbers per row fit that
+    many candidates (one per candidate, or a margin per negative), before any model loads."""
+    declared = recipe.loss_needs
+    if declared.kind != "teacher_scores":
+        return
+    d, name = recipe.data, recipe.loss["name"]
+    width = len(data.targets[0])
+    names = [d["roles"][r] for r in ("anchor", "positive")] + (
+        [d["roles"]["negative"]] if isinstance(d["roles"].get("negative"), str) else list(d["roles"].get("negative", [])))
+    generator = torch.Generator().manual_seed(0)
+    embeddings = [torch.randn(2, 8, generator=generator) for _ in data.columns]
+    try:
+        loss = make_loss(name, recipe.loss_settings(), recipe.path.parent, context={"embedding_dim": 8})
+        split_output(loss(*embeddings, teacher_scores=torch.zeros(2, width)))
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"{recipe.path}: [data] roles: teacher {d['roles']['teacher']!r} gives {width} number"
+                          f"{'s' if width != 1 else ''} per row of {d['train']}, which loss {name!r} does not take with "
+                          f"the {len(names)} text columns {names}: {e}") from None

@@ -17,7 +17,8 @@ from minilm.evaluation import METRICS, TASKS
 from minilm.hub import looks_like_path
 from minilm.losses.inputs import KINDS, Needs
 from minilm.training.config import TrainConfig, check_best_settings, train_schema
-from minilm.training.registry import UnknownLossSettings, check_loss_kwargs, is_module_loss, loss_needs, resolve_loss
+from minilm.training.registry import (GUIDE_KEY, UnknownLossSettings, check_loss_kwargs, is_module_loss, loss_needs,
+                                      resolve_loss)
 from minilm.training.reporting import check_report_to
 
 REQUIRED = object()
@@ -176,16 +177,17 @@ def _check_path(recipe_path: Path, value: str, key: str) -> str:
     return str(resolved)
 
 
-def _check_base(recipe_path: Path, base: str) -> str:
-    """[model] base: a folder beside the recipe (relative paths are the recipe's, like every path in it), an absolute
-    folder, or a hub id. A relative name that can only be a path must be a folder beside the recipe."""
+def _check_base(recipe_path: Path, base: str, key: str = "[model] base") -> str:
+    """[model] base (or [loss] guide): a folder beside the recipe (relative paths are the recipe's, like every path
+    in it), an absolute folder, or a hub id. A relative name that can only be a path must be a folder beside the
+    recipe."""
     if Path(base).expanduser().is_absolute():
         return base
     local = (recipe_path.parent / base).resolve()
     if local.is_dir():
         return str(local)
     if looks_like_path(base):
-        raise RecipeError(f"{recipe_path}: [model] base folder {base} not found (looked at {local}, relative to "
+        raise RecipeError(f"{recipe_path}: {key} folder {base} not found (looked at {local}, relative to "
                           f"the recipe)")
     return base
 
@@ -235,7 +237,7 @@ def _check_values(r: Recipe) -> None:
     for key in ("batch_size", "epochs"):
         if t[key] < 1:
             raise RecipeError(f"{where}: [train] {key} must be >= 1, got {t[key]}")
-    for key in ("max_steps", "warmup_steps", "eval_steps", "save_steps", "mini_batch_size"):
+    for key in ("max_steps", "warmup_steps", "eval_steps", "save_steps", "mini_batch_size", "mini_batch_num_tokens"):
         if t[key] < 0:
             raise RecipeError(f"{where}: [train] {key} must be >= 0, got {t[key]}")
     if t["distributed_timeout_s"] <= 0:
@@ -254,8 +256,19 @@ def _check_values(r: Recipe) -> None:
     if t["warmup_steps"] and t["warmup_ratio"]:
         raise RecipeError(f"{where}: [train] give warmup_steps or warmup_ratio, not both")
     declared = r.loss_needs
-    if t["mini_batch_size"] and declared.kind != "columns":
-        raise RecipeError(f"{where}: [train] mini_batch_size (gradient cache) needs an in-batch loss, not {r.loss['name']}")
+    if declared.guide:
+        if GUIDE_KEY not in r.loss:
+            raise RecipeError(f"{where}: missing key [loss] {GUIDE_KEY}: loss {r.loss['name']!r} masks false negatives "
+                              f"with a frozen guide model; name one, e.g. {GUIDE_KEY} = "
+                              f"\"sentence-transformers/all-MiniLM-L6-v2\" (a folder relative to the recipe, or a "
+                              f"hub id; the model being fine-tuned may be its own guide)")
+        r.loss[GUIDE_KEY] = _check_base(where, r.loss[GUIDE_KEY], f"[loss] {GUIDE_KEY}")
+    for key in ("mini_batch_size", "mini_batch_num_tokens"):
+        if t[key] and declared.kind != "columns":
+            raise RecipeError(f"{where}: [train] {key} (gradient cache) needs an in-batch loss, not {r.loss['name']}")
+    if t["mini_batch_size"] and t["mini_batch_num_tokens"]:
+        raise RecipeError(f"{where}: [train] give mini_batch_size (rows per mini-batch) or mini_batch_num_tokens "
+                          f"(real tokens per mini-batch), not both: the token budget decides the rows")
     d = r.data
     if d["sampler"] not in SAMPLERS:
         raise RecipeError(f"{where}: [data] sampler must be one of {SAMPLERS}, got {d['sampler']!r}")
@@ -299,6 +312,12 @@ def _check_best(r: Recipe) -> None:
         raise RecipeError(f"{where}: [train] {e}") from None
 
 
+# The roles of a kind that name text columns (each a column name or a list of them), in order; the number of text
+# columns they give must be one the loss declares. The other kinds have a fixed count their roles already pin down.
+TEXT_ROLES = {"columns": ("anchor", "positive", "negative"), "teacher_scores": ("anchor", "positive", "negative"),
+              "teacher_embeddings": ("text",)}
+
+
 def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str) -> None:
     """The roles a section maps must give what ``user`` (a loss or an evaluation task) declares it needs."""
     if d["format"] == "sts":
@@ -314,12 +333,15 @@ def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str)
     if missing or unknown:
         raise RecipeError(f"{where}: [{section}] roles {sorted(d['roles'])} do not fit {user}, which needs "
                           f"{declared.describe()}; missing {missing}, unknown {unknown}")
-    if declared.kind == "columns":
-        negatives = d["roles"].get("negative", [])
-        n = 2 + (1 if isinstance(negatives, str) else len(negatives))
-        if not declared.accepts(n):
-            raise RecipeError(f"{where}: [{section}] roles give {n} text columns, but {user} needs "
-                              f"{declared.describe()}")
+    text_roles = TEXT_ROLES.get(declared.kind)
+    if text_roles is not None:
+        names = []
+        for role in text_roles:
+            value = d["roles"].get(role, [])
+            names += [value] if isinstance(value, str) else list(value)
+        if not declared.accepts(len(names)):
+            raise RecipeError(f"{where}: [{section}] roles give {len(names)} text columns, but {user} needs "
+                              f"{declared.describe()}; the text columns named are {names}")
 
 
 def _check_columns(where: Path, section: str, d: dict) -> None:

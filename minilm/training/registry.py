@@ -47,6 +47,9 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "embed_distill": losses.EmbedDistillLoss,
     "margin_mse": losses.margin_mse_loss,
     "distill_kl_div": losses.distill_kl_div_loss,
+    # a guide model's embeddings mask false negatives ([loss] guide names it); its cached form is this loss with
+    # [train] mini_batch_size, as for every in-batch loss
+    "gist": losses.gist_embed_loss,
 }
 
 MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
@@ -54,6 +57,9 @@ MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
 # keys switches it on; an unset weight keeps its default of 1.0, as in sentence-transformers.
 GOR_KEYS = {"gor_mean_weight": "mean_weight", "gor_second_moment_weight": "second_moment_weight",
             "gor_aggregation": "aggregation", "gor_similarity": "similarity"}
+# The model whose embeddings a loss declared with @needs(..., guide=True) takes as ``guide=``: a folder or hub id,
+# loaded by the trainer (training/guide.py), never passed to the loss itself.
+GUIDE_KEY = "guide"
 
 
 class UnknownLossSettings(ValueError):
@@ -144,6 +150,7 @@ def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None
     kwargs = dict(kwargs or {})
     check_loss_kwargs(name, kwargs, dry_run=False, base_dir=base_dir)
     dims, weights = (kwargs.pop(k, None) for k in MATRYOSHKA_KEYS)
+    kwargs.pop(GUIDE_KEY, None)  # the trainer's business: the loss gets the guide's embeddings, not its name
     gor = {GOR_KEYS[k]: kwargs.pop(k) for k in list(kwargs) if k in GOR_KEYS}
     if weights is not None and dims is None:
         raise ValueError("matryoshka_weights is set but matryoshka_dims is not")
@@ -169,10 +176,13 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
     """
     loss = resolve_loss(name, base_dir)
     valid = settable(loss)
-    extra = list(MATRYOSHKA_KEYS) + list(GOR_KEYS)
+    extra = list(MATRYOSHKA_KEYS) + list(GOR_KEYS) + ([GUIDE_KEY] if needs_of(loss).guide else [])
     unknown = [key for key in kwargs if key not in valid and key not in extra]
     if unknown:
         raise UnknownLossSettings(name, unknown, valid + extra)
+    guide = kwargs.get(GUIDE_KEY)
+    if GUIDE_KEY in kwargs and guide is not None and (not isinstance(guide, str) or not guide):
+        raise ValueError(f"loss {name!r}: {GUIDE_KEY} must name a model (a folder or a hub id), got {guide!r}")
     if not dry_run:
         return
     dims = kwargs.get("matryoshka_dims")
@@ -184,6 +194,8 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
         bound = make_loss(name, kwargs, base_dir, context=context)
         # a loss that projects the student to a teacher's width says which width its teacher rows have
         args, targets = dummy_inputs(declared, width, teacher_width=getattr(bound, "teacher_dim", width))
+        if declared.guide:  # the guide's own width need not be the student's
+            targets[GUIDE_KEY] = [torch.randn(a.shape[0], 3, generator=torch.Generator().manual_seed(1)) for a in args]
         split_output(bound(*args, **targets))
     except (TypeError, ValueError) as e:
         raise ValueError(f"loss {name!r}: {e}") from e

@@ -16,11 +16,12 @@ from minilm.training import distributed
 from minilm.training.citations import describe_loss
 from minilm.training.config import non_defaults
 from minilm.training.data import read_rows, read_sts, role_columns, to_roles
+from minilm.training.guide import Guide
 from minilm.training.output_dir import claim as output_dir_claim
 from minilm.training.output_dir import run_record
-from minilm.training.preflight import checked_sampler
+from minilm.training.preflight import check_teacher_scores, checked_sampler
 from minilm.training.recipe import Recipe
-from minilm.training.registry import make_loss
+from minilm.training.registry import GUIDE_KEY, make_loss
 from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
 from minilm.training.trainer import TrainConfig, TrainData, Trainer, newest_usable_checkpoint
 
@@ -65,6 +66,12 @@ def build_loss(recipe: Recipe, model, data: TrainData) -> Callable:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.train["seed"])
         return make_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent, run_context(model, data))
+
+
+def load_guide(recipe: Recipe, device=None) -> Guide | None:
+    """The frozen guide model the recipe's ``[loss] guide`` names (checked by the recipe), or None without one."""
+    name = recipe.loss.get(GUIDE_KEY)
+    return None if name is None else Guide.load(name, device, batch_size=recipe.train["mini_batch_size"] or 32)
 
 
 def sampler_name(recipe: Recipe) -> str:
@@ -193,6 +200,7 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = 
     distributed.check_batch_size(recipe.train["batch_size"], distributed.world_size())  # before anything loads
     data = load_train_data(recipe)  # data and evaluator are read before the model: bad rows fail fast
     sampler = checked_sampler(recipe, data, make_sampler, distributed.world_size())  # degenerate runs refused
+    check_teacher_scores(recipe, data)  # teacher numbers that do not fit the candidates, before the model loads
     evaluate = recipe_evaluator(recipe)
     claim = claim_for(recipe, output_dir, resume, overwrite)  # held until the run ends (released by ``held``)
     if held is not None and claim is not None:
@@ -202,7 +210,7 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = 
     model = found[2] if found else load(recipe.model["base"])
     loss_fn = build_loss(recipe, model, data)
     trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log,
-                      card=training_card(recipe, data))
+                      card=training_card(recipe, data), guide=load_guide(recipe, distributed.device()))
     if found:
         trainer.resume_from(found[0], found[1])
         log(f"resumed from {found[0]} at step {trainer.step}")

@@ -1,8 +1,8 @@
 """One training step's forward and backward: embed every text column, apply the loss, back-propagate.
 
 ``loss_backward_with_stats`` is what the trainer calls (``loss_backward`` drops the statistics). The plain path
-embeds all columns of the batch in one forward pass; with a ``mini_batch_size`` the gradient cache
-(``grad_cache.py``) does the same in bounded memory. A loss with parameters (an nn.Module) gets their gradients
+embeds all columns of the batch in one forward pass; with a ``mini_batch_size`` (or a ``mini_batch_num_tokens`` token
+budget) the gradient cache (``grad_cache.py``) does the same in bounded memory. A loss with parameters (an nn.Module) gets their gradients
 accumulated in ``.grad`` either way.
 """
 
@@ -35,13 +35,19 @@ def loss_backward_with_stats(
     columns: Sequence[Column],
     loss_fn: Callable[..., Tensor],
     mini_batch_size: int | None = None,
+    mini_batch_num_tokens: int | None = None,
     **loss_kwargs,
 ) -> tuple[Tensor, dict[str, float | None]]:
-    """``loss_backward``, also returning the statistics the loss reported (``inputs.split_output``)."""
-    if mini_batch_size is not None:
+    """``loss_backward``, also returning the statistics the loss reported (``inputs.split_output``).
+
+    ``mini_batch_num_tokens`` also switches the gradient cache on, its mini-batches bounded by real tokens instead of
+    rows (``grad_cache.token_budget_spans``)."""
+    if mini_batch_size is not None or mini_batch_num_tokens is not None:
         from minilm.training.grad_cache import cached_step  # it builds on this module's helpers
 
-        return cached_step(model, columns, loss_fn, mini_batch_size, **loss_kwargs)
+        # with a token budget the rows per mini-batch follow from the tokens: the row count is not used
+        rows = mini_batch_size if mini_batch_size is not None else 1
+        return cached_step(model, columns, loss_fn, rows, mini_batch_num_tokens, **loss_kwargs)
     check_columns(columns, 1)
     loss, stats = split_output(loss_fn(*embed_columns(model, columns), **loss_kwargs))
     loss.backward()

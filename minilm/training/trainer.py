@@ -5,7 +5,8 @@ uninterrupted run would have (model, optimiser, schedule, sampler position and R
 A loss with parameters (an nn.Module: a learnable temperature, a classifier head) is trained with the model: its
 parameters are optimised (at ``[train] loss_lr`` when set), checkpointed, and, when the loss class says
 ``part_of_model = True``, saved beside the final model (``final/loss.safetensors``). Statistics a loss reports go
-to ``log.jsonl`` with each step (``"stats"``).
+to ``log.jsonl`` with each step (``"stats"``). A loss that takes a guide model's embeddings (GIST) gets them from a
+frozen ``Guide`` (minilm/training/guide.py), which is neither optimised nor checkpointed nor saved.
 Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
 (see minilm/training/distributed.py and docs/distributed.md). With ``metric_for_best`` the best evaluation is tracked
 (best.py): ``load_best_at_end`` makes it final/, ``early_stopping_patience`` stops the run; a resume keeps both.
@@ -30,7 +31,9 @@ from minilm.io import (WriteError, append_line, building, json_line, read_json_l
 from minilm.training import distributed
 from minilm.training.best import BestTracker
 from minilm.training.compiled import compiled_training
+from minilm.losses.inputs import needs_of
 from minilm.training.config import TrainConfig, check_best_settings
+from minilm.training.guide import Guide
 from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
 from minilm.training.registry import loss_module_of
 from minilm.training.reporting import TensorBoard, check_report_to
@@ -98,8 +101,10 @@ class Trainer:
         output_dir: str | Path | None = None,
         log: Callable[[str], None] = print,
         card: TrainingCard | None = None,
+        guide: Guide | None = None,
     ):
         self.model, self.loss_fn, self.data, self.sampler, self.config = model, loss_fn, data, sampler, config
+        self.guide = self.checked_guide(guide, loss_fn)
         self.evaluate, self.say = evaluate, log
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -139,6 +144,21 @@ class Trainer:
             if config.metric_for_best else None
         self.card = card  # what the model card says about the run (filled in further at each save)
         self.tensorboard: TensorBoard | None = None  # opened at the first record (report_to = ["tensorboard"])
+
+    def checked_guide(self, guide: Guide | None, loss_fn: Callable) -> Guide | None:
+        """The guide a loss declared with ``@needs(..., guide=True)`` needs, and only such a loss gets one."""
+        try:
+            takes = needs_of(loss_fn).guide
+        except TypeError:  # a bare callable (tests, notebooks) declares nothing, so takes no guide
+            takes = False
+        if takes and guide is None:
+            raise ValueError(f"loss {getattr(loss_fn, '__name__', type(loss_fn).__name__)} takes a guide model's "
+                             f"embeddings: give the trainer a guide (a recipe's [loss] guide)")
+        if guide is not None and not takes:
+            raise ValueError("a guide model was given, but the loss does not take one (@needs(..., guide=True))")
+        if guide is not None and guide.encoder is self.model:
+            raise ValueError("the guide must be a separate frozen copy, not the model being trained")
+        return guide
 
     def place_loss_module(self, loss_fn: Callable):
         """The loss's nn.Module (None for a function loss), moved to the model's device, equal on every rank."""
@@ -195,9 +215,12 @@ class Trainer:
         """Loss, backward, clip, AdamW and schedule for one batch; the log record of the step."""
         columns, targets = self.data.batch(rows)
         targets = {k: v.to(self.device) for k, v in targets.items()}
+        if self.guide is not None:  # this rank's rows, as the frozen guide sees them (gathered with them, if at all)
+            targets["guide"] = self.guide.embed(columns, self.device)
         try:
             loss, stats = loss_backward_with_stats(self.forward_model, columns, self.loss_fn,
-                                                   self.config.mini_batch_size or None, **targets)
+                                                   self.config.mini_batch_size or None,
+                                                   self.config.mini_batch_num_tokens or None, **targets)
         except NonFiniteError as e:  # finite weights can still overflow in the forward pass
             self.optimizer.zero_grad()
             raise TrainingDiverged(f"step {self.step + 1} (epoch {self.epoch}): {e}; the weights after step "

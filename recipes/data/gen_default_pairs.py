@@ -162,3 +162,14 @@ def make_default_triplets(n_train: int = 200, n_eval: int = 100) -> list:
             [q for q in sorted(PROBLEMS) if q != p and (d, q) in allowed]
         rows.append((anchor, positive, rng.choice(PROBLEMS[rng.choice(neighbours)][1]).format(d=d)))
     return rows
+
+
+def make_default_pair_labels() -> list:
+    """(question, answer, label) for a classifier head over the pair: each row of default_triplets.csv once, with
+    its own answer (label 1: the answer fixes this problem) or its hard negative (label 0: the answer to another
+    problem on the same device), chosen by a fair coin of its own RNG."""
+    rng = rng_for("default_pair_labels")
+    rows = []
+    for anchor, positive, negative in make_default_triplets():
+        rows.append((anchor, positive, 1) if rng.random() < 0.5 else (anchor, negative, 0))
+    return rows

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the generator modules live next to this script
 
-from gen_default_pairs import make_default, make_default_triplets  # noqa: E402
+from gen_default_pairs import make_default, make_default_pair_labels, make_default_triplets  # noqa: E402
 from gen_notes_to_prose import make_notes_to_prose  # noqa: E402
 from gen_nutrition_ko import make_nutrition_notes_ko  # noqa: E402
 from gen_product_categories import make_product_categories  # noqa: E402
@@ -53,6 +53,7 @@ def build(out: Path) -> list[Path]:
         "default_pairs.csv": (("anchor", "positive"), default_train),
         "default_eval.csv": (("anchor", "positive", "negative"), default_eval),
         "default_triplets.csv": (("anchor", "positive", "negative"), make_default_triplets()),
+        "default_pair_labels.csv": (("question", "answer", "label"), make_default_pair_labels()),
     }
     written = []
     for name, (header, rows) in csvs.items():

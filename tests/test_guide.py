@@ -1,0 +1,199 @@
+"""A guide model named in a recipe ([loss] guide, minilm/training/guide.py): loaded once, frozen, out of the
+optimiser and the checkpoints, its embeddings handed to GIST (plain and through the gradient cache), from a recipe and
+from minilm sweep; refused by name where it cannot work."""
+
+import json
+
+import pytest
+import torch
+from helpers import write_tiny_recipe
+from safetensors.torch import load_file
+
+from minilm.encoder import SentenceEncoder
+from minilm.losses import gist_embed_loss
+from minilm.training import trainer as trainer_module
+from minilm.training.guide import Guide
+from minilm.training.recipe import RecipeError, load_recipe
+from minilm.training.run import run_recipe
+from minilm.training.sweep import load_sweep, run_sweep
+from minilm.training.trainer import STATE_NAME, checkpoints
+
+
+@pytest.fixture()
+def gist_recipe(tmp_path, tiny_base):
+    """The tiny MNRL recipe switched to GIST, the tiny base as its own guide."""
+    path = write_tiny_recipe(tmp_path, tiny_base, steps=4)
+    text = path.read_text(encoding="utf-8").replace('name = "mnrl"', f'name = "gist"\nguide = "{tiny_base}"')
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_guide_is_frozen_and_embeds_without_autograd(tiny_base):
+    guide = Guide.load(str(tiny_base), batch_size=3)
+    assert not guide.encoder.training and not any(p.requires_grad for p in guide.encoder.parameters())
+    texts = [f"sentence number {i}" for i in range(7)]
+    embedded = guide.embed([texts, texts[::-1]])
+    assert [tuple(e.shape) for e in embedded] == [(7, 64), (7, 64)] and not embedded[0].requires_grad
+    whole = guide.encoder.embed(texts).detach()  # one padded batch: chunks of 3 rows give the same rows
+    assert torch.allclose(embedded[0], whole, atol=1e-6) and torch.allclose(embedded[1], whole.flip(0), atol=1e-6)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda g: g.embed([{"input_ids": torch.zeros(2, 3)}]), r"columns\[0\] must be a list of texts, got dict"),
+    (lambda g: g.embed(["one text"]), r"columns\[0\] must be a list of texts, got str"),
+    (lambda g: Guide(g.encoder, batch_size=0), "guide batch_size must be a positive int, got 0"),
+])
+def test_bad_guide_input_is_refused_by_name(tiny_base, call, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        call(Guide.load(str(tiny_base)))
+
+
+def test_gist_trains_from_a_recipe_with_the_guide_frozen_and_never_saved(gist_recipe, tmp_path, tiny_base,
+                                                                          monkeypatch):
+    seen = {}
+    original = trainer_module.Trainer.finish
+
+    def keep(self):
+        seen["trainer"] = self
+        original(self)
+
+    monkeypatch.setattr(trainer_module.Trainer, "finish", keep)
+    run_recipe(load_recipe(gist_recipe), tmp_path / "out", log=lambda _: None)
+    trainer = seen["trainer"]
+    guide = trainer.guide.encoder
+    start = SentenceEncoder.from_pretrained(tiny_base).bert.state_dict()
+    for name, tensor in guide.bert.state_dict().items():  # the guide is the starting weights, untouched
+        assert torch.equal(tensor, start[name]), name
+    assert not guide.training and not any(p.requires_grad for p in guide.parameters())
+    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in guide.parameters()}  # not in the optimiser
+    assert trainer.loss_module is None
+    state = torch.load(checkpoints(tmp_path / "out")[-1] / STATE_NAME, weights_only=True)
+    assert "loss" not in state and "guide" not in json.dumps(list(state))  # nothing of the guide in a checkpoint
+    trained = trainer.model.bert.state_dict()
+    assert not all(torch.equal(trained[name], start[name]) for name in start)  # while the model did train
+    assert not (tmp_path / "out" / "final" / "loss.safetensors").exists()
+
+
+def test_the_loss_gets_the_guides_embeddings_of_the_batch(gist_recipe, tmp_path, monkeypatch):
+    calls = []
+
+    def spy(*embeddings, guide, **settings):
+        calls.append(([e.shape for e in embeddings], [g.shape for g in guide], [g.requires_grad for g in guide]))
+        return gist_embed_loss(*embeddings, guide=guide, **settings)
+
+    spy.needs = gist_embed_loss.needs
+    monkeypatch.setitem(__import__("minilm.training.registry", fromlist=["LOSSES"]).LOSSES, "gist", spy)
+    run_recipe(load_recipe(gist_recipe, ["train.max_steps=2"]), tmp_path / "out", log=lambda _: None)
+    assert calls[0][1] == [torch.Size([4, 3])] * 2  # the recipe check's dry run, on a stand-in guide
+    assert calls[1:] == [([torch.Size([8, 64])] * 2, [torch.Size([8, 64])] * 2, [False, False])] * 2
+
+
+def test_cached_gist_passes_the_guide_through_the_gradient_cache(gist_recipe, tmp_path):
+    """GIST under [train] mini_batch_size (CachedGISTEmbedLoss) trains as the plain step does (dropout off)."""
+    plain = ["train.dropout=false", "train.save_steps=0", "train.max_steps=3"]
+    run_recipe(load_recipe(gist_recipe, plain), tmp_path / "plain", log=lambda _: None)
+    run_recipe(load_recipe(gist_recipe, plain + ["train.mini_batch_size=3"]), tmp_path / "cached", log=lambda _: None)
+    a = load_file(tmp_path / "plain" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "cached" / "final" / "model.safetensors")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / name / "log.jsonl").read_text().splitlines()
+               if '"loss"' in line] for name in ("plain", "cached")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_a_gist_run_killed_and_resumed_equals_the_straight_run(gist_recipe, tmp_path, monkeypatch):
+    run_recipe(load_recipe(gist_recipe), tmp_path / "straight", log=lambda _: None)
+    original = trainer_module.Trainer.write_log
+
+    def die_after_step_3(self, record):
+        original(self, record)
+        if record.get("step") == 3 and "loss" in record:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(trainer_module.Trainer, "write_log", die_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(load_recipe(gist_recipe), tmp_path / "resumed", log=lambda _: None)
+    monkeypatch.setattr(trainer_module.Trainer, "write_log", original)
+    run_recipe(load_recipe(gist_recipe), tmp_path / "resumed", resume=True, log=lambda _: None)
+    a = load_file(tmp_path / "straight" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "final" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t, base: t.replace(f'\nguide = "{base}"', ""),
+     r"missing key \[loss\] guide: loss 'gist' masks false negatives with a frozen guide model"),
+    (lambda t, base: t.replace(f'guide = "{base}"', 'guide = "./guides/none"'),
+     r"\[loss\] guide folder ./guides/none not found \(looked at .*guides/none, relative to the recipe\)"),
+    (lambda t, base: t.replace(f'guide = "{base}"', "guide = 3"), r"guide must name a model \(a folder or a hub id\)"),
+    (lambda t, base: t.replace('name = "gist"', 'name = "mnrl"'), r"loss 'mnrl' has no setting 'guide'"),
+])
+def test_a_guide_that_cannot_work_is_refused_before_any_model_loads(gist_recipe, tiny_base, monkeypatch, edit,
+                                                                    message):
+    monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
+    gist_recipe.write_text(edit(gist_recipe.read_text(encoding="utf-8"), tiny_base), encoding="utf-8")
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(gist_recipe)
+
+
+def test_a_relative_guide_is_the_recipes_folder(gist_recipe, tiny_base, tmp_path, monkeypatch):
+    (tmp_path / "guides").mkdir()
+    (tmp_path / "guides" / "g").symlink_to(tiny_base, target_is_directory=True)
+    text = gist_recipe.read_text(encoding="utf-8").replace(f'guide = "{tiny_base}"', 'guide = "guides/g"')
+    gist_recipe.write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tiny_base)
+    assert load_recipe(gist_recipe).loss["guide"] == str((tmp_path / "guides" / "g").resolve())
+
+
+def test_the_trainer_refuses_a_guide_that_does_not_fit_the_loss(gist_recipe, tiny_base):
+    from minilm.training.config import TrainConfig
+    from minilm.training.run import build_loss, load_train_data, make_sampler
+
+    recipe = load_recipe(gist_recipe)
+    model = SentenceEncoder.from_pretrained(tiny_base)
+    data = load_train_data(recipe)
+    loss, sampler, config = build_loss(recipe, model, data), make_sampler(recipe, data), TrainConfig(batch_size=8)
+    with pytest.raises(ValueError, match="takes a guide model's embeddings: give the trainer a guide"):
+        trainer_module.Trainer(model, loss, data, sampler, config)
+    with pytest.raises(ValueError, match="the guide must be a separate frozen copy, not the model being trained"):
+        trainer_module.Trainer(model, loss, data, sampler, config, guide=Guide(model))
+    mnrl = load_recipe(gist_recipe, ['loss={name="mnrl"}'])
+    with pytest.raises(ValueError, match="a guide model was given, but the loss does not take one"):
+        trainer_module.Trainer(model, build_loss(mnrl, model, data), data, sampler, config,
+                               guide=Guide.load(str(tiny_base)))
+
+
+SWEEP = """
+recipe = "base.toml"
+seeds = [1]
+set = ["train.max_steps=2", "train.save_steps=0"]
+[[configs]]
+loss = { name = "mnrl" }
+[[configs]]
+loss = { name = "gist", guide = "guide" }
+[[configs]]
+label = "cached gist"
+loss = { name = "gist", guide = "guide" }
+train = { mini_batch_size = 4 }
+"""
+
+
+def test_gist_runs_from_a_sweep_with_its_guide_relative_to_the_sweep_file(tmp_path, tiny_base):
+    path = write_tiny_recipe(tmp_path, tiny_base)
+    rows = "\n".join(f"query {i} on subject {i % 5},reply {i} on subject {i % 5},aside {i} on subject {(i + 2) % 5}"
+                     for i in range(12))
+    (tmp_path / "eval.csv").write_text("anchor,positive,negative\n" + rows + "\n", encoding="utf-8")
+    text = path.read_text(encoding="utf-8") + (
+        '[eval]\ntask = "triplet"\ndata = "eval.csv"\n'
+        'roles = { anchor = "anchor", positive = "positive", negative = "negative" }\n')
+    (tmp_path / "base.toml").write_text(text, encoding="utf-8")
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "guide").symlink_to(tiny_base, target_is_directory=True)
+    (tmp_path / "sweeps" / "s.toml").write_text(SWEEP.replace('"base.toml"', '"../base.toml"'), encoding="utf-8")
+    sweep = load_sweep(tmp_path / "sweeps" / "s.toml", tmp_path / "out")
+    assert [r.recipe.loss.get("guide") for r in sweep.runs] == [None] + [str((tmp_path / "sweeps" / "guide").resolve())] * 2
+    results = run_sweep(tmp_path / "sweeps" / "s.toml", tmp_path / "out", plots=False, log=lambda _: None)
+    assert [(r["label"], r["status"], r["steps"]) for r in results] == [
+        ("mnrl", "done", 2), ("gist", "done", 2), ("cached gist", "done", 2)]
