@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minilm.card import LossCard
+from minilm.card.model_part import SBERT_CITATION
 from minilm.training.registry import GOR_KEYS, LOSSES, MATRYOSHKA_KEYS, resolve_loss, settable
 
 HERMANS = """@misc{hermans2017defense,
@@ -86,15 +87,7 @@ WIETING = """@inproceedings{wieting-gimpel-2018-paranmt,
     doi = "10.18653/v1/P18-1042",
     pages = "451--462",
 }"""
-REIMERS_2019 = """@inproceedings{reimers-2019-sentence-bert,
-    title = "Sentence-BERT: Sentence Embeddings using Siamese BERT-Networks",
-    author = "Reimers, Nils and Gurevych, Iryna",
-    booktitle = "Proceedings of the 2019 Conference on Empirical Methods in Natural Language Processing",
-    month = "11",
-    year = "2019",
-    publisher = "Association for Computational Linguistics",
-    url = "https://arxiv.org/abs/1908.10084",
-}"""
+REIMERS_2019 = SBERT_CITATION  # SoftmaxLoss is cited by the Sentence-BERT paper every card cites
 REIMERS_2020 = """@inproceedings{reimers-2020-multilingual-sentence-bert,
     title = "Making Monolingual Sentence Embeddings Multilingual using Knowledge Distillation",
     author = "Reimers, Nils and Gurevych, Iryna",
