@@ -272,3 +272,16 @@ def test_without_matplotlib_the_tables_are_written_and_the_plots_explained(swept
     assert write_plots(load_sweep(out.parent / "compare.toml", out), out, lines.append) is False
     assert lines == ["plots need matplotlib, an optional extra: pip install 'minilm[plot]' "
                      "(sweep.csv and sweep.md were written)"]
+
+
+def test_the_cached_tokenizer_gives_the_same_ids_and_truncations(minilm_dir):
+    from minilm.tokenizer import WordPieceTokenizer
+    from minilm.training.sweep import CachedTokenizer
+
+    plain = WordPieceTokenizer.from_dir(minilm_dir, 8)
+    cached = CachedTokenizer(WordPieceTokenizer.from_dir(minilm_dir, 8))
+    texts = ["short", "a sentence far longer than eight tokens, surely", "short", "two words"]
+    for _ in range(2):  # the second call answers from the cache
+        expected_cut, got_cut = [], []
+        assert cached.encode_ids(texts, got_cut) == plain.encode_ids(texts, expected_cut)
+        assert got_cut == expected_cut == [1]

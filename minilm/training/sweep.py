@@ -56,13 +56,17 @@ class CachedTokenizer:
     padded by the same ``pad``). A sweep's runs share one: every run's batches and evaluations reuse its ids."""
 
     def __init__(self, inner):
-        self.inner, self.ids = inner, {}
+        self.inner, self.ids, self.cut = inner, {}, set()  # cut: the texts longer than max_seq_length
 
-    def encode_ids(self, texts: list[str]) -> list[list[int]]:
+    def encode_ids(self, texts: list[str], truncated: list[int] | None = None) -> list[list[int]]:
         check_texts(texts)
         missing = [t for t in dict.fromkeys(texts) if t not in self.ids]
         if missing:
-            self.ids.update(zip(missing, self.inner.encode_ids(missing)))
+            positions: list[int] = []
+            self.ids.update(zip(missing, self.inner.encode_ids(missing, positions)))
+            self.cut.update(missing[i] for i in positions)
+        if truncated is not None:
+            truncated.extend(i for i, t in enumerate(texts) if t in self.cut)
         return [self.ids[t] for t in texts]
 
     def __call__(self, texts: list[str]):
