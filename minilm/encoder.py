@@ -21,7 +21,7 @@ from .encode_options import (UNSET, as_text_list, check_output_value, check_trun
                              finish_sentences, finish_tokens, resolve_prompt)
 from .fast import make_fast
 from .fast.int8 import Int8Cache
-from .fast.unpadded import forward_unpadded, pool_unpadded
+from .fast.unpadded import forward_unpadded, forward_unpadded_layers, pool_unpadded
 from .fast.workers import batch_workers, default_workers
 from .io import building, check_replaceable
 from .layout import (DEFAULT_PROMPTS, LEGACY_POOLING_KEYS, ST_MODEL_TYPE, ST_NORMALIZE, ST_POOLING, ST_TRANSFORMER,
@@ -194,6 +194,18 @@ class SentenceEncoder(nn.Module):
         if self.normalize if normalize is None else normalize:
             emb = F.normalize(emb, p=2, dim=-1)
         return emb
+
+    def embed_layers(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     token_type_ids: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Every hidden state pooled (and normalised) as the last layer is: L + 1 of (B, H), the embedding output
+        first; the last equals ``forward``. What the layer losses (AdaptiveLayer, Matryoshka2d) train through."""
+        if self.unpadded:
+            states, batch = forward_unpadded_layers(self.bert, input_ids, attention_mask, token_type_ids)
+            pooled = [pool_unpadded(h, batch, self.pooling) for h in states]
+        else:
+            states = self.bert(input_ids, attention_mask, token_type_ids, output_hidden_states=True).hidden_states
+            pooled = [pool(h, attention_mask, self.pooling) for h in states]
+        return [F.normalize(e, p=2, dim=-1) for e in pooled] if self.normalize else pooled
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         """Tokenise and embed with autograd, on the model's device: what the losses train through."""

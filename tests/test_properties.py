@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import random
 
 import pytest
 import torch
@@ -147,8 +148,12 @@ def test_losses_on_random_shapes_and_values(name, rows, width, scale, seed, pois
         targets["scores"] = torch.rand(rows, generator=gen)
     if declared.guide:  # a guide model's embeddings of every column, of its own width
         targets["guide"] = [torch.randn(rows, 3, generator=gen) * scale for _ in embeddings]
+    if declared.layers:  # every earlier layer's embeddings, shaped like the last, and the step's generator
+        targets["layers"] = {i: [torch.randn(rows, width, generator=gen) * scale for _ in embeddings] for i in range(2)}
+        targets["layer_rng"] = random.Random(seed)
     try:
-        loss, _ = split_output(make_loss(name)(*embeddings, **targets))
+        required = {"dims": [width]} if name == "matryoshka_2d" else {}  # its one setting without a default
+        loss, _ = split_output(make_loss(name, required)(*embeddings, **targets))
     except NonFiniteError as e:
         assert poison and "contains NaN or infinite values" in str(e)
         return

@@ -18,8 +18,11 @@ def test_every_registered_loss_declares_its_inputs():
     assert set(kinds.values()) == set(KINDS)  # every input kind has a registered loss
     assert needs_of(LOSSES["mnrl"]) == Needs("columns", 2, more_columns=True, in_batch_negatives=True)
     assert needs_of(LOSSES["triplet"]) == Needs("columns", 3)
+    required = {"matryoshka_2d": {"dims": [8, 4]}}  # a setting without a default (as in sentence-transformers)
     for name in LOSSES:
-        check_loss_kwargs(name, {})  # dry run on dummy inputs of the declared kind works for every loss
+        check_loss_kwargs(name, required.get(name, {}))  # dry run on dummy inputs of the declared kind, every loss
+    with pytest.raises(ValueError, match="matryoshka_2d needs dims, the embedding widths to train"):
+        check_loss_kwargs("matryoshka_2d", {})
 
 
 def test_kwargs_check_names_the_bad_key():
@@ -54,6 +57,48 @@ def test_a_guide_loss_takes_the_guide_key_and_its_dry_run_gets_guide_embeddings(
     a, p, g = _x(), _x(), [_x(d=5), _x(d=5)]
     loss = make_loss("gist", {"guide": "some/model", "temperature": 0.05})  # the name is the trainer's, not the loss's
     assert loss(a, p, guide=g).item() == pytest.approx(L.gist_embed_loss(a, p, guide=g, temperature=0.05).item())
+
+
+def test_a_layer_loss_consumes_what_its_inner_loss_does_and_refuses_what_it_cannot_wrap():
+    import random
+
+    from minilm.training.registry import loss_needs
+
+    assert needs_of(LOSSES["adaptive_layer"]) == Needs("columns", 2, more_columns=True, in_batch_negatives=True,
+                                                       layers=True)  # the default inner loss is MNRL
+    assert loss_needs("adaptive_layer", settings={"loss": "batch_hard_triplet"}) == Needs("labels", 1, layers=True)
+    assert loss_needs("matryoshka_2d", settings={"loss": "cosent"}) == Needs("scores", 2, layers=True)
+    assert loss_needs("adaptive_layer", settings={"loss": "gist"}).guide  # the inner loss's guide is asked for
+    check_loss_kwargs("adaptive_layer", {"loss": "gist", "guide": "some/model", "loss_settings": {"margin": 0.1}})
+    check_loss_kwargs("adaptive_layer", {"loss": "mnrl", "loss_settings": {"matryoshka_dims": [16, 8]}})
+    for name, kwargs, bad in [
+        ("adaptive_layer", {"loss": "softmax"}, "inner loss 'softmax' has parameters"),
+        ("adaptive_layer", {"loss": "matryoshka_2d"}, "must not itself be a layer loss"),
+        ("adaptive_layer", {"loss": 3}, "loss must name the inner loss .* got 3"),
+        ("adaptive_layer", {"loss": "mnrl", "loss_settings": 3}, "loss_settings must be a table"),
+        ("adaptive_layer", {"loss_settings": {"scale": 1.0}}, "loss_settings is set but loss .the inner loss. is not"),
+        ("adaptive_layer", {"loss": "mnrl", "loss_settings": {"scal": 1.0}}, "loss 'mnrl' has no setting 'scal'"),
+        ("adaptive_layer", {"matryoshka_dims": [4]}, "matryoshka_dims cannot wrap a layer loss.*use matryoshka_2d"),
+        ("matryoshka_2d", {"dims": [4], "gor_mean_weight": 1.0}, "gor_mean_weight cannot wrap a layer loss"),
+        ("adaptive_layer", {"n_layers_per_step": 1.5}, "n_layers_per_step must be an int"),
+        ("adaptive_layer", {"layer_weighting": "cubic"}, "layer_weighting"),
+        ("adaptive_layer", {"loss": "nope"}, "unknown loss name 'nope'"),
+    ]:
+        with pytest.raises(ValueError, match=bad):
+            check_loss_kwargs(name, kwargs)
+    final, earlier = [_x(), _x()], {0: [_x(), _x()], 1: [_x(), _x()]}
+    loss = make_loss("adaptive_layer", {"loss": "mnrl", "loss_settings": {"scale": 5.0}})
+    assert needs_of(loss).layers
+    ours = loss(*final, layers=earlier, layer_rng=random.Random(3))
+    chosen = L.choose_layers(3, 1, random.Random(3))
+    reference = L.adaptive_layer_loss(lambda a, p: L.multiple_negatives_ranking_loss(a, p, scale=5.0), final,
+                                      {i: earlier[i] for i in chosen})
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-12)
+    for layers, bad in [({0: final, 2: final}, r"every earlier layer 0 .* got \[0, 2\]"), ([final], "got list")]:
+        with pytest.raises(ValueError, match=bad):
+            loss(*final, layers=layers, layer_rng=random.Random(3))
+    with pytest.raises(ValueError, match="layer_rng is None, but n_layers_per_step draws layers"):
+        loss(*final, layers=earlier, layer_rng=None)
 
 
 def test_make_loss_binds_settings():

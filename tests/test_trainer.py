@@ -366,3 +366,145 @@ def test_statistics_are_logged_per_step_when_the_loss_reports(recipe_path, tmp_p
         assert -1.0 <= record["stats"]["positive_similarity"] <= 1.0
     assert final_weights(tmp_path / "on").keys() == final_weights(tmp_path / "off").keys()
     assert_identical(final_weights(tmp_path / "on"), final_weights(tmp_path / "off"))
+
+
+# ------------------------------------------------------------------------------------------- losses over every layer
+
+LAYER_LOSSES = {  # registered layer loss -> its [loss] table beyond the name
+    "adaptive_layer": "n_layers_per_step = 1",
+    "matryoshka_2d": "dims = [64, 16]\nn_layers_per_step = 1",
+}
+
+
+def layer_recipe(tmp_path, tiny_base, loss, settings, train="save_steps = 2"):
+    path = write_tiny_recipe(tmp_path, tiny_base, steps=4, rows=24, train=train)
+    text = path.read_text(encoding="utf-8").replace('name = "mnrl"', f'name = "{loss}"\n{settings}')
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_layer_loss_step_equals_adaptive_layer_loss_on_the_models_per_layer_embeddings(minilm_dir):
+    """The trainer's path (one unpadded forward over both columns, every layer pooled, the layers drawn from the step's
+    generator) against the reference: the padded model's hidden states of each column pooled separately and
+    adaptive_layer_loss called directly on the layers choose_layers draws from an equal generator. Loss and every
+    parameter gradient agree within 1e-5 (relative to the gradient's largest entry when above 1)."""
+    import random
+
+    from helpers import tiny_encoder
+
+    from minilm import losses as L
+    from minilm.tokenizer import WordPieceTokenizer
+    from minilm.training.registry import make_loss
+    from minilm.training.step import loss_backward_over_layers
+
+    model = tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 32), num_hidden_layers=3)
+    columns = [[f"question {i} on topic {i % 3}" for i in range(5)],
+               [f"an answer {i} that is longer for topic {i % 3}" + " really" * i for i in range(5)]]
+    settings = {"n_layers_per_step": 2, "kl_temperature": 0.5, "layer_weighting": "log"}
+    loss_fn = make_loss("adaptive_layer", {**settings, "loss": "mnrl", "loss_settings": {"scale": 10.0}})
+    model.unpadded = True
+    ours = loss_backward_over_layers(model, columns, loss_fn, random.Random("step 7"))[0]
+    ours_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.unpadded = False
+    model.zero_grad(set_to_none=True)
+    per_column = [model.embed_layers(**model.tokenize(column)) for column in columns]  # 4 hidden states each
+    chosen = L.choose_layers(4, 2, random.Random("step 7"))
+    assert len(chosen) == 2
+    reference = L.adaptive_layer_loss(
+        lambda a, p: L.multiple_negatives_ranking_loss(a, p, scale=10.0), [c[-1] for c in per_column],
+        {i: [c[i] for c in per_column] for i in chosen}, kl_temperature=0.5, layer_weighting="log")
+    reference.backward()
+    assert abs(ours.item() - reference.item()) <= 1e-5
+    assert ours_grads.keys() == {n for n, p in model.named_parameters() if p.grad is not None}
+    for name, grad in ours_grads.items():
+        reference_grad = dict(model.named_parameters())[name].grad
+        scale = max(1.0, reference_grad.abs().max().item())
+        assert (grad - reference_grad).abs().max().item() <= 1e-5 * scale, name
+
+
+@pytest.mark.parametrize("loss", sorted(LAYER_LOSSES))
+def test_a_layer_loss_trains_from_a_recipe(loss, tmp_path, tiny_base):
+    run_recipe(load_recipe(layer_recipe(tmp_path, tiny_base, loss, LAYER_LOSSES[loss])), tmp_path / "out",
+               log=lambda _: None)
+    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 4 and all(isinstance(x, float) and x > 0 for x in losses)
+    base = load_file(tiny_base / "model.safetensors")
+    # the first layer trains through its own loss term too, not only through the last layer's
+    key = "encoder.layer.0.output.dense.weight"
+    assert not torch.equal(final_weights(tmp_path / "out")[key], base[key])
+
+
+def test_a_layer_loss_killed_and_resumed_is_bit_identical_and_draws_the_same_layers(tmp_path, tiny_base, monkeypatch):
+    """Dropout on, one of the two earlier layers drawn per step: after a kill at step 3 and a resume from the step-2
+    checkpoint, the layers drawn at steps 3 and 4, the weights and the optimiser equal the uninterrupted run's."""
+    from minilm.losses import layers as layer_losses
+    from minilm.training import trainer
+
+    path = layer_recipe(tmp_path, tiny_base, "adaptive_layer", LAYER_LOSSES["adaptive_layer"])
+    drawn, finished = {}, {}
+    original_choose, original_finish, original_log = layer_losses.choose_layers, trainer.Trainer.finish, \
+        trainer.Trainer.write_log
+
+    def recording_choose(*args, **kwargs):
+        chosen = original_choose(*args, **kwargs)
+        if run_name[0] is not None:  # not the recipe check's dry run
+            drawn.setdefault(run_name[0], []).append(chosen)
+        return chosen
+
+    def keep(self):
+        finished[self.output_dir.name] = self
+        original_finish(self)
+
+    def die_after_step_3(self, record):
+        original_log(self, record)
+        if record.get("step") == 3 and "loss" in record:
+            raise KeyboardInterrupt("killed")
+
+    def run(name, output, **kwargs):
+        run_name[0] = None
+        recipe = load_recipe(path)
+        run_name[0] = name
+        run_recipe(recipe, tmp_path / output, log=lambda _: None, **kwargs)
+
+    run_name = [None]
+    monkeypatch.setattr(layer_losses, "choose_layers", recording_choose)
+    monkeypatch.setattr(trainer.Trainer, "finish", keep)
+    run("straight", "straight")
+    monkeypatch.setattr(trainer.Trainer, "write_log", die_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run("killed", "resumed")
+    monkeypatch.setattr(trainer.Trainer, "write_log", original_log)
+    run("resumed", "resumed", resume=True)
+    assert len(drawn["straight"]) == 4 and len(drawn["resumed"]) == 2
+    assert drawn["killed"] == drawn["straight"][:3] and drawn["resumed"] == drawn["straight"][2:]
+    straight, resumed = finished["straight"], finished["resumed"]
+    assert straight.step == resumed.step == 4
+    assert_same_state(straight.model.state_dict(), resumed.model.state_dict(), "model")
+    assert_same_state(straight.optimizer.state_dict(), resumed.optimizer.state_dict(), "optimizer")
+
+
+def test_a_layer_loss_refuses_the_gradient_cache_and_torchrun(tmp_path, tiny_base, minilm_dir, monkeypatch):
+    from helpers import tiny_encoder
+
+    from minilm.tokenizer import WordPieceTokenizer
+    from minilm.training import distributed
+    from minilm.training.recipe import RecipeError
+    from minilm.training.registry import make_loss
+    from minilm.training.samplers import RandomBatchSampler
+    from minilm.training.trainer import TrainConfig, TrainData, Trainer
+
+    for key in ("mini_batch_size", "mini_batch_num_tokens"):
+        path = layer_recipe(tmp_path, tiny_base, "adaptive_layer", "", train=f"{key} = 4")
+        with pytest.raises(RecipeError, match=rf"\[train\] {key} \(gradient cache\) cannot run loss "
+                                              r"'adaptive_layer': the cache embeds the last layer only"):
+            load_recipe(path)
+    model = tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 32))
+    data = TrainData(columns=[["a", "b"], ["c", "d"]])
+    loss = make_loss("adaptive_layer", {})
+    with pytest.raises(ValueError, match="mini_batch_size .gradient cache. cannot run loss adaptive_layer"):
+        Trainer(model, loss, data, RandomBatchSampler(2, 2), TrainConfig(batch_size=2, mini_batch_size=1))
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    with pytest.raises(ValueError, match=r"loss adaptive_layer trains every layer, .* \(not under torchrun\)"):
+        Trainer(model, loss, data, RandomBatchSampler(2, 2), TrainConfig(batch_size=2))

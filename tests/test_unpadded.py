@@ -62,6 +62,33 @@ def test_forward_unpadded_equals_padded_at_real_tokens(tokenizer):
     assert (batch.pad(x)[keep] - padded[keep]).abs().max() <= 1e-5  # back in the caller's order
 
 
+@pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
+def test_embed_layers_unpadded_matches_padded_forward_and_backward(tokenizer, pooling):
+    """Every layer's pooled embeddings (what AdaptiveLayer / Matryoshka2d train) from the unpadded path equal the padded
+    reference's (the textbook model's hidden_states, pooled), forward and backward, within 1e-5; the last is forward's."""
+    model = tiny_encoder(tokenizer, pooling, num_hidden_layers=3)
+    features = model.tokenize(TEXTS)
+    results = {}
+    for unpadded in (False, True):
+        model.unpadded = unpadded
+        model.zero_grad(set_to_none=True)
+        per_layer = model.embed_layers(**features)
+        weights = torch.linspace(-1, 1, per_layer[0].shape[-1])
+        sum((e * weights * (i + 1)).sum() for i, e in enumerate(per_layer)).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results[unpadded] = [e.detach() for e in per_layer], grads
+        with torch.no_grad():
+            assert torch.equal(per_layer[-1].detach(), model(**features))  # the last layer is the model's output
+    (padded, grads_pad), (unpadded, grads_unpad) = results[False], results[True]
+    assert len(padded) == len(unpadded) == 4  # the embedding output and 3 layers
+    for a, b in zip(padded, unpadded):
+        assert (a - b).abs().max() <= 1e-5
+    assert grads_pad.keys() == grads_unpad.keys() and len(grads_pad) > 0
+    for name in grads_pad:
+        scale = max(1.0, grads_pad[name].abs().max().item())
+        assert (grads_pad[name] - grads_unpad[name]).abs().max() <= 1e-5 * scale, name
+
+
 @pytest.mark.parametrize("mode", ["mean", "cls", "max"])
 def test_pool_unpadded_equals_pool(mode):
     torch.manual_seed(1)

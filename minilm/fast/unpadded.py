@@ -112,13 +112,21 @@ def forward_unpadded(bert: BertModel, input_ids: torch.Tensor, attention_mask: t
                      token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, UnpaddedBatch]:
     """``bert``'s hidden states for the real tokens only: (N, H), longest sequence first, plus where they sit in
     (B, T). Equal to ``bert(input_ids, attention_mask, token_type_ids)`` at the real positions."""
+    states, batch = forward_unpadded_layers(bert, input_ids, attention_mask, token_type_ids)
+    return states[-1], batch
+
+
+def forward_unpadded_layers(bert: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                            token_type_ids: torch.Tensor | None = None) -> tuple[list[torch.Tensor], UnpaddedBatch]:
+    """Every hidden state for the real tokens only: L + 1 of (N, H), the embedding output first, as
+    ``bert(..., output_hidden_states=True).hidden_states`` at the real positions (the layer losses pool them all)."""
     batch = UnpaddedBatch.from_mask(attention_mask, bert.embeddings.word.weight.dtype)
     positions = batch.index % input_ids.shape[1]  # (N,) each token's column in (B, T): its position, as padded
     types = None if token_type_ids is None else batch.take(token_type_ids)
-    x = bert.embeddings(batch.take(input_ids), types, positions)  # (N, H)
+    states = [bert.embeddings(batch.take(input_ids), types, positions)]  # (N, H)
     for layer in bert.layers:
-        x = layer.ffn(attention_unpadded(layer.attention, x, batch))  # (N, H)
-    return x, batch
+        states.append(layer.ffn(attention_unpadded(layer.attention, states[-1], batch)))  # (N, H)
+    return states, batch
 
 
 def attention_unpadded(attention: SelfAttention, x: torch.Tensor, batch: UnpaddedBatch) -> torch.Tensor:

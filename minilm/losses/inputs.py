@@ -47,6 +47,9 @@ class Needs:
     more_columns: bool = False  # any number of further text columns (hard negatives) is accepted
     in_batch_negatives: bool = False  # other rows of the batch serve as negatives: a batch must not repeat a text
     guide: bool = False  # takes a frozen guide model's embeddings of every column (``guide=``): [loss] guide names it
+    # takes every earlier layer's pooled embeddings of every column (``layers=``, {layer: [column...]}, 0 the
+    # embedding output) and the step's random.Random (``layer_rng=``), from which it draws the layers it trains
+    layers: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -86,12 +89,13 @@ class Needs:
 
 
 def needs(kind: str, columns: int | None = None, more_columns: bool = False, in_batch_negatives: bool = False,
-          guide: bool = False):
+          guide: bool = False, layers: bool = False):
     """Decorator: declare what rows a loss needs (``columns`` defaults to the kind's fixed or least count); ``guide``:
-    it also takes a guide model's embeddings of the same columns as the keyword ``guide`` (a list, one per column)."""
+    it also takes a guide model's embeddings of the same columns as the keyword ``guide`` (a list, one per column);
+    ``layers``: it also takes every earlier layer's embeddings of the columns (``layers=``) and ``layer_rng=``."""
     default = FIXED_COLUMNS.get(kind, MIN_COLUMNS.get(kind, 2))
     declared = Needs(kind, columns if columns is not None else default, more_columns,
-                     in_batch_negatives, guide)
+                     in_batch_negatives, guide, layers)
 
     def mark(loss: Callable) -> Callable:
         loss.needs = declared

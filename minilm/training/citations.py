@@ -243,7 +243,9 @@ REFERENCES: dict[str, Reference] = {
     "margin_mse": st("MarginMSELoss", HOFSTATTER),
     "distill_kl_div": st("DistillKLDivLoss", LIN),
     "embed_distill": st("EmbedDistillLoss", KIM_2023),
-    "gist": st("GISTEmbedLoss", SOLATORIO),  # with [train] mini_batch_size: CachedGISTEmbedLoss, cited the same way
+    "gist": st("GISTEmbedLoss", SOLATORIO),
+    "adaptive_layer": st("AdaptiveLayerLoss", LI_2D),
+    "matryoshka_2d": st("Matryoshka2dLoss", LI_2D),  # with [train] mini_batch_size: CachedGISTEmbedLoss, cited the same way
     "supcon": Reference("SupConLoss", KHOSLA),
     "ntxent": Reference("NTXentLoss", CHEN),
     "circle": Reference("CircleLoss", SUN),
@@ -271,6 +273,7 @@ def describe_loss(name: str, settings: dict, base_dir: str | Path | None = None)
     signature = inspect.signature(loss).parameters
     given = {k: v for k, v in settings.items() if k not in MATRYOSHKA_KEYS}
     shown = {key: given.get(key, signature[key].default) for key in settable(loss)}
+    shown = {key: f"{v.__module__}.{v.__qualname__}" if callable(v) else v for key, v in shown.items()}  # an inner loss
     function = f"{loss.__module__}.{loss.__qualname__}"
     found = reference_of(name, settings)
     st_names, citations = [], {}

@@ -73,7 +73,7 @@ class Recipe:
     @property
     def loss_needs(self) -> Needs:
         """What rows the loss declares it needs (``@minilm.losses.needs``)."""
-        return loss_needs(self.loss["name"], self.path.parent)
+        return loss_needs(self.loss["name"], self.path.parent, self.loss_settings())
 
     def loss_settings(self) -> dict:
         return {k: v for k, v in self.loss.items() if k != "name"}
@@ -266,6 +266,10 @@ def _check_values(r: Recipe) -> None:
     for key in ("mini_batch_size", "mini_batch_num_tokens"):
         if t[key] and declared.kind != "columns":
             raise RecipeError(f"{where}: [train] {key} (gradient cache) needs an in-batch loss, not {r.loss['name']}")
+    for key in ("mini_batch_size", "mini_batch_num_tokens"):
+        if t[key] and declared.layers:
+            raise RecipeError(f"{where}: [train] {key} (gradient cache) cannot run loss {r.loss['name']!r}: the "
+                              f"cache embeds the last layer only, and this loss trains every layer; unset it")
     if t["mini_batch_size"] and t["mini_batch_num_tokens"]:
         raise RecipeError(f"{where}: [train] give mini_batch_size (rows per mini-batch) or mini_batch_num_tokens "
                           f"(real tokens per mini-batch), not both: the token budget decides the rows")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import random
 import importlib.util
 import inspect
 import sys
@@ -50,6 +51,9 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     # a guide model's embeddings mask false negatives ([loss] guide names it); its cached form is this loss with
     # [train] mini_batch_size, as for every in-batch loss
     "gist": losses.gist_embed_loss,
+    # every earlier layer trained too ([loss] loss names the inner loss, loss_settings its settings)
+    "adaptive_layer": losses.adaptive_layer,
+    "matryoshka_2d": losses.matryoshka_2d,
 }
 
 MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
@@ -60,6 +64,10 @@ GOR_KEYS = {"gor_mean_weight": "mean_weight", "gor_second_moment_weight": "secon
 # The model whose embeddings a loss declared with @needs(..., guide=True) takes as ``guide=``: a folder or hub id,
 # loaded by the trainer (training/guide.py), never passed to the loss itself.
 GUIDE_KEY = "guide"
+# A loss over every layer (@needs(..., layers=True)) wraps another loss: ``loss`` names it (a registry name or an
+# import path; MNRL when absent) and ``loss_settings`` holds that loss's own [loss] settings (matryoshka_dims too).
+# The rows the wrapper consumes are the inner loss's.
+INNER_KEY, INNER_SETTINGS_KEY = "loss", "loss_settings"
 
 
 class UnknownLossSettings(ValueError):
@@ -111,8 +119,41 @@ def resolve_loss(name: str, base_dir: str | Path | None = None) -> Callable[...,
     return loss
 
 
-def loss_needs(name: str, base_dir: str | Path | None = None) -> Needs:
-    return needs_of(resolve_loss(name, base_dir))
+def loss_needs(name: str, base_dir: str | Path | None = None, settings: dict | None = None) -> Needs:
+    """What rows the loss ``name`` consumes; for a layer loss, those of the inner loss its ``settings`` name."""
+    declared = needs_of(resolve_loss(name, base_dir))
+    inner = (settings or {}).get(INNER_KEY)
+    if declared.layers and isinstance(inner, str):
+        try:
+            return losses.layered_needs(resolve_loss(inner, base_dir))
+        except ValueError as e:
+            raise ValueError(f"loss {name!r}: {INNER_KEY} {inner!r}: {e}") from None
+    return declared
+
+
+def make_inner_loss(name: str, kwargs: dict, base_dir: str | Path | None, context: dict | None) -> dict:
+    """A layer loss's settings with its inner loss built: ``loss`` (a name) and ``loss_settings`` become the bound
+    inner loss. The inner loss must be a function: a module's parameters, hidden inside the wrapper, would be neither
+    optimised nor checkpointed."""
+    inner, inner_settings = kwargs.pop(INNER_KEY, None), kwargs.pop(INNER_SETTINGS_KEY, None)
+    if inner is None:
+        if inner_settings is not None:
+            raise ValueError(f"loss {name!r}: {INNER_SETTINGS_KEY} is set but {INNER_KEY} (the inner loss) is not")
+        return kwargs
+    if not isinstance(inner, str) or not inner:
+        raise ValueError(f"loss {name!r}: {INNER_KEY} must name the inner loss (a registry name or an import path), "
+                         f"got {inner!r}")
+    if inner_settings is not None and not isinstance(inner_settings, dict):
+        raise ValueError(f"loss {name!r}: {INNER_SETTINGS_KEY} must be a table of the inner loss's settings, "
+                         f"got {inner_settings!r}")
+    if is_module_loss(resolve_loss(inner, base_dir)):
+        raise ValueError(f"loss {name!r}: inner loss {inner!r} has parameters (an nn.Module), which a layer loss "
+                         f"cannot train; use a function loss")
+    try:
+        losses.layered_needs(resolve_loss(inner, base_dir))
+    except ValueError as e:
+        raise ValueError(f"loss {name!r}: {INNER_KEY} {inner!r}: {e}") from None
+    return {**kwargs, INNER_KEY: make_loss(inner, inner_settings or {}, base_dir, context)}
 
 
 def is_module_loss(loss) -> bool:
@@ -155,6 +196,8 @@ def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None
     if weights is not None and dims is None:
         raise ValueError("matryoshka_weights is set but matryoshka_dims is not")
     found = resolve_loss(name, base_dir)
+    if needs_of(found).layers and not is_module_loss(found):
+        kwargs = make_inner_loss(name, kwargs, base_dir, context)
     if is_module_loss(found):
         wanted = inspect.signature(found).parameters
         given = {k: v for k, v in (context or {}).items() if k in wanted}
@@ -164,6 +207,8 @@ def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None
         loss = found(**kwargs, **given)
     else:
         loss = functools.partial(found, **kwargs)
+        if needs_of(found).layers and INNER_KEY in kwargs:  # it consumes what its inner loss consumes
+            loss.needs = losses.layered_needs(kwargs[INNER_KEY])
     loss = loss if dims is None else losses.matryoshka(loss, dims, weights)
     return losses.with_global_orthogonal_regularization(loss, **gor) if gor else loss
 
@@ -176,7 +221,16 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
     """
     loss = resolve_loss(name, base_dir)
     valid = settable(loss)
-    extra = list(MATRYOSHKA_KEYS) + list(GOR_KEYS) + ([GUIDE_KEY] if needs_of(loss).guide else [])
+    declared = loss_needs(name, base_dir, kwargs)
+    if declared.layers:  # the inner loss takes matryoshka_dims in its own settings, not the wrapper
+        extra = [INNER_SETTINGS_KEY] + ([GUIDE_KEY] if declared.guide else [])
+        wrapping = [key for key in kwargs if key in MATRYOSHKA_KEYS or key in GOR_KEYS]
+        if wrapping:
+            raise ValueError(f"loss {name!r}: {', '.join(wrapping)} cannot wrap a layer loss (the earlier layers "
+                             f"would go untouched); put them in {INNER_SETTINGS_KEY}, the inner loss's settings"
+                             + (", or use matryoshka_2d" if any(k in MATRYOSHKA_KEYS for k in wrapping) else ""))
+    else:
+        extra = list(MATRYOSHKA_KEYS) + list(GOR_KEYS) + ([GUIDE_KEY] if declared.guide else [])
     unknown = [key for key in kwargs if key not in valid and key not in extra]
     if unknown:
         raise UnknownLossSettings(name, unknown, valid + extra)
@@ -186,18 +240,27 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
     if not dry_run:
         return
     dims = kwargs.get("matryoshka_dims")
+    if declared.layers:  # matryoshka_2d's own widths, or the inner loss's
+        inner_settings = kwargs.get(INNER_SETTINGS_KEY)
+        dims = kwargs.get("dims") or (inner_settings.get("matryoshka_dims") if isinstance(inner_settings, dict)
+                                      else None)
     width = max(dims) if isinstance(dims, (list, tuple)) and dims and all(isinstance(d, int) for d in dims) else 8
     width = min(width, 8192)  # a dry run, not an allocation test
     try:
-        declared = needs_of(loss)
         context = {"embedding_dim": width, **({"num_labels": 2} if declared.target == "labels" else {})}  # as a run has
         bound = make_loss(name, kwargs, base_dir, context=context)
         # a loss that projects the student to a teacher's width says which width its teacher rows have
         args, targets = dummy_inputs(declared, width, teacher_width=getattr(bound, "teacher_dim", width))
         if declared.guide:  # the guide's own width need not be the student's
             targets[GUIDE_KEY] = [torch.randn(a.shape[0], 3, generator=torch.Generator().manual_seed(1)) for a in args]
+        if declared.layers:  # two earlier layers, shaped like the last
+            gen = torch.Generator().manual_seed(2)
+            targets["layers"] = {i: [torch.randn(a.shape, generator=gen) for a in args] for i in range(2)}
+            targets["layer_rng"] = random.Random(0)
         split_output(bound(*args, **targets))
     except (TypeError, ValueError) as e:
+        if str(e).startswith(f"loss {name!r}: "):  # make_loss named it already
+            raise ValueError(str(e)) from e
         raise ValueError(f"loss {name!r}: {e}") from e
 
 

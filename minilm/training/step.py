@@ -61,14 +61,45 @@ def embed_columns(model: nn.Module, columns: Sequence[Column]) -> list[Tensor]:
     dense (vocab, H) gradient instead of k of them summed. Unpadded execution skips the extra padding a joint batch
     carries everywhere but inside attention. What it bought is measured in benchmarks/README.md.
     """
+    embeddings = model(**joint_features(model, columns))  # (k * B, D)
+    return list(embeddings.split([rows_of(column) for column in columns]))
+
+
+def embed_columns_by_layer(model: nn.Module, columns: Sequence[Column]) -> list[list[Tensor]]:
+    """Per hidden state (the embedding output, layer 1, ..., the last layer), every column's embeddings (B, D),
+    pooled as the last layer is, from one forward pass; the last entry equals ``embed_columns``."""
+    per_layer = bare_model(model).embed_layers(**joint_features(model, columns))  # L + 1 of (k * B, D)
+    sizes = [rows_of(column) for column in columns]
+    return [list(embeddings.split(sizes)) for embeddings in per_layer]
+
+
+def loss_backward_over_layers(
+    model: nn.Module,
+    columns: Sequence[Column],
+    loss_fn: Callable[..., Tensor],
+    layer_rng,
+    **loss_kwargs,
+) -> tuple[Tensor, dict[str, float | None]]:
+    """One step of a loss declared with ``@needs(..., layers=True)``: it gets the last layer's embeddings as its
+    columns, every earlier layer's as ``layers`` ({0: embedding output, ..., L - 1}) and ``layer_rng``, from which it
+    draws the layers it trains. The loss and its statistics, detached; gradients accumulated."""
+    check_columns(columns, 1)
+    *earlier, last = embed_columns_by_layer(model, columns)
+    output = loss_fn(*last, layers=dict(enumerate(earlier)), layer_rng=layer_rng, **loss_kwargs)
+    loss, stats = split_output(output)
+    loss.backward()
+    return loss.detach(), stats
+
+
+def joint_features(model: nn.Module, columns: Sequence[Column]) -> dict[str, Tensor]:
+    """The columns' token features stacked row-wise into one batch (k * B, T), on the model's device."""
     device = model_device(model)
     if all(not isinstance(column, Mapping) for column in columns):
         features = bare_model(model).tokenize([text for column in columns for text in column])
     else:
         tokenised = [c if isinstance(c, Mapping) else bare_model(model).tokenize(list(c)) for c in columns]
         features = _stack_features([{k: v.to(device) for k, v in c.items()} for c in tokenised])
-    embeddings = model(**{k: v.to(device) for k, v in features.items()})  # (k * B, D)
-    return list(embeddings.split([rows_of(column) for column in columns]))
+    return {k: v.to(device) for k, v in features.items()}
 
 
 def _stack_features(columns: list[Mapping[str, Tensor]]) -> dict[str, Tensor]:

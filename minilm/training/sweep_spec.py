@@ -198,7 +198,7 @@ def _common_sampler(sweep: Sweep, base_raw: dict) -> str:
     declared = []
     for config in sweep.configs:
         try:
-            declared.append(loss_needs(config.loss["name"], sweep.base.parent))
+            declared.append(loss_needs(config.loss["name"], sweep.base.parent, config.loss))
         except ValueError as e:
             raise SweepError(f"{sweep.path}: configuration {config.label!r}: {e}") from None
     if any(d.in_batch_negatives for d in declared):

@@ -6,7 +6,9 @@ A loss with parameters (an nn.Module: a learnable temperature, a classifier head
 parameters are optimised (at ``[train] loss_lr`` when set), checkpointed, and, when the loss class says
 ``part_of_model = True``, saved beside the final model (``final/loss.safetensors``). Statistics a loss reports go
 to ``log.jsonl`` with each step (``"stats"``). A loss that takes a guide model's embeddings (GIST) gets them from a
-frozen ``Guide`` (minilm/training/guide.py), which is neither optimised nor checkpointed nor saved.
+frozen ``Guide`` (minilm/training/guide.py), which is neither optimised nor checkpointed nor saved. A loss over every
+layer (AdaptiveLayer, Matryoshka2d) draws its layers from a random.Random seeded by the seed and the step, so a resume
+draws the same ones.
 Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
 (see minilm/training/distributed.py and docs/distributed.md). With ``metric_for_best`` the best evaluation is tracked
 (best.py): ``load_best_at_end`` makes it final/, ``early_stopping_patience`` stops the run; a resume keeps both.
@@ -15,6 +17,7 @@ Under torchrun each process trains on its shard of every batch through DDP; only
 from __future__ import annotations
 
 import math
+import random
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +40,7 @@ from minilm.training.guide import Guide
 from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
 from minilm.training.registry import loss_module_of
 from minilm.training.reporting import TensorBoard, check_report_to
-from minilm.training.step import loss_backward_with_stats
+from minilm.training.step import loss_backward_over_layers, loss_backward_with_stats
 from minilm.weights import CheckpointError, load_weights
 
 STATE_NAME = "trainer_state.pt"
@@ -105,6 +108,7 @@ class Trainer:
     ):
         self.model, self.loss_fn, self.data, self.sampler, self.config = model, loss_fn, data, sampler, config
         self.guide = self.checked_guide(guide, loss_fn)
+        self.over_layers = self.checked_layers(loss_fn, config)
         self.evaluate, self.say = evaluate, log
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -159,6 +163,24 @@ class Trainer:
         if guide is not None and guide.encoder is self.model:
             raise ValueError("the guide must be a separate frozen copy, not the model being trained")
         return guide
+
+    def checked_layers(self, loss_fn: Callable, config: TrainConfig) -> bool:
+        """Whether the loss trains every layer (``@needs(..., layers=True)``), refusing what cannot run it: the
+        gradient cache embeds the last layer only, and under torchrun the per-layer forward would bypass DDP."""
+        try:
+            over_layers = needs_of(loss_fn).layers
+        except TypeError:  # a bare callable declares nothing
+            return False
+        if over_layers:
+            name = getattr(loss_fn, "__name__", getattr(getattr(loss_fn, "func", None), "__name__", "loss"))
+            for key in ("mini_batch_size", "mini_batch_num_tokens"):
+                if getattr(config, key):
+                    raise ValueError(f"{key} (gradient cache) cannot run loss {name}, which trains every layer: the "
+                                     f"cache embeds the last layer only")
+            if distributed.world_size() > 1:
+                raise ValueError(f"loss {name} trains every layer, which runs the model outside DDP: it trains in "
+                                 f"one process only (not under torchrun)")
+        return over_layers
 
     def place_loss_module(self, loss_fn: Callable):
         """The loss's nn.Module (None for a function loss), moved to the model's device, equal on every rank."""
@@ -218,9 +240,13 @@ class Trainer:
         if self.guide is not None:  # this rank's rows, as the frozen guide sees them (gathered with them, if at all)
             targets["guide"] = self.guide.embed(columns, self.device)
         try:
-            loss, stats = loss_backward_with_stats(self.forward_model, columns, self.loss_fn,
-                                                   self.config.mini_batch_size or None,
-                                                   self.config.mini_batch_num_tokens or None, **targets)
+            if self.over_layers:
+                loss, stats = loss_backward_over_layers(self.forward_model, columns, self.loss_fn,
+                                                        self.layer_rng(), **targets)
+            else:
+                loss, stats = loss_backward_with_stats(self.forward_model, columns, self.loss_fn,
+                                                       self.config.mini_batch_size or None,
+                                                       self.config.mini_batch_num_tokens or None, **targets)
         except NonFiniteError as e:  # finite weights can still overflow in the forward pass
             self.optimizer.zero_grad()
             raise TrainingDiverged(f"step {self.step + 1} (epoch {self.epoch}): {e}; the weights after step "
@@ -246,6 +272,11 @@ class Trainer:
         if stats:
             record["stats"] = self.mean_statistics(stats)
         return record
+
+    def layer_rng(self) -> random.Random:
+        """The generator a layer loss draws this step's layers from: a function of the seed and the step alone (a
+        string seed hashes the same in every process), so a resumed run draws what the uninterrupted one did."""
+        return random.Random(f"layers:{self.config.seed}:{self.step}")
 
     def mean_statistics(self, stats: dict) -> dict:
         """The loss's statistics averaged over ranks (each rank's are of its shard unless the loss is gathered)."""
