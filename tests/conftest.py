@@ -58,3 +58,19 @@ def tiny_base(tmp_path_factory, minilm_dir) -> Path:
     directory = tmp_path_factory.mktemp("tiny-base")
     make_tiny_checkpoint(directory, minilm_dir, layers=2, normalize=True)
     return directory
+
+
+@pytest.fixture(scope="module")
+def real_model(minilm_dir):
+    """all-MiniLM-L6-v2 as minilm loads it; one per test module, since a module's tests may change its settings."""
+    from minilm.encoder import SentenceEncoder
+
+    return SentenceEncoder.from_pretrained(minilm_dir)
+
+
+@pytest.fixture(scope="module")
+def st_real_model(minilm_dir):
+    """all-MiniLM-L6-v2 as sentence-transformers loads it: the reference."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(minilm_dir), device="cpu")

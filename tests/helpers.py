@@ -5,6 +5,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
@@ -101,3 +103,23 @@ def write_tiny_recipe(directory: Path, base: Path, steps: int = 6, rows: int = 4
     path = directory / "tiny.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def killed_after_step(monkeypatch, step: int, run) -> None:
+    """Call ``run()`` with the trainer killed (KeyboardInterrupt) just after it logs step ``step``, as a process
+    stopped there would be; ``--resume`` must then continue exactly."""
+    from minilm.training import trainer
+
+    original = trainer.Trainer.write_log
+
+    def die(self, record):
+        original(self, record)
+        if record.get("step") == step and "loss" in record:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(trainer.Trainer, "write_log", die)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run()
+    finally:
+        monkeypatch.setattr(trainer.Trainer, "write_log", original)

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from helpers import tiny_encoder, write_tiny_recipe
+from helpers import killed_after_step, tiny_encoder, write_tiny_recipe
 from safetensors.torch import load_file
 
 from minilm.training.best import BestTracker
@@ -158,23 +158,11 @@ def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp
 def test_best_and_patience_survive_resume(tmp_path, tiny_base, scripted, monkeypatch, killed_after):
     """Killed after step 3 (newest checkpoint: step 2, the best) or step 4 (checkpoint 3: one evaluation without
     improvement): the resumed run stops at step 4 as the straight one does, with the same weights, log and final/."""
-    from minilm.training import trainer
-
     path = write_tiny_recipe(tmp_path, tiny_base, train="", evaluate=True)
     settings = [*BEST, "train.keep_checkpoints=5", "train.early_stopping_patience=2", "train.load_best_at_end=true"]
     straight = run(path, tmp_path / "straight", *settings)
 
-    original = trainer.Trainer.write_log
-
-    def die(self, record):
-        original(self, record)
-        if record.get("step") == killed_after and "loss" in record:
-            raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(trainer.Trainer, "write_log", die)
-    with pytest.raises(KeyboardInterrupt):
-        run(path, tmp_path / "resumed", *settings)
-    monkeypatch.setattr(trainer.Trainer, "write_log", original)
+    killed_after_step(monkeypatch, killed_after, lambda: run(path, tmp_path / "resumed", *settings))
     assert checkpoints(tmp_path / "resumed")[-1].name == f"step-{killed_after - 1:07d}"
     resumed = run(path, tmp_path / "resumed", *settings, resume=True)
     assert resumed == straight

@@ -18,15 +18,13 @@ TEXTS = ["A man is playing a flute.", "Two dogs run through a field of tall gras
 
 
 @pytest.fixture(scope="module")
-def model(minilm_dir):
-    return SentenceEncoder.from_pretrained(minilm_dir)
+def model(real_model):
+    return real_model
 
 
 @pytest.fixture(scope="module")
-def st_model(minilm_dir):
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(minilm_dir), device="cpu")
+def st_model(st_real_model):
+    return st_real_model
 
 
 def front_matter(text: str) -> dict:

@@ -10,19 +10,16 @@ import pytest
 import torch
 
 from minilm.training.data import read_sts
-from minilm.encoder import SentenceEncoder
 
 
 @pytest.fixture(scope="module")
-def ours(minilm_dir):
-    return SentenceEncoder.from_pretrained(minilm_dir)
+def ours(real_model):
+    return real_model
 
 
 @pytest.fixture(scope="module")
-def theirs(minilm_dir):
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(minilm_dir), device="cpu")
+def theirs(st_real_model):
+    return st_real_model
 
 
 def test_sts_dev_embeddings_and_spearman_match_sentence_transformers(ours, theirs, sts_dir):

@@ -39,10 +39,8 @@ ST_IR_KEYS = {k: "cosine_" + k for k in IR_KEYS}
 
 
 @pytest.fixture(scope="module")
-def st_model(minilm_dir):
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(minilm_dir), device="cpu")
+def st_model(st_real_model):
+    return st_real_model
 
 
 @pytest.fixture(scope="module")

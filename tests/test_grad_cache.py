@@ -12,7 +12,6 @@ import torch
 from helpers import tiny_encoder
 
 from minilm import losses as L
-from minilm.encoder import SentenceEncoder
 from minilm.training.grad_cache import cached_loss_backward, split_column
 from minilm.training.step import embed_columns, loss_backward
 
@@ -23,8 +22,8 @@ NEGATIVES = [f"nothing on {w} here" for w in reversed(WORDS)]
 
 
 @pytest.fixture(scope="module")
-def real_model(minilm_dir):
-    return SentenceEncoder.from_pretrained(minilm_dir)
+def real_model(real_model):
+    return real_model
 
 
 @pytest.fixture(scope="module")

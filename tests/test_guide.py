@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import write_tiny_recipe
+from helpers import killed_after_step, write_tiny_recipe
 from safetensors.torch import load_file
 
 from minilm.encoder import SentenceEncoder
@@ -105,17 +105,8 @@ def test_cached_gist_passes_the_guide_through_the_gradient_cache(gist_recipe, tm
 
 def test_a_gist_run_killed_and_resumed_equals_the_straight_run(gist_recipe, tmp_path, monkeypatch):
     run_recipe(load_recipe(gist_recipe), tmp_path / "straight", log=lambda _: None)
-    original = trainer_module.Trainer.write_log
-
-    def die_after_step_3(self, record):
-        original(self, record)
-        if record.get("step") == 3 and "loss" in record:
-            raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(trainer_module.Trainer, "write_log", die_after_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(load_recipe(gist_recipe), tmp_path / "resumed", log=lambda _: None)
-    monkeypatch.setattr(trainer_module.Trainer, "write_log", original)
+    killed_after_step(monkeypatch, 3,
+                      lambda: run_recipe(load_recipe(gist_recipe), tmp_path / "resumed", log=lambda _: None))
     run_recipe(load_recipe(gist_recipe), tmp_path / "resumed", resume=True, log=lambda _: None)
     a = load_file(tmp_path / "straight" / "final" / "model.safetensors")
     b = load_file(tmp_path / "resumed" / "final" / "model.safetensors")

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from helpers import make_tiny_checkpoint, write_tiny_recipe
+from helpers import killed_after_step, make_tiny_checkpoint, write_tiny_recipe
 
 from minilm.training.output_dir import RECORD_NAME, OutputDirError, claim, run_record
 from minilm.training.recipe import load_recipe
@@ -162,21 +162,9 @@ def tiny_base(tmp_path_factory, minilm_dir):
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_path, tiny_base, monkeypatch):
     from safetensors.torch import load_file
 
-    from minilm.training import trainer
-
     path = write_tiny_recipe(tmp_path, tiny_base, steps=3)
     run_recipe(load_recipe(path), tmp_path / "straight", log=lambda _: None)
-    original = trainer.Trainer.write_log
-
-    def die_at_step_1(self, record):
-        original(self, record)
-        if record.get("step") == 1 and "loss" in record:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer.Trainer, "write_log", die_at_step_1)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(load_recipe(path), tmp_path / "cut", log=lambda _: None)
-    monkeypatch.setattr(trainer.Trainer, "write_log", original)
+    killed_after_step(monkeypatch, 1, lambda: run_recipe(load_recipe(path), tmp_path / "cut", log=lambda _: None))
     said = []
     run_recipe(load_recipe(path), tmp_path / "cut", resume=True, log=said.append)
     assert any("starts again from step 0" in line for line in said)

@@ -4,7 +4,7 @@ each step once after a resume; a clear refusal, before any model loads, when Ten
 import sys
 
 import pytest
-from helpers import write_tiny_recipe
+from helpers import killed_after_step, write_tiny_recipe
 
 from minilm.training.recipe import RecipeError, load_recipe
 from minilm.training.run import run_recipe
@@ -32,20 +32,9 @@ def test_tensorboard_gets_every_step_and_evaluation(tmp_path, tiny_base):
 
 
 def test_a_resumed_run_shows_each_step_once(tmp_path, tiny_base, monkeypatch):
-    from minilm.training import trainer
-
     path = write_tiny_recipe(tmp_path, tiny_base, train="", evaluate=True)
-    original = trainer.Trainer.write_log
-
-    def die_after_step_5(self, record):
-        original(self, record)
-        if record.get("step") == 5 and "loss" in record:
-            raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(trainer.Trainer, "write_log", die_after_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(load_recipe(path, TENSORBOARD), tmp_path / "out", log=lambda _: None)
-    monkeypatch.setattr(trainer.Trainer, "write_log", original)
+    killed_after_step(monkeypatch, 5,
+                      lambda: run_recipe(load_recipe(path, TENSORBOARD), tmp_path / "out", log=lambda _: None))
     run_recipe(load_recipe(path, TENSORBOARD), tmp_path / "out", resume=True, log=lambda _: None)
     found = scalars(tmp_path / "out")
     assert [step for step, _ in found["train/loss"]] == [1, 2, 3, 4, 5, 6]  # step 5 ran twice, is shown once

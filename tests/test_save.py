@@ -11,8 +11,8 @@ TEXTS = ["A man is playing a flute.", "", "Two dogs run through a field of tall 
 
 
 @pytest.fixture(scope="module")
-def model(minilm_dir):
-    return SentenceEncoder.from_pretrained(minilm_dir)
+def model(real_model):
+    return real_model
 
 
 def test_round_trip_through_sentence_transformers_and_minilm(model, tmp_path):

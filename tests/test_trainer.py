@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import write_tiny_recipe
+from helpers import killed_after_step, write_tiny_recipe
 from safetensors.torch import load_file
 
 from minilm.encoder import SentenceEncoder
@@ -40,19 +40,8 @@ def test_same_recipe_twice_gives_identical_weights(recipe_path, tmp_path, tiny_b
 def test_interrupted_run_resumed_gives_identical_weights(recipe_path, tmp_path, monkeypatch):
     run_recipe(load_recipe(recipe_path), tmp_path / "straight", log=lambda _: None)
 
-    from minilm.training import trainer
-
-    original = trainer.Trainer.write_log
-
-    def die_after_step_5(self, record):
-        original(self, record)
-        if record.get("step") == 5 and "loss" in record:
-            raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(trainer.Trainer, "write_log", die_after_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(load_recipe(recipe_path), tmp_path / "resumed", log=lambda _: None)
-    monkeypatch.setattr(trainer.Trainer, "write_log", original)
+    killed_after_step(monkeypatch, 5,
+                      lambda: run_recipe(load_recipe(recipe_path), tmp_path / "resumed", log=lambda _: None))
     assert [p.name for p in checkpoints(tmp_path / "resumed")] == ["step-0000002", "step-0000004"]
     run_recipe(load_recipe(recipe_path), tmp_path / "resumed", resume=True, log=lambda _: None)
     assert_identical(final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed"))
@@ -310,23 +299,16 @@ loss_lr = 1e-2
     from minilm.training import trainer
 
     finished = {}
-    original_finish, original_log = trainer.Trainer.finish, trainer.Trainer.write_log
+    original_finish = trainer.Trainer.finish
 
     def keep(self):
         finished[self.output_dir.name] = self
         original_finish(self)
 
-    def die_after_step_3(self, record):
-        original_log(self, record)
-        if record.get("step") == 3 and "loss" in record:
-            raise KeyboardInterrupt("killed")
-
     monkeypatch.setattr(trainer.Trainer, "finish", keep)
     run_recipe(load_recipe(tmp_path / "r.toml"), tmp_path / "straight", log=lambda _: None)
-    monkeypatch.setattr(trainer.Trainer, "write_log", die_after_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(load_recipe(tmp_path / "r.toml"), tmp_path / "resumed", log=lambda _: None)
-    monkeypatch.setattr(trainer.Trainer, "write_log", original_log)
+    killed_after_step(monkeypatch, 3,
+                      lambda: run_recipe(load_recipe(tmp_path / "r.toml"), tmp_path / "resumed", log=lambda _: None))
     assert [p.name for p in checkpoints(tmp_path / "resumed")] == ["step-0000002"]
     run_recipe(load_recipe(tmp_path / "r.toml"), tmp_path / "resumed", resume=True, log=lambda _: None)
     straight, resumed = finished["straight"], finished["resumed"]
@@ -444,8 +426,7 @@ def test_a_layer_loss_killed_and_resumed_is_bit_identical_and_draws_the_same_lay
 
     path = layer_recipe(tmp_path, tiny_base, "adaptive_layer", LAYER_LOSSES["adaptive_layer"])
     drawn, finished = {}, {}
-    original_choose, original_finish, original_log = layer_losses.choose_layers, trainer.Trainer.finish, \
-        trainer.Trainer.write_log
+    original_choose, original_finish = layer_losses.choose_layers, trainer.Trainer.finish
 
     def recording_choose(*args, **kwargs):
         chosen = original_choose(*args, **kwargs)
@@ -457,11 +438,6 @@ def test_a_layer_loss_killed_and_resumed_is_bit_identical_and_draws_the_same_lay
         finished[self.output_dir.name] = self
         original_finish(self)
 
-    def die_after_step_3(self, record):
-        original_log(self, record)
-        if record.get("step") == 3 and "loss" in record:
-            raise KeyboardInterrupt("killed")
-
     def run(name, output, **kwargs):
         run_name[0] = None
         recipe = load_recipe(path)
@@ -472,10 +448,7 @@ def test_a_layer_loss_killed_and_resumed_is_bit_identical_and_draws_the_same_lay
     monkeypatch.setattr(layer_losses, "choose_layers", recording_choose)
     monkeypatch.setattr(trainer.Trainer, "finish", keep)
     run("straight", "straight")
-    monkeypatch.setattr(trainer.Trainer, "write_log", die_after_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        run("killed", "resumed")
-    monkeypatch.setattr(trainer.Trainer, "write_log", original_log)
+    killed_after_step(monkeypatch, 3, lambda: run("killed", "resumed"))
     run("resumed", "resumed", resume=True)
     assert len(drawn["straight"]) == 4 and len(drawn["resumed"]) == 2
     assert drawn["killed"] == drawn["straight"][:3] and drawn["resumed"] == drawn["straight"][2:]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import write_tiny_recipe
+from helpers import killed_after_step, write_tiny_recipe
 
 from minilm.encoder import SentenceEncoder
 from minilm.training.recipe import load_recipe
@@ -148,20 +148,8 @@ def assert_identical(a, b):
 @pytest.fixture()
 def interrupted(recipe_path, tmp_path, monkeypatch):
     """(straight run, run stopped after step 5 with checkpoints at steps 2 and 4)."""
-    from minilm.training import trainer
-
     run_recipe(load_recipe(recipe_path), tmp_path / "straight", **QUIET)
-    original = trainer.Trainer.write_log
-
-    def die_after_step_5(self, record):
-        original(self, record)
-        if record.get("step") == 5 and "loss" in record:
-            raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(trainer.Trainer, "write_log", die_after_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(load_recipe(recipe_path), tmp_path / "cut", **QUIET)
-    monkeypatch.setattr(trainer.Trainer, "write_log", original)
+    killed_after_step(monkeypatch, 5, lambda: run_recipe(load_recipe(recipe_path), tmp_path / "cut", **QUIET))
     assert [p.name for p in checkpoints(tmp_path / "cut")] == ["step-0000002", "step-0000004"]
     return tmp_path / "straight", tmp_path / "cut"
 
