@@ -1,4 +1,4 @@
-"""A guide model named in a recipe ([loss] guide, minilm/training/guide.py): loaded once, frozen, out of the
+"""A guide model named in a recipe ([loss] guide, minilm/training/frozen.py): loaded once, frozen, out of the
 optimiser and the checkpoints, its embeddings handed to GIST (plain and through the gradient cache), from a recipe and
 from minilm sweep; refused by name where it cannot work."""
 
@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from minilm.encoder import SentenceEncoder
 from minilm.losses import gist_embed_loss
 from minilm.training import trainer as trainer_module
-from minilm.training.guide import Guide
+from minilm.training.frozen import FrozenEncoder
 from minilm.training.recipe import RecipeError, load_recipe
 from minilm.training.run import run_recipe
 from minilm.training.sweep import load_sweep, run_sweep
@@ -29,7 +29,7 @@ def gist_recipe(tmp_path, tiny_base):
 
 
 def test_a_guide_is_frozen_and_embeds_without_autograd(tiny_base):
-    guide = Guide.load(str(tiny_base), batch_size=3)
+    guide = FrozenEncoder.load(str(tiny_base), batch_size=3)
     assert not guide.encoder.training and not any(p.requires_grad for p in guide.encoder.parameters())
     texts = [f"sentence number {i}" for i in range(7)]
     embedded = guide.embed([texts, texts[::-1]])
@@ -41,11 +41,11 @@ def test_a_guide_is_frozen_and_embeds_without_autograd(tiny_base):
 @pytest.mark.parametrize("call, message", [
     (lambda g: g.embed([{"input_ids": torch.zeros(2, 3)}]), r"columns\[0\] must be a list of texts, got dict"),
     (lambda g: g.embed(["one text"]), r"columns\[0\] must be a list of texts, got str"),
-    (lambda g: Guide(g.encoder, batch_size=0), "guide batch_size must be a positive int, got 0"),
+    (lambda g: FrozenEncoder(g.encoder, batch_size=0), "guide batch_size must be a positive int, got 0"),
 ])
 def test_bad_guide_input_is_refused_by_name(tiny_base, call, message):
     with pytest.raises((TypeError, ValueError), match=message):
-        call(Guide.load(str(tiny_base)))
+        call(FrozenEncoder.load(str(tiny_base)))
 
 
 def test_gist_trains_from_a_recipe_with_the_guide_frozen_and_never_saved(gist_recipe, tmp_path, tiny_base,
@@ -149,11 +149,11 @@ def test_the_trainer_refuses_a_guide_that_does_not_fit_the_loss(gist_recipe, tin
     with pytest.raises(ValueError, match="takes a guide model's embeddings: give the trainer a guide"):
         trainer_module.Trainer(model, loss, data, sampler, config)
     with pytest.raises(ValueError, match="the guide must be a separate frozen copy, not the model being trained"):
-        trainer_module.Trainer(model, loss, data, sampler, config, guide=Guide(model))
+        trainer_module.Trainer(model, loss, data, sampler, config, guide=FrozenEncoder(model))
     mnrl = load_recipe(gist_recipe, ['loss={name="mnrl"}'])
     with pytest.raises(ValueError, match="a guide model was given, but the loss does not take one"):
         trainer_module.Trainer(model, build_loss(mnrl, model, data), data, sampler, config,
-                               guide=Guide.load(str(tiny_base)))
+                               guide=FrozenEncoder.load(str(tiny_base)))
 
 
 SWEEP = """

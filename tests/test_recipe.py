@@ -26,12 +26,20 @@ def test_recipe_runs_quick(name, tmp_path, minilm_dir, capsys):
         assert "before" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name, guided", [("gist_guide.toml", True), ("classifier_head.toml", False)])
-def test_input_kind_recipes_run_quick_on_a_tiny_model(name, guided, tmp_path, tiny_base, capsys):
-    """The recipes of the guide-model and pair_labels kinds, on the tiny model (fast enough for every CI run)."""
+@pytest.mark.parametrize("name, sets", [
+    ("gist_guide.toml", ["loss.guide={tiny}"]),
+    ("classifier_head.toml", []),
+    ("distill_teacher_model.toml", ["loss.teacher={tiny}"]),
+    ("adaptive_layer.toml", []),
+    ("matryoshka_2d.toml", ["loss.dims=[64, 32, 16]"]),  # the tiny model is 64 wide
+])
+def test_input_kind_recipes_run_quick_on_a_tiny_model(name, sets, tmp_path, tiny_base, capsys):
+    """The recipes of the guide-model, pair_labels, teacher-model and every-layer inputs, on the tiny model (fast
+    enough for every CI run); ``sets``: what else must point at the tiny model (a frozen model, its widths)."""
     tiny = json.dumps(str(tiny_base))
     args = ["train", str(RECIPES / name), "--quick", "--output", str(tmp_path / "out"), "--set", f"model.base={tiny}"]
-    args += ["--set", f"loss.guide={tiny}"] if guided else []
+    for setting in sets:
+        args += ["--set", setting.format(tiny=tiny)]
     assert cli.main(args) == 0, capsys.readouterr().err
     log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2]

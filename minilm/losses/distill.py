@@ -2,8 +2,9 @@
 and "teacher_scores", ``minilm/losses/inputs.py``). Values and gradients match sentence-transformers 6.2's MSELoss,
 EmbedDistillLoss, MarginMSELoss and DistillKLDivLoss (tests/test_losses_vs_st_catalogue.py).
 
-A teacher model named in a recipe and run frozen during training is trainer wiring that does not exist yet; until
-then the teacher's outputs are computed once and stored as a data column.
+The losses see tensors only: teacher embeddings come from a data column, or from a teacher model a recipe names
+(``[loss] teacher``), which the trainer runs frozen on each batch (``minilm/training/frozen.py``). A teacher's scores
+are a data column.
 """
 
 from __future__ import annotations

@@ -33,9 +33,21 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 # The loss's keyword for the per-row targets of each kind.
 TARGETS: dict[str, str | None] = {"columns": None, "labels": "labels", "scores": "scores", "pair_labels": "labels",
                                   "teacher_scores": "teacher_scores", "teacher_embeddings": "teacher_embeddings"}
+# The role a frozen model named in the recipe ([loss] teacher) fills instead of a data column, per kind. A sentence
+# encoder gives embeddings, not a cross-encoder's scores, so only the teacher_embeddings kind can take a teacher model.
+MODEL_ROLES: dict[str, str] = {"teacher_embeddings": "teacher"}
 # Text columns a kind has exactly; for the other kinds a loss declares how many, at least MIN_COLUMNS.
 FIXED_COLUMNS = {"labels": 1, "scores": 2, "pair_labels": 2}
 MIN_COLUMNS = {"columns": 2, "teacher_scores": 2, "teacher_embeddings": 1}
+
+
+def roles_of(kind: str, teacher_model: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(required roles, optional roles) of a row of ``kind``; with ``teacher_model`` the role the model fills is
+    neither: the file gives the texts only."""
+    required, optional = KINDS[kind]
+    if teacher_model and kind in MODEL_ROLES:
+        required = tuple(role for role in required if role != MODEL_ROLES[kind])
+    return required, optional
 
 
 @dataclass(frozen=True)

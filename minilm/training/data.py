@@ -13,7 +13,7 @@ from io import StringIO
 from pathlib import Path
 
 from minilm.io import read_text, split_lines
-from minilm.losses.inputs import KINDS
+from minilm.losses.inputs import KINDS, roles_of
 
 __all__ = ["Dataset", "read_rows", "to_roles", "role_columns", "read_sts"]
 
@@ -253,7 +253,7 @@ def _check_one_spelling(ds: Dataset, name: str, values: list) -> None:
                              f"line {ds.lines[seen[0]]}; write each label one way, or they count as two classes")
 
 
-def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str):
+def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str, teacher_model: bool = False):
     """Map columns to what a loss needs.
 
     kind "columns": roles anchor, positive[, negative: name or list] -> [anchors, positives, *negatives]
@@ -262,11 +262,12 @@ def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str):
     kind "pair_labels": roles a, b, label -> (texts_a, texts_b, int labels)
     kind "teacher_scores": roles anchor, positive[, negative], teacher (name or list) -> [anchors, positives,
         *negatives, teacher rows]: one teacher score per candidate (or per negative: margins), per row
-    kind "teacher_embeddings": roles text (name or list), teacher (name or list) -> [*texts, teacher rows]
+    kind "teacher_embeddings": roles text (name or list), teacher (name or list) -> [*texts, teacher rows]; with
+        ``teacher_model`` (a teacher model named in the recipe embeds the texts): role text only -> [*texts]
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
-    required, optional = KINDS[kind]
+    required, optional = roles_of(kind, teacher_model)
     unknown = [r for r in roles if r not in required + optional]
     missing = [r for r in required if r not in roles]
     if unknown or missing:
@@ -284,11 +285,12 @@ def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str):
         texts = _text_columns(ds, [roles["anchor"], roles["positive"]]) + _text_columns(ds, roles.get("negative", []))
         return texts + [_vectors(ds, roles["teacher"])]
     if kind == "teacher_embeddings":
-        return _text_columns(ds, roles["text"]) + [_vectors(ds, roles["teacher"])]
+        texts = _text_columns(ds, roles["text"])
+        return texts if teacher_model else texts + [_vectors(ds, roles["teacher"])]
     return _texts(ds, roles["a"]), _texts(ds, roles["b"]), _scores(ds, roles["score"])
 
 
-def role_columns(roles: dict[str, str | list[str]], kind: str) -> list[str]:
+def role_columns(roles: dict[str, str | list[str]], kind: str, teacher_model: bool = False) -> list[str]:
     """The file's column names behind each value ``to_roles`` returns, in its order (a teacher given as several
     columns is one value: its names joined)."""
     def names(role: str) -> list[str]:
@@ -299,7 +301,7 @@ def role_columns(roles: dict[str, str | list[str]], kind: str) -> list[str]:
              "pair_labels": ["a", "b", "label"], "teacher_scores": ["anchor", "positive", "negative"],
              "teacher_embeddings": ["text"], "scores": ["a", "b", "score"]}[kind]
     columns = [name for role in order for name in names(role)]
-    return columns + ([", ".join(names("teacher"))] if kind.startswith("teacher_") else [])
+    return columns + ([", ".join(names("teacher"))] if kind.startswith("teacher_") and not teacher_model else [])
 
 
 def read_sts(path: str | Path) -> tuple[list[str], list[str], list[float]]:

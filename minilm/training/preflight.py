@@ -4,7 +4,8 @@ A loss with in-batch negatives learns nothing from a one-row batch (its only can
 labelled loss learns nothing from batches without two rows of one label; a batch larger than the data is not the
 batch the recipe asked for. All three used to run to the end with exit status 0 and an unchanged model. A teacher
 that scores another number of candidates than the roles give text columns would fail only at the first step, after
-the model loaded; it is refused here too.
+the model loaded; it is refused here too, and so is a teacher model whose width is not the one the loss compares (read
+from the two models' config.json files, not their weights).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections.abc import Callable
 import torch
 
 from minilm.losses.inputs import split_output
+from minilm.hub import resolve_model_dir
 from minilm.training.recipe import Recipe, RecipeError
-from minilm.training.registry import make_loss
+from minilm.training.registry import TEACHER_KEY, make_loss, teacher_width
+from minilm.weights import read_config
 
 
 def checked_sampler(recipe: Recipe, data, make_sampler: Callable, world_size: int = 1):
@@ -71,3 +74,36 @@ def check_teacher_scores(recipe: Recipe, data) -> None:
         raise RecipeError(f"{recipe.path}: [data] roles: teacher {d['roles']['teacher']!r} gives {width} number"
                           f"{'s' if width != 1 else ''} per row of {d['train']}, which loss {name!r} does not take with "
                           f"the {len(names)} text columns {names}: {e}") from None
+
+
+def config_width(name_or_path: str) -> int | None:
+    """The embedding width a model folder (or hub id) trains at, from its config.json alone; None when it cannot be
+    read here (loading the model then says why)."""
+    try:
+        return read_config(resolve_model_dir(name_or_path) / "config.json").hidden_size
+    except (OSError, ValueError):
+        return None
+
+
+def check_teacher_width(recipe: Recipe) -> None:
+    """A teacher model ([loss] teacher) must embed at the width the loss compares the student with; both widths are
+    read from config.json, so a mismatch is refused before any model loads."""
+    if not recipe.teacher_model:
+        return
+    student, teacher = config_width(recipe.model["base"]), config_width(recipe.loss[TEACHER_KEY])
+    if student is None or teacher is None:
+        return  # the trainer checks the loaded models
+    name = recipe.loss["name"]
+    with torch.random.fork_rng(devices=[]):  # a projection's random init must not move the run's random stream
+        loss = make_loss(name, recipe.loss_settings(), recipe.path.parent, context={"embedding_dim": student})
+    wanted = teacher_width(loss, student)
+    if teacher != wanted:
+        raise RecipeError(f"{recipe.path}: [loss] {TEACHER_KEY} {recipe.loss[TEACHER_KEY]} embeds in {teacher} "
+                          f"dimensions, but loss {name!r} compares it with {wanted}-dimensional embeddings "
+                          f"({'its projection_dim' if wanted != student else f'the student, [model] base'}); "
+                          f"{teacher_width_hint(name, teacher)}")
+
+
+def teacher_width_hint(name: str, teacher: int) -> str:
+    return (f"a teacher of another width needs a learned projection: name = \"embed_distill\" with "
+            f"projection_dim = {teacher}" if name != "embed_distill" else f"set projection_dim = {teacher}")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from minilm.evaluation import METRICS, TASKS
 from minilm.hub import looks_like_path
-from minilm.losses.inputs import KINDS, Needs
+from minilm.losses.inputs import MODEL_ROLES, Needs, roles_of
 from minilm.training.config import TrainConfig, check_best_settings, train_schema
-from minilm.training.registry import (GUIDE_KEY, UnknownLossSettings, check_loss_kwargs, is_module_loss, loss_needs,
+from minilm.training.registry import (GUIDE_KEY, TEACHER_KEY, UnknownLossSettings, check_loss_kwargs, is_module_loss, loss_needs,
                                       resolve_loss)
 from minilm.training.reporting import check_report_to
 
@@ -77,6 +77,11 @@ class Recipe:
 
     def loss_settings(self) -> dict:
         return {k: v for k, v in self.loss.items() if k != "name"}
+
+    @property
+    def teacher_model(self) -> bool:
+        """Whether a teacher model ([loss] teacher), not a data column, gives the teacher's embeddings."""
+        return self.loss.get(TEACHER_KEY) is not None
 
     def as_dict(self) -> dict:
         out = {"name": self.name, "description": self.description, "model": self.model, "data": self.data,
@@ -263,6 +268,13 @@ def _check_values(r: Recipe) -> None:
                               f"\"sentence-transformers/all-MiniLM-L6-v2\" (a folder relative to the recipe, or a "
                               f"hub id; the model being fine-tuned may be its own guide)")
         r.loss[GUIDE_KEY] = _check_base(where, r.loss[GUIDE_KEY], f"[loss] {GUIDE_KEY}")
+    if r.teacher_model:  # the loss takes one (check_loss_kwargs): its role must not also come from the file
+        r.loss[TEACHER_KEY] = _check_base(where, r.loss[TEACHER_KEY], f"[loss] {TEACHER_KEY}")
+        role = MODEL_ROLES[declared.kind]
+        if role in r.data["roles"]:
+            raise RecipeError(f"{where}: [loss] {TEACHER_KEY} names a teacher model ({r.loss[TEACHER_KEY]}) and "
+                              f"[data] roles name a teacher column ({role} = {r.data['roles'][role]!r}): the "
+                              f"teacher's embeddings come from one or the other; drop one")
     for key in ("mini_batch_size", "mini_batch_num_tokens"):
         if t[key] and declared.kind != "columns":
             raise RecipeError(f"{where}: [train] {key} (gradient cache) needs an in-batch loss, not {r.loss['name']}")
@@ -283,7 +295,7 @@ def _check_values(r: Recipe) -> None:
     r.model["base"] = _check_base(where, r.model["base"])
     d["train"] = _check_path(where, d["train"], "[data] train")
     _check_columns(where, "data", d)
-    _check_roles(where, "data", d, declared, f"loss {r.loss['name']!r}")
+    _check_roles(where, "data", d, declared, f"loss {r.loss['name']!r}", r.teacher_model)
     if r.eval is not None:
         e = r.eval
         if e["task"] not in TASKS:
@@ -322,8 +334,9 @@ TEXT_ROLES = {"columns": ("anchor", "positive", "negative"), "teacher_scores": (
               "teacher_embeddings": ("text",)}
 
 
-def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str) -> None:
-    """The roles a section maps must give what ``user`` (a loss or an evaluation task) declares it needs."""
+def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str, teacher_model: bool = False) -> None:
+    """The roles a section maps must give what ``user`` (a loss or an evaluation task) declares it needs (with a
+    teacher model, the texts only)."""
     if d["format"] == "sts":
         if declared.kind == "labels":
             raise RecipeError(f"{where}: [{section}] an STS file gives pairs or scores, but {user} needs labels")
@@ -331,7 +344,7 @@ def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str)
             raise RecipeError(f"{where}: [{section}] an STS file gives 2 text columns, but {user} needs "
                               f"{declared.describe()}")
         return
-    required, optional = KINDS[declared.kind]
+    required, optional = roles_of(declared.kind, teacher_model)
     missing = [role for role in required if role not in d["roles"]]
     unknown = [role for role in d["roles"] if role not in required + optional]
     if missing or unknown:

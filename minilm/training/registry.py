@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from minilm import losses
-from minilm.losses.inputs import CONTEXT, Needs, needs_of, split_output
+from minilm.losses.inputs import CONTEXT, MODEL_ROLES, Needs, needs_of, split_output
 
 LOSSES: dict[str, Callable[..., Tensor]] = {
     "triplet": losses.triplet_loss,
@@ -62,8 +62,11 @@ MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
 GOR_KEYS = {"gor_mean_weight": "mean_weight", "gor_second_moment_weight": "second_moment_weight",
             "gor_aggregation": "aggregation", "gor_similarity": "similarity"}
 # The model whose embeddings a loss declared with @needs(..., guide=True) takes as ``guide=``: a folder or hub id,
-# loaded by the trainer (training/guide.py), never passed to the loss itself.
+# loaded by the trainer (training/frozen.py), never passed to the loss itself.
 GUIDE_KEY = "guide"
+# A teacher model whose embeddings of the batch's texts a loss of kind teacher_embeddings takes as
+# ``teacher_embeddings=``, in place of a data column: a folder or hub id, loaded frozen by the trainer like a guide.
+TEACHER_KEY = "teacher"
 # A loss over every layer (@needs(..., layers=True)) wraps another loss: ``loss`` names it (a registry name or an
 # import path; MNRL when absent) and ``loss_settings`` holds that loss's own [loss] settings (matryoshka_dims too).
 # The rows the wrapper consumes are the inner loss's.
@@ -174,6 +177,12 @@ def loss_module_of(loss: Callable) -> nn.Module | None:
     return seen
 
 
+def teacher_width(loss: Callable, student_width: int) -> int:
+    """The teacher width a built loss compares with: its projection's (``teacher_dim``: embed_distill with
+    projection_dim), else the student's own."""
+    return getattr(loss_module_of(loss), "teacher_dim", None) or student_width
+
+
 def settable(loss: Callable) -> list[str]:
     """The loss's keyword settings: parameters with defaults (for a class, of __init__, less the CONTEXT names)."""
     params = inspect.signature(loss).parameters.values()
@@ -192,6 +201,7 @@ def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None
     check_loss_kwargs(name, kwargs, dry_run=False, base_dir=base_dir)
     dims, weights = (kwargs.pop(k, None) for k in MATRYOSHKA_KEYS)
     kwargs.pop(GUIDE_KEY, None)  # the trainer's business: the loss gets the guide's embeddings, not its name
+    kwargs.pop(TEACHER_KEY, None)  # likewise the teacher's
     gor = {GOR_KEYS[k]: kwargs.pop(k) for k in list(kwargs) if k in GOR_KEYS}
     if weights is not None and dims is None:
         raise ValueError("matryoshka_weights is set but matryoshka_dims is not")
@@ -222,21 +232,25 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
     loss = resolve_loss(name, base_dir)
     valid = settable(loss)
     declared = loss_needs(name, base_dir, kwargs)
+    if TEACHER_KEY in kwargs and declared.kind not in MODEL_ROLES:
+        raise ValueError(teacher_refusal(name, declared))
+    models = ([GUIDE_KEY] if declared.guide else []) + ([TEACHER_KEY] if declared.kind in MODEL_ROLES else [])
     if declared.layers:  # the inner loss takes matryoshka_dims in its own settings, not the wrapper
-        extra = [INNER_SETTINGS_KEY] + ([GUIDE_KEY] if declared.guide else [])
+        extra = [INNER_SETTINGS_KEY] + models
         wrapping = [key for key in kwargs if key in MATRYOSHKA_KEYS or key in GOR_KEYS]
         if wrapping:
             raise ValueError(f"loss {name!r}: {', '.join(wrapping)} cannot wrap a layer loss (the earlier layers "
                              f"would go untouched); put them in {INNER_SETTINGS_KEY}, the inner loss's settings"
                              + (", or use matryoshka_2d" if any(k in MATRYOSHKA_KEYS for k in wrapping) else ""))
     else:
-        extra = list(MATRYOSHKA_KEYS) + list(GOR_KEYS) + ([GUIDE_KEY] if declared.guide else [])
+        extra = list(MATRYOSHKA_KEYS) + list(GOR_KEYS) + models
     unknown = [key for key in kwargs if key not in valid and key not in extra]
     if unknown:
         raise UnknownLossSettings(name, unknown, valid + extra)
-    guide = kwargs.get(GUIDE_KEY)
-    if GUIDE_KEY in kwargs and guide is not None and (not isinstance(guide, str) or not guide):
-        raise ValueError(f"loss {name!r}: {GUIDE_KEY} must name a model (a folder or a hub id), got {guide!r}")
+    for key in (GUIDE_KEY, TEACHER_KEY):
+        model = kwargs.get(key)
+        if key in kwargs and model is not None and (not isinstance(model, str) or not model):
+            raise ValueError(f"loss {name!r}: {key} must name a model (a folder or a hub id), got {model!r}")
     if not dry_run:
         return
     dims = kwargs.get("matryoshka_dims")
@@ -262,6 +276,16 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
         if str(e).startswith(f"loss {name!r}: "):  # make_loss named it already
             raise ValueError(str(e)) from e
         raise ValueError(f"loss {name!r}: {e}") from e
+
+
+def teacher_refusal(name: str, declared: Needs) -> str:
+    """Why loss ``name`` cannot take a teacher model: only a loss of kind teacher_embeddings takes one."""
+    takers = ", ".join(sorted(n for n, loss in LOSSES.items() if needs_of(loss).kind in MODEL_ROLES))
+    why = (" it takes the teacher's score of each candidate (a cross-encoder's), which a sentence encoder does not "
+           "give: put the scores in a data column ([data] roles teacher)" if declared.kind == "teacher_scores" else
+           " it takes no teacher")
+    return (f"loss {name!r}: {TEACHER_KEY} names a teacher model, whose embeddings only a loss of kind "
+            f"'teacher_embeddings' takes ({takers}); loss {name!r} is of kind {declared.kind!r}, and{why}")
 
 
 def dummy_inputs(declared: Needs, width: int, rows: int = 4, teacher_width: int | None = None

@@ -16,12 +16,12 @@ from minilm.training import distributed
 from minilm.training.citations import describe_loss
 from minilm.training.config import non_defaults
 from minilm.training.data import read_rows, read_sts, role_columns, to_roles
-from minilm.training.guide import Guide
+from minilm.training.frozen import FrozenEncoder
 from minilm.training.output_dir import claim as output_dir_claim
 from minilm.training.output_dir import run_record
-from minilm.training.preflight import check_teacher_scores, checked_sampler
+from minilm.training.preflight import check_teacher_scores, check_teacher_width, checked_sampler
 from minilm.training.recipe import Recipe
-from minilm.training.registry import GUIDE_KEY, make_loss
+from minilm.training.registry import GUIDE_KEY, TEACHER_KEY, make_loss
 from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
 from minilm.training.trainer import TrainConfig, TrainData, Trainer, newest_usable_checkpoint
 
@@ -29,7 +29,7 @@ STS_COLUMNS = ("sentence1", "sentence2", "score")  # what read_roles gives of an
 
 
 def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4.0, header: bool = True,
-               columns: list | None = None):
+               columns: list | None = None, teacher_model: bool = False):
     """What a loss or evaluator of ``kind`` needs from a file (see ``data.to_roles``)."""
     if fmt == "sts":
         s1, s2, scores = read_sts(path)
@@ -39,13 +39,14 @@ def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4
             keep = [i for i, s in enumerate(scores) if s >= min_score]
             return [[s1[i] for i in keep], [s2[i] for i in keep]]
         raise ValueError(f"{path}: an STS file gives pairs or scores, not labels")
-    return to_roles(read_rows(path, columns=columns or None, has_header=header), roles, kind)
+    return to_roles(read_rows(path, columns=columns or None, has_header=header), roles, kind, teacher_model)
 
 
 def load_train_data(recipe: Recipe) -> TrainData:
     d, declared = recipe.data, recipe.loss_needs
-    got = read_roles(d["train"], d["format"], d["roles"], declared.kind, d["min_score"], d["header"], d["columns"])
-    if declared.target is None:
+    got = read_roles(d["train"], d["format"], d["roles"], declared.kind, d["min_score"], d["header"], d["columns"],
+                     recipe.teacher_model)
+    if declared.target is None or recipe.teacher_model:  # a teacher model gives the targets at each step
         return TrainData(columns=got)
     *columns, targets = got
     return TrainData(columns=list(columns), targets=list(targets), target_name=declared.target)
@@ -68,10 +69,16 @@ def build_loss(recipe: Recipe, model, data: TrainData) -> Callable:
         return make_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent, run_context(model, data))
 
 
-def load_guide(recipe: Recipe, device=None) -> Guide | None:
+def load_guide(recipe: Recipe, device=None) -> FrozenEncoder | None:
     """The frozen guide model the recipe's ``[loss] guide`` names (checked by the recipe), or None without one."""
     name = recipe.loss.get(GUIDE_KEY)
-    return None if name is None else Guide.load(name, device, batch_size=recipe.train["mini_batch_size"] or 32)
+    return None if name is None else FrozenEncoder.load(name, device, batch_size=recipe.train["mini_batch_size"] or 32)
+
+
+def load_teacher(recipe: Recipe, device=None) -> FrozenEncoder | None:
+    """The frozen teacher model the recipe's ``[loss] teacher`` names (checked by the recipe), or None without one."""
+    name = recipe.loss.get(TEACHER_KEY)
+    return None if name is None else FrozenEncoder.load(name, device, role="teacher")
 
 
 def sampler_name(recipe: Recipe) -> str:
@@ -140,7 +147,8 @@ def default_roles(task: str) -> dict:
 def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
     """What the model card says about this run before it starts: base model, data, loss, hyperparameters."""
     d, kind = recipe.data, recipe.loss_needs.kind
-    names = list(STS_COLUMNS[: 3 if kind == "scores" else 2]) if d["format"] == "sts" else role_columns(d["roles"], kind)
+    names = list(STS_COLUMNS[: 3 if kind == "scores" else 2]) if d["format"] == "sts" else role_columns(
+        d["roles"], kind, recipe.teacher_model)
     values = data.columns + ([data.targets] if data.targets is not None else [])
     config = TrainConfig.from_dict(recipe.train)
     sampler = {"sampler": sampler_name(recipe)}
@@ -201,6 +209,7 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = 
     data = load_train_data(recipe)  # data and evaluator are read before the model: bad rows fail fast
     sampler = checked_sampler(recipe, data, make_sampler, distributed.world_size())  # degenerate runs refused
     check_teacher_scores(recipe, data)  # teacher numbers that do not fit the candidates, before the model loads
+    check_teacher_width(recipe)  # a teacher model of another width than the loss compares, from the config files
     evaluate = recipe_evaluator(recipe)
     claim = claim_for(recipe, output_dir, resume, overwrite)  # held until the run ends (released by ``held``)
     if held is not None and claim is not None:
@@ -210,7 +219,8 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = 
     model = found[2] if found else load(recipe.model["base"])
     loss_fn = build_loss(recipe, model, data)
     trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log,
-                      card=training_card(recipe, data), guide=load_guide(recipe, distributed.device()))
+                      card=training_card(recipe, data), guide=load_guide(recipe, distributed.device()),
+                      teacher=load_teacher(recipe, distributed.device()))
     if found:
         trainer.resume_from(found[0], found[1])
         log(f"resumed from {found[0]} at step {trainer.step}")

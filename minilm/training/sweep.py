@@ -180,7 +180,7 @@ def _train_in_worker(i: int) -> dict:
 def train_run(run: RunSpec, shared: Shared) -> dict:
     """Train one run (resuming from its newest checkpoint if it has one), record its result, free its checkpoints."""
     from minilm.training.config import TrainConfig
-    from minilm.training.run import build_loss, load_guide, make_sampler
+    from minilm.training.run import build_loss, load_guide, load_teacher, make_sampler
     from minilm.training.trainer import Trainer, TrainingDiverged, checkpoints
     from minilm.weights import load_weights
 
@@ -200,7 +200,8 @@ def train_run(run: RunSpec, shared: Shared) -> dict:
     prefix = f"[{run.label} seed {run.seed}] "
     trainer = Trainer(model, build_loss(run.recipe, model, shared.data), shared.data,
                       make_sampler(run.recipe, shared.data), TrainConfig.from_dict(run.recipe.train), evaluate,
-                      directory, lambda line: shared.log(prefix + line), guide=load_guide(run.recipe))
+                      directory, lambda line: shared.log(prefix + line), guide=load_guide(run.recipe),
+                      teacher=load_teacher(run.recipe))
     trainer.save_final = run.keep == "final"
     if found:
         trainer.resume_from(found[-1])

@@ -15,7 +15,7 @@ from itertools import product
 from pathlib import Path
 
 from minilm.training.recipe import Recipe, RecipeError, apply_overrides, read_recipe, validate
-from minilm.training.registry import GUIDE_KEY, UnknownLossSettings, check_loss_kwargs, loss_needs
+from minilm.training.registry import GUIDE_KEY, TEACHER_KEY, UnknownLossSettings, check_loss_kwargs, loss_needs
 
 RUN_RECORD = "run.json"  # what a run is: its configuration, seed and full recipe
 RESULT = "result.json"  # written last: the run is finished
@@ -124,8 +124,9 @@ def _expand(table: dict, number: int, path: Path) -> list[Config]:
         raise SweepError(f"{path}: {where}needs loss = {{ name = ... }} (a registry name or an import path)")
     loss = dict(table["loss"])
     loss["name"] = _loss_path(loss["name"], path.parent)
-    if isinstance(loss.get(GUIDE_KEY), str):
-        loss[GUIDE_KEY] = _guide_path(loss[GUIDE_KEY], path.parent)
+    for key in (GUIDE_KEY, TEACHER_KEY):
+        if isinstance(loss.get(key), str):
+            loss[key] = _model_path(loss[key], path.parent)
     grid = dict(table.get("grid", {}))
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
@@ -167,8 +168,8 @@ def _loss_path(name: str, sweep_dir: Path) -> str:
     return name
 
 
-def _guide_path(name: str, sweep_dir: Path) -> str:
-    """A guide model folder named in a sweep is relative to the sweep file; a hub id stays as it is."""
+def _model_path(name: str, sweep_dir: Path) -> str:
+    """A guide or teacher model folder named in a sweep is relative to the sweep file; a hub id stays as it is."""
     local = (sweep_dir / name).expanduser()
     return str(local.resolve()) if not Path(name).is_absolute() and local.is_dir() else name
 

@@ -6,7 +6,8 @@ A loss with parameters (an nn.Module: a learnable temperature, a classifier head
 parameters are optimised (at ``[train] loss_lr`` when set), checkpointed, and, when the loss class says
 ``part_of_model = True``, saved beside the final model (``final/loss.safetensors``). Statistics a loss reports go
 to ``log.jsonl`` with each step (``"stats"``). A loss that takes a guide model's embeddings (GIST) gets them from a
-frozen ``Guide`` (minilm/training/guide.py), which is neither optimised nor checkpointed nor saved. A loss over every
+frozen guide model (minilm/training/frozen.py), which is neither optimised nor checkpointed nor saved; a distillation
+loss with a teacher model ([loss] teacher) gets the frozen teacher's embeddings of the batch's texts the same way. A loss over every
 layer (AdaptiveLayer, Matryoshka2d) draws its layers from a random.Random seeded by the seed and the step, so a resume
 draws the same ones.
 Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
@@ -34,11 +35,11 @@ from minilm.io import (WriteError, append_line, building, json_line, read_json_l
 from minilm.training import distributed
 from minilm.training.best import BestTracker
 from minilm.training.compiled import compiled_training
-from minilm.losses.inputs import needs_of
+from minilm.losses.inputs import MODEL_ROLES, needs_of
 from minilm.training.config import TrainConfig, check_best_settings
-from minilm.training.guide import Guide
+from minilm.training.frozen import FrozenEncoder
 from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
-from minilm.training.registry import loss_module_of
+from minilm.training.registry import loss_module_of, teacher_width
 from minilm.training.reporting import TensorBoard, check_report_to
 from minilm.training.step import loss_backward_over_layers, loss_backward_with_stats
 from minilm.weights import CheckpointError, load_weights
@@ -104,10 +105,12 @@ class Trainer:
         output_dir: str | Path | None = None,
         log: Callable[[str], None] = print,
         card: TrainingCard | None = None,
-        guide: Guide | None = None,
+        guide: FrozenEncoder | None = None,
+        teacher: FrozenEncoder | None = None,
     ):
         self.model, self.loss_fn, self.data, self.sampler, self.config = model, loss_fn, data, sampler, config
         self.guide = self.checked_guide(guide, loss_fn)
+        self.teacher = self.checked_teacher(teacher, loss_fn, data)
         self.over_layers = self.checked_layers(loss_fn, config)
         self.evaluate, self.say = evaluate, log
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -149,7 +152,7 @@ class Trainer:
         self.card = card  # what the model card says about the run (filled in further at each save)
         self.tensorboard: TensorBoard | None = None  # opened at the first record (report_to = ["tensorboard"])
 
-    def checked_guide(self, guide: Guide | None, loss_fn: Callable) -> Guide | None:
+    def checked_guide(self, guide: FrozenEncoder | None, loss_fn: Callable) -> FrozenEncoder | None:
         """The guide a loss declared with ``@needs(..., guide=True)`` needs, and only such a loss gets one."""
         try:
             takes = needs_of(loss_fn).guide
@@ -163,6 +166,32 @@ class Trainer:
         if guide is not None and guide.encoder is self.model:
             raise ValueError("the guide must be a separate frozen copy, not the model being trained")
         return guide
+
+    def checked_teacher(self, teacher: FrozenEncoder | None, loss_fn: Callable, data: TrainData
+                        ) -> FrozenEncoder | None:
+        """A teacher model only for a loss of kind teacher_embeddings whose data holds no teacher column, at the width
+        the loss compares with (the student's, or its projection's)."""
+        if teacher is None:
+            return None
+        try:
+            declared = needs_of(loss_fn)
+        except TypeError:  # a bare callable declares nothing, so takes no teacher
+            declared = None
+        name = getattr(loss_fn, "__name__", getattr(getattr(loss_fn, "func", None), "__name__", type(loss_fn).__name__))
+        if declared is None or declared.kind not in MODEL_ROLES:
+            raise ValueError(f"a teacher model was given, but loss {name} takes no teacher embeddings (a loss of kind "
+                             f"'teacher_embeddings' does)")
+        if data.target_name is not None:
+            raise ValueError(f"a teacher model was given and the data holds a teacher column ({data.target_name}): "
+                             f"the teacher's embeddings come from one or the other")
+        if teacher.encoder is self.model:
+            raise ValueError("the teacher must be a separate frozen copy, not the model being trained")
+        wanted = teacher_width(loss_fn, self.model.embedding_dim)
+        if teacher.embedding_dim != wanted:
+            raise ValueError(f"the teacher model embeds in {teacher.embedding_dim} dimensions, but loss {name} "
+                             f"compares it with {wanted}-dimensional embeddings (the student's is "
+                             f"{self.model.embedding_dim})")
+        return teacher
 
     def checked_layers(self, loss_fn: Callable, config: TrainConfig) -> bool:
         """Whether the loss trains every layer (``@needs(..., layers=True)``), refusing what cannot run it: the
@@ -239,6 +268,8 @@ class Trainer:
         targets = {k: v.to(self.device) for k, v in targets.items()}
         if self.guide is not None:  # this rank's rows, as the frozen guide sees them (gathered with them, if at all)
             targets["guide"] = self.guide.embed(columns, self.device)
+        if self.teacher is not None:  # one (B, D) per column, side by side: each column fits its own teacher row
+            targets["teacher_embeddings"] = torch.cat(self.teacher.embed(columns, self.device), dim=1)
         try:
             if self.over_layers:
                 loss, stats = loss_backward_over_layers(self.forward_model, columns, self.loss_fn,
