@@ -123,3 +123,54 @@ def killed_after_step(monkeypatch, step: int, run) -> None:
             run()
     finally:
         monkeypatch.setattr(trainer.Trainer, "write_log", original)
+
+
+def keep_trainer(monkeypatch) -> dict:
+    """Patch the trainer so that ``seen["trainer"]`` is the Trainer of the next run, once it has finished."""
+    from minilm.training import trainer
+
+    seen, original = {}, trainer.Trainer.finish
+
+    def keep(self):
+        seen["trainer"] = self
+        original(self)
+
+    monkeypatch.setattr(trainer.Trainer, "finish", keep)
+    return seen
+
+
+def assert_frozen_and_never_saved(trainer, encoder, start_dir: Path, output_dir: Path, name: str) -> None:
+    """A frozen model of a run (guide, teacher) still holds the starting weights of ``start_dir``, is in eval mode
+    without gradients, is not in the optimiser and left nothing in the newest checkpoint's trainer state."""
+    import torch
+
+    from minilm.encoder import SentenceEncoder
+    from minilm.training.trainer import STATE_NAME, checkpoints
+
+    start = SentenceEncoder.from_pretrained(start_dir).bert.state_dict()
+    for key, tensor in encoder.bert.state_dict().items():
+        assert torch.equal(tensor, start[key]), key
+    assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in encoder.parameters()}
+    state = torch.load(checkpoints(output_dir)[-1] / STATE_NAME, weights_only=True)
+    assert "loss" not in state and name not in json.dumps(list(state))
+
+
+def assert_resume_is_exact(monkeypatch, recipe: Path, directory: Path, killed_after: int = 3) -> None:
+    """Train ``recipe`` straight, then again killed after step ``killed_after`` and resumed: the final weights of the
+    two runs are bit-identical."""
+    import torch
+    from safetensors.torch import load_file
+
+    from minilm.training.recipe import load_recipe
+    from minilm.training.run import run_recipe
+
+    def run(name: str, **kwargs):
+        return run_recipe(load_recipe(recipe), directory / name, log=lambda _: None, **kwargs)
+
+    run("straight")
+    killed_after_step(monkeypatch, killed_after, lambda: run("resumed"))
+    run("resumed", resume=True)
+    a, b = (load_file(directory / name / "final" / "model.safetensors") for name in ("straight", "resumed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

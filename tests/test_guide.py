@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import killed_after_step, write_tiny_recipe
+from helpers import assert_frozen_and_never_saved, assert_resume_is_exact, keep_trainer, write_tiny_recipe
 from safetensors.torch import load_file
 
 from minilm.encoder import SentenceEncoder
@@ -16,7 +16,6 @@ from minilm.training.frozen import FrozenEncoder
 from minilm.training.recipe import RecipeError, load_recipe
 from minilm.training.run import run_recipe
 from minilm.training.sweep import load_sweep, run_sweep
-from minilm.training.trainer import STATE_NAME, checkpoints
 
 
 @pytest.fixture()
@@ -50,26 +49,12 @@ def test_bad_guide_input_is_refused_by_name(tiny_base, call, message):
 
 def test_gist_trains_from_a_recipe_with_the_guide_frozen_and_never_saved(gist_recipe, tmp_path, tiny_base,
                                                                           monkeypatch):
-    seen = {}
-    original = trainer_module.Trainer.finish
-
-    def keep(self):
-        seen["trainer"] = self
-        original(self)
-
-    monkeypatch.setattr(trainer_module.Trainer, "finish", keep)
+    seen = keep_trainer(monkeypatch)
     run_recipe(load_recipe(gist_recipe), tmp_path / "out", log=lambda _: None)
     trainer = seen["trainer"]
-    guide = trainer.guide.encoder
-    start = SentenceEncoder.from_pretrained(tiny_base).bert.state_dict()
-    for name, tensor in guide.bert.state_dict().items():  # the guide is the starting weights, untouched
-        assert torch.equal(tensor, start[name]), name
-    assert not guide.training and not any(p.requires_grad for p in guide.parameters())
-    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
-    assert not optimised & {id(p) for p in guide.parameters()}  # not in the optimiser
+    assert_frozen_and_never_saved(trainer, trainer.guide.encoder, tiny_base, tmp_path / "out", "guide")
     assert trainer.loss_module is None
-    state = torch.load(checkpoints(tmp_path / "out")[-1] / STATE_NAME, weights_only=True)
-    assert "loss" not in state and "guide" not in json.dumps(list(state))  # nothing of the guide in a checkpoint
+    start = SentenceEncoder.from_pretrained(tiny_base).bert.state_dict()
     trained = trainer.model.bert.state_dict()
     assert not all(torch.equal(trained[name], start[name]) for name in start)  # while the model did train
     assert not (tmp_path / "out" / "final" / "loss.safetensors").exists()
@@ -104,13 +89,7 @@ def test_cached_gist_passes_the_guide_through_the_gradient_cache(gist_recipe, tm
 
 
 def test_a_gist_run_killed_and_resumed_equals_the_straight_run(gist_recipe, tmp_path, monkeypatch):
-    run_recipe(load_recipe(gist_recipe), tmp_path / "straight", log=lambda _: None)
-    killed_after_step(monkeypatch, 3,
-                      lambda: run_recipe(load_recipe(gist_recipe), tmp_path / "resumed", log=lambda _: None))
-    run_recipe(load_recipe(gist_recipe), tmp_path / "resumed", resume=True, log=lambda _: None)
-    a = load_file(tmp_path / "straight" / "final" / "model.safetensors")
-    b = load_file(tmp_path / "resumed" / "final" / "model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_resume_is_exact(monkeypatch, gist_recipe, tmp_path)
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -2,11 +2,11 @@
 optimiser, the checkpoints and the saved model; its embeddings of the batch's texts are the targets of mse and
 embed_distill; refused by name, before any model loads, where it cannot work."""
 
-import json
 
 import pytest
 import torch
-from helpers import make_tiny_checkpoint, write_tiny_recipe
+from helpers import (assert_frozen_and_never_saved, assert_resume_is_exact, keep_trainer, make_tiny_checkpoint,
+                     write_tiny_recipe)
 from safetensors.torch import load_file
 
 from minilm.encoder import SentenceEncoder
@@ -17,7 +17,6 @@ from minilm.training.config import TrainConfig
 from minilm.training.frozen import FrozenEncoder
 from minilm.training.recipe import RecipeError, load_recipe
 from minilm.training.run import build_loss, load_train_data, make_sampler, run_recipe
-from minilm.training.trainer import STATE_NAME, checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +37,6 @@ def teacher_recipe(tmp_path, tiny_base):
     return path
 
 
-def keep_trainer(monkeypatch) -> dict:
-    seen = {}
-    original = trainer_module.Trainer.finish
-
-    def keep(self):
-        seen["trainer"] = self
-        original(self)
-
-    monkeypatch.setattr(trainer_module.Trainer, "finish", keep)
-    return seen
-
-
 def test_a_recipe_with_a_teacher_model_reads_only_the_text_columns(teacher_recipe):
     recipe = load_recipe(teacher_recipe)
     data = load_train_data(recipe)
@@ -61,16 +48,9 @@ def test_mse_trains_on_the_teachers_embeddings_with_the_teacher_frozen_and_never
     seen = keep_trainer(monkeypatch)
     run_recipe(load_recipe(teacher_recipe), tmp_path / "out", log=lambda _: None)
     trainer = seen["trainer"]
-    teacher = trainer.teacher.encoder
-    start = SentenceEncoder.from_pretrained(tiny_base).bert.state_dict()
-    for name, tensor in teacher.bert.state_dict().items():  # the teacher is the starting weights, untouched
-        assert torch.equal(tensor, start[name]), name
-    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
-    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
-    assert not optimised & {id(p) for p in teacher.parameters()}  # not in the optimiser
+    assert_frozen_and_never_saved(trainer, trainer.teacher.encoder, tiny_base, tmp_path / "out", "teacher")
     assert trainer.loss_module is None and trainer.guide is None
-    state = torch.load(checkpoints(tmp_path / "out")[-1] / STATE_NAME, weights_only=True)
-    assert "loss" not in state and "teacher" not in json.dumps(list(state))  # nothing of the teacher in a checkpoint
+    start = SentenceEncoder.from_pretrained(tiny_base).bert.state_dict()
     trained = trainer.model.bert.state_dict()
     assert not all(torch.equal(trained[name], start[name]) for name in start)  # while the model did train
     final = load_file(tmp_path / "out" / "final" / "model.safetensors")
@@ -100,22 +80,7 @@ def test_the_loss_gets_the_teachers_embeddings_of_every_column(teacher_recipe, t
 
 
 def test_a_teacher_run_killed_and_resumed_equals_the_straight_run(teacher_recipe, tmp_path, monkeypatch):
-    run_recipe(load_recipe(teacher_recipe), tmp_path / "straight", log=lambda _: None)
-    original = trainer_module.Trainer.write_log
-
-    def die_after_step_3(self, record):
-        original(self, record)
-        if record.get("step") == 3 and "loss" in record:
-            raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(trainer_module.Trainer, "write_log", die_after_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(load_recipe(teacher_recipe), tmp_path / "resumed", log=lambda _: None)
-    monkeypatch.setattr(trainer_module.Trainer, "write_log", original)
-    run_recipe(load_recipe(teacher_recipe), tmp_path / "resumed", resume=True, log=lambda _: None)
-    a = load_file(tmp_path / "straight" / "final" / "model.safetensors")
-    b = load_file(tmp_path / "resumed" / "final" / "model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_resume_is_exact(monkeypatch, teacher_recipe, tmp_path)
 
 
 def test_embed_distill_learns_a_projection_to_a_teacher_of_another_width(teacher_recipe, narrow_teacher, tmp_path,
