@@ -53,6 +53,8 @@ def test_gist_trains_from_a_recipe_with_the_guide_frozen_and_never_saved(gist_re
     run_recipe(load_recipe(gist_recipe), tmp_path / "out", log=lambda _: None)
     trainer = seen["trainer"]
     assert_frozen_and_never_saved(trainer, trainer.guide.encoder, tiny_base, tmp_path / "out", "guide")
+    card = (tmp_path / "out" / "final" / "README.md").read_text(encoding="utf-8")
+    assert f'"guide": "{tiny_base}"' in card  # the card names the guide with the loss's settings
     assert trainer.loss_module is None
     start = SentenceEncoder.from_pretrained(tiny_base).bert.state_dict()
     trained = trainer.model.bert.state_dict()

@@ -49,6 +49,8 @@ def test_mse_trains_on_the_teachers_embeddings_with_the_teacher_frozen_and_never
     run_recipe(load_recipe(teacher_recipe), tmp_path / "out", log=lambda _: None)
     trainer = seen["trainer"]
     assert_frozen_and_never_saved(trainer, trainer.teacher.encoder, tiny_base, tmp_path / "out", "teacher")
+    card = (tmp_path / "out" / "final" / "README.md").read_text(encoding="utf-8")
+    assert f'"teacher": "{tiny_base}"' in card  # the card names the teacher with the loss's settings
     assert trainer.loss_module is None and trainer.guide is None
     start = SentenceEncoder.from_pretrained(tiny_base).bert.state_dict()
     trained = trainer.model.bert.state_dict()

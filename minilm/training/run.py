@@ -153,11 +153,14 @@ def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
     config = TrainConfig.from_dict(recipe.train)
     sampler = {"sampler": sampler_name(recipe)}
     e = recipe.eval
+    loss = describe_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent)
+    # a frozen guide or teacher model shapes what was learnt: the card names it with the loss's settings
+    loss.settings.update({key: recipe.loss[key] for key in (GUIDE_KEY, TEACHER_KEY) if recipe.loss.get(key)})
     return TrainingCard(
         base_model=recipe.model["base"],
         dataset_name=Path(d["train"]).name,
         columns=dict(zip(names, values)),
-        loss=describe_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent),
+        loss=loss,
         hyperparameters={**asdict(config), **sampler},
         non_default={**non_defaults(config), **(sampler if d["sampler"] != "auto" else {})},
         eval_task=e["task"] if e else None,
