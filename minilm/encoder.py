@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +12,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import __version__
 from .card import CARD_NAME, TrainingCard, write_card
 from .losses.distances import cosine_similarity_matrix
 from .hub import resolve_model_dir
@@ -24,19 +22,13 @@ from .fast.int8 import Int8Cache
 from .fast.unpadded import forward_unpadded, forward_unpadded_layers, pool_unpadded
 from .fast.workers import batch_workers, default_workers
 from .io import building, check_replaceable
-from .layout import (DEFAULT_PROMPTS, LEGACY_POOLING_KEYS, ST_MODEL_TYPE, ST_NORMALIZE, ST_POOLING, ST_TRANSFORMER,
-                     check_prompts, read_model_settings, read_modules, read_st_config, tokenizer_max_length)
+from .layout import (DEFAULT_PROMPTS, SAVED_FILES, check_prompts, read_model_settings, read_modules, read_st_config,
+                     tokenizer_max_length, write_layout)
 from .model import POOLING_MODES, BertModel, pool
 from .progress import Progress
 from .quantization import check_precision
-from .tokenizer import TOKENIZER_FILES, WordPieceTokenizer
-from .weights import WEIGHTS_NAME, CheckpointError, config_to_dict, load_weights, read_config, save_weights
-
-# Everything save() writes: a folder holding nothing else is a saved model, which save() may replace.
-# README.md is among them because a card minilm did not write is carried over into the new folder (minilm/card/).
-SAVED_FILES = {"modules.json", "config.json", WEIGHTS_NAME, "sentence_bert_config.json",
-               "config_sentence_transformers.json", "1_Pooling/config.json", "2_Normalize", "README.md",
-               *TOKENIZER_FILES}
+from .tokenizer import WordPieceTokenizer
+from .weights import CheckpointError, load_weights, read_config
 
 
 class SentenceEncoder(nn.Module):
@@ -385,34 +377,5 @@ class SentenceEncoder(nn.Module):
         path = Path(path)
         check_replaceable(path, SAVED_FILES, overwrite, "a model")
         with building(path) as tmp:
-            self._write(tmp)
+            write_layout(self, tmp)
             write_card(self, tmp, card, previous=path / CARD_NAME)
-
-    def _write(self, directory: Path) -> None:
-        def write_json(name: str, obj) -> None:
-            (directory / name).parent.mkdir(parents=True, exist_ok=True)
-            (directory / name).write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-
-        modules = [
-            {"idx": 0, "name": "0", "path": "", "type": ST_TRANSFORMER},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": ST_POOLING},
-        ]
-        if self.normalize:
-            modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": ST_NORMALIZE})
-            (directory / "2_Normalize").mkdir()
-        write_json("modules.json", modules)
-        write_json("config.json", config_to_dict(self.bert.config))
-        save_weights(self.bert, directory)
-        for name, content in self.tokenizer.files.items():
-            (directory / name).write_bytes(content)
-        write_json("sentence_bert_config.json", {"max_seq_length": self.max_seq_length, "do_lower_case": False})
-        settings = {"__version__": {"minilm": __version__, "pytorch": torch.__version__}, "model_type": ST_MODEL_TYPE,
-                    "prompts": self.prompts, "default_prompt_name": self.default_prompt_name,
-                    "similarity_fn_name": "cosine"}  # what similarity() computes
-        if self.truncate_dim is not None:
-            settings["truncate_dim"] = self.truncate_dim
-        write_json("config_sentence_transformers.json", settings)
-        pooling = {"word_embedding_dimension": self.embedding_dim}
-        pooling.update({key: mode == self.pooling for key, mode in LEGACY_POOLING_KEYS.items()})
-        write_json("1_Pooling/config.json", pooling)
-

@@ -1,16 +1,20 @@
-"""The sentence-transformers folder layout, read side: which modules a folder chains (modules.json), how it pools
-(1_Pooling/config.json), how far it tokenises (sentence_bert_config.json, tokenizer_config.json) and its model-level
-settings (config_sentence_transformers.json: prompts, default prompt, truncate_dim). ``SentenceEncoder.save`` writes
-the same files."""
+"""The sentence-transformers folder layout, read and written: which modules a folder chains (modules.json), how it
+pools (1_Pooling/config.json), how far it tokenises (sentence_bert_config.json, tokenizer_config.json) and its
+model-level settings (config_sentence_transformers.json: prompts, default prompt, truncate_dim). ``write_layout``
+writes the same files, which ``SentenceEncoder.save`` swaps into place."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import io
+import torch
+
+from . import __version__, io
 from .model import POOLING_MODES, BertConfig
-from .weights import CheckpointError
+from .tokenizer import TOKENIZER_FILES
+from .weights import WEIGHTS_NAME, CheckpointError, config_to_dict, save_weights
 
 ST_TRANSFORMER = "sentence_transformers.models.Transformer"
 ST_POOLING = "sentence_transformers.models.Pooling"
@@ -135,3 +139,43 @@ def read_model_settings(directory: Path, prompts: dict | None = None, default_pr
     if truncate_dim is None:
         truncate_dim = saved.get("truncate_dim")
     return ModelSettings(merged, default_prompt_name, truncate_dim)
+
+
+# ------------------------------------------------------------------------------------------- writing
+
+# Everything write_layout writes: a folder holding nothing else is a saved model, which save() may replace.
+# README.md is among them because a card minilm did not write is carried over into the new folder (minilm/card/).
+SAVED_FILES = {"modules.json", "config.json", WEIGHTS_NAME, "sentence_bert_config.json",
+               "config_sentence_transformers.json", "1_Pooling/config.json", "2_Normalize", "README.md",
+               *TOKENIZER_FILES}
+
+
+def write_layout(model, directory: Path) -> None:
+    """Write ``model`` into the empty folder ``directory`` in the sentence-transformers layout (SAVED_FILES)."""
+
+    def write_json(name: str, obj) -> None:
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": ST_TRANSFORMER},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": ST_POOLING},
+    ]
+    if model.normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": ST_NORMALIZE})
+        (directory / "2_Normalize").mkdir()
+    write_json("modules.json", modules)
+    write_json("config.json", config_to_dict(model.bert.config))
+    save_weights(model.bert, directory)
+    for name, content in model.tokenizer.files.items():
+        (directory / name).write_bytes(content)
+    write_json("sentence_bert_config.json", {"max_seq_length": model.max_seq_length, "do_lower_case": False})
+    settings = {"__version__": {"minilm": __version__, "pytorch": torch.__version__}, "model_type": ST_MODEL_TYPE,
+                "prompts": model.prompts, "default_prompt_name": model.default_prompt_name,
+                "similarity_fn_name": "cosine"}  # what similarity() computes
+    if model.truncate_dim is not None:
+        settings["truncate_dim"] = model.truncate_dim
+    write_json("config_sentence_transformers.json", settings)
+    pooling = {"word_embedding_dimension": model.embedding_dim}
+    pooling.update({key: mode == model.pooling for key, mode in LEGACY_POOLING_KEYS.items()})
+    write_json("1_Pooling/config.json", pooling)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from minilm.card import LossCard, TrainingCard, column_stats, is_minilm_card, render_card
+from minilm.card import LossCard, TrainingCard, column_stats, is_minilm_card
 from minilm.card.markdown import yaml_lines
 from minilm.encoder import SentenceEncoder
 from minilm.training.citations import GOR, KUSUPATI, MNRL_SYMMETRIC, REFERENCES, describe_loss

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from helpers import killed_after_step, make_tiny_checkpoint, write_tiny_recipe

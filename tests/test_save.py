@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from minilm import encoder
 from minilm.encoder import SentenceEncoder
 
 TEXTS = ["A man is playing a flute.", "", "Two dogs run through a field of tall grass near the river."]
@@ -46,11 +47,11 @@ def test_interrupted_save_leaves_the_previous_model_intact(model, tmp_path, monk
     model.save(tmp_path / "m")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
 
-    def crash(directory):
+    def crash(model, directory):
         (directory / "modules.json").write_text("[]")
         raise KeyboardInterrupt("power cut")
 
-    monkeypatch.setattr(model, "_write", crash)
+    monkeypatch.setattr(encoder, "write_layout", crash)
     with pytest.raises(KeyboardInterrupt):
         model.save(tmp_path / "m")
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no temp dir left behind
