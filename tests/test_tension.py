@@ -15,6 +15,7 @@ from minilm.losses.inputs import Needs
 from minilm.training import distributed
 from minilm.training import trainer as trainer_module
 from minilm.training.config import TrainConfig
+from minilm.training.model_copy import TextPairs
 from minilm.training.recipe import RecipeError, load_recipe
 from minilm.training.run import load_train_data, make_sampler, run_recipe
 from minilm.training.samplers import TensionPairSampler
@@ -70,7 +71,7 @@ def quiet(_):
 def test_the_pairs_come_from_one_text_column_labelled_by_whether_they_are_identical(tension_recipe):
     recipe = load_recipe(tension_recipe)
     data = load_train_data(recipe)
-    assert len(data.columns) == 1 and len(data) == 60
+    assert isinstance(data, TextPairs) and len(data.columns) == 1 and len(data) == 60
     sampler = make_sampler(recipe, data)
     assert isinstance(sampler, TensionPairSampler) and sampler.pos_neg_ratio == 4
     pairs = sampler.batches(0)[0]
