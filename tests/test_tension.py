@@ -250,3 +250,36 @@ def test_the_copy_step_takes_two_columns(tiny_base):
 def test_a_model_copy_is_declared_for_two_text_columns_only(declare, message):
     with pytest.raises(ValueError, match=message):
         declare()
+
+
+SWEEP = """
+recipe = "tension.toml"
+seeds = [1]
+set = ["train.max_steps=2", "train.save_steps=0"]
+[[configs]]
+loss = {{ name = "contrastive_tension" }}
+grid = {{ pos_neg_ratio = [2, 4] }}
+{more}
+"""
+EVAL = """[eval]
+task = "retrieval"
+data = "{data}"
+roles = {{ anchor = "sentence", positive = "sentence" }}
+"""
+
+
+def test_a_sweep_varies_pos_neg_ratio_and_refuses_mixing_it_with_other_losses(tension_recipe, tmp_path):
+    from minilm.training.sweep import SweepError, load_sweep, run_sweep
+
+    data = tmp_path / "sentences.csv"
+    with open(tension_recipe, "a", encoding="utf-8") as f:
+        f.write(EVAL.format(data=data))
+    (tmp_path / "s.toml").write_text(SWEEP.format(more=""), encoding="utf-8")
+    results = run_sweep(tmp_path / "s.toml", tmp_path / "out", plots=False, log=quiet)
+    assert [(r["label"], r["status"], r["steps"]) for r in results] == [
+        ("contrastive_tension pos_neg_ratio=2", "done", 2), ("contrastive_tension pos_neg_ratio=4", "done", 2)]
+    mixed = SWEEP.format(more='[[configs]]\nloss = { name = "contrastive_tension_in_batch" }')
+    (tmp_path / "mixed.toml").write_text(mixed, encoding="utf-8")
+    with pytest.raises(SweepError, match=r"train against a copy of the model from one text column, which the sweep's "
+                                         r"other configurations cannot share"):
+        load_sweep(tmp_path / "mixed.toml", tmp_path / "out2")

@@ -264,12 +264,12 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
         model = kwargs.get(key)
         if key in kwargs and model is not None and (not isinstance(model, str) or not model):
             raise ValueError(f"loss {name!r}: {key} must name a model (a folder or a hub id), got {model!r}")
+    if not dry_run:
+        return
     ratio = kwargs.get(PAIRS_KEY, PAIRS_DEFAULT)
     if makes_pairs(declared) and (isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 2):
         raise ValueError(f"loss {name!r}: {PAIRS_KEY} must be an int >= 2 (one identical pair, then "
                          f"{PAIRS_KEY} - 1 random pairs), got {ratio!r}")
-    if not dry_run:
-        return
     dims = kwargs.get("matryoshka_dims")
     if declared.layers:  # matryoshka_2d's own widths, or the inner loss's
         inner_settings = kwargs.get(INNER_SETTINGS_KEY)
