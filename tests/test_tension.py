@@ -283,3 +283,22 @@ def test_a_sweep_varies_pos_neg_ratio_and_refuses_mixing_it_with_other_losses(te
     with pytest.raises(SweepError, match=r"train against a copy of the model from one text column, which the sweep's "
                                          r"other configurations cannot share"):
         load_sweep(tmp_path / "mixed.toml", tmp_path / "out2")
+
+
+def test_a_non_finite_copy_weight_stops_the_run_naming_it(tiny_base):
+    trainer = tiny_trainer(tiny_base)
+    with torch.no_grad():
+        next(trainer.model_copy.parameters()).fill_(float("inf"))
+    with pytest.raises(trainer_module.TrainingDiverged, match=r"made weight copy\.\S+ non-finite"):
+        trainer.check_weights(1e-3)
+
+
+def test_the_model_card_cites_contrastive_tension_with_its_pos_neg_ratio():
+    from minilm.training.citations import CARLSSON, describe_loss
+
+    card = describe_loss("contrastive_tension", {"pos_neg_ratio": 4})
+    assert card.settings == {"pos_neg_ratio": 4} and card.st_names == ["ContrastiveTensionLoss"]
+    assert list(card.citations.values()) == [CARLSSON]
+    in_batch = describe_loss("contrastive_tension_in_batch", {})
+    assert in_batch.settings == {"scale": 20.0, "similarity": "cosine"}
+    assert in_batch.st_names == ["ContrastiveTensionLossInBatchNegatives"]

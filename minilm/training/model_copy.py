@@ -14,8 +14,6 @@ import copy
 import torch
 from torch import nn
 
-from minilm.losses.inputs import Needs
-
 
 class TextPairs:
     """One text column, batched as pairs of row indices (``samplers.TensionPairSampler``): the copy embeds the first
@@ -34,15 +32,6 @@ class TextPairs:
         texts = self.columns[0]
         columns = [[texts[i] for i, _ in pairs], [texts[j] for _, j in pairs]]
         return columns, {"scores": torch.tensor([float(i == j) for i, j in pairs])}
-
-
-def copy_data(texts: list[str], declared: Needs, data_class):
-    """What the trainer batches for a loss with a model copy: pairs for kind scores (``TextPairs``); for kind columns
-    (the in-batch form) the texts as both columns, so the copy and the model embed the same text (``data_class``:
-    the trainer's TrainData)."""
-    if declared.kind == "scores":
-        return TextPairs(texts)
-    return data_class(columns=[list(texts), list(texts)])
 
 
 def make_copy(model: nn.Module) -> nn.Module:

@@ -17,7 +17,7 @@ from minilm.training.citations import describe_loss
 from minilm.training.config import non_defaults
 from minilm.training.data import read_rows, read_sts, role_columns, to_roles
 from minilm.training.frozen import FrozenEncoder
-from minilm.training.model_copy import copy_data
+from minilm.training.model_copy import TextPairs
 from minilm.training.output_dir import claim as output_dir_claim
 from minilm.training.output_dir import run_record
 from minilm.training.preflight import check_teacher_scores, check_teacher_width, checked_sampler
@@ -49,8 +49,8 @@ def load_train_data(recipe: Recipe) -> TrainData:
     d, declared = recipe.data, recipe.loss_needs
     got = read_roles(d["train"], d["format"], d["roles"], declared.kind, d["min_score"], d["header"], d["columns"],
                      recipe.teacher_model, declared.model_copy)
-    if declared.model_copy:  # one text column, made into the two the copy and the model embed
-        return copy_data(got[0], declared, TrainData)
+    if declared.model_copy:  # one text column: pairs of it (0/1 scores), or the same texts through both models
+        return TextPairs(got[0]) if makes_pairs(declared) else TrainData(columns=[got[0], list(got[0])])
     if declared.target is None or recipe.teacher_model:  # a teacher model gives the targets at each step
         return TrainData(columns=got)
     *columns, targets = got

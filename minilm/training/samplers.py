@@ -170,7 +170,7 @@ class TensionPairSampler(_Resumable):
     Per epoch the rows are shuffled and consumed in order, as sentence-transformers' ContrastiveTensionDataLoader
     does: pair p of a batch is an identical pair (i, i) when p % pos_neg_ratio == 0, else a pair of the next two rows
     (a random pair). So each batch holds one identical pair, then ``pos_neg_ratio - 1`` random ones, and so on; the
-    label of a pair is whether i == j (``tension_pairs.TextPairs``). Rows too few for a whole batch at the end of
+    label of a pair is whether i == j (``model_copy.TextPairs``). Rows too few for a whole batch at the end of
     the epoch are left out, so every batch has the same mix.
     """
 
