@@ -32,10 +32,11 @@ def test_recipe_runs_quick(name, tmp_path, minilm_dir, capsys):
     ("distill_teacher_model.toml", ["loss.teacher={tiny}"]),
     ("adaptive_layer.toml", []),
     ("matryoshka_2d.toml", ["loss.dims=[64, 32, 16]"]),  # the tiny model is 64 wide
+    ("contrastive_tension.toml", []),
 ])
 def test_input_kind_recipes_run_quick_on_a_tiny_model(name, sets, tmp_path, tiny_base, capsys):
-    """The recipes of the guide-model, pair_labels, teacher-model and every-layer inputs, on the tiny model (fast
-    enough for every CI run); ``sets``: what else must point at the tiny model (a frozen model, its widths)."""
+    """The recipes of the guide-model, pair_labels, teacher-model, every-layer and model-copy inputs, on the tiny
+    model (fast enough for every CI run); ``sets``: what else must point at the tiny model (a frozen model, its widths)."""
     tiny = json.dumps(str(tiny_base))
     args = ["train", str(RECIPES / name), "--quick", "--output", str(tmp_path / "out"), "--set", f"model.base={tiny}"]
     for setting in sets:

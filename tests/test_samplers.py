@@ -7,7 +7,8 @@ from itertools import islice
 import pytest
 import torch
 
-from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
+from minilm.training.samplers import (GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler,
+                                      TensionPairSampler)
 
 
 def _dup_columns(n: int = 200, seed: int = 0) -> list[list[str]]:
@@ -28,6 +29,7 @@ def _samplers() -> dict:
         "random": lambda: RandomBatchSampler(103, 8, seed=3),
         "nodup": lambda: NoDuplicatesBatchSampler(_dup_columns(), 16, seed=3),
         "label": lambda: GroupByLabelBatchSampler(_labels(), 8, seed=3),
+        "tension": lambda: TensionPairSampler(101, 6, pos_neg_ratio=4, seed=3),
     }
 
 
@@ -138,6 +140,20 @@ def test_resume_mid_epoch_is_identical(kind):
     assert list(resumed) == list(reference)
 
 
+def test_tension_pairs_are_one_identical_pair_then_random_ones_each_row_used_once():
+    """As sentence-transformers' ContrastiveTensionDataLoader: rows shuffled and consumed in order, pair p identical
+    when p % pos_neg_ratio == 0; here batch_size 6 is no multiple of the ratio 4, so pairs 0 and 4 are identical."""
+    sampler = TensionPairSampler(101, 6, pos_neg_ratio=4, seed=3)
+    batches = sampler.batches(0)
+    assert sampler.rows_per_batch() == 2 * 6 - 2 and len(batches) == 101 // 10
+    for batch in batches:
+        assert len(batch) == 6
+        assert [i == j for i, j in batch] == [True, False, False, False, True, False]
+    rows = [i for batch in batches for pair in batch for i in dict.fromkeys(pair)]
+    assert len(rows) == len(set(rows)) == 10 * len(batches)  # no row twice in an epoch; the short tail left out
+    assert len(TensionPairSampler(9, 6, pos_neg_ratio=4).batches(0)) == 0  # fewer rows than a batch needs
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="batch_size"):
         RandomBatchSampler(10, 0)
@@ -153,3 +169,10 @@ def test_bad_arguments():
         GroupByLabelBatchSampler([0, 0, 0, 1], 4)
     with pytest.raises(ValueError, match="epoch"):
         RandomBatchSampler(10, 4).set_epoch(-1)
+    for ratio in (1, 2.0, True):
+        with pytest.raises(ValueError, match="pos_neg_ratio must be an int >= 2"):
+            TensionPairSampler(10, 4, pos_neg_ratio=ratio)
+    with pytest.raises(ValueError, match="num_rows"):
+        TensionPairSampler(0, 4)
+    with pytest.raises(ValueError, match="batch_size"):
+        TensionPairSampler(10, 0)

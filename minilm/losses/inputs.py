@@ -41,9 +41,13 @@ FIXED_COLUMNS = {"labels": 1, "scores": 2, "pair_labels": 2}
 MIN_COLUMNS = {"columns": 2, "teacher_scores": 2, "teacher_embeddings": 1}
 
 
-def roles_of(kind: str, teacher_model: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def roles_of(kind: str, teacher_model: bool = False, model_copy: bool = False
+             ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(required roles, optional roles) of a row of ``kind``; with ``teacher_model`` the role the model fills is
-    neither: the file gives the texts only."""
+    neither: the file gives the texts only; with ``model_copy`` the file gives one text column, from which the run
+    makes the loss's two columns (and its 0/1 scores)."""
+    if model_copy:
+        return ("text",), ()
     required, optional = KINDS[kind]
     if teacher_model and kind in MODEL_ROLES:
         required = tuple(role for role in required if role != MODEL_ROLES[kind])
@@ -62,6 +66,10 @@ class Needs:
     # takes every earlier layer's pooled embeddings of every column (``layers=``, {layer: [column...]}, 0 the
     # embedding output) and the step's random.Random (``layer_rng=``), from which it draws the layers it trains
     layers: bool = False
+    # the loss compares two trained copies of the model (Contrastive Tension): a copy made from the starting weights
+    # embeds the first text column and the model the second; the file gives one text column (role text), which the
+    # run turns into pairs (kind scores: identical and random pairs, labelled 1 / 0) or feeds to both (kind columns)
+    model_copy: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -70,6 +78,11 @@ class Needs:
         if fixed is not None and (self.columns != fixed or self.more_columns):
             raise ValueError(f"kind {self.kind!r} has exactly {fixed} text column(s), got columns={self.columns}")
         least = MIN_COLUMNS.get(self.kind, 0)
+        if self.model_copy and (self.kind not in ("scores", "columns") or self.columns != 2 or self.more_columns):
+            raise ValueError(f"model_copy takes two text columns, one per copy (kind 'scores' or 'columns'), "
+                             f"got kind {self.kind!r} with columns={self.columns}")
+        if self.model_copy and (self.layers or self.guide):  # the copy has no earlier layers or guide wired
+            raise ValueError("model_copy cannot be declared with layers or guide")
         if self.columns < least:
             names = "(anchor, positive)" if least == 2 else "(text)"
             raise ValueError(f"kind {self.kind!r} needs at least {least} text columns {names}, got {self.columns}")
@@ -82,6 +95,8 @@ class Needs:
         return n_columns == self.columns or (self.more_columns and n_columns > self.columns)
 
     def describe(self) -> str:
+        if self.model_copy:
+            return "one text column (role text), which the model and its trained copy both embed"
         if self.kind == "labels":
             return "one text column and a label (roles text, label)"
         if self.kind == "scores":
@@ -101,13 +116,15 @@ class Needs:
 
 
 def needs(kind: str, columns: int | None = None, more_columns: bool = False, in_batch_negatives: bool = False,
-          guide: bool = False, layers: bool = False):
+          guide: bool = False, layers: bool = False, model_copy: bool = False):
     """Decorator: declare what rows a loss needs (``columns`` defaults to the kind's fixed or least count); ``guide``:
     it also takes a guide model's embeddings of the same columns as the keyword ``guide`` (a list, one per column);
-    ``layers``: it also takes every earlier layer's embeddings of the columns (``layers=``) and ``layer_rng=``."""
+    ``layers``: it also takes every earlier layer's embeddings of the columns (``layers=``) and ``layer_rng=``;
+    ``model_copy``: its two columns are embedded by a trained copy of the model and by the model (Contrastive
+    Tension)."""
     default = FIXED_COLUMNS.get(kind, MIN_COLUMNS.get(kind, 2))
     declared = Needs(kind, columns if columns is not None else default, more_columns,
-                     in_batch_negatives, guide, layers)
+                     in_batch_negatives, guide, layers, model_copy)
 
     def mark(loss: Callable) -> Callable:
         loss.needs = declared

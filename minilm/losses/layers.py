@@ -171,4 +171,7 @@ def layered_needs(inner: Callable) -> Needs:
     declared = needs_of(inner)
     if declared.layers:
         raise ValueError("the inner loss of adaptive_layer / matryoshka_2d must not itself be a layer loss")
+    if declared.model_copy:  # the layers would be the model's alone, the copy's earlier layers never trained
+        raise ValueError("the inner loss of adaptive_layer / matryoshka_2d must not compare the model with a trained "
+                         "copy of it (model_copy: Contrastive Tension)")
     return dataclasses.replace(declared, layers=True)

@@ -2,9 +2,11 @@
 Matches sentence-transformers 6.2's ContrastiveTensionLoss and ContrastiveTensionLossInBatchNegatives
 (tests/test_losses_vs_st_catalogue.py).
 
-Both take the embeddings of the first copy (``embeddings_a``) and of the second (``embeddings_b``). Keeping two copies
-of the model, optimising both, saving the second and building the batches (identical pairs every ``pos_neg_ratio``
-rows, random pairs otherwise) is trainer wiring that does not exist yet, so neither is in the recipe registry.
+Both take the embeddings of the first copy (``embeddings_a``) and of the second (``embeddings_b``), and declare it
+with ``@needs(..., model_copy=True)``: the trainer keeps a second trained copy of the model (built once from the
+starting weights) that embeds the first column, while the model itself embeds the second and is what gets saved
+(minilm/training/trainer.py). The batches of ``contrastive_tension_loss`` (one identical pair, then
+``pos_neg_ratio - 1`` random pairs) come from ``samplers.TensionPairSampler``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from minilm.losses.distances import SIMILARITY_MATRICES, dot_similarity
 from minilm.losses.inputs import needs
 
 
-@needs("scores")
+@needs("scores", model_copy=True)
 def contrastive_tension_loss(embeddings_a: Tensor, embeddings_b: Tensor, scores: Tensor) -> Tensor:
     """sum_i BCE-with-logits(a_i . b_i, y_i), y = scores: 1 when both copies embedded the same sentence, 0 for two
     random sentences. Summed, not averaged, as in the paper and sentence-transformers."""
@@ -29,7 +31,7 @@ def contrastive_tension_loss(embeddings_a: Tensor, embeddings_b: Tensor, scores:
     return F.binary_cross_entropy_with_logits(dot_similarity(a, b), y, reduction="sum")
 
 
-@needs("columns", columns=2, in_batch_negatives=True)
+@needs("columns", columns=2, in_batch_negatives=True, model_copy=True)
 class ContrastiveTensionInBatchLoss(nn.Module):
     """The in-batch-negatives form: both copies embed the same batch of sentences; the mean of the cross-entropies
     of exp(logit_scale) * sim(a_i, b_j) over j (target i) and over i (target j). ``logit_scale`` is learnable,

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from minilm.card import LossCard
 from minilm.card.model_part import SBERT_CITATION
-from minilm.training.registry import GOR_KEYS, LOSSES, MATRYOSHKA_KEYS, resolve_loss, settable
+from minilm.losses.inputs import needs_of
+from minilm.training.registry import (GOR_KEYS, LOSSES, MATRYOSHKA_KEYS, PAIRS_DEFAULT, PAIRS_KEY, makes_pairs,
+                                      resolve_loss, settable)
 
 HERMANS = """@misc{hermans2017defense,
     title={In Defense of the Triplet Loss for Person Re-Identification},
@@ -253,6 +255,8 @@ REFERENCES: dict[str, Reference] = {
     "arcface": Reference("ArcFaceLoss", DENG),
     "cosface": Reference("CosFaceLoss", WANG_COS),
     "proxy_anchor": Reference("ProxyAnchorLoss", KIM_PA),
+    "contrastive_tension": st("ContrastiveTensionLoss", CARLSSON),
+    "contrastive_tension_in_batch": st("ContrastiveTensionLossInBatchNegatives", CARLSSON),
 }
 # mnrl with symmetric = true is sentence-transformers' MNRL with directions (query_to_doc, doc_to_query),
 # partition_mode "per_direction", which it cites differently.
@@ -274,6 +278,8 @@ def describe_loss(name: str, settings: dict, base_dir: str | Path | None = None)
     given = {k: v for k, v in settings.items() if k not in MATRYOSHKA_KEYS}
     shown = {key: given.get(key, signature[key].default) for key in settable(loss)}
     shown = {key: f"{v.__module__}.{v.__qualname__}" if callable(v) else v for key, v in shown.items()}  # an inner loss
+    if makes_pairs(needs_of(loss)):  # how its pairs were made is part of the method
+        shown[PAIRS_KEY] = settings.get(PAIRS_KEY, PAIRS_DEFAULT)
     function = f"{loss.__module__}.{loss.__qualname__}"
     found = reference_of(name, settings)
     st_names, citations = [], {}

@@ -253,7 +253,8 @@ def _check_one_spelling(ds: Dataset, name: str, values: list) -> None:
                              f"line {ds.lines[seen[0]]}; write each label one way, or they count as two classes")
 
 
-def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str, teacher_model: bool = False):
+def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str, teacher_model: bool = False,
+             model_copy: bool = False):
     """Map columns to what a loss needs.
 
     kind "columns": roles anchor, positive[, negative: name or list] -> [anchors, positives, *negatives]
@@ -264,15 +265,18 @@ def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str, teacher_
         *negatives, teacher rows]: one teacher score per candidate (or per negative: margins), per row
     kind "teacher_embeddings": roles text (name or list), teacher (name or list) -> [*texts, teacher rows]; with
         ``teacher_model`` (a teacher model named in the recipe embeds the texts): role text only -> [*texts]
+    with ``model_copy`` (a loss comparing the model with a trained copy), whatever the kind: role text -> [texts]
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
-    required, optional = roles_of(kind, teacher_model)
+    required, optional = roles_of(kind, teacher_model, model_copy)
     unknown = [r for r in roles if r not in required + optional]
     missing = [r for r in required if r not in roles]
     if unknown or missing:
         raise ValueError(f"roles for kind {kind!r} need {list(required)} (optional {list(optional)}); "
                          f"missing {missing}, unknown {unknown}")
+    if model_copy:
+        return [_texts(ds, roles["text"])]
     if kind == "columns":
         negatives = roles.get("negative", [])
         negatives = [negatives] if isinstance(negatives, str) else list(negatives)
@@ -290,7 +294,8 @@ def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str, teacher_
     return _texts(ds, roles["a"]), _texts(ds, roles["b"]), _scores(ds, roles["score"])
 
 
-def role_columns(roles: dict[str, str | list[str]], kind: str, teacher_model: bool = False) -> list[str]:
+def role_columns(roles: dict[str, str | list[str]], kind: str, teacher_model: bool = False,
+                 model_copy: bool = False) -> list[str]:
     """The file's column names behind each value ``to_roles`` returns, in its order (a teacher given as several
     columns is one value: its names joined)."""
     def names(role: str) -> list[str]:
@@ -299,7 +304,7 @@ def role_columns(roles: dict[str, str | list[str]], kind: str, teacher_model: bo
 
     order = {"columns": ["anchor", "positive", "negative"], "labels": ["text", "label"],
              "pair_labels": ["a", "b", "label"], "teacher_scores": ["anchor", "positive", "negative"],
-             "teacher_embeddings": ["text"], "scores": ["a", "b", "score"]}[kind]
+             "teacher_embeddings": ["text"], "scores": ["a", "b", "score"]}[kind] if not model_copy else ["text"]
     columns = [name for role in order for name in names(role)]
     return columns + ([", ".join(names("teacher"))] if kind.startswith("teacher_") and not teacher_model else [])
 

@@ -17,8 +17,9 @@ from minilm.evaluation import METRICS, TASKS
 from minilm.hub import looks_like_path
 from minilm.losses.inputs import MODEL_ROLES, Needs, roles_of
 from minilm.training.config import TrainConfig, check_best_settings, train_schema
-from minilm.training.registry import (GUIDE_KEY, TEACHER_KEY, UnknownLossSettings, check_loss_kwargs, is_module_loss, loss_needs,
-                                      resolve_loss)
+from minilm.training.model_copy import refusal
+from minilm.training.registry import (GUIDE_KEY, PAIRS_KEY, TEACHER_KEY, UnknownLossSettings, check_loss_kwargs,
+                                      is_module_loss, loss_needs, makes_pairs, resolve_loss)
 from minilm.training.reporting import check_report_to
 
 REQUIRED = object()
@@ -275,6 +276,10 @@ def _check_values(r: Recipe) -> None:
             raise RecipeError(f"{where}: [loss] {TEACHER_KEY} names a teacher model ({r.loss[TEACHER_KEY]}) and "
                               f"[data] roles name a teacher column ({role} = {r.data['roles'][role]!r}): the "
                               f"teacher's embeddings come from one or the other; drop one")
+    if declared.model_copy:  # the settings that cannot train the copy, refused before any model loads
+        problem = refusal(repr(r.loss["name"]), TrainConfig.from_dict(t), 1)
+        if problem is not None:
+            raise RecipeError(f"{where}: [train] {problem}")
     for key in ("mini_batch_size", "mini_batch_num_tokens"):
         if t[key] and declared.kind != "columns":
             raise RecipeError(f"{where}: [train] {key} (gradient cache) needs an in-batch loss, not {r.loss['name']}")
@@ -288,6 +293,9 @@ def _check_values(r: Recipe) -> None:
     d = r.data
     if d["sampler"] not in SAMPLERS:
         raise RecipeError(f"{where}: [data] sampler must be one of {SAMPLERS}, got {d['sampler']!r}")
+    if makes_pairs(declared) and d["sampler"] != "auto":
+        raise RecipeError(f"{where}: [data] sampler {d['sampler']!r}: loss {r.loss['name']!r} builds its own batches "
+                          f"(identical and random pairs of one text column, {PAIRS_KEY} in [loss]); leave it auto")
     if d["sampler"] == "group_by_label" and declared.kind != "labels":
         raise RecipeError(f"{where}: [data] sampler group_by_label needs a labelled loss, not {r.loss['name']}")
     if d["format"] not in FORMATS:
@@ -337,6 +345,10 @@ TEXT_ROLES = {"columns": ("anchor", "positive", "negative"), "teacher_scores": (
 def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str, teacher_model: bool = False) -> None:
     """The roles a section maps must give what ``user`` (a loss or an evaluation task) declares it needs (with a
     teacher model, the texts only)."""
+    if declared.model_copy and (d["format"] == "sts" or not isinstance(d["roles"].get("text"), str)):
+        got = "an STS file gives pairs" if d["format"] == "sts" else f"[{section}] roles are {d['roles']}"
+        raise RecipeError(f"{where}: {got}, but {user} reads one text column, which the model and its trained copy "
+                          f"both embed: roles = {{ text = \"<column>\" }}")
     if d["format"] == "sts":
         if declared.kind == "labels":
             raise RecipeError(f"{where}: [{section}] an STS file gives pairs or scores, but {user} needs labels")
@@ -344,14 +356,14 @@ def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str,
             raise RecipeError(f"{where}: [{section}] an STS file gives 2 text columns, but {user} needs "
                               f"{declared.describe()}")
         return
-    required, optional = roles_of(declared.kind, teacher_model)
+    required, optional = roles_of(declared.kind, teacher_model, declared.model_copy)
     missing = [role for role in required if role not in d["roles"]]
     unknown = [role for role in d["roles"] if role not in required + optional]
     if missing or unknown:
         raise RecipeError(f"{where}: [{section}] roles {sorted(d['roles'])} do not fit {user}, which needs "
                           f"{declared.describe()}; missing {missing}, unknown {unknown}")
     text_roles = TEXT_ROLES.get(declared.kind)
-    if text_roles is not None:
+    if text_roles is not None and not declared.model_copy:
         names = []
         for role in text_roles:
             value = d["roles"].get(role, [])

@@ -54,6 +54,9 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     # every earlier layer trained too ([loss] loss names the inner loss, loss_settings its settings)
     "adaptive_layer": losses.adaptive_layer,
     "matryoshka_2d": losses.matryoshka_2d,
+    # the model against a trained copy of itself, from one text column (training/model_copy.py)
+    "contrastive_tension": losses.contrastive_tension_loss,
+    "contrastive_tension_in_batch": losses.ContrastiveTensionInBatchLoss,
 }
 
 MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
@@ -71,6 +74,14 @@ TEACHER_KEY = "teacher"
 # import path; MNRL when absent) and ``loss_settings`` holds that loss's own [loss] settings (matryoshka_dims too).
 # The rows the wrapper consumes are the inner loss's.
 INNER_KEY, INNER_SETTINGS_KEY = "loss", "loss_settings"
+# A loss with a model copy and 0/1 scores (contrastive_tension) gets its pairs from the sampler: one identical pair,
+# then pos_neg_ratio - 1 random ones (samplers.TensionPairSampler); a setting of the method, not of the loss function.
+PAIRS_KEY, PAIRS_DEFAULT = "pos_neg_ratio", 8
+
+
+def makes_pairs(declared: Needs) -> bool:
+    """Whether the run builds the loss's (text, text, 0/1 score) rows from one text column."""
+    return declared.model_copy and declared.kind == "scores"
 
 
 class UnknownLossSettings(ValueError):
@@ -202,6 +213,7 @@ def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None
     dims, weights = (kwargs.pop(k, None) for k in MATRYOSHKA_KEYS)
     kwargs.pop(GUIDE_KEY, None)  # the trainer's business: the loss gets the guide's embeddings, not its name
     kwargs.pop(TEACHER_KEY, None)  # likewise the teacher's
+    kwargs.pop(PAIRS_KEY, None)  # the sampler's business
     gor = {GOR_KEYS[k]: kwargs.pop(k) for k in list(kwargs) if k in GOR_KEYS}
     if weights is not None and dims is None:
         raise ValueError("matryoshka_weights is set but matryoshka_dims is not")
@@ -235,6 +247,7 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
     if TEACHER_KEY in kwargs and declared.kind not in MODEL_ROLES:
         raise ValueError(teacher_refusal(name, declared))
     models = ([GUIDE_KEY] if declared.guide else []) + ([TEACHER_KEY] if declared.kind in MODEL_ROLES else [])
+    models += [PAIRS_KEY] if makes_pairs(declared) else []
     if declared.layers:  # the inner loss takes matryoshka_dims in its own settings, not the wrapper
         extra = [INNER_SETTINGS_KEY] + models
         wrapping = [key for key in kwargs if key in MATRYOSHKA_KEYS or key in GOR_KEYS]
@@ -253,6 +266,10 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
             raise ValueError(f"loss {name!r}: {key} must name a model (a folder or a hub id), got {model!r}")
     if not dry_run:
         return
+    ratio = kwargs.get(PAIRS_KEY, PAIRS_DEFAULT)
+    if makes_pairs(declared) and (isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 2):
+        raise ValueError(f"loss {name!r}: {PAIRS_KEY} must be an int >= 2 (one identical pair, then "
+                         f"{PAIRS_KEY} - 1 random pairs), got {ratio!r}")
     dims = kwargs.get("matryoshka_dims")
     if declared.layers:  # matryoshka_2d's own widths, or the inner loss's
         inner_settings = kwargs.get(INNER_SETTINGS_KEY)

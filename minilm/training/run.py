@@ -17,19 +17,21 @@ from minilm.training.citations import describe_loss
 from minilm.training.config import non_defaults
 from minilm.training.data import read_rows, read_sts, role_columns, to_roles
 from minilm.training.frozen import FrozenEncoder
+from minilm.training.model_copy import TextPairs
 from minilm.training.output_dir import claim as output_dir_claim
 from minilm.training.output_dir import run_record
 from minilm.training.preflight import check_teacher_scores, check_teacher_width, checked_sampler
 from minilm.training.recipe import Recipe
-from minilm.training.registry import GUIDE_KEY, TEACHER_KEY, make_loss
-from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
+from minilm.training.registry import GUIDE_KEY, PAIRS_DEFAULT, PAIRS_KEY, TEACHER_KEY, make_loss, makes_pairs
+from minilm.training.samplers import (GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler,
+                                      TensionPairSampler)
 from minilm.training.trainer import TrainConfig, TrainData, Trainer, newest_usable_checkpoint
 
 STS_COLUMNS = ("sentence1", "sentence2", "score")  # what read_roles gives of an STS file, as the card names them
 
 
 def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4.0, header: bool = True,
-               columns: list | None = None, teacher_model: bool = False):
+               columns: list | None = None, teacher_model: bool = False, model_copy: bool = False):
     """What a loss or evaluator of ``kind`` needs from a file (see ``data.to_roles``)."""
     if fmt == "sts":
         s1, s2, scores = read_sts(path)
@@ -39,13 +41,16 @@ def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4
             keep = [i for i, s in enumerate(scores) if s >= min_score]
             return [[s1[i] for i in keep], [s2[i] for i in keep]]
         raise ValueError(f"{path}: an STS file gives pairs or scores, not labels")
-    return to_roles(read_rows(path, columns=columns or None, has_header=header), roles, kind, teacher_model)
+    return to_roles(read_rows(path, columns=columns or None, has_header=header), roles, kind, teacher_model,
+                    model_copy)
 
 
 def load_train_data(recipe: Recipe) -> TrainData:
     d, declared = recipe.data, recipe.loss_needs
     got = read_roles(d["train"], d["format"], d["roles"], declared.kind, d["min_score"], d["header"], d["columns"],
-                     recipe.teacher_model)
+                     recipe.teacher_model, declared.model_copy)
+    if declared.model_copy:  # one text column: pairs of it (0/1 scores), or the same texts through both models
+        return TextPairs(got[0]) if makes_pairs(declared) else TrainData(columns=[got[0], list(got[0])])
     if declared.target is None or recipe.teacher_model:  # a teacher model gives the targets at each step
         return TrainData(columns=got)
     *columns, targets = got
@@ -85,6 +90,8 @@ def sampler_name(recipe: Recipe) -> str:
     """The recipe's [data] sampler, "auto" resolved: in-batch negatives must not meet their own text; batch-hard
     needs label pairs."""
     name = recipe.data["sampler"]
+    if makes_pairs(recipe.loss_needs):  # the only sampler that makes its rows (the recipe refuses any other)
+        return "tension_pairs"
     if name == "auto":
         declared = recipe.loss_needs
         name = "no_duplicates" if declared.in_batch_negatives else "group_by_label" if declared.kind == "labels" \
@@ -94,6 +101,8 @@ def sampler_name(recipe: Recipe) -> str:
 
 def make_sampler(recipe: Recipe, data: TrainData):
     name, batch_size, seed = sampler_name(recipe), recipe.train["batch_size"], recipe.train["seed"]
+    if name == "tension_pairs":
+        return TensionPairSampler(len(data), batch_size, recipe.loss.get(PAIRS_KEY, PAIRS_DEFAULT), seed=seed)
     if name == "group_by_label":
         return GroupByLabelBatchSampler(data.targets, batch_size, seed=seed)
     if name == "no_duplicates":
@@ -148,7 +157,7 @@ def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
     """What the model card says about this run before it starts: base model, data, loss, hyperparameters."""
     d, kind = recipe.data, recipe.loss_needs.kind
     names = list(STS_COLUMNS[: 3 if kind == "scores" else 2]) if d["format"] == "sts" else role_columns(
-        d["roles"], kind, recipe.teacher_model)
+        d["roles"], kind, recipe.teacher_model, recipe.loss_needs.model_copy)
     values = data.columns + ([data.targets] if data.targets is not None else [])
     config = TrainConfig.from_dict(recipe.train)
     sampler = {"sampler": sampler_name(recipe)}

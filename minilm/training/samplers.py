@@ -10,7 +10,7 @@ from collections.abc import Hashable, Iterator, Sequence
 
 import torch
 
-__all__ = ["RandomBatchSampler", "NoDuplicatesBatchSampler", "GroupByLabelBatchSampler"]
+__all__ = ["RandomBatchSampler", "NoDuplicatesBatchSampler", "GroupByLabelBatchSampler", "TensionPairSampler"]
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -161,4 +161,40 @@ class GroupByLabelBatchSampler(_Resumable):
         batches = _chunk(stream, self.batch_size, drop_last=self.drop_last)
         if batches and len(batches[-1]) < 4:
             batches.pop()  # a lone pair would be a batch with a single label
+        return batches
+
+
+class TensionPairSampler(_Resumable):
+    """Contrastive Tension's batches from one text column: ``batch_size`` pairs of row indices (i, j) each.
+
+    Per epoch the rows are shuffled and consumed in order, as sentence-transformers' ContrastiveTensionDataLoader
+    does: pair p of a batch is an identical pair (i, i) when p % pos_neg_ratio == 0, else a pair of the next two rows
+    (a random pair). So each batch holds one identical pair, then ``pos_neg_ratio - 1`` random ones, and so on; the
+    label of a pair is whether i == j (``model_copy.TextPairs``). Rows too few for a whole batch at the end of
+    the epoch are left out, so every batch has the same mix.
+    """
+
+    def __init__(self, num_rows: int, batch_size: int, pos_neg_ratio: int = 8, seed: int = 0):
+        _check_batch_size(batch_size)
+        if not isinstance(num_rows, int) or num_rows < 1:
+            raise ValueError(f"num_rows must be a positive int, got {num_rows!r}")
+        if isinstance(pos_neg_ratio, bool) or not isinstance(pos_neg_ratio, int) or pos_neg_ratio < 2:
+            raise ValueError(f"pos_neg_ratio must be an int >= 2 (one identical pair per pos_neg_ratio pairs; 1 would "
+                             f"leave no random pair to tell apart), got {pos_neg_ratio!r}")
+        super().__init__(seed)
+        self.num_rows, self.batch_size, self.pos_neg_ratio = num_rows, batch_size, pos_neg_ratio
+
+    def rows_per_batch(self) -> int:
+        identical = -(-self.batch_size // self.pos_neg_ratio)  # pairs 0, r, 2r, ...
+        return 2 * self.batch_size - identical
+
+    def _build(self, generator: torch.Generator) -> list[list[tuple[int, int]]]:
+        order = iter(_randperm(self.num_rows, generator))
+        batches = []
+        for _ in range(self.num_rows // self.rows_per_batch()):
+            batch = []
+            for p in range(self.batch_size):
+                first = next(order)
+                batch.append((first, first if p % self.pos_neg_ratio == 0 else next(order)))
+            batches.append(batch)
         return batches

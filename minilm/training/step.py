@@ -91,6 +91,26 @@ def loss_backward_over_layers(
     return loss.detach(), stats
 
 
+def loss_backward_with_copy(
+    model: nn.Module,
+    model_copy: nn.Module,
+    columns: Sequence[Column],
+    loss_fn: Callable[..., Tensor],
+    **loss_kwargs,
+) -> tuple[Tensor, dict[str, float | None]]:
+    """One step of a loss declared with ``@needs(..., model_copy=True)``: the trained copy embeds column 0 and the
+    model column 1 (sentence-transformers' model1 and model2), each in its own forward pass since they are two
+    models. The loss and its statistics, detached; gradients accumulated in both."""
+    check_columns(columns, 1)
+    if len(columns) != 2:
+        raise ValueError(f"a loss comparing the model with its copy takes 2 columns, got {len(columns)}")
+    (embeddings_a,) = embed_columns(model_copy, columns[:1])
+    (embeddings_b,) = embed_columns(model, columns[1:])
+    loss, stats = split_output(loss_fn(embeddings_a, embeddings_b, **loss_kwargs))
+    loss.backward()
+    return loss.detach(), stats
+
+
 def joint_features(model: nn.Module, columns: Sequence[Column]) -> dict[str, Tensor]:
     """The columns' token features stacked row-wise into one batch (k * B, T), on the model's device."""
     device = model_device(model)

@@ -15,7 +15,8 @@ from itertools import product
 from pathlib import Path
 
 from minilm.training.recipe import Recipe, RecipeError, apply_overrides, read_recipe, validate
-from minilm.training.registry import GUIDE_KEY, TEACHER_KEY, UnknownLossSettings, check_loss_kwargs, loss_needs
+from minilm.training.registry import (GUIDE_KEY, TEACHER_KEY, UnknownLossSettings, check_loss_kwargs, loss_needs,
+                                      makes_pairs)
 
 RUN_RECORD = "run.json"  # what a run is: its configuration, seed and full recipe
 RESULT = "result.json"  # written last: the run is finished
@@ -202,6 +203,14 @@ def _common_sampler(sweep: Sweep, base_raw: dict) -> str:
             declared.append(loss_needs(config.loss["name"], sweep.base.parent, config.loss))
         except ValueError as e:
             raise SweepError(f"{sweep.path}: configuration {config.label!r}: {e}") from None
+    copies = {(d.model_copy, d.kind) for d in declared if d.model_copy}
+    if copies and (len(copies) > 1 or not all(d.model_copy for d in declared)):
+        labels = [c.label for c, d in zip(sweep.configs, declared) if d.model_copy]
+        raise SweepError(f"{sweep.path}: configurations {labels} train against a copy of the model from one text "
+                         f"column, which the sweep's other configurations cannot share (its runs share the data): "
+                         f"sweep Contrastive Tension on its own, one form at a time")
+    if any(makes_pairs(d) for d in declared):
+        return "auto"  # its own pair sampler, the only one it takes
     if any(d.in_batch_negatives for d in declared):
         return "no_duplicates"
     return "group_by_label" if any(d.kind == "labels" for d in declared) else "random"

@@ -7,9 +7,11 @@ parameters are optimised (at ``[train] loss_lr`` when set), checkpointed, and, w
 ``part_of_model = True``, saved beside the final model (``final/loss.safetensors``). Statistics a loss reports go
 to ``log.jsonl`` with each step (``"stats"``). A loss that takes a guide model's embeddings (GIST) gets them from a
 frozen guide model (minilm/training/frozen.py), which is neither optimised nor checkpointed nor saved; a distillation
-loss with a teacher model ([loss] teacher) gets the frozen teacher's embeddings of the batch's texts the same way. A loss over every
-layer (AdaptiveLayer, Matryoshka2d) draws its layers from a random.Random seeded by the seed and the step, so a resume
-draws the same ones.
+loss with a teacher model ([loss] teacher) gets the frozen teacher's embeddings of the batch's texts the same way.
+A loss comparing the model with a trained copy of it (Contrastive Tension, minilm/training/model_copy.py) gets the
+copy's embeddings of the first column and the model's of the second; the copy is optimised, clipped and checkpointed
+with the model, never saved as the model. A loss over every layer (AdaptiveLayer, Matryoshka2d) draws its layers from
+a random.Random seeded by the seed and the step, so a resume draws the same ones.
 Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
 (see minilm/training/distributed.py and docs/distributed.md). With ``metric_for_best`` the best evaluation is tracked
 (best.py): ``load_best_at_end`` makes it final/, ``early_stopping_patience`` stops the run; a resume keeps both.
@@ -38,10 +40,11 @@ from minilm.training.compiled import compiled_training
 from minilm.losses.inputs import MODEL_ROLES, needs_of
 from minilm.training.config import TrainConfig, check_best_settings
 from minilm.training.frozen import FrozenEncoder
+from minilm.training.model_copy import make_copy, refusal
 from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
 from minilm.training.registry import loss_module_of, teacher_width
 from minilm.training.reporting import TensorBoard, check_report_to
-from minilm.training.step import loss_backward_over_layers, loss_backward_with_stats
+from minilm.training.step import loss_backward_over_layers, loss_backward_with_copy, loss_backward_with_stats
 from minilm.weights import CheckpointError, load_weights
 
 STATE_NAME = "trainer_state.pt"
@@ -112,6 +115,7 @@ class Trainer:
         self.guide = self.checked_guide(guide, loss_fn)
         self.teacher = self.checked_teacher(teacher, loss_fn, data)
         self.over_layers = self.checked_layers(loss_fn, config)
+        self.model_copy = self.checked_copy(loss_fn, config)  # before compiling or wrapping: the starting weights
         self.evaluate, self.say = evaluate, log
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -139,7 +143,9 @@ class Trainer:
         self.history: list[dict] = []  # evaluation results, in order
         self.last_checkpoint: Path | None = None
         self.loss_params = [p for p in self.loss_module.parameters() if p.requires_grad] if self.loss_module else []
-        self.params = [p for p in model.parameters() if p.requires_grad] + self.loss_params  # clipped together
+        copy_params = [p for p in self.model_copy.parameters() if p.requires_grad] if self.model_copy else []
+        # clipped together, under one global norm
+        self.params = [p for p in model.parameters() if p.requires_grad] + copy_params + self.loss_params
         self.progress: Progress | None = None
         check_best_settings(config)
         check_report_to(config.report_to)
@@ -211,6 +217,21 @@ class Trainer:
                                  f"one process only (not under torchrun)")
         return over_layers
 
+    def checked_copy(self, loss_fn: Callable, config: TrainConfig):
+        """A trained copy of the model's starting weights, for a loss declared with ``@needs(..., model_copy=True)``
+        (None for any other), refusing the settings that cannot train it."""
+        try:
+            wanted = needs_of(loss_fn).model_copy
+        except TypeError:  # a bare callable declares nothing
+            return None
+        if not wanted:
+            return None
+        name = getattr(loss_fn, "__name__", getattr(getattr(loss_fn, "func", None), "__name__", type(loss_fn).__name__))
+        problem = refusal(name, config, distributed.world_size())
+        if problem is not None:
+            raise ValueError(problem)
+        return make_copy(self.model)
+
     def place_loss_module(self, loss_fn: Callable):
         """The loss's nn.Module (None for a function loss), moved to the model's device, equal on every rank."""
         module = loss_module_of(loss_fn)
@@ -220,8 +241,11 @@ class Trainer:
         return module
 
     def optimizer_groups(self) -> list[dict]:
-        """The model's parameter groups, then the loss's (at ``loss_lr`` when set); same weight-decay rule for both."""
+        """The model's parameter groups, then its trained copy's (if any), then the loss's (at ``loss_lr`` when set);
+        the same weight-decay rule for all."""
         groups = param_groups(self.model, self.config.weight_decay)
+        if self.model_copy is not None:  # trained like the model, at its lr
+            groups += [group for group in param_groups(self.model_copy, self.config.weight_decay) if group["params"]]
         if self.loss_module is not None:
             for group in param_groups(self.loss_module, self.config.weight_decay):
                 if group["params"]:
@@ -254,6 +278,8 @@ class Trainer:
             if not self.sampler.batches(self.epoch):
                 raise ValueError(f"the batch sampler yields no batch in epoch {self.epoch}: too few rows for batch_size?")
             self.model.train(self.config.dropout)
+            if self.model_copy is not None:
+                self.model_copy.train(self.config.dropout)
             if self.loss_module is not None:
                 self.loss_module.train(self.config.dropout)
             for rows in self.sampler:
@@ -271,7 +297,10 @@ class Trainer:
         if self.teacher is not None:  # one (B, D) per column, side by side: each column fits its own teacher row
             targets["teacher_embeddings"] = torch.cat(self.teacher.embed(columns, self.device), dim=1)
         try:
-            if self.over_layers:
+            if self.model_copy is not None:
+                loss, stats = loss_backward_with_copy(self.forward_model, self.model_copy, columns, self.loss_fn,
+                                                      **targets)
+            elif self.over_layers:
                 loss, stats = loss_backward_over_layers(self.forward_model, columns, self.loss_fn,
                                                         self.layer_rng(), **targets)
             else:
@@ -323,7 +352,9 @@ class Trainer:
         sums = torch.stack([p.detach().sum() for p in self.params])  # one cheap reduction per tensor
         if bool(torch.isfinite(sums).all()):
             return
-        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+        named = list(self.model.named_parameters())
+        named += [(f"copy.{n}", p) for n, p in self.model_copy.named_parameters()] if self.model_copy else []
+        bad = [name for name, p in named if not bool(torch.isfinite(p.detach()).all())]
         if not bad:  # a sum overflowed, the values themselves are finite
             return
         raise TrainingDiverged(
@@ -483,6 +514,7 @@ class Trainer:
             "rng_by_rank": distributed.gather_objects(rng),
             "history": self.history,
             **({"loss": self.loss_module.state_dict()} if self.loss_module is not None else {}),
+            **({"model_copy": self.model_copy.state_dict()} if self.model_copy is not None else {}),
             "best": self.best.state_dict() if self.best is not None else None,
         }
 
@@ -491,12 +523,18 @@ class Trainer:
             raise ValueError(f"the checkpoint {'holds no' if 'loss' not in state else 'holds a'} loss state, but this "
                              f"run's loss {'has' if self.loss_module is not None else 'has no'} parameters: "
                              f"was it written with another loss?")
+        if (self.model_copy is None) != ("model_copy" not in state):
+            trains = "trains a" if self.model_copy is not None else "trains no"
+            raise ValueError(f"the checkpoint {'holds no' if 'model_copy' not in state else 'holds a'} trained copy of "
+                             f"the model, but this run's loss {trains} copy: was it written with another loss?")
         self.step, self.epoch, self.history = state["step"], state["epoch"], list(state["history"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.sampler.load_state_dict(state["sampler"])
         if self.loss_module is not None:
             self.loss_module.load_state_dict(state["loss"])
+        if self.model_copy is not None:  # the copy as trained so far, not a fresh copy of the resumed model
+            self.model_copy.load_state_dict(state["model_copy"])
         by_rank = state.get("rng_by_rank", [])
         torch.set_rng_state(by_rank[self.rank] if len(by_rank) == self.world_size else state["rng"])
         if self.best is not None and state.get("best") is not None:
