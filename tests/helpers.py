@@ -145,7 +145,7 @@ def assert_frozen_and_never_saved(trainer, encoder, start_dir: Path, output_dir:
     import torch
 
     from minilm.encoder import SentenceEncoder
-    from minilm.training.trainer import STATE_NAME, checkpoints
+    from minilm.training.checkpoint_files import STATE_NAME, checkpoints
 
     start = SentenceEncoder.from_pretrained(start_dir).bert.state_dict()
     for key, tensor in encoder.bert.state_dict().items():

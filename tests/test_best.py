@@ -15,7 +15,8 @@ from minilm.training.best import BestTracker
 from minilm.training.config import TrainConfig
 from minilm.training.recipe import load_recipe
 from minilm.training.run import run_recipe
-from minilm.training.trainer import TrainData, Trainer, checkpoints
+from minilm.training.checkpoint_files import checkpoints
+from minilm.training.trainer import TrainData, Trainer
 
 # cosine_accuracy by step: best at step 2, then no improvement (the final evaluation at step 6 included)
 SCORES = {0: 0.1, 1: 0.5, 2: 0.9, 3: 0.6, 4: 0.7, 5: 0.8, 6: 0.85}

@@ -227,7 +227,7 @@ def test_minilm_train_writes_the_card_of_the_run_and_sentence_transformers_loads
     from minilm.training.data import read_rows
     from minilm.training.recipe import load_recipe
     from minilm.training.run import run_recipe
-    from minilm.training.trainer import checkpoints
+    from minilm.training.checkpoint_files import checkpoints
     from helpers import write_tiny_recipe
 
     path = write_tiny_recipe(tmp_path, tiny_base, evaluate=True, train="save_steps = 3\neval_steps = 3\nlr = 1e-4")

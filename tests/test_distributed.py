@@ -35,7 +35,7 @@ from minilm.losses import multiple_negatives_ranking_loss as mnrl
 from minilm.training.recipe import RecipeError, load_recipe
 from minilm.training.run import run_recipe
 from minilm.training.samplers import NoDuplicatesBatchSampler, RandomBatchSampler
-from minilm.training.trainer import checkpoints
+from minilm.training.checkpoint_files import checkpoints
 
 WORLD, GLOBAL_BATCH, LOCAL_BATCH, STEPS = 2, 32, 16, 10
 TOPICS = "cats dogs rain sun cars trains food music tea maps".split()

@@ -7,7 +7,7 @@ import pytest
 
 from minilm import cli
 from minilm.training.recipe import RecipeError, load_recipe, make_quick
-from minilm.training.trainer import checkpoints
+from minilm.training.checkpoint_files import checkpoints
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 OFFLINE_BASE = {"product_categories.toml"}  # its base (multi-qa-MiniLM-L6-cos-v1) lives on the hub only

@@ -20,7 +20,8 @@ from minilm.training.recipe import RecipeError, load_recipe
 from minilm.training.run import load_train_data, make_sampler, run_recipe
 from minilm.training.samplers import TensionPairSampler
 from minilm.training.step import embed_columns
-from minilm.training.trainer import STATE_NAME, TrainData, Trainer, checkpoints
+from minilm.training.checkpoint_files import STATE_NAME, checkpoints
+from minilm.training.trainer import TrainData, Trainer
 
 RECIPE = """
 name = "tension"

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 from minilm.encoder import SentenceEncoder
 from minilm.training.recipe import load_recipe
 from minilm.training.run import run_recipe
-from minilm.training.trainer import TrainingDiverged, checkpoints
+from minilm.training.checkpoint_files import checkpoints
+from minilm.training.trainer import TrainingDiverged
 
 
 @pytest.fixture()

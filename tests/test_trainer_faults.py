@@ -11,7 +11,7 @@ from helpers import killed_after_step, write_tiny_recipe
 from minilm.encoder import SentenceEncoder
 from minilm.training.recipe import load_recipe
 from minilm.training.run import run_recipe
-from minilm.training.trainer import checkpoints
+from minilm.training.checkpoint_files import checkpoints
 
 QUIET = {"log": lambda _: None}
 

@@ -25,7 +25,8 @@ from minilm.training.recipe import Recipe
 from minilm.training.registry import GUIDE_KEY, PAIRS_DEFAULT, PAIRS_KEY, TEACHER_KEY, make_loss, makes_pairs
 from minilm.training.samplers import (GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler,
                                       TensionPairSampler)
-from minilm.training.trainer import TrainConfig, TrainData, Trainer, newest_usable_checkpoint
+from minilm.training.checkpoint_files import newest_usable_checkpoint
+from minilm.training.trainer import TrainConfig, TrainData, Trainer
 
 STS_COLUMNS = ("sentence1", "sentence2", "score")  # what read_roles gives of an STS file, as the card names them
 

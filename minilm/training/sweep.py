@@ -181,7 +181,8 @@ def train_run(run: RunSpec, shared: Shared) -> dict:
     """Train one run (resuming from its newest checkpoint if it has one), record its result, free its checkpoints."""
     from minilm.training.config import TrainConfig
     from minilm.training.run import build_loss, load_guide, load_teacher, make_sampler
-    from minilm.training.trainer import Trainer, TrainingDiverged, checkpoints
+    from minilm.training.checkpoint_files import checkpoints
+    from minilm.training.trainer import Trainer, TrainingDiverged
     from minilm.weights import load_weights
 
     start = time.perf_counter()

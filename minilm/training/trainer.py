@@ -37,17 +37,16 @@ from minilm.io import (WriteError, append_line, building, json_line, read_json_l
 from minilm.training import distributed
 from minilm.training.best import BestTracker
 from minilm.training.compiled import compiled_training
-from minilm.losses.inputs import MODEL_ROLES, needs_of
 from minilm.training.config import TrainConfig, check_best_settings
 from minilm.training.frozen import FrozenEncoder
-from minilm.training.model_copy import make_copy, refusal
 from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
-from minilm.training.registry import loss_module_of, teacher_width
+from minilm.training.checkpoint_files import STATE_NAME, checkpoint_name, checkpoints, read_state, write_state
+from minilm.training.loss_wiring import check_guide, check_teacher, model_copy_for, trains_layers
+from minilm.training.registry import loss_module_of
 from minilm.training.reporting import TensorBoard, check_report_to
 from minilm.training.step import loss_backward_over_layers, loss_backward_with_copy, loss_backward_with_stats
-from minilm.weights import CheckpointError, load_weights
+from minilm.weights import load_weights
 
-STATE_NAME = "trainer_state.pt"
 LOG_NAME = "log.jsonl"
 LOSS_WEIGHTS = "loss.safetensors"  # in final/: the state of a loss that is part of the model (a classifier head)
 LOSS_CONFIG = "loss.json"  # beside it: which class, which parameters
@@ -112,10 +111,10 @@ class Trainer:
         teacher: FrozenEncoder | None = None,
     ):
         self.model, self.loss_fn, self.data, self.sampler, self.config = model, loss_fn, data, sampler, config
-        self.guide = self.checked_guide(guide, loss_fn)
-        self.teacher = self.checked_teacher(teacher, loss_fn, data)
-        self.over_layers = self.checked_layers(loss_fn, config)
-        self.model_copy = self.checked_copy(loss_fn, config)  # before compiling or wrapping: the starting weights
+        self.guide = check_guide(guide, loss_fn, self.model)
+        self.teacher = check_teacher(teacher, loss_fn, self.model, data.target_name)
+        self.over_layers = trains_layers(loss_fn, config)
+        self.model_copy = model_copy_for(loss_fn, config, self.model)  # before compiling or wrapping: the starting weights
         self.evaluate, self.say = evaluate, log
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -157,80 +156,6 @@ class Trainer:
             if config.metric_for_best else None
         self.card = card  # what the model card says about the run (filled in further at each save)
         self.tensorboard: TensorBoard | None = None  # opened at the first record (report_to = ["tensorboard"])
-
-    def checked_guide(self, guide: FrozenEncoder | None, loss_fn: Callable) -> FrozenEncoder | None:
-        """The guide a loss declared with ``@needs(..., guide=True)`` needs, and only such a loss gets one."""
-        try:
-            takes = needs_of(loss_fn).guide
-        except TypeError:  # a bare callable (tests, notebooks) declares nothing, so takes no guide
-            takes = False
-        if takes and guide is None:
-            raise ValueError(f"loss {getattr(loss_fn, '__name__', type(loss_fn).__name__)} takes a guide model's "
-                             f"embeddings: give the trainer a guide (a recipe's [loss] guide)")
-        if guide is not None and not takes:
-            raise ValueError("a guide model was given, but the loss does not take one (@needs(..., guide=True))")
-        if guide is not None and guide.encoder is self.model:
-            raise ValueError("the guide must be a separate frozen copy, not the model being trained")
-        return guide
-
-    def checked_teacher(self, teacher: FrozenEncoder | None, loss_fn: Callable, data: TrainData
-                        ) -> FrozenEncoder | None:
-        """A teacher model only for a loss of kind teacher_embeddings whose data holds no teacher column, at the width
-        the loss compares with (the student's, or its projection's)."""
-        if teacher is None:
-            return None
-        try:
-            declared = needs_of(loss_fn)
-        except TypeError:  # a bare callable declares nothing, so takes no teacher
-            declared = None
-        name = getattr(loss_fn, "__name__", getattr(getattr(loss_fn, "func", None), "__name__", type(loss_fn).__name__))
-        if declared is None or declared.kind not in MODEL_ROLES:
-            raise ValueError(f"a teacher model was given, but loss {name} takes no teacher embeddings (a loss of kind "
-                             f"'teacher_embeddings' does)")
-        if data.target_name is not None:
-            raise ValueError(f"a teacher model was given and the data holds a teacher column ({data.target_name}): "
-                             f"the teacher's embeddings come from one or the other")
-        if teacher.encoder is self.model:
-            raise ValueError("the teacher must be a separate frozen copy, not the model being trained")
-        wanted = teacher_width(loss_fn, self.model.embedding_dim)
-        if teacher.embedding_dim != wanted:
-            raise ValueError(f"the teacher model embeds in {teacher.embedding_dim} dimensions, but loss {name} "
-                             f"compares it with {wanted}-dimensional embeddings (the student's is "
-                             f"{self.model.embedding_dim})")
-        return teacher
-
-    def checked_layers(self, loss_fn: Callable, config: TrainConfig) -> bool:
-        """Whether the loss trains every layer (``@needs(..., layers=True)``), refusing what cannot run it: the
-        gradient cache embeds the last layer only, and under torchrun the per-layer forward would bypass DDP."""
-        try:
-            over_layers = needs_of(loss_fn).layers
-        except TypeError:  # a bare callable declares nothing
-            return False
-        if over_layers:
-            name = getattr(loss_fn, "__name__", getattr(getattr(loss_fn, "func", None), "__name__", "loss"))
-            for key in ("mini_batch_size", "mini_batch_num_tokens"):
-                if getattr(config, key):
-                    raise ValueError(f"{key} (gradient cache) cannot run loss {name}, which trains every layer: the "
-                                     f"cache embeds the last layer only")
-            if distributed.world_size() > 1:
-                raise ValueError(f"loss {name} trains every layer, which runs the model outside DDP: it trains in "
-                                 f"one process only (not under torchrun)")
-        return over_layers
-
-    def checked_copy(self, loss_fn: Callable, config: TrainConfig):
-        """A trained copy of the model's starting weights, for a loss declared with ``@needs(..., model_copy=True)``
-        (None for any other), refusing the settings that cannot train it."""
-        try:
-            wanted = needs_of(loss_fn).model_copy
-        except TypeError:  # a bare callable declares nothing
-            return None
-        if not wanted:
-            return None
-        name = getattr(loss_fn, "__name__", getattr(getattr(loss_fn, "func", None), "__name__", type(loss_fn).__name__))
-        problem = refusal(name, config, distributed.world_size())
-        if problem is not None:
-            raise ValueError(problem)
-        return make_copy(self.model)
 
     def place_loss_module(self, loss_fn: Callable):
         """The loss's nn.Module (None for a function loss), moved to the model's device, equal on every rank."""
@@ -579,72 +504,3 @@ class Trainer:
             self.say(f"{log}: dropped a torn last line (the interrupted run's last write)")
         kept = [r for r in records if r.get("step", 0) <= self.step] if self.step else []  # step 0: all is redone
         write_text(log, "".join(json_line(r) + "\n" for r in kept))
-
-
-def write_state(state: dict, path: Path) -> None:
-    """torch.save to ``path``; a failed write (a full disk) is raised as the OSError it is, which torch would turn
-    into a RuntimeError about stream positions."""
-
-    class Recorder:  # the file as torch sees it, keeping the OSError of a failed write
-        error = None
-
-        def write(self, data):
-            try:
-                return f.write(data)
-            except OSError as e:
-                Recorder.error = e
-                raise
-
-        def flush(self):
-            f.flush()
-
-    with open(path, "wb") as f:
-        try:
-            torch.save(state, Recorder())
-        except RuntimeError:
-            if Recorder.error is not None:
-                raise Recorder.error from None
-            raise
-
-
-def read_state(checkpoint: Path) -> dict:
-    """The trainer state of ``checkpoint``; an unreadable one is a CheckpointError naming the file."""
-    path = checkpoint / STATE_NAME
-    try:
-        state = torch.load(path, weights_only=True)
-    except Exception as e:  # torch raises several types (pickle, zip, EOF, RuntimeError) for a damaged file
-        raise CheckpointError(f"{path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                              ) from None
-    missing = [k for k in ("step", "epoch", "optimizer", "schedule", "sampler", "rng", "history")
-               if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise CheckpointError(f"{path} is not a trainer state (missing {', '.join(missing)})")
-    return state
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step-{step:07d}"
-
-
-def checkpoints(output_dir: Path) -> list[Path]:
-    """Complete checkpoints under ``output_dir``, oldest first."""
-    root = Path(output_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.glob("step-*") if (p / STATE_NAME).is_file() and (p / "model").is_dir())
-
-
-def newest_usable_checkpoint(output_dir: Path, load_model: Callable[[Path], object], log=print):
-    """(checkpoint, its trainer state, its model) for the newest checkpoint that loads, or None if there is none.
-    A damaged one (unreadable state or model) is named and skipped for the one before it."""
-    found, damaged = checkpoints(output_dir), []
-    for checkpoint in reversed(found):
-        try:
-            return checkpoint, read_state(checkpoint), load_model(checkpoint / "model")
-        except (CheckpointError, OSError, ValueError) as e:
-            damaged.append(f"{checkpoint.name}: {e}")
-            log(f"checkpoint {checkpoint} is damaged, falling back to the one before: {e}")
-    if found:
-        raise CheckpointError(f"--resume: every checkpoint under {Path(output_dir) / 'checkpoints'} is damaged "
-                              f"(newest {damaged[0]}); use --overwrite to start again")
-    return None
