@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_encoder
+from helpers import killed_after_step, tiny_encoder
 from safetensors.torch import load_file
 
 from minilm.losses.inputs import needs_of, split_output
@@ -167,23 +167,16 @@ def test_kill_and_resume_gives_identical_weights_and_temperature(recipe_path, tm
     from minilm.training import trainer
 
     finished = {}
-    original_finish, original_log = trainer.Trainer.finish, trainer.Trainer.write_log
+    original_finish = trainer.Trainer.finish
 
     def keep_loss_state(self):
         finished[self.output_dir.name] = {k: v.clone() for k, v in self.loss_module.state_dict().items()}
         original_finish(self)
 
-    def die_after_step_5(self, record):
-        original_log(self, record)
-        if record.get("step") == 5 and "loss" in record:
-            raise KeyboardInterrupt("killed")
-
     monkeypatch.setattr(trainer.Trainer, "finish", keep_loss_state)
     run_recipe(load_recipe(recipe_path), tmp_path / "straight", log=lambda _: None)
-    monkeypatch.setattr(trainer.Trainer, "write_log", die_after_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(load_recipe(recipe_path), tmp_path / "resumed", log=lambda _: None)
-    monkeypatch.setattr(trainer.Trainer, "write_log", original_log)
+    killed_after_step(monkeypatch, 5,
+                      lambda: run_recipe(load_recipe(recipe_path), tmp_path / "resumed", log=lambda _: None))
     run_recipe(load_recipe(recipe_path), tmp_path / "resumed", resume=True, log=lambda _: None)
 
     a, b = (load_file(tmp_path / name / "final" / "model.safetensors") for name in ("straight", "resumed"))

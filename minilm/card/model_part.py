@@ -5,7 +5,6 @@ framework versions and citations."""
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import platform
 import re
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 
 import minilm
+from minilm import io
 
 from .training_part import TrainingCard
 
@@ -38,8 +38,7 @@ def intro(model, base: str | None) -> str:
             f"text classification, clustering, and more.")
 
 
-def description(model, directory: Path, modules: list, training: TrainingCard | None) -> str:
-    config = read_json(directory / "config.json")
+def description(model, config: dict, modules: list, training: TrainingCard | None) -> str:
     lines = ["### Model Description", "- **Model Type:** Sentence Transformer"]
     lines.append(f"- **Base model:** {model_link(training.base_model)}" if training else
                  "<!-- - **Base model:** [Unknown](https://huggingface.co/unknown) -->")
@@ -68,7 +67,7 @@ def sources() -> str:
 - **Hugging Face:** [Sentence Transformers on Hugging Face](https://huggingface.co/models?library=sentence-transformers)"""
 
 
-def architecture(directory: Path, modules: list) -> str:
+def architecture(directory: Path, config: dict, modules: list) -> str:
     """The modules as sentence-transformers prints a loaded model, from the module files just saved."""
     lines = ["SentenceTransformer("]
     for module in modules:
@@ -76,7 +75,7 @@ def architecture(directory: Path, modules: list) -> str:
         path = directory / module.get("path", "")
         if kind == "Transformer":
             settings = read_json(directory / "sentence_bert_config.json")
-            architecture = (read_json(directory / "config.json").get("architectures") or ["BertModel"])[0]
+            architecture = (config.get("architectures") or ["BertModel"])[0]
             settings = {**settings, "architecture": architecture}
         else:
             settings = read_json(path / "config.json") if module.get("path") else {}
@@ -89,7 +88,7 @@ def usage_examples(training: TrainingCard | None) -> list[str]:
     """Three sentences: the first training row's texts and another row's, else three stock sentences."""
     if training is None:
         return list(EXAMPLES)
-    texts = [values for values in training.columns.values() if values and isinstance(values[0], str)]
+    texts = training.text_columns()
     picked = [column[0] for column in texts]
     picked += [column[1] for column in texts if len(column) > 1]
     picked = list(dict.fromkeys(picked))[:3]
@@ -184,5 +183,6 @@ def model_link(name: str | None) -> str:
     return f"[{name}](https://huggingface.co/{name})" if is_hub_id(name) else f"`{name}`"
 
 
-def read_json(path: Path):
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+def read_json(path: Path, kind: type = dict) -> dict | list:
+    """A saved module file (an empty one of ``kind`` where the module has none, as 2_Normalize)."""
+    return io.read_json(path, kind) if path.is_file() else kind()

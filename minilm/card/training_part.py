@@ -47,6 +47,9 @@ class TrainingCard:
     best_step: int | None = None  # the saved model is the best checkpoint of this step: its log row is bold
     _stats: dict | None = field(default=None, repr=False)  # column statistics, computed once per run
 
+    def text_columns(self) -> list[list[str]]:
+        return [values for values in self.columns.values() if values and isinstance(values[0], str)]
+
     def column_stats(self, tokenizer) -> dict[str, dict]:
         if self._stats is None:
             self._stats = {name: column_stats(values[:STATS_ROWS], tokenizer) for name, values in self.columns.items()}
@@ -144,7 +147,7 @@ def logs_section(training: TrainingCard) -> str:
 
 def widget(training: TrainingCard) -> list[dict]:
     """Up to five rows as the hub's widget shows them: a text and the row's other texts (plus other rows' to 3)."""
-    texts = [values for values in training.columns.values() if values and isinstance(values[0], str)]
+    texts = training.text_columns()
     if len(texts) < 2:
         return []
     n = min(5, len(texts[0]))

@@ -47,7 +47,8 @@ def write_card(model, directory: Path, training: TrainingCard | None = None, pre
 def render_card(model, directory: Path, training: TrainingCard | None = None) -> str:
     """The card's text: front matter, the marker (a hash of all the rest), the sections of sentence-transformers'
     cards."""
-    modules = model_part.read_json(directory / "modules.json")
+    modules = model_part.read_json(directory / "modules.json", list)
+    config = model_part.read_json(directory / "config.json")
     examples = model_part.usage_examples(training)
     embeddings = model.encode(examples)
     similarities = model.similarity(embeddings, embeddings)
@@ -57,9 +58,9 @@ def render_card(model, directory: Path, training: TrainingCard | None = None) ->
         f"# {title}",
         model_part.intro(model, base),
         "## Model Details",
-        model_part.description(model, directory, modules, training),
+        model_part.description(model, config, modules, training),
         model_part.sources(),
-        "### Full Model Architecture\n\n```\n" + model_part.architecture(directory, modules) + "\n```",
+        "### Full Model Architecture\n\n```\n" + model_part.architecture(directory, config, modules) + "\n```",
         "## Usage",
         model_part.usage(examples, embeddings.shape, similarities),
     ]

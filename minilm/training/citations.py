@@ -245,9 +245,9 @@ REFERENCES: dict[str, Reference] = {
     "margin_mse": st("MarginMSELoss", HOFSTATTER),
     "distill_kl_div": st("DistillKLDivLoss", LIN),
     "embed_distill": st("EmbedDistillLoss", KIM_2023),
-    "gist": st("GISTEmbedLoss", SOLATORIO),
+    "gist": st("GISTEmbedLoss", SOLATORIO),  # with [train] mini_batch_size: CachedGISTEmbedLoss, cited the same way
     "adaptive_layer": st("AdaptiveLayerLoss", LI_2D),
-    "matryoshka_2d": st("Matryoshka2dLoss", LI_2D),  # with [train] mini_batch_size: CachedGISTEmbedLoss, cited the same way
+    "matryoshka_2d": st("Matryoshka2dLoss", LI_2D),
     "supcon": Reference("SupConLoss", KHOSLA),
     "ntxent": Reference("NTXentLoss", CHEN),
     "circle": Reference("CircleLoss", SUN),

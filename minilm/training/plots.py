@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from minilm.extras import require
+from minilm.io import read_text, split_lines
 
 TITLES = {"loss": "training loss", "lr": "learning rate", "grad_norm": "gradient norm"}
 NOT_PLOTTED = ("step", "epoch")
@@ -19,7 +20,7 @@ NOT_PLOTTED = ("step", "epoch")
 def read_log(path: Path) -> list[dict]:
     """The records of a log.jsonl; a line that is not a JSON object is an error naming file and line."""
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(split_lines(read_text(path)), 1):
         if not line.strip():
             continue
         try:
