@@ -8,6 +8,9 @@ from __future__ import annotations
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 
+# The settings that switch the gradient cache on (grad_cache.py): either splits a batch into mini-batches.
+GRADIENT_CACHE_KEYS = ("mini_batch_size", "mini_batch_num_tokens")
+
 
 @dataclass
 class TrainConfig:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from minilm.losses.inputs import MODEL_ROLES, Needs, needs_of
 from minilm.training import distributed
-from minilm.training.config import TrainConfig
+from minilm.training.config import GRADIENT_CACHE_KEYS, TrainConfig
 from minilm.training.frozen import FrozenEncoder
 from minilm.training.model_copy import make_copy, refusal
 from minilm.training.registry import teacher_width
@@ -71,15 +71,23 @@ def trains_layers(loss_fn: Callable, config: TrainConfig) -> bool:
     needs = declared(loss_fn)
     if needs is None or not needs.layers:
         return False
-    name = loss_name(loss_fn)
-    for key in ("mini_batch_size", "mini_batch_num_tokens"):
-        if getattr(config, key):
-            raise ValueError(f"{key} (gradient cache) cannot run loss {name}, which trains every layer: the cache "
-                             f"embeds the last layer only")
-    if distributed.world_size() > 1:
-        raise ValueError(f"loss {name} trains every layer, which runs the model outside DDP: it trains in one process "
-                         f"only (not under torchrun)")
+    problem = layers_refusal(loss_name(loss_fn), config, distributed.world_size())
+    if problem is not None:
+        raise ValueError(problem)
     return True
+
+
+def layers_refusal(name: str, config: TrainConfig, world_size: int) -> str | None:
+    """Why a loss over every layer cannot run with these settings, or None (the recipe asks with world_size 1,
+    before any model loads; the trainer again with the real one)."""
+    for key in GRADIENT_CACHE_KEYS:
+        if getattr(config, key):
+            return (f"{key} (gradient cache) cannot run loss {name}: the cache embeds the last layer only, and this "
+                    f"loss trains every layer; unset it")
+    if world_size > 1:
+        return (f"loss {name} trains every layer, which runs the model outside DDP: it trains in one process only "
+                f"(not under torchrun)")
+    return None
 
 
 def model_copy_for(loss_fn: Callable, config: TrainConfig, model):

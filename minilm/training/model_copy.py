@@ -14,6 +14,8 @@ import copy
 import torch
 from torch import nn
 
+from minilm.training.config import GRADIENT_CACHE_KEYS
+
 
 class TextPairs:
     """One text column, batched as pairs of row indices (``samplers.TensionPairSampler``): the copy embeds the first
@@ -41,7 +43,7 @@ def make_copy(model: nn.Module) -> nn.Module:
 
 def refusal(name: str, config, world_size: int) -> str | None:
     """Why a loss with a model copy cannot run with these settings, or None."""
-    for key in ("mini_batch_size", "mini_batch_num_tokens"):
+    for key in GRADIENT_CACHE_KEYS:
         if getattr(config, key):
             return (f"{key} (gradient cache) cannot run loss {name}, which embeds its columns through two models "
                     f"(the model and its trained copy); the cache embeds every column through one: unset it")

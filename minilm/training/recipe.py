@@ -16,7 +16,8 @@ from pathlib import Path
 from minilm.evaluation import METRICS, TASKS
 from minilm.hub import looks_like_path
 from minilm.losses.inputs import MODEL_ROLES, Needs, roles_of
-from minilm.training.config import TrainConfig, check_best_settings, train_schema
+from minilm.training.config import GRADIENT_CACHE_KEYS, TrainConfig, check_best_settings, train_schema
+from minilm.training.loss_wiring import layers_refusal
 from minilm.training.model_copy import refusal
 from minilm.training.registry import (GUIDE_KEY, PAIRS_KEY, TEACHER_KEY, UnknownLossSettings, check_loss_kwargs,
                                       is_module_loss, loss_needs, makes_pairs, resolve_loss)
@@ -280,13 +281,13 @@ def _check_values(r: Recipe) -> None:
         problem = refusal(repr(r.loss["name"]), TrainConfig.from_dict(t), 1)
         if problem is not None:
             raise RecipeError(f"{where}: [train] {problem}")
-    for key in ("mini_batch_size", "mini_batch_num_tokens"):
+    for key in GRADIENT_CACHE_KEYS:
         if t[key] and declared.kind != "columns":
             raise RecipeError(f"{where}: [train] {key} (gradient cache) needs an in-batch loss, not {r.loss['name']}")
-    for key in ("mini_batch_size", "mini_batch_num_tokens"):
-        if t[key] and declared.layers:
-            raise RecipeError(f"{where}: [train] {key} (gradient cache) cannot run loss {r.loss['name']!r}: the "
-                              f"cache embeds the last layer only, and this loss trains every layer; unset it")
+    if declared.layers:
+        problem = layers_refusal(repr(r.loss["name"]), TrainConfig.from_dict(t), 1)
+        if problem is not None:
+            raise RecipeError(f"{where}: [train] {problem}")
     if t["mini_batch_size"] and t["mini_batch_num_tokens"]:
         raise RecipeError(f"{where}: [train] give mini_batch_size (rows per mini-batch) or mini_batch_num_tokens "
                           f"(real tokens per mini-batch), not both: the token budget decides the rows")

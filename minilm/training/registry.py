@@ -148,7 +148,7 @@ def loss_needs(name: str, base_dir: str | Path | None = None, settings: dict | N
 def make_inner_loss(name: str, kwargs: dict, base_dir: str | Path | None, context: dict | None) -> dict:
     """A layer loss's settings with its inner loss built: ``loss`` (a name) and ``loss_settings`` become the bound
     inner loss. The inner loss must be a function: a module's parameters, hidden inside the wrapper, would be neither
-    optimised nor checkpointed."""
+    optimised nor checkpointed. The inner loss's rows were checked first, by check_loss_kwargs (loss_needs)."""
     inner, inner_settings = kwargs.pop(INNER_KEY, None), kwargs.pop(INNER_SETTINGS_KEY, None)
     if inner is None:
         if inner_settings is not None:
@@ -163,10 +163,6 @@ def make_inner_loss(name: str, kwargs: dict, base_dir: str | Path | None, contex
     if is_module_loss(resolve_loss(inner, base_dir)):
         raise ValueError(f"loss {name!r}: inner loss {inner!r} has parameters (an nn.Module), which a layer loss "
                          f"cannot train; use a function loss")
-    try:
-        losses.layered_needs(resolve_loss(inner, base_dir))
-    except ValueError as e:
-        raise ValueError(f"loss {name!r}: {INNER_KEY} {inner!r}: {e}") from None
     return {**kwargs, INNER_KEY: make_loss(inner, inner_settings or {}, base_dir, context)}
 
 

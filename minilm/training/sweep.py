@@ -39,13 +39,14 @@ import multiprocessing
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from minilm.checks import check_texts
 from minilm.io import write_json
+from minilm.training.registry import GUIDE_KEY, TEACHER_KEY
 from minilm.training.sweep_spec import RESULT, RUN_RECORD, RunSpec, Sweep, SweepError, load_sweep
 
 __all__ = ["run_sweep", "load_sweep", "SweepError", "train_run", "CachedTokenizer"]
@@ -87,9 +88,17 @@ class Shared:
     evaluate: Callable
     before: dict  # the evaluation of the base model
     log: Callable[[str], None]
+    frozen: dict = field(default_factory=dict)  # guide / teacher models, loaded once (frozen: every run may share)
 
     def copy_model(self):
         return copy.deepcopy(self.model, memo={id(self.model.tokenizer): self.model.tokenizer})
+
+    def frozen_model(self, load: Callable, recipe):
+        """``load(recipe)`` (run.load_guide or run.load_teacher), once per model and guide batch size."""
+        key = (load.__name__, recipe.loss.get(GUIDE_KEY), recipe.loss.get(TEACHER_KEY), recipe.train["mini_batch_size"])
+        if key not in self.frozen:
+            self.frozen[key] = load(recipe)
+        return self.frozen[key]
 
 
 def run_sweep(path: str | Path, output: str | Path | None = None, jobs: int = 1, plots: bool = True,
@@ -201,8 +210,8 @@ def train_run(run: RunSpec, shared: Shared) -> dict:
     prefix = f"[{run.label} seed {run.seed}] "
     trainer = Trainer(model, build_loss(run.recipe, model, shared.data), shared.data,
                       make_sampler(run.recipe, shared.data), TrainConfig.from_dict(run.recipe.train), evaluate,
-                      directory, lambda line: shared.log(prefix + line), guide=load_guide(run.recipe),
-                      teacher=load_teacher(run.recipe))
+                      directory, lambda line: shared.log(prefix + line), guide=shared.frozen_model(load_guide, run.recipe),
+                      teacher=shared.frozen_model(load_teacher, run.recipe))
     trainer.save_final = run.keep == "final"
     if found:
         trainer.resume_from(found[-1])

@@ -19,6 +19,7 @@ Under torchrun each process trains on its shard of every batch through DDP; only
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import sys
@@ -156,6 +157,7 @@ class Trainer:
             if config.metric_for_best else None
         self.card = card  # what the model card says about the run (filled in further at each save)
         self.tensorboard: TensorBoard | None = None  # opened at the first record (report_to = ["tensorboard"])
+        self.log_records: list[dict] | None = None  # log.jsonl as records: read once (for a card), then kept in step
 
     def place_loss_module(self, loss_fn: Callable):
         """The loss's nn.Module (None for a function loss), moved to the model's device, equal on every rank."""
@@ -401,8 +403,10 @@ class Trainer:
         if self.card is None:
             return None
         card = self.card
-        log = self.output_dir / LOG_NAME if self.output_dir is not None else None
-        card.log = read_json_lines(log)[0] if log is not None and log.is_file() else []
+        if self.log_records is None:
+            log = self.output_dir / LOG_NAME if self.output_dir is not None else None
+            self.log_records = read_json_lines(log)[0] if log is not None and log.is_file() else []
+        card.log = list(self.log_records)
         card.steps_per_epoch = card.steps_per_epoch or len(self.sampler.batches(0))
         card.evaluation = next((h for h in reversed(self.history) if h["step"] == step), None)
         card.metric_for_best = self.config.metric_for_best
@@ -421,7 +425,10 @@ class Trainer:
         if self.output_dir is None or not self.is_main:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        append_line(self.output_dir / LOG_NAME, json_line(record))
+        line = json_line(record)
+        append_line(self.output_dir / LOG_NAME, line)
+        if self.log_records is not None:
+            self.log_records.append(json.loads(line))  # as read_json_lines would read it back
         self.report(record)
 
     # ------------------------------------------------------------------------------------------- checkpoints
@@ -504,3 +511,4 @@ class Trainer:
             self.say(f"{log}: dropped a torn last line (the interrupted run's last write)")
         kept = [r for r in records if r.get("step", 0) <= self.step] if self.step else []  # step 0: all is redone
         write_text(log, "".join(json_line(r) + "\n" for r in kept))
+        self.log_records = None  # read again when a card needs it
