@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import CHUNK_LINES
 from .extras import MissingExtra
 from .hub import DEFAULT_MODEL
 from .training.trainer import TrainingDiverged
@@ -20,14 +19,13 @@ def cmd_encode(args) -> int:
     from .corpus import CorpusOptions, describe, encode_file, ranges_from_file
     from .encoder import SentenceEncoder
     from .npyfile import check_overwritable
-    from .shards import parse_shard, part_path, shard_from_env
+    from .shards import parse_shard, shard_from_env, target_path
 
     if args.input != "-" and not Path(args.input).is_file():  # before the model loads
         raise FileNotFoundError(f"input file {args.input} does not exist")
     shard = parse_shard(args.shard) if args.shard else shard_from_env() or (0, 1)  # torchrun: RANK / WORLD_SIZE
     output = Path(args.output)
-    check_overwritable(part_path(output, *shard) if shard[1] > 1 else output,
-                       None if args.input == "-" else Path(args.input))
+    check_overwritable(target_path(output, shard), None if args.input == "-" else Path(args.input))
     if args.ranges and args.calibration:
         raise ValueError("give --ranges or --calibration, not both")
     ranges = ranges_from_file(args.ranges, "ranges") if args.ranges else (
@@ -35,7 +33,7 @@ def cmd_encode(args) -> int:
     options = CorpusOptions(batch_size=args.batch_size, prompt=args.prompt, prompt_name=args.prompt_name,
                             normalize_embeddings=args.normalize_embeddings, truncate_dim=args.truncate_dim,
                             precision=args.precision, ranges=ranges, quantized_model=args.quantized_model,
-                            chunk_lines=args.chunk_lines)
+                            **({"chunk_lines": args.chunk_lines} if args.chunk_lines is not None else {}))
     model = SentenceEncoder.from_pretrained(args.model, compile=args.compile)
     if args.max_seq_length is not None:
         model.max_seq_length = args.max_seq_length
@@ -54,17 +52,12 @@ def cmd_encode_join(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import MissingExtraError, read_sentences, report, run_compare
+    from .compare import read_sentences, report, run_compare
 
     if args.tolerance < 0:
         raise ValueError(f"--tolerance must be >= 0, got {args.tolerance}")
     sentences = read_sentences(args.input, args.input_format)
-    try:
-        result = run_compare(args.model, sentences, args.pairs, args.pairs_format, args.batch_size,
-                             args.quantized_model)
-    except MissingExtraError as e:
-        print(f"minilm compare: error: {e}", file=sys.stderr)
-        return 2
+    result = run_compare(args.model, sentences, args.pairs, args.pairs_format, args.batch_size, args.quantized_model)
     print(report(result, args.model, args.tolerance))
     return 0 if result.max_abs_difference <= args.tolerance else 1
 
@@ -183,8 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run a dynamically int8-quantised copy of the model (CPU; float output; benchmarks/README.md)")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder layers (minilm.kernels)")
     p.add_argument("--shard", metavar="I/N", help="encode the I-th of N parts of the input into OUTPUT's part file")
-    p.add_argument("--chunk-lines", type=int, default=CHUNK_LINES,
-                   help="lines read, encoded and recorded at a time; the unit of resumption and of sharding")
+    p.add_argument("--chunk-lines", type=int,
+                   help="lines read, encoded and recorded at a time (default 4096, corpus.CHUNK_LINES); the unit of "
+                        "resumption and of sharding")
     p.add_argument("--restart", action="store_true", help="discard an interrupted run's partial output")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=cmd_encode)

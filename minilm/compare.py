@@ -19,6 +19,7 @@ import torch
 from .corpus import read_text_lines
 from .encoder import SentenceEncoder
 from .evaluation import evaluate_similarity
+from .extras import MissingExtra
 from .hub import resolve_model_dir
 from .training.data import read_sts
 from .training.run import default_roles, read_roles
@@ -27,15 +28,11 @@ NEIGHBOURS = 10
 BLOCK_ROWS = 1024  # rows of the similarity matrix held at once
 
 
-class MissingExtraError(ImportError):
-    """An optional dependency is not installed; the message says which extra brings it."""
-
-
 def load_sentence_transformer(directory: Path):
     try:
         from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise MissingExtraError("minilm compare needs sentence-transformers, which is not installed: "
+    except ImportError:  # main() prints it as one line, exit status 2
+        raise MissingExtra("minilm compare needs sentence-transformers, which is not installed: "
                                 "pip install 'minilm[compare]'") from None
     return SentenceTransformer(str(directory), device="cpu")
 

@@ -39,11 +39,11 @@ from pathlib import Path
 import numpy as np
 
 from .encode_options import check_truncate_dim, resolve_prompt
-from .io import temp_path, write_failed, write_json
+from .io import read_json, temp_path, write_failed, write_json
 from .npyfile import check_overwritable, npy_header
 from .progress import Progress
 from .quantization import check_precision, quantization_ranges, quantize_embeddings, quantized_dtype, quantized_width
-from .shards import check_shard, manifest_path, part_path, shard_lines
+from .shards import check_shard, manifest_path, shard_lines, target_path
 
 CHUNK_LINES = 4096
 
@@ -152,7 +152,7 @@ def encode_file(model, input_path: str | Path, output: str | Path, options: Corp
     output = Path(output)
     i, n = shard
     check_shard(i, n)
-    target = part_path(output, i, n) if n > 1 else output
+    target = target_path(output, shard)
     target.parent.mkdir(parents=True, exist_ok=True)
     spool, name = None, str(input_path)
     if name == "-":  # stdin cannot be read twice: spooled to disk beside the output, never resumed
@@ -172,11 +172,10 @@ def encode_file(model, input_path: str | Path, output: str | Path, options: Corp
 def _settings(model, input_sha256: str, options: CorpusOptions, i: int, n: int, first: int, lines: int,
               total: int, width: int, dtype: np.dtype) -> dict:
     """What the rows depend on: a resumed run and the shards of one corpus must agree on all of it (but the shard)."""
-    prompt = resolve_prompt(model.prompts, model.default_prompt_name, options.prompt, options.prompt_name)
     ranges = None if options.ranges is None else hashlib.sha256(
         np.ascontiguousarray(options.ranges, dtype=np.float32).tobytes()).hexdigest()
     return {"input_sha256": input_sha256, "total_lines": total, "model": model_fingerprint(model),
-            "prompt": prompt or "", "batch_size": options.batch_size,
+            "prompt": options.prompt, "batch_size": options.batch_size,
             "normalize_embeddings": options.normalize_embeddings, "truncate_dim": options.truncate_dim,
             "precision": options.precision, "ranges_sha256": ranges, "quantized_model": options.quantized_model,
             "chunk_lines": options.chunk_lines, "dtype": np.dtype(dtype).str, "width": width,
@@ -184,10 +183,12 @@ def _settings(model, input_sha256: str, options: CorpusOptions, i: int, n: int, 
 
 
 def _check_options(model, options: CorpusOptions) -> tuple[CorpusOptions, int, np.dtype]:
-    """(options with the model's truncate_dim filled in, output width, dtype), checked before anything is read."""
+    """(options with the model's truncate_dim and the prompt text filled in, output width, dtype), checked before
+    anything is read. The prompt is resolved here once ("" for none, which encode takes as no prompt at all)."""
     check_precision(options.precision)
     truncate_dim = model.truncate_dim if options.truncate_dim is None else check_truncate_dim(options.truncate_dim)
-    options = replace(options, truncate_dim=truncate_dim)
+    prompt = resolve_prompt(model.prompts, model.default_prompt_name, options.prompt, options.prompt_name) or ""
+    options = replace(options, truncate_dim=truncate_dim, prompt=prompt, prompt_name=None)
     if isinstance(options.chunk_lines, bool) or not isinstance(options.chunk_lines, int) or options.chunk_lines < 1:
         raise ValueError(f"chunk_lines must be a positive integer, got {options.chunk_lines!r}")
     dim = model.embedding_dim if truncate_dim is None else min(model.embedding_dim, truncate_dim)
@@ -267,7 +268,7 @@ def _resume_point(partial: Path, state_path: Path, settings: dict, size: int, re
     if not state_path.is_file():
         return 0, 0
     try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
+        state = read_json(state_path)
         saved, done, truncated = state["settings"], int(state["rows_done"]), int(state["truncated"])
     except (ValueError, KeyError, TypeError):
         log(f"{state_path} is unreadable; starting over")
@@ -285,8 +286,7 @@ def _resume_point(partial: Path, state_path: Path, settings: dict, size: int, re
 
 
 def _encode_chunk(model, texts: list[str], options: CorpusOptions, cut: list[int], first_line: int = 1) -> np.ndarray:
-    prompt = resolve_prompt(model.prompts, model.default_prompt_name, options.prompt, options.prompt_name)
-    emb = model.encode(texts, prompt=prompt or "", batch_size=options.batch_size, show_progress_bar=False,
+    emb = model.encode(texts, prompt=options.prompt, batch_size=options.batch_size, show_progress_bar=False,
                        normalize_embeddings=options.normalize_embeddings, truncate_dim=options.truncate_dim,
                        quantized_model=options.quantized_model, truncated=cut)
     check_finite_rows(emb, "line", first_line)

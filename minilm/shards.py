@@ -5,13 +5,12 @@ in input order, block by block, into ``NAME.npy``."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .io import replacing
+from .io import read_json, replacing
 from .npyfile import check_overwritable, npy_header, read_npy_header
 
 # Settings that differ between the shards of one corpus; everything else in a shard's settings must agree.
@@ -21,6 +20,11 @@ COPY_BLOCK = 1 << 22  # bytes per read when joining parts
 
 def part_path(output: Path, shard: int, shards: int) -> Path:
     return output.with_name(f"{output.stem}.part-{shard:05d}-of-{shards:05d}{output.suffix}")
+
+
+def target_path(output: Path, shard: tuple[int, int]) -> Path:
+    """Where shard (i, n) of ``output`` is written: its part file, or ``output`` itself for one process."""
+    return part_path(output, *shard) if shard[1] > 1 else output
 
 
 def manifest_path(part: Path) -> Path:
@@ -49,7 +53,7 @@ def join_parts(output: str | Path, delete_parts: bool = False) -> tuple[int, int
     found = {}
     for path in manifests:
         try:
-            settings = json.loads(path.read_text(encoding="utf-8"))["settings"]
+            settings = read_json(path)["settings"]
             found[(settings["shard"], settings["shards"])] = (path, settings)
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path} is not a shard manifest: {e}") from None
