@@ -43,7 +43,7 @@ def tiny_model(directory: Path, tokenizer_dir: str) -> int:
 
     from minilm.encoder import SentenceEncoder
     from minilm.model import BertConfig, BertModel
-    from minilm.tokenizer import WordPieceTokenizer
+    from minilm.loading.tokenizer import WordPieceTokenizer
 
     torch.manual_seed(0)
     config = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)

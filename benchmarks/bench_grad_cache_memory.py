@@ -39,7 +39,7 @@ def child(mode: str, batch: int, mini_batch_size: int, model_dir: str, threads: 
     if threads:
         torch.set_num_threads(threads)
     from minilm.encoder import SentenceEncoder
-    from minilm.training.step import loss_backward
+    from minilm.train.step import loss_backward
     from minilm.losses import multiple_negatives_ranking_loss
 
     torch.manual_seed(0)

@@ -31,7 +31,7 @@ RECIPE = REPO / "recipes" / "default_triplets.toml"
 # Runs the command line with Trainer.train_step timed; prints {"steps": seconds per run, in order} last.
 CHILD = """
 import json, sys, time
-from minilm.training import trainer
+from minilm.train import trainer
 spent, real = {}, trainer.Trainer.train_step
 def timed(self, rows):
     start = time.perf_counter()

@@ -49,16 +49,16 @@ def make_batches(kind: str, batch_size: int, count: int, seed: int = 0) -> list[
 
 def minilm_stepper(model_dir: str, kind: str, total_steps: int, compile: bool = False):
     from minilm.encoder import SentenceEncoder
-    from minilm.training.step import loss_backward
-    from minilm.training.registry import make_loss
-    from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
+    from minilm.train.step import loss_backward
+    from minilm.run.registry import make_loss
+    from minilm.train.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
 
     model = SentenceEncoder.from_pretrained(model_dir).train()
     loss_fn = make_loss("mnrl", {"scale": 20.0}) if kind == "mnrl" else make_loss("triplet", {"distance": "cosine",
                                                                                             "margin": 0.3})
     optimizer_class = AdamW
     if compile:  # exactly what [train] compile = true switches on
-        from minilm.training.compiled import compiled_training
+        from minilm.train.compiled import compiled_training
 
         loss_fn, optimizer_class = compiled_training(model, loss_fn)
     optimizer = optimizer_class(param_groups(model, 0.0), lr=5e-5, weight_decay=0.0)

@@ -66,6 +66,6 @@ def write_results(name: str, data: dict) -> Path:
 
 def read_sts_sentences(split: str = "dev") -> tuple[list[str], list[str], list[float]]:
     """(sentences1, sentences2, gold scores) of STS-B ``split`` from ../shared beside the checkout."""
-    from minilm.training.data import read_sts
+    from minilm.data.readers import read_sts
 
     return read_sts(STS_DIR / f"sts-{split}.csv")

@@ -1,6 +1,6 @@
 """A compiled AdamW step: the whole update of a parameter group becomes one compiled graph.
 
-Same API and state as ``minilm.training.optim.AdamW`` (it is a subclass: param_groups, state, state_dict, zero_grad and the
+Same API and state as ``minilm.train.optim.AdamW`` (it is a subclass: param_groups, state, state_dict, zero_grad and the
 LinearWarmupSchedule all work unchanged). Every hyper-parameter enters the graph as a 0-d tensor, so the schedule
 rewriting ``group["lr"]`` each step does not recompile; only a new set of parameters (shapes) does.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from minilm.training.optim import AdamW
+from minilm.train.optim import AdamW
 
 
 def _adamw_update(
@@ -25,7 +25,7 @@ def _adamw_update(
     step_size: Tensor,  # lr / (1 - beta1^t)
     bias_correction2_sqrt: Tensor,  # sqrt(1 - beta2^t)
 ) -> None:
-    # The reference's op order (minilm.training.optim.AdamW.step), written out so inductor can fuse it per tensor.
+    # The reference's op order (minilm.train.optim.AdamW.step), written out so inductor can fuse it per tensor.
     for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
         p.mul_(decay)
         m.lerp_(g, 1 - beta1)
@@ -37,7 +37,7 @@ _compiled_update = torch.compile(_adamw_update, dynamic=False)
 
 
 class FusedAdamW(AdamW):
-    """minilm.training.optim.AdamW whose step runs as one compiled kernel per (group, step count)."""
+    """minilm.train.optim.AdamW whose step runs as one compiled kernel per (group, step count)."""
 
     @torch.no_grad()
     def step(self) -> None:

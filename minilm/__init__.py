@@ -4,6 +4,10 @@ from pathlib import Path as _Path
 
 __version__ = "0.1.0"
 
+from minilm import _moved
+
+_moved.install()  # old import paths (minilm.training.*, minilm.io, ...) lead to the new places
+
 # The optional fused kernels live in the repository's top-level kernels/ folder (the project layout asks for it
 # there) and are imported as ``minilm.kernels``. An install maps the folder into the package (pyproject's
 # package-dir); from a bare source checkout, this makes the same import find it. Only that one name resolves

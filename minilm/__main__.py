@@ -1,5 +1,5 @@
 """``python -m minilm``: the command line (also what torchrun launches: ``torchrun ... -m minilm train``)."""
 
-from .cli import main
+from minilm.cli import main
 
 raise SystemExit(main())

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .extras import MissingExtra
-from .hub import DEFAULT_MODEL
-from .training.trainer import TrainingDiverged
+from minilm.util.extras import MissingExtra
+from minilm.loading.hub import DEFAULT_MODEL
+from minilm.train.trainer import TrainingDiverged
 
 
 def cmd_encode(args) -> int:
-    from .corpus import CorpusOptions, describe, encode_file, ranges_from_file
-    from .encoder import SentenceEncoder
-    from .npyfile import check_overwritable
-    from .shards import parse_shard, shard_from_env, target_path
+    from minilm.corpus.encode import CorpusOptions, describe, encode_file, ranges_from_file
+    from minilm.encoder import SentenceEncoder
+    from minilm.corpus.npyfile import check_overwritable
+    from minilm.corpus.shards import parse_shard, shard_from_env, target_path
 
     if args.input != "-" and not Path(args.input).is_file():  # before the model loads
         raise FileNotFoundError(f"input file {args.input} does not exist")
@@ -44,7 +44,7 @@ def cmd_encode(args) -> int:
 
 
 def cmd_encode_join(args) -> int:
-    from .shards import join_parts
+    from minilm.corpus.shards import join_parts
 
     rows, width, dtype = join_parts(args.output, delete_parts=args.delete_parts)
     print(f"joined {rows:,} x {width} {dtype} embeddings into {args.output}", file=sys.stderr)
@@ -52,7 +52,7 @@ def cmd_encode_join(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import read_sentences, report, run_compare
+    from minilm.run.compare import read_sentences, report, run_compare
 
     if args.tolerance < 0:
         raise ValueError(f"--tolerance must be >= 0, got {args.tolerance}")
@@ -63,8 +63,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_similarity(args) -> int:
-    from .corpus import check_finite_rows
-    from .encoder import SentenceEncoder
+    from minilm.corpus.encode import check_finite_rows
+    from minilm.encoder import SentenceEncoder
 
     model = SentenceEncoder.from_pretrained(args.model)
     emb = model.encode(args.sentences)
@@ -77,8 +77,8 @@ def cmd_similarity(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .training.recipe import load_recipe, make_quick
-    from .training.run import run_recipe
+    from minilm.run.recipe import load_recipe, make_quick
+    from minilm.run.build import run_recipe
 
     overrides = args.set + (["train.compile=true"] if args.compile else [])
     recipe = load_recipe(args.recipe, overrides, args.data)  # fully checked before any model loads
@@ -98,15 +98,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .training.sweep import run_sweep
+    from minilm.sweep.runner import run_sweep
 
     run_sweep(args.sweep, args.output, jobs=args.jobs, plots=not args.no_plots)
     return 0
 
 
 def cmd_eval(args) -> int:
-    from .encoder import SentenceEncoder
-    from .training.run import make_evaluator
+    from minilm.encoder import SentenceEncoder
+    from minilm.run.build import make_evaluator
 
     for item in args.roles or []:
         if "=" not in item or not all(part.strip() for part in item.split("=", 1)):
@@ -124,7 +124,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .training.plots import plot_run
+    from minilm.run.plots import plot_run
 
     for path in plot_run(args.run_dir, args.output):
         print(path)

@@ -12,23 +12,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .card import CARD_NAME, TrainingCard, write_card
-from .losses.distances import cosine_similarity_matrix
-from .hub import resolve_model_dir
-from .encode_options import (UNSET, as_text_list, check_output_value, check_truncate_dim, deprecated_names,
+from minilm.card import CARD_NAME, TrainingCard, write_card
+from minilm.losses.distances import cosine_similarity_matrix
+from minilm.loading.hub import resolve_model_dir
+from minilm.encoding.options import (UNSET, as_text_list, check_output_value, check_truncate_dim, deprecated_names,
                              finish_sentences, finish_tokens, resolve_prompt)
-from .fast import make_fast
-from .fast.int8 import Int8Cache
-from .fast.unpadded import forward_unpadded, forward_unpadded_layers, pool_unpadded
-from .fast.workers import batch_workers, default_workers
-from .io import building, check_replaceable
-from .layout import (DEFAULT_PROMPTS, SAVED_FILES, check_prompts, read_model_settings, read_modules, read_st_config,
+from minilm.fast import make_fast
+from minilm.fast.int8 import Int8Cache
+from minilm.fast.unpadded import forward_unpadded, forward_unpadded_layers, pool_unpadded
+from minilm.fast.workers import batch_workers, default_workers
+from minilm.util.io import building, check_replaceable
+from minilm.loading.layout import (DEFAULT_PROMPTS, SAVED_FILES, check_prompts, read_model_settings, read_modules, read_st_config,
                      tokenizer_max_length, write_layout)
-from .model import POOLING_MODES, BertModel, pool
-from .progress import Progress
-from .quantization import check_precision
-from .tokenizer import WordPieceTokenizer
-from .weights import CheckpointError, load_weights, read_config
+from minilm.model import POOLING_MODES, BertModel, pool
+from minilm.util.progress import Progress
+from minilm.encoding.quantization import check_precision
+from minilm.loading.tokenizer import WordPieceTokenizer
+from minilm.loading.weights import CheckpointError, load_weights, read_config
 
 
 class SentenceEncoder(nn.Module):
@@ -235,7 +235,7 @@ class SentenceEncoder(nn.Module):
           ``default_prompt_name``'s prompt applies. Prompt and input are truncated together to ``max_seq_length``.
         - The pooled embedding (L2-normalised if the checkpoint has a Normalize module) is cut to ``truncate_dim``
           (default: the model's), then L2-normalised if ``normalize_embeddings``, then quantised to ``precision``
-          (int8 / uint8 / binary / ubinary as ``minilm.quantization.quantize_embeddings``, calibrated on these
+          (int8 / uint8 / binary / ubinary as ``minilm.encoding.quantization.quantize_embeddings``, calibrated on these
           embeddings; float32 leaves them).
         - Returned: an (N, D) numpy array; with ``convert_to_tensor`` one tensor; with ``convert_to_numpy=False`` a
           list of N row tensors; a single string gives one row. ``output_value="token_embeddings"`` gives a list of

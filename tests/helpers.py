@@ -108,7 +108,7 @@ def write_tiny_recipe(directory: Path, base: Path, steps: int = 6, rows: int = 4
 def killed_after_step(monkeypatch, step: int, run) -> None:
     """Call ``run()`` with the trainer killed (KeyboardInterrupt) just after it logs step ``step``, as a process
     stopped there would be; ``--resume`` must then continue exactly."""
-    from minilm.training import trainer
+    from minilm.train import trainer
 
     original = trainer.Trainer.write_log
 
@@ -127,7 +127,7 @@ def killed_after_step(monkeypatch, step: int, run) -> None:
 
 def keep_trainer(monkeypatch) -> dict:
     """Patch the trainer so that ``seen["trainer"]`` is the Trainer of the next run, once it has finished."""
-    from minilm.training import trainer
+    from minilm.train import trainer
 
     seen, original = {}, trainer.Trainer.finish
 
@@ -145,7 +145,7 @@ def assert_frozen_and_never_saved(trainer, encoder, start_dir: Path, output_dir:
     import torch
 
     from minilm.encoder import SentenceEncoder
-    from minilm.training.checkpoint_files import STATE_NAME, checkpoints
+    from minilm.train.checkpoints import STATE_NAME, checkpoints
 
     start = SentenceEncoder.from_pretrained(start_dir).bert.state_dict()
     for key, tensor in encoder.bert.state_dict().items():
@@ -163,8 +163,8 @@ def assert_resume_is_exact(monkeypatch, recipe: Path, directory: Path, killed_af
     import torch
     from safetensors.torch import load_file
 
-    from minilm.training.recipe import load_recipe
-    from minilm.training.run import run_recipe
+    from minilm.run.recipe import load_recipe
+    from minilm.run.build import run_recipe
 
     def run(name: str, **kwargs):
         return run_recipe(load_recipe(recipe), directory / name, log=lambda _: None, **kwargs)

@@ -1,4 +1,4 @@
-"""Best checkpoint and early stopping (minilm/training/best.py and its use in the trainer): which model is the
+"""Best checkpoint and early stopping (minilm/train/best.py and its use in the trainer): which model is the
 best, that it survives pruning and becomes final/, when training stops, and that all of it survives --resume.
 
 The evaluator is scripted (a score per step) so each case knows which step is best; the training itself is real."""
@@ -11,12 +11,12 @@ import torch
 from helpers import killed_after_step, tiny_encoder, write_tiny_recipe
 from safetensors.torch import load_file
 
-from minilm.training.best import BestTracker
-from minilm.training.config import TrainConfig
-from minilm.training.recipe import load_recipe
-from minilm.training.run import run_recipe
-from minilm.training.checkpoint_files import checkpoints
-from minilm.training.trainer import TrainData, Trainer
+from minilm.train.best import BestTracker
+from minilm.train.config import TrainConfig
+from minilm.run.recipe import load_recipe
+from minilm.run.build import run_recipe
+from minilm.train.checkpoints import checkpoints
+from minilm.train.trainer import TrainData, Trainer
 
 # cosine_accuracy by step: best at step 2, then no improvement (the final evaluation at step 6 included)
 SCORES = {0: 0.1, 1: 0.5, 2: 0.9, 3: 0.6, 4: 0.7, 5: 0.8, 6: 0.85}
@@ -56,8 +56,8 @@ def test_a_metric_missing_from_the_result_is_named():
 
 
 def test_trainer_refuses_best_settings_it_cannot_honour(minilm_dir):
-    from minilm.tokenizer import WordPieceTokenizer
-    from minilm.training.samplers import RandomBatchSampler
+    from minilm.loading.tokenizer import WordPieceTokenizer
+    from minilm.train.samplers import RandomBatchSampler
 
     model = tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 32))
     data = TrainData(columns=[["a", "b"], ["c", "d"]])
@@ -80,7 +80,8 @@ def test_trainer_refuses_best_settings_it_cannot_honour(minilm_dir):
 @pytest.fixture()
 def scripted(monkeypatch):
     """The recipe's evaluator replaced by SCORES at the step being evaluated; returns the steps evaluated."""
-    from minilm.training import run, trainer
+    from minilm.run import build as run
+    from minilm.train import trainer
 
     evaluated = []
     original = trainer.Trainer.run_evaluation

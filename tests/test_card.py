@@ -1,4 +1,4 @@
-"""Model cards (minilm/card/, minilm/training/citations.py): what save writes, what it never overwrites, and the
+"""Model cards (minilm/card/, minilm/run/citations.py): what save writes, what it never overwrites, and the
 parts computed against sentence-transformers (token statistics, citations, the similarities in the usage example)."""
 
 import ast
@@ -11,8 +11,8 @@ import yaml
 from minilm.card import LossCard, TrainingCard, column_stats, is_minilm_card
 from minilm.card.markdown import yaml_lines
 from minilm.encoder import SentenceEncoder
-from minilm.training.citations import GOR, KUSUPATI, MNRL_SYMMETRIC, REFERENCES, describe_loss
-from minilm.training.registry import LOSSES
+from minilm.run.citations import GOR, KUSUPATI, MNRL_SYMMETRIC, REFERENCES, describe_loss
+from minilm.run.registry import LOSSES
 
 TEXTS = ["A man is playing a flute.", "Two dogs run through a field of tall grass near the river.", "x"]
 
@@ -115,7 +115,7 @@ def test_front_matter_yaml_reads_back_unchanged():
 def test_token_statistics_match_sentence_transformers(model, st_model, sts_dir):
     """Token counts with [CLS]/[SEP], after truncation at max_seq_length, as sentence-transformers' card computes
     them (attention_mask sums of model.preprocess); exact."""
-    from minilm.training.data import read_sts
+    from minilm.data.readers import read_sts
 
     texts = read_sts(sts_dir / "sts-dev.csv")[0][:200] + ["word " * 400]  # one longer than max_seq_length
     lengths = st_model.preprocess(texts)["attention_mask"].sum(dim=1).tolist()
@@ -224,10 +224,10 @@ def test_minilm_train_writes_the_card_of_the_run_and_sentence_transformers_loads
     sentence-transformers' preprocess, exact), the recipe's loss and settings, the log and the final evaluation."""
     from sentence_transformers import SentenceTransformer
 
-    from minilm.training.data import read_rows
-    from minilm.training.recipe import load_recipe
-    from minilm.training.run import run_recipe
-    from minilm.training.checkpoint_files import checkpoints
+    from minilm.data.readers import read_rows
+    from minilm.run.recipe import load_recipe
+    from minilm.run.build import run_recipe
+    from minilm.train.checkpoints import checkpoints
     from helpers import write_tiny_recipe
 
     path = write_tiny_recipe(tmp_path, tiny_base, evaluate=True, train="save_steps = 3\neval_steps = 3\nlr = 1e-4")

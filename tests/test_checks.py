@@ -1,4 +1,4 @@
-"""minilm.checks: the shared input checks name the argument they refuse and pass good input through unchanged
+"""minilm.util.checks: the shared input checks name the argument they refuse and pass good input through unchanged
 (half precisions promoted to float32, bools to ints)."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from minilm.checks import (as_float_matrix, check_embeddings, check_flag, check_nonempty_texts, check_number,
+from minilm.util.checks import (as_float_matrix, check_embeddings, check_flag, check_nonempty_texts, check_number,
                            check_same_shape, check_targets, check_texts, lookup)
 
 

@@ -54,7 +54,7 @@ def test_encode_quantized_model_flag(minilm_dir, tmp_path):
 
 
 def test_train_compile_flag_sets_the_recipe_key(monkeypatch, tmp_path):
-    import minilm.training.run
+    import minilm.run.build
     from minilm.cli import main
 
     (tmp_path / "d.csv").write_text("anchor,positive\nq1,a1\nq2,a2\n", encoding="utf-8")
@@ -63,7 +63,7 @@ def test_train_compile_flag_sets_the_recipe_key(monkeypatch, tmp_path):
                       'roles = { anchor = "anchor", positive = "positive" }\n[loss]\nname = "mnrl"\n'
                       "[train]\nbatch_size = 2\n", encoding="utf-8")
     seen = []
-    monkeypatch.setattr(minilm.training.run, "run_recipe", lambda r, *a, **k: seen.append(r.train["compile"]) or [])
+    monkeypatch.setattr(minilm.run.build, "run_recipe", lambda r, *a, **k: seen.append(r.train["compile"]) or [])
     assert main(["train", str(recipe), "--output", str(tmp_path / "out")]) == 0
     assert main(["train", str(recipe), "--compile", "--output", str(tmp_path / "out")]) == 0
     assert seen == [False, True]

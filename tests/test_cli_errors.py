@@ -21,7 +21,7 @@ from minilm import cli
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, minilm_dir):
     """A tiny random model saved by minilm (hidden 32): loads in a fraction of a second."""
-    from minilm.tokenizer import WordPieceTokenizer
+    from minilm.loading.tokenizer import WordPieceTokenizer
 
     directory = tmp_path_factory.mktemp("tiny") / "model"
     tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 64)).save(directory)
@@ -229,9 +229,9 @@ def test_eval_constant_gold_scores(capsys, tmp_path):
 
 
 def test_eval_undefined_metric(capsys, tmp_path, tiny_model, monkeypatch):
-    import minilm.training.run
+    import minilm.run.build
 
-    monkeypatch.setattr(minilm.training.run, "make_evaluator", lambda *a, **k: lambda m: {"spearman": float("nan")})
+    monkeypatch.setattr(minilm.run.build, "make_evaluator", lambda *a, **k: lambda m: {"spearman": float("nan")})
     fails(capsys, ["eval", "--model", tiny_model, "--data", tmp_path / "any.csv", "--task", "similarity"],
           "spearman on", "is undefined (nan)")
 
@@ -317,7 +317,7 @@ HELD = """
 import sys, time
 from pathlib import Path
 from minilm import cli
-from minilm.training import trainer
+from minilm.train import trainer
 
 started, go = Path(sys.argv[1]), Path(sys.argv[2])
 real = trainer.Trainer.train

@@ -11,8 +11,8 @@ import pytest
 from helpers import tiny_encoder
 
 from minilm.cli import main
-from minilm.compare import compare_embeddings
-from minilm.tokenizer import WordPieceTokenizer
+from minilm.run.compare import compare_embeddings
+from minilm.loading.tokenizer import WordPieceTokenizer
 
 TEXTS = ["a cat sits on the mat", "a dog lies on the rug", "stock markets fell sharply", "the cat sat",
          "a cat sits on the mat", "rain is expected tomorrow", "markets rallied today", "two dogs run in a field",

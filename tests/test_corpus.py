@@ -1,4 +1,4 @@
-"""Corpus-scale encoding (minilm/corpus.py, minilm/shards.py, minilm/npyfile.py) on a tiny random model: lines split
+"""Corpus-scale encoding (minilm/corpus/encode.py, minilm/corpus/shards.py, minilm/corpus/npyfile.py) on a tiny random model: lines split
 on "\\n" only, rows = lines, resumption after an interruption and after SIGKILL gives the same bytes, shards joined give
 the same bytes as one process, the encode options and output precisions, and every refusal.
 
@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 from helpers import tiny_encoder
 
-from minilm import corpus
+from minilm.corpus import encode as corpus
 from minilm.cli import main
-from minilm.corpus import CorpusOptions, encode_file, partial_paths, scan_lines
-from minilm.npyfile import npy_header
-from minilm.progress import Progress
-from minilm.quantization import quantization_ranges, quantize_embeddings
-from minilm.shards import join_parts, part_path, shard_lines
-from minilm.tokenizer import WordPieceTokenizer
+from minilm.corpus.encode import CorpusOptions, encode_file, partial_paths, scan_lines
+from minilm.corpus.npyfile import npy_header
+from minilm.util.progress import Progress
+from minilm.encoding.quantization import quantization_ranges, quantize_embeddings
+from minilm.corpus.shards import join_parts, part_path, shard_lines
+from minilm.loading.tokenizer import WordPieceTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = "the a cat dog sat on mat quick brown fox jumps over lazy river field tall grass near".split()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from minilm.training.data import Dataset, read_rows, read_sts, to_roles
+from minilm.data.readers import Dataset, read_rows, read_sts, to_roles
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:

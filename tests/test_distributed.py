@@ -27,15 +27,15 @@ import torch.multiprocessing as mp
 from helpers import make_tiny_checkpoint
 from safetensors.torch import load_file
 
-from minilm.training import distributed
+from minilm.train import distributed
 from minilm.encoder import SentenceEncoder
-from minilm.training.step import loss_backward
+from minilm.train.step import loss_backward
 from minilm.losses import cosent_loss
 from minilm.losses import multiple_negatives_ranking_loss as mnrl
-from minilm.training.recipe import RecipeError, load_recipe
-from minilm.training.run import run_recipe
-from minilm.training.samplers import NoDuplicatesBatchSampler, RandomBatchSampler
-from minilm.training.checkpoint_files import checkpoints
+from minilm.run.recipe import RecipeError, load_recipe
+from minilm.run.build import run_recipe
+from minilm.train.samplers import NoDuplicatesBatchSampler, RandomBatchSampler
+from minilm.train.checkpoints import checkpoints
 
 WORLD, GLOBAL_BATCH, LOCAL_BATCH, STEPS = 2, 32, 16, 10
 TOPICS = "cats dogs rain sun cars trains food music tea maps".split()
@@ -261,7 +261,7 @@ def test_a_loss_parameter_is_averaged_over_ranks_and_trains_like_one_process(ran
 FAULTY = """
 import os, sys, time
 from minilm import cli
-from minilm.training import trainer
+from minilm.train import trainer
 
 step, how = int(sys.argv[1]), sys.argv[2]
 real, calls = trainer.clip_grad_norm, [0]

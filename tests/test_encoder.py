@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from minilm.training.data import read_sts
+from minilm.data.readers import read_sts
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import torch
 from helpers import tiny_encoder
 
 from minilm.encoder import SentenceEncoder
-from minilm.quantization import quantize_embeddings
-from minilm.tokenizer import WordPieceTokenizer
-from minilm.weights import CheckpointError
+from minilm.encoding.quantization import quantize_embeddings
+from minilm.loading.tokenizer import WordPieceTokenizer
+from minilm.loading.weights import CheckpointError
 
 TEXTS = ["a short one", "", "A much longer sentence, with punctuation; and some rarer words.", "the end"]
 

@@ -1,4 +1,4 @@
-"""minilm.evaluation against sentence-transformers 6.2's evaluators (cosine) and scipy.
+"""minilm.evaluation.metrics against sentence-transformers 6.2's evaluators (cosine) and scipy.
 
 Metrics are float64 reductions of float32 cosines; with identical embeddings on both sides they agree
 to ~1e-12, and we assert 1e-6 (the issue's bound). To keep the suite fast on 2 cores each text is encoded
@@ -15,8 +15,8 @@ import pytest
 import scipy.stats
 import torch
 
-from minilm.training.data import read_sts
-from minilm.evaluation import (
+from minilm.data.readers import read_sts
+from minilm.evaluation.metrics import (
     average_ranks,
     evaluate_retrieval,
     evaluate_similarity,
@@ -309,7 +309,7 @@ def test_bad_input_names_the_argument():
 
 def test_metrics_table_names_what_each_evaluator_returns():
     """recipe.py checks [train] metric_for_best against METRICS before any model loads; it must be the real keys."""
-    from minilm.evaluation import METRICS, TASKS
+    from minilm.evaluation.metrics import METRICS, TASKS
 
     rng = np.random.default_rng(0)
     model = TableModel({t: rng.standard_normal(8).astype(np.float32) for t in "abcd"})

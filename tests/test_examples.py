@@ -18,10 +18,10 @@ from helpers import killed_after_step, tiny_encoder
 from safetensors.torch import load_file
 
 from minilm.losses.inputs import needs_of, split_output
-from minilm.training.recipe import load_recipe
-from minilm.training.registry import make_loss, resolve_loss
-from minilm.training.run import run_recipe
-from minilm.training.step import loss_backward
+from minilm.run.recipe import load_recipe
+from minilm.run.registry import make_loss, resolve_loss
+from minilm.run.build import run_recipe
+from minilm.train.step import loss_backward
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "losses"
 INFONCE = f"{EXAMPLES / 'learnable_temperature.py'}:LearnableTemperatureInfoNCE"
@@ -164,7 +164,7 @@ def test_the_temperature_moves_and_is_logged(recipe_path, tmp_path):
 
 
 def test_kill_and_resume_gives_identical_weights_and_temperature(recipe_path, tmp_path, monkeypatch):
-    from minilm.training import trainer
+    from minilm.train import trainer
 
     finished = {}
     original_finish = trainer.Trainer.finish
@@ -189,7 +189,7 @@ def test_kill_and_resume_gives_identical_weights_and_temperature(recipe_path, tm
 
 
 def test_gradient_cache_equals_the_plain_step(minilm_dir):
-    from minilm.tokenizer import WordPieceTokenizer
+    from minilm.loading.tokenizer import WordPieceTokenizer
 
     model = tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 64))  # eval mode: dropout off
     columns = [[f"question {i} about topic {i % 3}" + " please" * (i % 4) for i in range(9)],
@@ -212,7 +212,7 @@ def test_gradient_cache_equals_the_plain_step(minilm_dir):
 
 def test_the_shipped_sweep_is_checked_in_full_without_a_model(monkeypatch, tmp_path):
     from minilm.encoder import SentenceEncoder
-    from minilm.training.sweep import load_sweep
+    from minilm.sweep.runner import load_sweep
 
     monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
     sweep = load_sweep(EXAMPLES.parent / "sweeps" / "loss_comparison.toml", tmp_path)

@@ -1,10 +1,10 @@
-"""Optional extras (minilm/extras.py): a missing optional package names the feature and the pip extra."""
+"""Optional extras (minilm/util/extras.py): a missing optional package names the feature and the pip extra."""
 
 import sys
 
 import pytest
 
-from minilm.extras import MissingExtra, require
+from minilm.util.extras import MissingExtra, require
 
 
 def test_require_imports_or_names_the_extra(monkeypatch):

@@ -62,7 +62,7 @@ def nothing() -> None:
 @pytest.fixture(scope="module")
 def forked():
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "minilm.cli", "minilm.training.run", "minilm.encoder", __name__])
+    ctx.set_forkserver_preload(["torch", "minilm.cli", "minilm.run.build", "minilm.encoder", __name__])
     warm = ctx.Process(target=nothing)  # starts the server: its imports are not part of any timed run
     warm.start()
     warm.join()
@@ -71,7 +71,7 @@ def forked():
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory, minilm_dir):
-    from minilm.tokenizer import WordPieceTokenizer
+    from minilm.loading.tokenizer import WordPieceTokenizer
 
     directory = tmp_path_factory.mktemp("faults")
     tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 64), normalize=True).save(directory / "base")

@@ -12,8 +12,8 @@ import torch
 from helpers import tiny_encoder
 
 from minilm import losses as L
-from minilm.training.grad_cache import cached_loss_backward, split_column
-from minilm.training.step import embed_columns, loss_backward
+from minilm.train.grad_cache import cached_loss_backward, split_column
+from minilm.train.step import embed_columns, loss_backward
 
 WORDS = "cats dogs rain sun cars trains food music".split()
 ANCHORS = [f"what about {w}?" for w in WORDS]
@@ -167,7 +167,7 @@ def test_bad_input(tiny_model, columns, mini_batch_size, error, match):
 def test_token_budget_spans_match_sentence_transformers():
     """Spans by real-token budget are sentence-transformers' _minibatch_ranges for mini_batch_num_tokens."""
     gradcache = pytest.importorskip("sentence_transformers.base.losses.gradcache")
-    from minilm.training.grad_cache import token_budget_spans
+    from minilm.train.grad_cache import token_budget_spans
 
     gen = torch.Generator().manual_seed(0)
     for lengths, budget in [([5, 3, 9, 2, 2, 7, 1], 8), ([4] * 6, 4), ([30, 2, 2], 10), ([1], 1)]:

@@ -1,4 +1,4 @@
-"""A guide model named in a recipe ([loss] guide, minilm/training/frozen.py): loaded once, frozen, out of the
+"""A guide model named in a recipe ([loss] guide, minilm/train/frozen.py): loaded once, frozen, out of the
 optimiser and the checkpoints, its embeddings handed to GIST (plain and through the gradient cache), from a recipe and
 from minilm sweep; refused by name where it cannot work."""
 
@@ -11,11 +11,11 @@ from safetensors.torch import load_file
 
 from minilm.encoder import SentenceEncoder
 from minilm.losses import gist_embed_loss
-from minilm.training import trainer as trainer_module
-from minilm.training.frozen import FrozenEncoder
-from minilm.training.recipe import RecipeError, load_recipe
-from minilm.training.run import run_recipe
-from minilm.training.sweep import load_sweep, run_sweep
+from minilm.train import trainer as trainer_module
+from minilm.train.frozen import FrozenEncoder
+from minilm.run.recipe import RecipeError, load_recipe
+from minilm.run.build import run_recipe
+from minilm.sweep.runner import load_sweep, run_sweep
 
 
 @pytest.fixture()
@@ -70,7 +70,7 @@ def test_the_loss_gets_the_guides_embeddings_of_the_batch(gist_recipe, tmp_path,
         return gist_embed_loss(*embeddings, guide=guide, **settings)
 
     spy.needs = gist_embed_loss.needs
-    monkeypatch.setitem(__import__("minilm.training.registry", fromlist=["LOSSES"]).LOSSES, "gist", spy)
+    monkeypatch.setitem(__import__("minilm.run.registry", fromlist=["LOSSES"]).LOSSES, "gist", spy)
     run_recipe(load_recipe(gist_recipe, ["train.max_steps=2"]), tmp_path / "out", log=lambda _: None)
     assert calls[0][1] == [torch.Size([4, 3])] * 2  # the recipe check's dry run, on a stand-in guide
     assert calls[1:] == [([torch.Size([8, 64])] * 2, [torch.Size([8, 64])] * 2, [False, False])] * 2
@@ -120,8 +120,8 @@ def test_a_relative_guide_is_the_recipes_folder(gist_recipe, tiny_base, tmp_path
 
 
 def test_the_trainer_refuses_a_guide_that_does_not_fit_the_loss(gist_recipe, tiny_base):
-    from minilm.training.config import TrainConfig
-    from minilm.training.run import build_loss, load_train_data, make_sampler
+    from minilm.train.config import TrainConfig
+    from minilm.run.build import build_loss, load_train_data, make_sampler
 
     recipe = load_recipe(gist_recipe)
     model = SentenceEncoder.from_pretrained(tiny_base)

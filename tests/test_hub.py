@@ -4,9 +4,9 @@ sha256; an unknown model names every place that was tried."""
 import pytest
 from helpers import make_tiny_checkpoint
 
-from minilm import hub
+from minilm.loading import hub
 from minilm.encoder import SentenceEncoder
-from minilm.hub import ModelNotFoundError, resolve_model_dir
+from minilm.loading.hub import ModelNotFoundError, resolve_model_dir
 
 
 def offline_hub(monkeypatch, cache):

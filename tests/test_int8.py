@@ -8,10 +8,10 @@ import pytest
 import torch
 from helpers import tiny_encoder
 
-from minilm.training.data import read_sts
+from minilm.data.readers import read_sts
 from minilm.encoder import SentenceEncoder
 from minilm.fast.int8 import quantize_int8
-from minilm.tokenizer import WordPieceTokenizer
+from minilm.loading.tokenizer import WordPieceTokenizer
 
 TEXTS = ["a short one", "", "A much longer sentence, with punctuation; and some rarer words.", "the end"]
 

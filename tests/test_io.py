@@ -1,4 +1,4 @@
-"""minilm.io: writes that never destroy what was there, and reads that name the file and line."""
+"""minilm.util.io: writes that never destroy what was there, and reads that name the file and line."""
 
 import errno
 import json
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from minilm import io
+from minilm.util import io
 
 
 def listing(directory):

@@ -13,8 +13,8 @@ from minilm.kernels.adamw import FusedAdamW
 from minilm.kernels.layer import compile_layers, is_compiled
 from minilm.kernels.mnrl import fused_mnrl_loss
 from minilm.losses import multiple_negatives_ranking_loss
-from minilm.training.optim import AdamW, LinearWarmupSchedule
-from minilm.tokenizer import WordPieceTokenizer
+from minilm.train.optim import AdamW, LinearWarmupSchedule
+from minilm.loading.tokenizer import WordPieceTokenizer
 
 
 def frames_compiled() -> int:

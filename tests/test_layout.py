@@ -59,15 +59,15 @@ def test_the_loss_library_imports_only_checks_and_itself():
     for name, path in modules():
         if name.startswith("minilm.losses"):
             ours = {m for m in imports_of(path) if m.startswith("minilm")}
-            assert all(m.startswith(("minilm.losses", "minilm.checks")) for m in ours), (name, ours)
+            assert all(m.startswith(("minilm.losses", "minilm.util.checks")) for m in ours), (name, ours)
 
 
 def test_references_are_test_only():
-    """Except in minilm/compare.py, the parity command behind the optional extra [compare], which imports
+    """Except in minilm/run/compare.py, the parity command behind the optional extra [compare], which imports
     sentence-transformers when it runs."""
     for name, path in modules():
         heavy = {m for m in imports_of(path) if m.split(".")[0] in ("sentence_transformers", "transformers")}
-        assert not heavy or (name == "minilm.compare" and heavy == {"sentence_transformers"}), (name, heavy)
+        assert not heavy or (name == "minilm.run.compare" and heavy == {"sentence_transformers"}), (name, heavy)
 
 
 def test_kernels_import_from_a_bare_checkout():

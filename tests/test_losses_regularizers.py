@@ -12,7 +12,7 @@ import torch
 from test_losses import o_cos
 
 from minilm import losses as L
-from minilm.training.registry import check_loss_kwargs, make_loss
+from minilm.run.registry import check_loss_kwargs, make_loss
 
 
 def o_gor(columns, mean_weight, second_moment_weight, aggregation):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from minilm import losses as L
-from minilm.training.registry import LOSSES
+from minilm.run.registry import LOSSES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 st_losses = pytest.importorskip("sentence_transformers.sentence_transformer.losses")

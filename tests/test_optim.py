@@ -1,7 +1,7 @@
 """AdamW, linear warmup schedule and clipping against torch.optim.AdamW / transformers / clip_grad_norm_ (float32).
 
 Tolerance: parameters after 200 AdamW steps agree to 1e-6 relative (per tensor, L2); in practice they are
-bit-identical because minilm.training.optim repeats torch's single-tensor op order. Schedules and clipping are exact.
+bit-identical because minilm.train.optim repeats torch's single-tensor op order. Schedules and clipping are exact.
 """
 
 import copy
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from minilm.training.optim import (AdamW, LinearWarmupSchedule, clip_grad_norm, linear_warmup_multiplier, no_decay,
+from minilm.train.optim import (AdamW, LinearWarmupSchedule, clip_grad_norm, linear_warmup_multiplier, no_decay,
                           param_groups)
 
 REL_TOL_F32 = 1e-6

@@ -8,9 +8,9 @@ import sys
 import pytest
 from helpers import killed_after_step, make_tiny_checkpoint, write_tiny_recipe
 
-from minilm.training.output_dir import RECORD_NAME, OutputDirError, claim, run_record
-from minilm.training.recipe import load_recipe
-from minilm.training.run import run_recipe
+from minilm.run.output_dir import RECORD_NAME, OutputDirError, claim, run_record
+from minilm.run.recipe import load_recipe
+from minilm.run.build import run_recipe
 
 
 @pytest.fixture()

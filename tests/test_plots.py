@@ -1,4 +1,4 @@
-"""``minilm plot RUN_DIR`` (minilm/training/plots.py): one PNG per logged series, read back as images; clear errors
+"""``minilm plot RUN_DIR`` (minilm/run/plots.py): one PNG per logged series, read back as images; clear errors
 for a missing log, a bad line and a missing matplotlib."""
 
 import json
@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from minilm import cli
-from minilm.training.plots import log_series, smoothed
+from minilm.run.plots import log_series, smoothed
 
 RECORDS = [
     {"step": 0, "eval": {"cosine_accuracy": 0.5, "recall@10": 0.25}},

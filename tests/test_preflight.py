@@ -2,8 +2,8 @@
 
 import pytest
 
-from minilm.training.recipe import RecipeError, load_recipe
-from minilm.training.run import run_recipe
+from minilm.run.recipe import RecipeError, load_recipe
+from minilm.run.build import run_recipe
 
 RECIPE = """name = "r"
 [model]

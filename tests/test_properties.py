@@ -21,10 +21,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minilm.checks import NonFiniteError
-from minilm.training.data import read_rows, to_roles
-from minilm.training.registry import LOSSES, make_loss
-from minilm.training.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
+from minilm.util.checks import NonFiniteError
+from minilm.data.readers import read_rows, to_roles
+from minilm.run.registry import LOSSES, make_loss
+from minilm.train.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
 
 # Derandomised so CI is repeatable; MINILM_PROPERTY_EXAMPLES=2000 runs a long random search while you work.
 EXAMPLES = os.environ.get("MINILM_PROPERTY_EXAMPLES")
@@ -134,7 +134,7 @@ def test_labels_are_ints_or_a_named_error(tmp_path_factory, labels):
        scale=st.sampled_from([1e-3, 1.0, 1e3]), seed=st.integers(0, 2**16), poison=st.booleans())
 def test_losses_on_random_shapes_and_values(name, rows, width, scale, seed, poison):
     from minilm.losses.inputs import needs_of, split_output
-    from minilm.training.registry import resolve_loss
+    from minilm.run.registry import resolve_loss
 
     declared = needs_of(resolve_loss(name))
     gen = torch.Generator().manual_seed(seed)
@@ -230,7 +230,7 @@ def test_group_by_label_batches_hold_two_labels_with_two_rows(labels, half, seed
 
 @pytest.fixture(scope="module")
 def tokenizer(minilm_dir):
-    from minilm.tokenizer import WordPieceTokenizer
+    from minilm.loading.tokenizer import WordPieceTokenizer
 
     return WordPieceTokenizer.from_dir(minilm_dir, 32)
 

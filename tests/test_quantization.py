@@ -1,4 +1,4 @@
-"""minilm.quantization.quantize_embeddings against sentence_transformers.quantize_embeddings: bit-identical codes
+"""minilm.encoding.quantization.quantize_embeddings against sentence_transformers.quantize_embeddings: bit-identical codes
 (np.array_equal and the same dtype, no tolerance) for every precision, with ranges from the embeddings, from given
 ranges and from calibration embeddings, on arrays, tensors, token-embedding lists and the edge cases."""
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from minilm.quantization import PRECISIONS, quantization_ranges, quantize_embeddings, quantized_dtype, quantized_width
+from minilm.encoding.quantization import PRECISIONS, quantization_ranges, quantize_embeddings, quantized_dtype, quantized_width
 
 
 def theirs(*args, **kwargs):

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from minilm import cli
-from minilm.training.recipe import RecipeError, load_recipe, make_quick
-from minilm.training.checkpoint_files import checkpoints
+from minilm.run.recipe import RecipeError, load_recipe, make_quick
+from minilm.train.checkpoints import checkpoints
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 OFFLINE_BASE = {"product_categories.toml"}  # its base (multi-qa-MiniLM-L6-cos-v1) lives on the hub only
@@ -130,8 +130,8 @@ def test_train_schema_is_train_config():
     """The recipe [train] table is derived from TrainConfig: same keys, same defaults (batch_size required)."""
     from dataclasses import fields
 
-    from minilm.training.recipe import REQUIRED, SCHEMA
-    from minilm.training.config import TrainConfig, default_of
+    from minilm.run.recipe import REQUIRED, SCHEMA
+    from minilm.train.config import TrainConfig, default_of
 
     assert list(SCHEMA["train"]) == [f.name for f in fields(TrainConfig)]
     for f in fields(TrainConfig):

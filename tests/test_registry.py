@@ -1,4 +1,4 @@
-"""minilm.training.registry: naming a loss in a recipe (registry name or import path), its declared inputs, and
+"""minilm.run.registry: naming a loss in a recipe (registry name or import path), its declared inputs, and
 the settings check that runs before any model loads."""
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from minilm import losses as L
 from minilm.losses.inputs import KINDS, Needs, needs, needs_of
-from minilm.training.registry import LOSSES, check_loss_kwargs, make_loss, resolve_loss
+from minilm.run.registry import LOSSES, check_loss_kwargs, make_loss, resolve_loss
 
 
 def _x(n=4, d=3):
@@ -62,7 +62,7 @@ def test_a_guide_loss_takes_the_guide_key_and_its_dry_run_gets_guide_embeddings(
 def test_a_layer_loss_consumes_what_its_inner_loss_does_and_refuses_what_it_cannot_wrap():
     import random
 
-    from minilm.training.registry import loss_needs
+    from minilm.run.registry import loss_needs
 
     assert needs_of(LOSSES["adaptive_layer"]) == Needs("columns", 2, more_columns=True, in_batch_negatives=True,
                                                        layers=True)  # the default inner loss is MNRL

@@ -1,4 +1,4 @@
-"""report_to (minilm/training/reporting.py): TensorBoard events of a run, read back with TensorBoard's own reader,
+"""report_to (minilm/train/reporting.py): TensorBoard events of a run, read back with TensorBoard's own reader,
 each step once after a resume; a clear refusal, before any model loads, when TensorBoard is not installed."""
 
 import sys
@@ -6,8 +6,8 @@ import sys
 import pytest
 from helpers import killed_after_step, write_tiny_recipe
 
-from minilm.training.recipe import RecipeError, load_recipe
-from minilm.training.run import run_recipe
+from minilm.run.recipe import RecipeError, load_recipe
+from minilm.run.build import run_recipe
 
 TENSORBOARD = ["train.report_to=['jsonl', 'tensorboard']", "train.save_steps=2", "train.eval_steps=3"]
 
@@ -54,7 +54,7 @@ def test_missing_tensorboard_is_refused_before_any_model_loads(tmp_path, tiny_ba
 
 
 def test_report_to_names_are_checked():
-    from minilm.training.reporting import REPORTERS, check_report_to
+    from minilm.train.reporting import REPORTERS, check_report_to
 
     check_report_to(["jsonl"])
     check_report_to(list(REPORTERS))

@@ -7,7 +7,7 @@ from itertools import islice
 import pytest
 import torch
 
-from minilm.training.samplers import (GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler,
+from minilm.train.samplers import (GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler,
                                       TensionPairSampler)
 
 

@@ -71,7 +71,7 @@ def test_save_overwrites_an_existing_model(model, tmp_path):
 def tiny(minilm_dir):
     from helpers import tiny_encoder
 
-    from minilm.tokenizer import WordPieceTokenizer
+    from minilm.loading.tokenizer import WordPieceTokenizer
 
     return tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 64))
 

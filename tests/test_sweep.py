@@ -15,9 +15,9 @@ from helpers import make_tiny_checkpoint
 from safetensors.torch import load_file
 
 from minilm import cli
-from minilm.training import trainer as trainer_module
-from minilm.training.run import run_recipe
-from minilm.training.sweep import SweepError, load_sweep, run_sweep
+from minilm.train import trainer as trainer_module
+from minilm.run.build import run_recipe
+from minilm.sweep.runner import SweepError, load_sweep, run_sweep
 
 BASE = """
 name = "tiny"
@@ -193,7 +193,7 @@ def test_a_killed_sweep_rerun_skips_finished_runs_and_resumes_the_unfinished_one
 
 
 def test_parallel_jobs_run_in_worker_processes(folder, swept, monkeypatch):
-    from minilm.training import sweep as sweep_module
+    from minilm.sweep import runner as sweep_module
 
     original = sweep_module.train_run
 
@@ -264,7 +264,7 @@ def test_a_run_directory_of_another_configuration_is_not_reused(folder, swept):
 
 
 def test_without_matplotlib_the_tables_are_written_and_the_plots_explained(swept, monkeypatch):
-    from minilm.training.sweep_report import write_plots
+    from minilm.sweep.report import write_plots
 
     out, _ = swept
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
@@ -275,8 +275,8 @@ def test_without_matplotlib_the_tables_are_written_and_the_plots_explained(swept
 
 
 def test_the_cached_tokenizer_gives_the_same_ids_and_truncations(minilm_dir):
-    from minilm.tokenizer import WordPieceTokenizer
-    from minilm.training.sweep import CachedTokenizer
+    from minilm.loading.tokenizer import WordPieceTokenizer
+    from minilm.sweep.runner import CachedTokenizer
 
     plain = WordPieceTokenizer.from_dir(minilm_dir, 8)
     cached = CachedTokenizer(WordPieceTokenizer.from_dir(minilm_dir, 8))

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from minilm.training.sweep_stats import paired_difference, t_interval, t_quantile
+from minilm.sweep.stats import paired_difference, t_interval, t_quantile
 
 # Student-t 0.975 quantiles as printed in statistics tables (3 decimals): df -> t
 TABLE = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262, 19: 2.093, 29: 2.045}
@@ -62,8 +62,8 @@ def test_one_value_has_no_interval_and_bad_input_is_refused():
 def test_the_markdown_table_marks_intervals_that_exclude_zero(tmp_path):
     from types import SimpleNamespace
 
-    from minilm.training.sweep_spec import Config, Sweep
-    from minilm.training.sweep_report import markdown
+    from minilm.sweep.spec import Config, Sweep
+    from minilm.sweep.report import markdown
 
     recipe = SimpleNamespace(train={"max_steps": 10, "batch_size": 16, "epochs": 1})
     sweep = Sweep(tmp_path / "s.toml", "s", "", tmp_path / "r.toml", [1, 2, 3], "acc", "none",

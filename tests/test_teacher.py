@@ -1,4 +1,4 @@
-"""A teacher model named in a recipe ([loss] teacher, minilm/training/frozen.py): loaded once, frozen, out of the
+"""A teacher model named in a recipe ([loss] teacher, minilm/train/frozen.py): loaded once, frozen, out of the
 optimiser, the checkpoints and the saved model; its embeddings of the batch's texts are the targets of mse and
 embed_distill; refused by name, before any model loads, where it cannot work."""
 
@@ -11,12 +11,12 @@ from safetensors.torch import load_file
 
 from minilm.encoder import SentenceEncoder
 from minilm.losses import mse_distill_loss
-from minilm.training import registry
-from minilm.training import trainer as trainer_module
-from minilm.training.config import TrainConfig
-from minilm.training.frozen import FrozenEncoder
-from minilm.training.recipe import RecipeError, load_recipe
-from minilm.training.run import build_loss, load_train_data, make_sampler, run_recipe
+from minilm.run import registry
+from minilm.train import trainer as trainer_module
+from minilm.train.config import TrainConfig
+from minilm.train.frozen import FrozenEncoder
+from minilm.run.recipe import RecipeError, load_recipe
+from minilm.run.build import build_loss, load_train_data, make_sampler, run_recipe
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Contrastive Tension from a recipe (minilm/training/model_copy.py): the model trained against a trained copy of its
+"""Contrastive Tension from a recipe (minilm/train/model_copy.py): the model trained against a trained copy of its
 starting weights; the copy optimised, clipped and checkpointed with it, never saved as the model; batches of identical
 and random pairs from one text column; refused by name where it cannot work."""
 
@@ -12,16 +12,16 @@ from safetensors.torch import load_file
 from minilm.encoder import SentenceEncoder
 from minilm.losses import ContrastiveTensionInBatchLoss, contrastive_tension_loss, needs
 from minilm.losses.inputs import Needs
-from minilm.training import distributed
-from minilm.training import trainer as trainer_module
-from minilm.training.config import TrainConfig
-from minilm.training.model_copy import TextPairs
-from minilm.training.recipe import RecipeError, load_recipe
-from minilm.training.run import load_train_data, make_sampler, run_recipe
-from minilm.training.samplers import TensionPairSampler
-from minilm.training.step import embed_columns
-from minilm.training.checkpoint_files import STATE_NAME, checkpoints
-from minilm.training.trainer import TrainData, Trainer
+from minilm.train import distributed
+from minilm.train import trainer as trainer_module
+from minilm.train.config import TrainConfig
+from minilm.train.model_copy import TextPairs
+from minilm.run.recipe import RecipeError, load_recipe
+from minilm.run.build import load_train_data, make_sampler, run_recipe
+from minilm.train.samplers import TensionPairSampler
+from minilm.train.step import embed_columns
+from minilm.train.checkpoints import STATE_NAME, checkpoints
+from minilm.train.trainer import TrainData, Trainer
 
 RECIPE = """
 name = "tension"
@@ -200,7 +200,7 @@ def tiny_trainer(tiny_base, loss=contrastive_tension_loss, **config):
 
 
 def make_pairs_sampler():
-    from minilm.training.samplers import RandomBatchSampler
+    from minilm.train.samplers import RandomBatchSampler
 
     return RandomBatchSampler(8, 4)
 
@@ -235,7 +235,7 @@ def test_a_checkpoint_without_the_copy_is_refused_and_one_with_it_needs_a_loss_t
 
 
 def test_the_copy_step_takes_two_columns(tiny_base):
-    from minilm.training.step import loss_backward_with_copy
+    from minilm.train.step import loss_backward_with_copy
 
     model = SentenceEncoder.from_pretrained(tiny_base)
     with pytest.raises(ValueError, match="a loss comparing the model with its copy takes 2 columns, got 3"):
@@ -270,7 +270,7 @@ roles = {{ anchor = "sentence", positive = "sentence" }}
 
 
 def test_a_sweep_varies_pos_neg_ratio_and_refuses_mixing_it_with_other_losses(tension_recipe, tmp_path):
-    from minilm.training.sweep import SweepError, load_sweep, run_sweep
+    from minilm.sweep.runner import SweepError, load_sweep, run_sweep
 
     data = tmp_path / "sentences.csv"
     with open(tension_recipe, "a", encoding="utf-8") as f:
@@ -295,7 +295,7 @@ def test_a_non_finite_copy_weight_stops_the_run_naming_it(tiny_base):
 
 
 def test_the_model_card_cites_contrastive_tension_with_its_pos_neg_ratio():
-    from minilm.training.citations import CARLSSON, describe_loss
+    from minilm.run.citations import CARLSSON, describe_loss
 
     card = describe_loss("contrastive_tension", {"pos_neg_ratio": 4})
     assert card.settings == {"pos_neg_ratio": 4} and card.st_names == ["ContrastiveTensionLoss"]

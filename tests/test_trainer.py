@@ -8,10 +8,10 @@ from helpers import killed_after_step, write_tiny_recipe
 from safetensors.torch import load_file
 
 from minilm.encoder import SentenceEncoder
-from minilm.training.recipe import load_recipe
-from minilm.training.run import run_recipe
-from minilm.training.checkpoint_files import checkpoints
-from minilm.training.trainer import TrainingDiverged
+from minilm.run.recipe import load_recipe
+from minilm.run.build import run_recipe
+from minilm.train.checkpoints import checkpoints
+from minilm.train.trainer import TrainingDiverged
 
 
 @pytest.fixture()
@@ -59,7 +59,7 @@ def test_checkpoints_are_kept_and_loadable(recipe_path, tmp_path):
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(recipe_path, tmp_path, monkeypatch):
-    from minilm.training import run
+    from minilm.run import build as run
 
     real = run.make_loss
 
@@ -100,7 +100,7 @@ def test_gradient_cache_setting_gives_the_same_run(recipe_path, tmp_path):
 
 def test_token_budget_setting_gives_the_same_run(recipe_path, tmp_path, monkeypatch):
     """[train] mini_batch_num_tokens switches the gradient cache on with mini-batches cut by real tokens."""
-    from minilm.training import grad_cache
+    from minilm.train import grad_cache
 
     budgets = []
     original = grad_cache.token_budget_spans
@@ -126,8 +126,8 @@ def test_compile_setting_trains_like_eager(recipe_path, tmp_path):
     """train.compile: compiled layers, compiled AdamW step and fused MNRL give the eager run's weights (dropout off;
     float32 rounding of the fused kernels only); MNRL in another form keeps the reference loss."""
     from minilm.kernels.mnrl import fused_mnrl_loss
-    from minilm.training.compiled import compiled_training
-    from minilm.training.registry import make_loss
+    from minilm.train.compiled import compiled_training
+    from minilm.run.registry import make_loss
 
     class Model:  # what compiled_training needs of a model
         def compile_kernels(self):
@@ -196,7 +196,7 @@ def head_recipe(tmp_path, tiny_base):
 
 
 def test_a_classifier_head_is_built_from_the_run_trained_and_saved_beside_the_model(head_recipe, tmp_path):
-    from minilm.training.run import build_loss, load_train_data
+    from minilm.run.build import build_loss, load_train_data
 
     recipe = load_recipe(head_recipe)
     run_recipe(recipe, tmp_path / "out", log=lambda _: None)
@@ -297,7 +297,7 @@ max_steps = 4
 save_steps = 2
 loss_lr = 1e-2
 """, encoding="utf-8")
-    from minilm.training import trainer
+    from minilm.train import trainer
 
     finished = {}
     original_finish = trainer.Trainer.finish
@@ -319,7 +319,7 @@ loss_lr = 1e-2
     assert_same_state(straight.optimizer.state_dict(), resumed.optimizer.state_dict(), "optimizer")
     assert len(straight.optimizer.state_dict()["state"]) == len(straight.params)  # the loss's moments are in it
     initial = load_recipe(tmp_path / "r.toml")
-    from minilm.training.run import build_loss, load_train_data
+    from minilm.run.build import build_loss, load_train_data
 
     start = build_loss(initial, straight.model, load_train_data(initial)).state_dict()
     assert not all(torch.equal(start[k], v) for k, v in straight.loss_module.state_dict().items())  # it trained
@@ -376,9 +376,9 @@ def test_a_layer_loss_step_equals_adaptive_layer_loss_on_the_models_per_layer_em
     from helpers import tiny_encoder
 
     from minilm import losses as L
-    from minilm.tokenizer import WordPieceTokenizer
-    from minilm.training.registry import make_loss
-    from minilm.training.step import loss_backward_over_layers
+    from minilm.loading.tokenizer import WordPieceTokenizer
+    from minilm.run.registry import make_loss
+    from minilm.train.step import loss_backward_over_layers
 
     model = tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 32), num_hidden_layers=3)
     columns = [[f"question {i} on topic {i % 3}" for i in range(5)],
@@ -423,7 +423,7 @@ def test_a_layer_loss_killed_and_resumed_is_bit_identical_and_draws_the_same_lay
     """Dropout on, one of the two earlier layers drawn per step: after a kill at step 3 and a resume from the step-2
     checkpoint, the layers drawn at steps 3 and 4, the weights and the optimiser equal the uninterrupted run's."""
     from minilm.losses import layers as layer_losses
-    from minilm.training import trainer
+    from minilm.train import trainer
 
     path = layer_recipe(tmp_path, tiny_base, "adaptive_layer", LAYER_LOSSES["adaptive_layer"])
     drawn, finished = {}, {}
@@ -462,12 +462,12 @@ def test_a_layer_loss_killed_and_resumed_is_bit_identical_and_draws_the_same_lay
 def test_a_layer_loss_refuses_the_gradient_cache_and_torchrun(tmp_path, tiny_base, minilm_dir, monkeypatch):
     from helpers import tiny_encoder
 
-    from minilm.tokenizer import WordPieceTokenizer
-    from minilm.training import distributed
-    from minilm.training.recipe import RecipeError
-    from minilm.training.registry import make_loss
-    from minilm.training.samplers import RandomBatchSampler
-    from minilm.training.trainer import TrainConfig, TrainData, Trainer
+    from minilm.loading.tokenizer import WordPieceTokenizer
+    from minilm.train import distributed
+    from minilm.run.recipe import RecipeError
+    from minilm.run.registry import make_loss
+    from minilm.train.samplers import RandomBatchSampler
+    from minilm.train.trainer import TrainConfig, TrainData, Trainer
 
     for key in ("mini_batch_size", "mini_batch_num_tokens"):
         path = layer_recipe(tmp_path, tiny_base, "adaptive_layer", "", train=f"{key} = 4")

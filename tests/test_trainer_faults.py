@@ -9,9 +9,9 @@ import torch
 from helpers import killed_after_step, write_tiny_recipe
 
 from minilm.encoder import SentenceEncoder
-from minilm.training.recipe import load_recipe
-from minilm.training.run import run_recipe
-from minilm.training.checkpoint_files import checkpoints
+from minilm.run.recipe import load_recipe
+from minilm.run.build import run_recipe
+from minilm.train.checkpoints import checkpoints
 
 QUIET = {"log": lambda _: None}
 
@@ -34,7 +34,7 @@ def hidden_leftovers(output):
 
 
 def test_a_full_disk_at_a_checkpoint_names_it_and_keeps_the_previous_one(recipe_path, tmp_path, monkeypatch):
-    from minilm.training import trainer
+    from minilm.train import trainer
 
     real, calls = trainer.torch.save, []
 
@@ -55,7 +55,7 @@ def test_a_full_disk_at_a_checkpoint_names_it_and_keeps_the_previous_one(recipe_
 
 
 def test_log_lines_are_json_even_when_a_metric_is_nan(recipe_path, tmp_path, monkeypatch):
-    from minilm.training import run
+    from minilm.run import build as run
 
     monkeypatch.setattr(run, "make_evaluator", lambda *a, **k: lambda model: {"spearman": float("nan")})
     recipe = load_recipe(recipe_path, ["train.save_steps=0", "train.max_steps=2"])
@@ -71,7 +71,7 @@ def test_log_lines_are_json_even_when_a_metric_is_nan(recipe_path, tmp_path, mon
 def test_checkpoints_are_built_under_a_temporary_name_of_this_process(recipe_path, tmp_path, monkeypatch):
     import os
 
-    from minilm import io
+    from minilm.util import io
 
     seen = []
     real = io.put_in_place
@@ -87,7 +87,7 @@ def test_checkpoints_are_built_under_a_temporary_name_of_this_process(recipe_pat
 @pytest.mark.parametrize("override", ["train.lr=nan", "train.lr=inf", "train.max_grad_norm=nan",
                                       "train.weight_decay=inf", "train.warmup_ratio=nan", "data.min_score=-inf"])
 def test_nonfinite_recipe_numbers_are_refused_by_key(recipe_path, override):
-    from minilm.training.recipe import RecipeError
+    from minilm.run.recipe import RecipeError
 
     key = override.split("=")[0].split(".")
     with pytest.raises(RecipeError, match=rf"\[{key[0]}\] {key[1]} must be a finite number"):
@@ -102,7 +102,7 @@ def test_a_learning_rate_that_blows_up_the_model_stops_the_run_and_saves_nothing
                                                                                  message):
     """lr 1e10: step 1's loss, gradient norm and updated weights are all finite, but the weights are so large that
     the next forward pass overflows. Caught at the next step, or before the final save when there is none."""
-    from minilm.training.trainer import TrainingDiverged
+    from minilm.train.trainer import TrainingDiverged
 
     out = tmp_path / "out"
     with pytest.raises(TrainingDiverged, match=message):
@@ -112,8 +112,8 @@ def test_a_learning_rate_that_blows_up_the_model_stops_the_run_and_saves_nothing
 
 
 def test_a_step_that_makes_a_weight_nonfinite_keeps_the_last_good_checkpoint(recipe_path, tmp_path, monkeypatch):
-    from minilm.training import trainer
-    from minilm.training.trainer import TrainingDiverged
+    from minilm.train import trainer
+    from minilm.train.trainer import TrainingDiverged
 
     real = trainer.AdamW.step
 
@@ -176,7 +176,7 @@ def test_every_checkpoint_damaged_is_an_error_naming_the_newest(recipe_path, int
     _, cut = interrupted
     for checkpoint in checkpoints(cut):
         (checkpoint / "trainer_state.pt").write_bytes(b"not a torch file")
-    from minilm.weights import CheckpointError
+    from minilm.loading.weights import CheckpointError
 
     with pytest.raises(CheckpointError, match=r"every checkpoint under .* is damaged \(newest step-0000004: "
                                               r".*trainer_state.pt is unreadable"):

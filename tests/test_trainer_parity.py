@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from minilm.training.data import read_rows, to_roles
+from minilm.data.readers import read_rows, to_roles
 from minilm.encoder import SentenceEncoder
-from minilm.training.registry import make_loss
-from minilm.training.samplers import GroupByLabelBatchSampler, RandomBatchSampler
-from minilm.training.trainer import TrainConfig, TrainData, Trainer
+from minilm.run.registry import make_loss
+from minilm.train.samplers import GroupByLabelBatchSampler, RandomBatchSampler
+from minilm.train.trainer import TrainConfig, TrainData, Trainer
 
 DATA = Path(__file__).resolve().parents[1] / "recipes" / "data"
 STEPS = 20

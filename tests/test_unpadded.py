@@ -11,7 +11,7 @@ from helpers import tiny_encoder
 
 from minilm.fast.unpadded import UnpaddedBatch, forward_unpadded, group_lengths, pool_unpadded
 from minilm.model import pool
-from minilm.tokenizer import WordPieceTokenizer
+from minilm.loading.tokenizer import WordPieceTokenizer
 
 TEXTS = [
     "a short one",

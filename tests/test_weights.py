@@ -8,7 +8,7 @@ from helpers import make_tiny_checkpoint
 from safetensors.torch import load_file, save_file
 
 from minilm.encoder import SentenceEncoder
-from minilm.weights import CheckpointError
+from minilm.loading.weights import CheckpointError
 
 
 @pytest.fixture()

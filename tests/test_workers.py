@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import tiny_encoder
 
-from minilm.tokenizer import WordPieceTokenizer
+from minilm.loading.tokenizer import WordPieceTokenizer
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi".split()
 TEXTS = [" ".join(WORDS[: 1 + (5 * i) % 14]) for i in range(37)]  # 37 ragged texts: 5 batches of 8, one short

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from minilm.checks import check_embeddings, check_number
+from minilm.util.checks import check_embeddings, check_number
 from minilm.losses import needs
 from minilm.losses.distances import cosine_similarity_matrix
 from minilm.losses.in_batch import ranking_statistics

@@ -11,7 +11,7 @@ minilm's own card carries a marker holding the hash of its text. A README.md wit
 it, is someone else's and is never overwritten (``write_card`` keeps it).
 """
 
-from .training_part import LossCard, TrainingCard, column_stats
-from .write import CARD_NAME, is_minilm_card, render_card, write_card
+from minilm.card.training_part import LossCard, TrainingCard, column_stats
+from minilm.card.write import CARD_NAME, is_minilm_card, render_card, write_card
 
 __all__ = ["CARD_NAME", "LossCard", "TrainingCard", "column_stats", "is_minilm_card", "render_card", "write_card"]

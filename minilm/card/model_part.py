@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 import minilm
-from minilm import io
+from minilm.util import io
 
-from .training_part import TrainingCard
+from minilm.card.training_part import TrainingCard
 
 MODEL_ID = "sentence_transformers_model_id"  # sentence-transformers' placeholder: its push_to_hub fills in the repo id
 EXAMPLES = ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]

@@ -7,10 +7,10 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from .markdown import cell, html_list, indent, join_words, number, table
+from minilm.card.markdown import cell, html_list, indent, join_words, number, table
 
 STATS_ROWS = 1000  # token statistics from the first this many rows, as sentence-transformers' cards say
-# minilm's evaluation tasks and the sentence-transformers evaluator each one reproduces (minilm/evaluation.py).
+# minilm's evaluation tasks and the sentence-transformers evaluator each one reproduces (minilm/evaluation/metrics.py).
 EVALUATORS = {"triplet": "TripletEvaluator", "similarity": "EmbeddingSimilarityEvaluator",
               "retrieval": "InformationRetrievalEvaluator"}
 ST_LOSSES_URL = "https://sbert.net/docs/package_reference/sentence_transformer/losses.html"

@@ -9,9 +9,9 @@ import shutil
 import warnings
 from pathlib import Path
 
-from . import model_part, training_part
-from .markdown import yaml_lines
-from .training_part import TrainingCard
+from minilm.card import model_part, training_part
+from minilm.card.markdown import yaml_lines
+from minilm.card.training_part import TrainingCard
 
 CARD_NAME = "README.md"
 MARKER = re.compile(r"^<!-- minilm model card sha256:([0-9a-f]{64}) -->\n", re.M)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from .dropout import use_cheap_dropout
+from minilm.fast.dropout import use_cheap_dropout
 
 
 def make_fast(bert: nn.Module) -> nn.Module:

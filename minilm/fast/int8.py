@@ -12,7 +12,7 @@ import warnings
 import torch
 import torch.nn as nn
 
-from ..model import BertModel
+from minilm.model import BertModel
 
 # Linears left in fp32. One tensor-wide activation scale fits the feed-forward down projections of the first layers
 # badly (their inputs, after GELU, carry a few huge outliers), and since the scale is per batch, the error also

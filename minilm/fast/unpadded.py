@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model import POOLING_MODES, BertModel, SelfAttention, additive_mask
+from minilm.model import POOLING_MODES, BertModel, SelfAttention, additive_mask
 
 # A new attention group starts when a sequence is at most this fraction of the group's longest (its share of the
 # grid then falls below ~half) and the group already holds GROUP_MIN sequences (each group costs a few extra ops).

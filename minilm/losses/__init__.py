@@ -3,7 +3,7 @@
 A loss is a plain function of embedding tensors (B, D), then per-row targets if it needs them, then settings with
 defaults (or an ``nn.Module`` class when it has parameters), and it declares what rows it needs with ``@needs``
 (``inputs.py``). docs/losses.md lists every loss with its reference and measured parity. How a recipe names a loss, and
-which losses it can name, is the trainer's business: ``minilm/training/registry.py``.
+which losses it can name, is the trainer's business: ``minilm/run/registry.py``.
 """
 
 from minilm.losses.classifier import SoftmaxLoss

@@ -3,7 +3,7 @@ and "teacher_scores", ``minilm/losses/inputs.py``). Values and gradients match s
 EmbedDistillLoss, MarginMSELoss and DistillKLDivLoss (tests/test_losses_vs_st_catalogue.py).
 
 The losses see tensors only: teacher embeddings come from a data column, or from a teacher model a recipe names
-(``[loss] teacher``), which the trainer runs frozen on each batch (``minilm/training/frozen.py``). A teacher's scores
+(``[loss] teacher``), which the trainer runs frozen on each batch (``minilm/train/frozen.py``). A teacher's scores
 are a data column.
 """
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minilm.checks import (
+from minilm.util.checks import (
     check_count,
     check_embedding_shapes,
     check_finite_result,

@@ -4,7 +4,7 @@ the gradient cache) CachedGISTEmbedLoss (tests/test_losses_vs_st_catalogue.py).
 
 The guide's embeddings of every column are an input here (``guide=``), declared with ``@needs(..., guide=True)``:
 the loss stays a pure function of tensors. The trainer loads the guide model a recipe names (``[loss] guide``), keeps
-it frozen and out of the optimiser, and embeds each batch with it (``minilm/training/frozen.py``).
+it frozen and out of the optimiser, and embeds each batch with it (``minilm/train/frozen.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.checks import check_embeddings, check_flag, check_number, lookup
+from minilm.util.checks import check_embeddings, check_flag, check_number, lookup
 from minilm.losses.distances import cosine_similarity_matrix
 from minilm.losses.inputs import needs
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.checks import check_embeddings, check_number, lookup
+from minilm.util.checks import check_embeddings, check_number, lookup
 from minilm.losses.in_batch import multiple_negatives_ranking_loss
 from minilm.losses.inputs import Needs, needs, needs_of, split_output
 from minilm.losses.matryoshka import matryoshka

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.checks import check_number
+from minilm.util.checks import check_number
 from minilm.losses.inputs import split_output
 
 

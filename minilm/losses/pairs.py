@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.checks import check_embeddings, check_number, check_targets, lookup
+from minilm.util.checks import check_embeddings, check_number, check_targets, lookup
 from minilm.losses.distances import PAIRWISE_DISTANCES, cosine_similarity
 from minilm.losses.inputs import needs
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minilm.checks import check_class_ids, check_count, check_embeddings, check_number, check_targets
+from minilm.util.checks import check_class_ids, check_count, check_embeddings, check_number, check_targets
 from minilm.losses.distances import cosine_similarity_matrix
 from minilm.losses.inputs import needs
 

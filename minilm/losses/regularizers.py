@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.checks import check_embeddings, check_number, lookup
+from minilm.util.checks import check_embeddings, check_number, lookup
 from minilm.losses.distances import SIMILARITY_MATRICES
 from minilm.losses.inputs import split_output
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from minilm.checks import check_embeddings, check_number, check_targets
+from minilm.util.checks import check_embeddings, check_number, check_targets
 from minilm.losses.distances import angle_similarity, cosine_similarity
 from minilm.losses.inputs import needs
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.checks import check_embeddings, check_flag, check_number, check_targets, lookup
+from minilm.util.checks import check_embeddings, check_flag, check_number, check_targets, lookup
 from minilm.losses import miners
 from minilm.losses.distances import DISTANCE_MATRICES, PAIRWISE_DISTANCES
 from minilm.losses.inputs import needs

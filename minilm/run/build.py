@@ -1,0 +1,247 @@
+"""Turn a checked recipe into data, sampler, loss, evaluator and trainer, and run it (``minilm train`` / ``minilm eval``)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from minilm.card import TrainingCard
+from minilm.evaluation.metrics import TASKS, evaluate_retrieval, evaluate_similarity, evaluate_triplets
+from minilm.train import distributed
+from minilm.run.citations import describe_loss
+from minilm.train.config import non_defaults
+from minilm.data.readers import read_rows, read_sts, role_columns, to_roles
+from minilm.train.frozen import FrozenEncoder
+from minilm.train.model_copy import TextPairs
+from minilm.run.output_dir import claim as output_dir_claim
+from minilm.run.output_dir import run_record
+from minilm.run.preflight import check_teacher_scores, check_teacher_width, checked_sampler
+from minilm.run.recipe import Recipe
+from minilm.run.registry import GUIDE_KEY, PAIRS_DEFAULT, PAIRS_KEY, TEACHER_KEY, make_loss, makes_pairs
+from minilm.train.samplers import (GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler,
+                                      TensionPairSampler)
+from minilm.train.checkpoints import newest_usable_checkpoint
+from minilm.train.trainer import TrainConfig, TrainData, Trainer
+
+STS_COLUMNS = ("sentence1", "sentence2", "score")  # what read_roles gives of an STS file, as the card names them
+
+
+def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4.0, header: bool = True,
+               columns: list | None = None, teacher_model: bool = False, model_copy: bool = False):
+    """What a loss or evaluator of ``kind`` needs from a file (see ``data.to_roles``)."""
+    if fmt == "sts":
+        s1, s2, scores = read_sts(path)
+        if kind == "scores":
+            return s1, s2, [s / 5.0 for s in scores]  # 0-5 gold rescaled to 0-1, as sentence-transformers' examples do
+        if kind == "columns":
+            keep = [i for i, s in enumerate(scores) if s >= min_score]
+            return [[s1[i] for i in keep], [s2[i] for i in keep]]
+        raise ValueError(f"{path}: an STS file gives pairs or scores, not labels")
+    return to_roles(read_rows(path, columns=columns or None, has_header=header), roles, kind, teacher_model,
+                    model_copy)
+
+
+def load_train_data(recipe: Recipe) -> TrainData:
+    d, declared = recipe.data, recipe.loss_needs
+    got = read_roles(d["train"], d["format"], d["roles"], declared.kind, d["min_score"], d["header"], d["columns"],
+                     recipe.teacher_model, declared.model_copy)
+    if declared.model_copy:  # one text column: pairs of it (0/1 scores), or the same texts through both models
+        return TextPairs(got[0]) if makes_pairs(declared) else TrainData(columns=[got[0], list(got[0])])
+    if declared.target is None or recipe.teacher_model:  # a teacher model gives the targets at each step
+        return TrainData(columns=got)
+    *columns, targets = got
+    return TrainData(columns=list(columns), targets=list(targets), target_name=declared.target)
+
+
+def run_context(model, data: TrainData) -> dict:
+    """What a loss class may ask the run for (``inputs.CONTEXT``): the embedding width, and for labelled data the
+    number of classes (labels are class indices 0..num_labels - 1, so a head has a row for each)."""
+    context = {"embedding_dim": model.embedding_dim}
+    if data.target_name == "labels" and min(data.targets) >= 0:  # negative labels index nothing: a loss asking fails
+        context["num_labels"] = max(data.targets) + 1
+    return context
+
+
+def build_loss(recipe: Recipe, model, data: TrainData) -> Callable:
+    """The recipe's loss, settings bound; a loss class is built with the run's context, its random initial
+    parameters drawn from ``[train] seed`` alone (not from whatever ran before in the process)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.train["seed"])
+        return make_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent, run_context(model, data))
+
+
+def load_guide(recipe: Recipe, device=None) -> FrozenEncoder | None:
+    """The frozen guide model the recipe's ``[loss] guide`` names (checked by the recipe), or None without one."""
+    name = recipe.loss.get(GUIDE_KEY)
+    return None if name is None else FrozenEncoder.load(name, device, batch_size=recipe.train["mini_batch_size"] or 32)
+
+
+def load_teacher(recipe: Recipe, device=None) -> FrozenEncoder | None:
+    """The frozen teacher model the recipe's ``[loss] teacher`` names (checked by the recipe), or None without one."""
+    name = recipe.loss.get(TEACHER_KEY)
+    return None if name is None else FrozenEncoder.load(name, device, role="teacher")
+
+
+def sampler_name(recipe: Recipe) -> str:
+    """The recipe's [data] sampler, "auto" resolved: in-batch negatives must not meet their own text; batch-hard
+    needs label pairs."""
+    name = recipe.data["sampler"]
+    if makes_pairs(recipe.loss_needs):  # the only sampler that makes its rows (the recipe refuses any other)
+        return "tension_pairs"
+    if name == "auto":
+        declared = recipe.loss_needs
+        name = "no_duplicates" if declared.in_batch_negatives else "group_by_label" if declared.kind == "labels" \
+            else "random"
+    return name
+
+
+def make_sampler(recipe: Recipe, data: TrainData):
+    name, batch_size, seed = sampler_name(recipe), recipe.train["batch_size"], recipe.train["seed"]
+    if name == "tension_pairs":
+        return TensionPairSampler(len(data), batch_size, recipe.loss.get(PAIRS_KEY, PAIRS_DEFAULT), seed=seed)
+    if name == "group_by_label":
+        return GroupByLabelBatchSampler(data.targets, batch_size, seed=seed)
+    if name == "no_duplicates":
+        return NoDuplicatesBatchSampler(data.columns, batch_size, seed=seed)
+    return RandomBatchSampler(len(data), batch_size, seed=seed)
+
+
+def make_evaluator(task: str, path: str, fmt: str = "auto", roles: dict | None = None, batch_size: int = 32,
+                   limit: int = 0, header: bool = True, columns: list | None = None) -> Callable:
+    """A function model -> metrics dict for ``task`` on the file at ``path``."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    roles = roles or default_roles(task)
+    got = read_roles(path, fmt, roles, TASKS[task].kind, header=header, columns=columns)
+    if limit:
+        got = [column[:limit] for column in got]
+    if task == "similarity" and len(set(got[2])) < 2:  # a correlation with a constant is undefined (NaN)
+        raise ValueError(f"{path}: every gold score is {got[2][0]}; a similarity evaluation needs scores that differ")
+    if task == "triplet":
+        if len(got) != 3:
+            raise ValueError(f"{path}: triplet evaluation needs anchor, positive and negative columns")
+        return lambda model: evaluate_triplets(model, *got, batch_size=batch_size)
+    if task == "similarity":
+        return lambda model: evaluate_similarity(model, *got, batch_size=batch_size)
+    anchors, positives = got[0], got[1]
+    corpus_ids = {text: i for i, text in enumerate(dict.fromkeys(positives))}  # identical documents are one document
+    queries = {i: text for i, text in enumerate(anchors)}
+    relevant = {i: {corpus_ids[positives[i]]} for i in range(len(anchors))}
+    corpus = {i: text for text, i in corpus_ids.items()}
+    return lambda model: evaluate_retrieval(model, queries, corpus, relevant, batch_size=batch_size)
+
+
+def recipe_evaluator(recipe: Recipe) -> Callable | None:
+    """The evaluator the recipe's [eval] table describes, or None without one."""
+    if recipe.eval is None:
+        return None
+    e = recipe.eval
+    return make_evaluator(e["task"], e["data"], e["format"], e["roles"], e["batch_size"], e["limit"], e["header"],
+                          e["columns"])
+
+
+def default_roles(task: str) -> dict:
+    """Column names assumed when ``minilm eval`` is given none: the role names themselves."""
+    if task == "similarity":
+        return {"a": "a", "b": "b", "score": "score"}
+    if task == "retrieval":
+        return {"anchor": "anchor", "positive": "positive"}
+    return {"anchor": "anchor", "positive": "positive", "negative": "negative"}
+
+
+def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
+    """What the model card says about this run before it starts: base model, data, loss, hyperparameters."""
+    d, kind = recipe.data, recipe.loss_needs.kind
+    names = list(STS_COLUMNS[: 3 if kind == "scores" else 2]) if d["format"] == "sts" else role_columns(
+        d["roles"], kind, recipe.teacher_model, recipe.loss_needs.model_copy)
+    values = data.columns + ([data.targets] if data.targets is not None else [])
+    config = TrainConfig.from_dict(recipe.train)
+    sampler = {"sampler": sampler_name(recipe)}
+    e = recipe.eval
+    loss = describe_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent)
+    # a frozen guide or teacher model shapes what was learnt: the card names it with the loss's settings
+    loss.settings.update({key: recipe.loss[key] for key in (GUIDE_KEY, TEACHER_KEY) if recipe.loss.get(key)})
+    return TrainingCard(
+        base_model=recipe.model["base"],
+        dataset_name=Path(d["train"]).name,
+        columns=dict(zip(names, values)),
+        loss=loss,
+        hyperparameters={**asdict(config), **sampler},
+        non_default={**non_defaults(config), **(sampler if d["sampler"] != "auto" else {})},
+        eval_task=e["task"] if e else None,
+        eval_dataset=Path(e["data"]).stem if e else None,
+    )
+
+
+def claim_for(recipe: Recipe, output_dir: Path, resume: bool, overwrite: bool):
+    """Claim ``output_dir`` for this run (rank 0 does; every rank raises its refusal, so none waits for a peer)."""
+    problem = claim = None
+    if distributed.rank() == 0:
+        try:
+            claim = output_dir_claim(output_dir, run_record(recipe), resume, overwrite)
+        except (OSError, ValueError) as e:
+            problem = e
+    problems = distributed.gather_objects(None if problem is None else (type(problem), str(problem)))
+    if problem is not None:
+        raise problem
+    if problems[0] is not None:
+        kind, message = problems[0]
+        raise kind(message)
+    return claim
+
+
+def run_recipe(recipe: Recipe, output_dir: str | Path, resume: bool = False, log=print,
+               overwrite: bool = False) -> list[dict]:
+    """Fine-tune as ``recipe`` says; returns the evaluation history (before, every eval_steps, after).
+
+    ``output_dir`` holds one run (minilm.run.output_dir): a new or empty one is claimed for this run, the same
+    run is continued with ``resume``, a different one replaced only with ``overwrite``.
+    Launched by torchrun, every process runs this: it joins the process group (and leaves it at the end), and only
+    rank 0 logs; the others return an empty history.
+    """
+    created = distributed.init_from_env(recipe.train["distributed_timeout_s"])
+    try:
+        with ExitStack() as held:  # the output directory's lock, for as long as the run uses it
+            return _run(recipe, Path(output_dir), resume, log if distributed.rank() == 0 else lambda _: None,
+                        overwrite, held)
+    finally:
+        if created:
+            distributed.shutdown()
+
+
+def _run(recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = False,
+         held: ExitStack | None = None) -> list[dict]:
+    from minilm.encoder import SentenceEncoder
+
+    distributed.check_batch_size(recipe.train["batch_size"], distributed.world_size())  # before anything loads
+    data = load_train_data(recipe)  # data and evaluator are read before the model: bad rows fail fast
+    sampler = checked_sampler(recipe, data, make_sampler, distributed.world_size())  # degenerate runs refused
+    check_teacher_scores(recipe, data)  # teacher numbers that do not fit the candidates, before the model loads
+    check_teacher_width(recipe)  # a teacher model of another width than the loss compares, from the config files
+    evaluate = recipe_evaluator(recipe)
+    claim = claim_for(recipe, output_dir, resume, overwrite)  # held until the run ends (released by ``held``)
+    if held is not None and claim is not None:
+        held.enter_context(claim)
+    load = functools.partial(SentenceEncoder.from_pretrained, device=distributed.device())
+    found = newest_usable_checkpoint(output_dir, load, log) if resume else None
+    model = found[2] if found else load(recipe.model["base"])
+    loss_fn = build_loss(recipe, model, data)
+    trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log,
+                      card=training_card(recipe, data), guide=load_guide(recipe, distributed.device()),
+                      teacher=load_teacher(recipe, distributed.device()))
+    if found:
+        trainer.resume_from(found[0], found[1])
+        log(f"resumed from {found[0]} at step {trainer.step}")
+    elif resume:
+        trainer.resume_from(None)
+        log(f"no checkpoint in {output_dir} yet: the recorded run starts again from step 0")
+    world = distributed.world_size()
+    per_rank = f" ({world} processes x {recipe.train['batch_size'] // world})" if world > 1 else ""
+    log(f"{recipe.name}: {len(data)} rows, {trainer.total_steps} steps of batch {recipe.train['batch_size']}"
+        f"{per_rank}, loss {recipe.loss['name']}")
+    return trainer.train()

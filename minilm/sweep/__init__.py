@@ -1,0 +1,1 @@
+"""``minilm sweep``: loss configurations x seeds on one base recipe, paired, resumable, reported with intervals."""

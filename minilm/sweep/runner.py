@@ -1,0 +1,240 @@
+"""``minilm sweep SWEEP.toml``: one base recipe, a grid of loss configurations (and learning rates) x N seeds.
+
+A sweep file names a base recipe (its data, model, evaluation and training settings) and the configurations to
+compare; the first is the baseline::
+
+    recipe = "../../recipes/default_triplets.toml"   # relative to this file
+    seeds = [1, 2, 3]                                # or seeds = 3 for 0, 1, 2
+    metric = "cosine_accuracy"                       # default: the evaluation's first metric
+    set = ["train.max_steps=20"]                     # --set items applied to the base recipe for every run
+
+    [[configs]]
+    loss = { name = "mnrl", report = true }
+
+    [[configs]]
+    loss = { name = "triplet", distance = "cosine", report = true }
+    grid = { margin = [0.1, 0.3] }                   # one configuration per value (a product over several keys)
+    lr = [2e-5, 5e-5]                                # a learning rate, or a list of them (another grid axis)
+    train = { loss_lr = 1e-2 }                       # other [train] keys of this configuration
+
+Runs are **paired**: for one seed every configuration gets the same sampler (the base recipe's, or the one the
+losses' declarations call for), hence the same batches in the same order, and the same dropout seed, so differences
+between configurations are paired differences (``sweep_stats.py``). A configuration may not set what decides the
+batches (seed, batch_size, epochs, max_steps).
+
+**Cheap**: the base model is read once and copied per run, texts are tokenised once (one tokenizer cache shared by
+every run), the training data and the evaluator are built once, and the evaluation before training, the same for
+every run, is computed once. **Resumable**: each run lives in ``OUTPUT/runs/<config>/seed-<s>/`` (the trainer's
+log.jsonl and checkpoints, ``run.json`` saying what it is, ``result.json`` once finished); a rerun skips finished
+runs and resumes unfinished ones from their newest checkpoint. ``jobs`` > 1 runs that many at a time in forked
+worker processes, each with its share of the CPU threads. Every file the sweep writes is written beside its target
+and renamed into place. Reading and checking the file: ``sweep_spec.py``; the tables and plots: ``sweep_report.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import multiprocessing
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from minilm.util.checks import check_texts
+from minilm.util.io import write_json
+from minilm.run.registry import GUIDE_KEY, TEACHER_KEY
+from minilm.sweep.spec import RESULT, RUN_RECORD, RunSpec, Sweep, SweepError, load_sweep
+
+__all__ = ["run_sweep", "load_sweep", "SweepError", "train_run", "CachedTokenizer"]
+
+
+class CachedTokenizer:
+    """Wraps a WordPieceTokenizer so that each distinct text is tokenised once; the output is the same (the same ids,
+    padded by the same ``pad``). A sweep's runs share one: every run's batches and evaluations reuse its ids."""
+
+    def __init__(self, inner):
+        self.inner, self.ids, self.cut = inner, {}, set()  # cut: the texts longer than max_seq_length
+
+    def encode_ids(self, texts: list[str], truncated: list[int] | None = None) -> list[list[int]]:
+        check_texts(texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in self.ids]
+        if missing:
+            positions: list[int] = []
+            self.ids.update(zip(missing, self.inner.encode_ids(missing, positions)))
+            self.cut.update(missing[i] for i in positions)
+        if truncated is not None:
+            truncated.extend(i for i, t in enumerate(texts) if t in self.cut)
+        return [self.ids[t] for t in texts]
+
+    def __call__(self, texts: list[str]):
+        return self.inner.pad(self.encode_ids(texts))
+
+    def __getattr__(self, name: str):  # pad, max_seq_length, files, pad_id: the wrapped tokenizer's
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+@dataclass
+class Shared:
+    """What every run of a sweep shares: read, tokenised and evaluated once."""
+
+    model: object  # the base SentenceEncoder (a CachedTokenizer inside); each run trains a copy
+    data: object  # TrainData
+    evaluate: Callable
+    before: dict  # the evaluation of the base model
+    log: Callable[[str], None]
+    frozen: dict = field(default_factory=dict)  # guide / teacher models, loaded once (frozen: every run may share)
+
+    def copy_model(self):
+        return copy.deepcopy(self.model, memo={id(self.model.tokenizer): self.model.tokenizer})
+
+    def frozen_model(self, load: Callable, recipe):
+        """``load(recipe)`` (run.load_guide or run.load_teacher), once per model and guide batch size."""
+        key = (load.__name__, recipe.loss.get(GUIDE_KEY), recipe.loss.get(TEACHER_KEY), recipe.train["mini_batch_size"])
+        if key not in self.frozen:
+            self.frozen[key] = load(recipe)
+        return self.frozen[key]
+
+
+def run_sweep(path: str | Path, output: str | Path | None = None, jobs: int = 1, plots: bool = True,
+              log: Callable[[str], None] = print) -> list[dict]:
+    """Run every pending run of the sweep, then write sweep.csv, sweep.md and the plots; returns the results."""
+    from minilm.sweep.report import write_plots, write_tables
+
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"--jobs must be a positive int, got {jobs!r}")
+    sweep = load_sweep(path, output)
+    output = Path(output) if output is not None else Path("runs") / sweep.name
+    pending = [run for run in sweep.runs if not _finished(run)]
+    pending.sort(key=lambda run: (sweep.seeds.index(run.seed), run.index))  # seed by seed: pairs complete early
+    log(f"sweep {sweep.name}: {len(sweep.configs)} configurations x {len(sweep.seeds)} seeds; "
+        f"{len(sweep.runs) - len(pending)} finished, {len(pending)} to run")
+    if pending:
+        start = time.perf_counter()
+        shared = _prepare(sweep, log)
+        _check_metric(sweep, shared.before)
+        log(f"base model, data and evaluation before training ready in {time.perf_counter() - start:.1f} s")
+        for result in _execute(pending, shared, jobs):
+            log(f"[{result['label']} seed {result['seed']}] {result['status']} in {result['seconds']:.1f} s")
+            write_tables(sweep, output)
+    write_tables(sweep, output)
+    if plots:
+        write_plots(sweep, output, log)
+    return [json.loads((run.directory / RESULT).read_text(encoding="utf-8")) for run in sweep.runs
+            if _finished(run)]
+
+
+def _finished(run: RunSpec) -> bool:
+    """A finished run of this very configuration; a directory started for another one is refused, not reused."""
+    record = run.directory / RUN_RECORD
+    if record.is_file():
+        if json.loads(record.read_text(encoding="utf-8")) != json.loads(json.dumps(run.record())):
+            raise SweepError(f"{run.directory} holds a run of another configuration (its {RUN_RECORD} differs from "
+                             f"{run.label!r} seed {run.seed} of this sweep): use another --output, or remove it")
+    return (run.directory / RESULT).is_file()
+
+
+def _prepare(sweep: Sweep, log) -> Shared:
+    from minilm.encoder import SentenceEncoder
+    from minilm.run.build import load_train_data, recipe_evaluator
+
+    first = sweep.runs[0].recipe  # data and evaluation are the base recipe's, the same for every run
+    data = load_train_data(first)
+    evaluate = recipe_evaluator(first)
+    model = SentenceEncoder.from_pretrained(first.model["base"])
+    model.tokenizer = CachedTokenizer(model.tokenizer)
+    model.tokenizer.encode_ids([text for column in data.columns for text in column])  # once, before any fork
+    before = evaluate(model)
+    log("eval of the base model: " + "  ".join(f"{k} {v:.4f}" for k, v in before.items()))
+    return Shared(model, data, evaluate, before, log)
+
+
+def _check_metric(sweep: Sweep, before: dict) -> None:
+    if sweep.metric is None:
+        sweep.metric = next(iter(before))
+    elif sweep.metric not in before:
+        raise SweepError(f"{sweep.path}: metric {sweep.metric!r} is not one the evaluation gives: {sorted(before)}")
+
+
+_WORK: tuple[list[RunSpec], Shared] | None = None  # what forked workers inherit
+
+
+def _execute(pending: list[RunSpec], shared: Shared, jobs: int):
+    """Yield each run's result as it finishes: in this process, or in ``jobs`` forked workers."""
+    global _WORK
+    if jobs == 1 or len(pending) == 1:
+        for run in pending:
+            yield train_run(run, shared)
+        return
+    _WORK = (pending, shared)  # the workers inherit the model, the data and the tokenizer cache through fork
+    threads = max(1, torch.get_num_threads() // jobs)
+    try:
+        with multiprocessing.get_context("fork").Pool(jobs, initializer=torch.set_num_threads,
+                                                      initargs=(threads,)) as pool:
+            yield from pool.imap_unordered(_train_in_worker, range(len(pending)))
+    finally:
+        _WORK = None
+
+
+def _train_in_worker(i: int) -> dict:
+    pending, shared = _WORK
+    return train_run(pending[i], shared)
+
+
+def train_run(run: RunSpec, shared: Shared) -> dict:
+    """Train one run (resuming from its newest checkpoint if it has one), record its result, free its checkpoints."""
+    from minilm.train.config import TrainConfig
+    from minilm.run.build import build_loss, load_guide, load_teacher, make_sampler
+    from minilm.train.checkpoints import checkpoints
+    from minilm.train.trainer import Trainer, TrainingDiverged
+    from minilm.loading.weights import load_weights
+
+    start = time.perf_counter()
+    directory = run.directory
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(directory / RUN_RECORD, run.record())
+    found = checkpoints(directory)
+    model = shared.copy_model()
+    if found:
+        load_weights(model.bert, found[-1] / "model")
+        evaluate = shared.evaluate
+    else:  # a fresh start: what an earlier attempt left before its first checkpoint goes
+        for stale in (directory / "log.jsonl", directory / "checkpoints", directory / "final"):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+        evaluate = _first_call_gives(shared.before, shared.evaluate)  # the base model's, evaluated once
+    prefix = f"[{run.label} seed {run.seed}] "
+    trainer = Trainer(model, build_loss(run.recipe, model, shared.data), shared.data,
+                      make_sampler(run.recipe, shared.data), TrainConfig.from_dict(run.recipe.train), evaluate,
+                      directory, lambda line: shared.log(prefix + line), guide=shared.frozen_model(load_guide, run.recipe),
+                      teacher=shared.frozen_model(load_teacher, run.recipe))
+    trainer.save_final = run.keep == "final"
+    if found:
+        trainer.resume_from(found[-1])
+        shared.log(f"{prefix}resumed from {found[-1].name}")
+    status, error = "done", None
+    try:
+        trainer.train()
+    except TrainingDiverged as e:
+        status, error = "diverged", str(e)
+    result = {**run.record(), "status": status, "error": error, "steps": trainer.step, "history": trainer.history,
+              "seconds": time.perf_counter() - start}
+    del result["recipe"]
+    write_json(directory / RESULT, result)
+    shutil.rmtree(directory / "checkpoints", ignore_errors=True)  # only a resume needed them
+    return result
+
+
+def _first_call_gives(result: dict, evaluate: Callable) -> Callable:
+    """An evaluator whose first call (step 0: the untouched base model) returns ``result`` without evaluating."""
+    calls = []
+
+    def evaluate_once(model) -> dict:
+        calls.append(1)
+        return dict(result) if len(calls) == 1 else evaluate(model)
+
+    return evaluate_once
