@@ -1,5 +1,5 @@
-"""Command line: ``minilm encode`` / ``encode-join``, ``minilm similarity`` (and the training commands, added by their
-modules)."""
+"""The command line: parse the arguments, call one function of the layer that does the work, print. Errors a user can
+fix (``ValueError`` / ``OSError`` naming the file or option) end with exit status 2 and one line."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def cmd_sweep(args) -> int:
 
 def cmd_eval(args) -> int:
     from minilm.encoder import SentenceEncoder
-    from minilm.run.build import make_evaluator
+    from minilm.evaluation.evaluators import make_evaluator
 
     for item in args.roles or []:
         if "=" not in item or not all(part.strip() for part in item.split("=", 1)):

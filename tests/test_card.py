@@ -11,7 +11,9 @@ import yaml
 from minilm.card import LossCard, TrainingCard, column_stats, is_minilm_card
 from minilm.card.markdown import yaml_lines
 from minilm.encoder import SentenceEncoder
-from minilm.run.citations import GOR, KUSUPATI, MNRL_SYMMETRIC, REFERENCES, describe_loss
+from minilm.losses.bibtex import KUSUPATI
+from minilm.losses.catalogue import GOR, MNRL_SYMMETRIC, REFERENCES
+from minilm.run.citations import describe_loss
 from minilm.run.registry import LOSSES
 
 TEXTS = ["A man is playing a flute.", "Two dogs run through a field of tall grass near the river.", "x"]

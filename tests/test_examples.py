@@ -170,7 +170,7 @@ def test_kill_and_resume_gives_identical_weights_and_temperature(recipe_path, tm
     original_finish = trainer.Trainer.finish
 
     def keep_loss_state(self):
-        finished[self.output_dir.name] = {k: v.clone() for k, v in self.loss_module.state_dict().items()}
+        finished[self.output_dir.name] = {k: v.clone() for k, v in self.parts["loss"].module.state_dict().items()}
         original_finish(self)
 
     monkeypatch.setattr(trainer.Trainer, "finish", keep_loss_state)
@@ -220,3 +220,116 @@ def test_the_shipped_sweep_is_checked_in_full_without_a_model(monkeypatch, tmp_p
     assert len(sweep.runs) == 12 and {r.recipe.data["sampler"] for r in sweep.runs} == {"no_duplicates"}
     assert {r.recipe.data["train"] for r in sweep.runs} == {str(EXAMPLES.parents[1] / "recipes" / "data" /
                                                                 "default_triplets.csv")}
+
+
+# ------------------------------------------------------------------------------------------- cross-batch memory (XBM)
+
+XBM = f"{EXAMPLES / 'cross_batch_memory.py'}:cross_batch_memory_loss"
+
+
+def o_xbm(anchors, positives, memory, scale):
+    """The loop oracle: mean_i -log softmax_i(scale * cos(a_i, c)) over c = positives, then the memory's rows."""
+    candidates = list(positives) + list(memory)
+    total = 0.0
+    for i, a in enumerate(anchors):
+        logits = [scale * o_cos(a, c) for c in candidates]
+        top = max(logits)
+        total += top + math.log(sum(math.exp(z - top) for z in logits)) - logits[i]
+    return total / len(anchors)
+
+
+def test_xbm_loss_matches_its_oracle_and_is_mnrl_without_memory():
+    from minilm.losses import multiple_negatives_ranking_loss
+
+    loss_fn = resolve_loss(XBM)
+    a, p, m = _emb(5, seed=1), _emb(5, seed=2), _emb(7, seed=3)
+    loss, stats = split_output(loss_fn(a, p, memory=m, scale=7.0))
+    assert loss.item() == pytest.approx(o_xbm(a.tolist(), p.tolist(), m.tolist(), 7.0), rel=1e-9)
+    assert stats == {"memory_size": 7.0}
+    empty = split_output(loss_fn(a, p, memory=None, scale=20.0))[0]
+    assert empty.item() == pytest.approx(multiple_negatives_ranking_loss(a, p, scale=20.0).item(), rel=1e-12)
+    a, p, m = (t.clone().requires_grad_() for t in (a, p, m))
+    assert torch.autograd.gradcheck(lambda a, p, m: split_output(loss_fn(a, p, memory=m, scale=3.0))[0], (a, p, m))
+
+
+def test_xbm_is_refused_by_name_under_torchrun_and_its_memory_setting_checked():
+    from minilm.train.config import TrainConfig
+
+    extension = needs_of(resolve_loss(XBM)).extensions[0]
+    assert "keeps a memory of past batches in one process" in extension.refusal("'xbm'", TrainConfig(), 2)
+    assert extension.refusal("'xbm'", TrainConfig(), 1) is None
+    with pytest.raises(ValueError, match="memory_batches must be a positive int, got 0"):
+        extension(0)
+
+
+XBM_RECIPE = """name = "xbm"
+[model]
+base = "{base}"
+[data]
+train = "{data}"
+roles = {{ anchor = "anchor", positive = "positive" }}
+sampler = "no_duplicates"
+[loss]
+name = "{loss}"
+memory_batches = 2
+[train]
+batch_size = 8
+max_steps = 6
+save_steps = 1
+keep_checkpoints = 10
+"""
+
+
+def test_xbm_trains_from_a_recipe_and_resumes_bit_identically_after_sigkill(tmp_path, tiny_base):
+    """The queue fills (memory_size 0, 8, 16, 16, ...), is checkpointed at every step, and a run SIGKILLed mid-way
+    and resumed ends with the same weights, the same queue and the same log as one never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "pairs.csv"
+    rows = [f"question {i} about topic {i % 7},answer {i} on topic {i % 7} in words" for i in range(48)]
+    data.write_text("anchor,positive\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    recipe = tmp_path / "xbm.toml"
+    recipe.write_text(XBM_RECIPE.format(base=tiny_base, data=data, loss=XBM), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def train(output: Path, *extra: str) -> subprocess.Popen:
+        command = [sys.executable, "-m", "minilm", "train", str(recipe), "--output", str(output), *extra]
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    straight = train(tmp_path / "straight")
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()
+    killed = train(tmp_path / "killed")
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "killed" / "checkpoints" / "step-0000003").exists():  # at least three steps in, not finished
+        assert killed.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    resumed = train(tmp_path / "killed", "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+
+    a, b = (load_file(tmp_path / name / "final" / "model.safetensors") for name in ("straight", "killed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    states = [torch.load(tmp_path / name / "checkpoints" / "step-0000005" / "trainer_state.pt", weights_only=False)
+              for name in ("straight", "killed")]
+    queues = [state["extensions"]["xbm"] for state in states]
+    assert queues[0].keys() == queues[1].keys() == {"0", "1"}  # memory_batches = 2: the last two batches
+    assert all(torch.equal(queues[0][k], queues[1][k]) for k in queues[0])
+    logged = [[r for r in _logged(tmp_path / name) if "loss" in r] for name in ("straight", "killed")]
+    assert logged[0] == logged[1]
+    assert [r["stats"]["memory_size"] for r in logged[0]] == [0.0, 8.0, 16.0, 16.0, 16.0, 16.0]
+
+
+def test_the_shipped_xbm_recipe_is_checked_in_full_without_a_model(monkeypatch):
+    from minilm.encoder import SentenceEncoder
+
+    monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
+    recipe = load_recipe(EXAMPLES.parent / "recipes" / "cross_batch_memory.toml")
+    assert recipe.loss_needs.extensions[0].name == "xbm" and recipe.loss["memory_batches"] == 4
+    assert recipe.data["sampler"] == "no_duplicates"
+    with pytest.raises(ValueError, match="memory_batches must be a positive int, got 0"):
+        load_recipe(EXAMPLES.parent / "recipes" / "cross_batch_memory.toml", ["loss.memory_batches=0"])

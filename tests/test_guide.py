@@ -16,6 +16,7 @@ from minilm.train.frozen import FrozenEncoder
 from minilm.run.recipe import RecipeError, load_recipe
 from minilm.run.build import run_recipe
 from minilm.sweep.runner import load_sweep, run_sweep
+from minilm.train.frozen import GuideModel
 
 
 @pytest.fixture()
@@ -52,10 +53,10 @@ def test_gist_trains_from_a_recipe_with_the_guide_frozen_and_never_saved(gist_re
     seen = keep_trainer(monkeypatch)
     run_recipe(load_recipe(gist_recipe), tmp_path / "out", log=lambda _: None)
     trainer = seen["trainer"]
-    assert_frozen_and_never_saved(trainer, trainer.guide.encoder, tiny_base, tmp_path / "out", "guide")
+    assert_frozen_and_never_saved(trainer, trainer.extension(GuideModel).frozen.encoder, tiny_base, tmp_path / "out", "guide")
     card = (tmp_path / "out" / "final" / "README.md").read_text(encoding="utf-8")
     assert f'"guide": "{tiny_base}"' in card  # the card names the guide with the loss's settings
-    assert trainer.loss_module is None
+    assert "loss" not in trainer.parts
     start = SentenceEncoder.from_pretrained(tiny_base).bert.state_dict()
     trained = trainer.model.bert.state_dict()
     assert not all(torch.equal(trained[name], start[name]) for name in start)  # while the model did train
@@ -130,11 +131,11 @@ def test_the_trainer_refuses_a_guide_that_does_not_fit_the_loss(gist_recipe, tin
     with pytest.raises(ValueError, match="takes a guide model's embeddings: give the trainer a guide"):
         trainer_module.Trainer(model, loss, data, sampler, config)
     with pytest.raises(ValueError, match="the guide must be a separate frozen copy, not the model being trained"):
-        trainer_module.Trainer(model, loss, data, sampler, config, guide=FrozenEncoder(model))
+        trainer_module.Trainer(model, loss, data, sampler, config, extensions=[GuideModel(FrozenEncoder(model))])
     mnrl = load_recipe(gist_recipe, ['loss={name="mnrl"}'])
-    with pytest.raises(ValueError, match="a guide model was given, but the loss does not take one"):
+    with pytest.raises(ValueError, match="a guide was given, but loss multiple_negatives_ranking_loss does not take one"):
         trainer_module.Trainer(model, build_loss(mnrl, model, data), data, sampler, config,
-                               guide=FrozenEncoder.load(str(tiny_base)))
+                               extensions=[GuideModel(FrozenEncoder.load(str(tiny_base)))])
 
 
 SWEEP = """

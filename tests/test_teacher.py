@@ -17,6 +17,7 @@ from minilm.train.config import TrainConfig
 from minilm.train.frozen import FrozenEncoder
 from minilm.run.recipe import RecipeError, load_recipe
 from minilm.run.build import build_loss, load_train_data, make_sampler, run_recipe
+from minilm.train.frozen import GuideModel, TeacherModel
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +49,10 @@ def test_mse_trains_on_the_teachers_embeddings_with_the_teacher_frozen_and_never
     seen = keep_trainer(monkeypatch)
     run_recipe(load_recipe(teacher_recipe), tmp_path / "out", log=lambda _: None)
     trainer = seen["trainer"]
-    assert_frozen_and_never_saved(trainer, trainer.teacher.encoder, tiny_base, tmp_path / "out", "teacher")
+    assert_frozen_and_never_saved(trainer, trainer.extension(TeacherModel).frozen.encoder, tiny_base, tmp_path / "out", "teacher")
     card = (tmp_path / "out" / "final" / "README.md").read_text(encoding="utf-8")
     assert f'"teacher": "{tiny_base}"' in card  # the card names the teacher with the loss's settings
-    assert trainer.loss_module is None and trainer.guide is None
+    assert "loss" not in trainer.parts and trainer.extension(GuideModel) is None
     start = SentenceEncoder.from_pretrained(tiny_base).bert.state_dict()
     trained = trainer.model.bert.state_dict()
     assert not all(torch.equal(trained[name], start[name]) for name in start)  # while the model did train
@@ -92,11 +93,11 @@ def test_embed_distill_learns_a_projection_to_a_teacher_of_another_width(teacher
                                           f'projection_dim=32}}', "train.max_steps=2"])
     run_recipe(recipe, tmp_path / "out", log=lambda _: None)
     trainer = seen["trainer"]
-    assert trainer.teacher.embedding_dim == 32 and trainer.model.embedding_dim == 64
-    assert trainer.loss_module.projection.weight.shape == (32, 64)
+    assert trainer.extension(TeacherModel).frozen.embedding_dim == 32 and trainer.model.embedding_dim == 64
+    assert trainer.parts["loss"].module.projection.weight.shape == (32, 64)
     optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
-    assert {id(p) for p in trainer.loss_module.parameters()} <= optimised  # the projection trains, the teacher not
-    assert not optimised & {id(p) for p in trainer.teacher.encoder.parameters()}
+    assert {id(p) for p in trainer.parts["loss"].module.parameters()} <= optimised  # the projection trains, the teacher not
+    assert not optimised & {id(p) for p in trainer.extension(TeacherModel).frozen.encoder.parameters()}
 
 
 @pytest.mark.parametrize("override, message", [
@@ -143,19 +144,19 @@ def test_the_trainer_refuses_a_teacher_that_does_not_fit(teacher_recipe, tiny_ba
     data = load_train_data(recipe)
     loss, sampler, config = build_loss(recipe, model, data), make_sampler(recipe, data), TrainConfig(batch_size=8)
     with pytest.raises(ValueError, match="the teacher must be a separate frozen copy, not the model being trained"):
-        trainer_module.Trainer(model, loss, data, sampler, config, teacher=FrozenEncoder(model, role="teacher"))
+        trainer_module.Trainer(model, loss, data, sampler, config, extensions=[TeacherModel(FrozenEncoder(model, role="teacher"))])
     with pytest.raises(ValueError, match=r"the teacher model embeds in 32 dimensions, but loss mse_distill_loss "
                                          r"compares it with 64-dimensional embeddings \(the student's is 64\)"):
-        trainer_module.Trainer(model, loss, data, sampler, config, teacher=FrozenEncoder.load(str(narrow_teacher)))
+        trainer_module.Trainer(model, loss, data, sampler, config, extensions=[TeacherModel(FrozenEncoder.load(str(narrow_teacher)))])
     teacher = FrozenEncoder.load(str(tiny_base), role="teacher")
     with_column = trainer_module.TrainData(columns=data.columns[:1], targets=[[0.0] * 64] * len(data),
                                            target_name="teacher_embeddings")
     with pytest.raises(ValueError, match=r"a teacher model was given and the data holds a teacher column "
                                          r"\(teacher_embeddings\): the teacher's embeddings come from one or the other"):
-        trainer_module.Trainer(model, loss, with_column, sampler, config, teacher=teacher)
+        trainer_module.Trainer(model, loss, with_column, sampler, config, extensions=[TeacherModel(teacher)])
     mnrl = load_recipe(teacher_recipe, ['loss={name="mnrl"}', 'data.roles={anchor="anchor", positive="positive"}'])
-    with pytest.raises(ValueError, match="a teacher model was given, but loss multiple_negatives_ranking_loss takes no "
-                                         "teacher embeddings"):
-        trainer_module.Trainer(model, build_loss(mnrl, model, data), data, sampler, config, teacher=teacher)
+    with pytest.raises(ValueError, match="a teacher was given, but loss multiple_negatives_ranking_loss does not take "
+                                         "one"):
+        trainer_module.Trainer(model, build_loss(mnrl, model, data), data, sampler, config, extensions=[TeacherModel(teacher)])
     with pytest.raises(TypeError, match="the teacher embeds texts: columns\\[0\\] must be a list of texts, got str"):
         teacher.embed(["one text"])

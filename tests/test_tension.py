@@ -15,7 +15,7 @@ from minilm.losses.inputs import Needs
 from minilm.train import distributed
 from minilm.train import trainer as trainer_module
 from minilm.train.config import TrainConfig
-from minilm.train.model_copy import TextPairs
+from minilm.data.dataset import TextPairs
 from minilm.run.recipe import RecipeError, load_recipe
 from minilm.run.build import load_train_data, make_sampler, run_recipe
 from minilm.train.samplers import TensionPairSampler
@@ -87,7 +87,7 @@ def test_the_model_and_its_copy_both_train_and_only_the_model_is_saved(tension_r
     seen = keep_trainer(monkeypatch)
     run_recipe(load_recipe(tension_recipe), tmp_path / "out", log=quiet)
     trainer = seen["trainer"]
-    model, twin = trainer.model, trainer.model_copy
+    model, twin = trainer.model, trainer.parts["model_copy"].module
     start = SentenceEncoder.from_pretrained(tiny_base).bert.state_dict()
     moved = {name: tensors for name, tensors in (("model", model.bert.state_dict()), ("copy", twin.bert.state_dict()))}
     for name, state in moved.items():
@@ -135,7 +135,7 @@ def test_a_run_killed_and_resumed_equals_the_straight_run(loss, tension_recipe, 
     a = load_file(tmp_path / "straight" / "final" / "model.safetensors")
     b = load_file(tmp_path / "resumed" / "final" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    copy_a, copy_b = straight.model_copy.state_dict(), resumed.model_copy.state_dict()
+    copy_a, copy_b = straight.parts["model_copy"].module.state_dict(), resumed.parts["model_copy"].module.state_dict()
     assert all(torch.equal(copy_a[k], copy_b[k]) for k in copy_a)  # the copy resumed, not re-copied
     logs = [[json.loads(line)["loss"] for line in (tmp_path / run / "log.jsonl").read_text().splitlines()
              if "loss" in json.loads(line)] for run in ("straight", "resumed")]
@@ -152,7 +152,7 @@ def test_the_in_batch_form_embeds_the_same_texts_through_the_copy_and_the_model(
     seen = keep_trainer(monkeypatch)
     run_recipe(recipe, tmp_path / "out", log=quiet)
     trainer = seen["trainer"]
-    assert isinstance(trainer.loss_module, ContrastiveTensionInBatchLoss) and trainer.model_copy is not None
+    assert isinstance(trainer.parts["loss"].module, ContrastiveTensionInBatchLoss) and "model_copy" in trainer.parts
     log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
     assert [r["stats"]["scale"] > 0 for r in log if "loss" in r] == [True, True]
 
@@ -225,21 +225,22 @@ def test_the_trainer_refuses_torchrun(tiny_base, monkeypatch):
 def test_a_checkpoint_without_the_copy_is_refused_and_one_with_it_needs_a_loss_that_trains_one(tiny_base):
     tension = tiny_trainer(tiny_base)
     plain = tiny_trainer(tiny_base, loss=lambda a, b, scores: (a - b).pow(2).sum())
-    assert plain.model_copy is None and tension.model_copy is not None
-    with pytest.raises(ValueError, match="the checkpoint holds no trained copy of the model, but this run's loss "
-                                         "trains a copy"):
+    assert "model_copy" not in plain.parts and "model_copy" in tension.parts
+    with pytest.raises(ValueError, match=r"the checkpoint holds the state of no part besides the model, but this "
+                                         r"run's loss brings \['model_copy'\]: was it written with another loss\?"):
         tension.load_state_dict(plain.state_dict())
-    with pytest.raises(ValueError, match="the checkpoint holds a trained copy of the model, but this run's loss "
-                                         "trains no copy"):
+    with pytest.raises(ValueError, match=r"the checkpoint holds the state of \['model_copy'\] besides the model, but "
+                                         r"this run's loss brings none: was it written with another loss\?"):
         plain.load_state_dict(tension.state_dict())
 
 
 def test_the_copy_step_takes_two_columns(tiny_base):
-    from minilm.train.step import loss_backward_with_copy
+    from minilm.train.model_copy import ModelCopy
+    from minilm.train.step import step
 
     model = SentenceEncoder.from_pretrained(tiny_base)
     with pytest.raises(ValueError, match="a loss comparing the model with its copy takes 2 columns, got 3"):
-        loss_backward_with_copy(model, model, [["a"], ["b"], ["c"]], contrastive_tension_loss)
+        step(model, [["a"], ["b"], ["c"]], contrastive_tension_loss, embed=ModelCopy(model).embed)
 
 
 @pytest.mark.parametrize("declare, message", [
@@ -289,13 +290,14 @@ def test_a_sweep_varies_pos_neg_ratio_and_refuses_mixing_it_with_other_losses(te
 def test_a_non_finite_copy_weight_stops_the_run_naming_it(tiny_base):
     trainer = tiny_trainer(tiny_base)
     with torch.no_grad():
-        next(trainer.model_copy.parameters()).fill_(float("inf"))
+        next(trainer.parts["model_copy"].module.parameters()).fill_(float("inf"))
     with pytest.raises(trainer_module.TrainingDiverged, match=r"made weight copy\.\S+ non-finite"):
         trainer.check_weights(1e-3)
 
 
 def test_the_model_card_cites_contrastive_tension_with_its_pos_neg_ratio():
-    from minilm.run.citations import CARLSSON, describe_loss
+    from minilm.losses.bibtex import CARLSSON
+    from minilm.run.citations import describe_loss
 
     card = describe_loss("contrastive_tension", {"pos_neg_ratio": 4})
     assert card.settings == {"pos_neg_ratio": 4} and card.st_names == ["ContrastiveTensionLoss"]

@@ -315,14 +315,14 @@ loss_lr = 1e-2
     straight, resumed = finished["straight"], finished["resumed"]
     assert straight.step == resumed.step == 4
     assert_same_state(straight.model.state_dict(), resumed.model.state_dict(), "model")
-    assert_same_state(straight.loss_module.state_dict(), resumed.loss_module.state_dict(), "loss")
+    assert_same_state(straight.parts["loss"].module.state_dict(), resumed.parts["loss"].module.state_dict(), "loss")
     assert_same_state(straight.optimizer.state_dict(), resumed.optimizer.state_dict(), "optimizer")
     assert len(straight.optimizer.state_dict()["state"]) == len(straight.params)  # the loss's moments are in it
     initial = load_recipe(tmp_path / "r.toml")
     from minilm.run.build import build_loss, load_train_data
 
     start = build_loss(initial, straight.model, load_train_data(initial)).state_dict()
-    assert not all(torch.equal(start[k], v) for k, v in straight.loss_module.state_dict().items())  # it trained
+    assert not all(torch.equal(start[k], v) for k, v in straight.parts["loss"].module.state_dict().items())  # it trained
 
 
 def test_resuming_with_a_different_kind_of_loss_is_refused(recipe_path, tmp_path):
@@ -378,7 +378,8 @@ def test_a_layer_loss_step_equals_adaptive_layer_loss_on_the_models_per_layer_em
     from minilm import losses as L
     from minilm.loading.tokenizer import WordPieceTokenizer
     from minilm.run.registry import make_loss
-    from minilm.train.step import loss_backward_over_layers
+    from minilm.train.every_layer import embed_every_layer
+    from minilm.train.step import step
 
     model = tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 32), num_hidden_layers=3)
     columns = [[f"question {i} on topic {i % 3}" for i in range(5)],
@@ -386,7 +387,7 @@ def test_a_layer_loss_step_equals_adaptive_layer_loss_on_the_models_per_layer_em
     settings = {"n_layers_per_step": 2, "kl_temperature": 0.5, "layer_weighting": "log"}
     loss_fn = make_loss("adaptive_layer", {**settings, "loss": "mnrl", "loss_settings": {"scale": 10.0}})
     model.unpadded = True
-    ours = loss_backward_over_layers(model, columns, loss_fn, random.Random("step 7"))[0]
+    ours = step(model, columns, loss_fn, {"layer_rng": random.Random("step 7")}, embed=embed_every_layer).loss
     ours_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     model.unpadded = False

@@ -15,20 +15,10 @@ import minilm
 from minilm.util import io
 
 from minilm.card.training_part import TrainingCard
+from minilm.losses.bibtex import SBERT_CITATION
 
 MODEL_ID = "sentence_transformers_model_id"  # sentence-transformers' placeholder: its push_to_hub fills in the repo id
 EXAMPLES = ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]
-SBERT_CITATION = """@inproceedings{reimers-2019-sentence-bert,
-    title = "Sentence-BERT: Sentence Embeddings using Siamese BERT-Networks",
-    author = "Reimers, Nils and Gurevych, Iryna",
-    booktitle = "Proceedings of the 2019 Conference on Empirical Methods in Natural Language Processing",
-    month = "11",
-    year = "2019",
-    publisher = "Association for Computational Linguistics",
-    url = "https://arxiv.org/abs/1908.10084",
-}"""
-
-
 def intro(model, base: str | None) -> str:
     origin = f" finetuned from {model_link(base)}" if base else ""
     return (f"This is a [sentence-transformers](https://www.SBERT.net) model{origin}, written by minilm (a "

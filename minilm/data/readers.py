@@ -338,3 +338,21 @@ def read_sts(path: str | Path) -> tuple[list[str], list[str], list[float]]:
     if not scores:
         raise ValueError(f"{path}: file has no rows")
     return s1, s2, scores
+
+
+STS_COLUMNS = ("sentence1", "sentence2", "score")  # what read_roles gives of an STS file, as the card names them
+
+
+def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4.0, header: bool = True,
+               columns: list | None = None, teacher_model: bool = False, model_copy: bool = False):
+    """What a loss or evaluator of ``kind`` needs from a file (see ``data.to_roles``)."""
+    if fmt == "sts":
+        s1, s2, scores = read_sts(path)
+        if kind == "scores":
+            return s1, s2, [s / 5.0 for s in scores]  # 0-5 gold rescaled to 0-1, as sentence-transformers' examples do
+        if kind == "columns":
+            keep = [i for i, s in enumerate(scores) if s >= min_score]
+            return [[s1[i] for i in keep], [s2[i] for i in keep]]
+        raise ValueError(f"{path}: an STS file gives pairs or scores, not labels")
+    return to_roles(read_rows(path, columns=columns or None, has_header=header), roles, kind, teacher_model,
+                    model_copy)

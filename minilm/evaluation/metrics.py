@@ -1,4 +1,4 @@
-"""Evaluators: triplet accuracy, embedding-similarity correlation and information retrieval.
+"""The metrics: triplet accuracy, embedding-similarity correlation and information retrieval.
 
 Each evaluator reproduces sentence-transformers 6.2 (TripletEvaluator, EmbeddingSimilarityEvaluator,
 InformationRetrievalEvaluator) with cosine similarity. The metrics are pure functions of embeddings, so they

@@ -70,6 +70,9 @@ class Needs:
     # embeds the first text column and the model the second; the file gives one text column (role text), which the
     # run turns into pairs (kind scores: identical and random pairs, labelled 1 / 0) or feeds to both (kind columns)
     model_copy: bool = False
+    # objects of the run's a user's loss brings itself (minilm.train.extensions.Extension subclasses): a memory
+    # queue, a frozen model of its own. The trainer builds one of each for the run and the loss gets what they add.
+    extensions: tuple = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -116,15 +119,16 @@ class Needs:
 
 
 def needs(kind: str, columns: int | None = None, more_columns: bool = False, in_batch_negatives: bool = False,
-          guide: bool = False, layers: bool = False, model_copy: bool = False):
+          guide: bool = False, layers: bool = False, model_copy: bool = False, extensions: tuple = ()):
     """Decorator: declare what rows a loss needs (``columns`` defaults to the kind's fixed or least count); ``guide``:
     it also takes a guide model's embeddings of the same columns as the keyword ``guide`` (a list, one per column);
     ``layers``: it also takes every earlier layer's embeddings of the columns (``layers=``) and ``layer_rng=``;
     ``model_copy``: its two columns are embedded by a trained copy of the model and by the model (Contrastive
-    Tension)."""
+    Tension); ``extensions``: classes of the objects the run makes for it (``minilm.train.extensions``), whose
+    inputs it takes by keyword."""
     default = FIXED_COLUMNS.get(kind, MIN_COLUMNS.get(kind, 2))
     declared = Needs(kind, columns if columns is not None else default, more_columns,
-                     in_batch_negatives, guide, layers, model_copy)
+                     in_batch_negatives, guide, layers, model_copy, tuple(extensions))
 
     def mark(loss: Callable) -> Callable:
         loss.needs = declared
@@ -148,6 +152,21 @@ def needs_of(loss: Callable) -> Needs:
             name = getattr(loss, "__qualname__", type(loss).__name__)
             raise TypeError(f"loss {name} does not declare its inputs: decorate it with "
                             f"@minilm.losses.needs(kind, columns=...) (see docs/adding-a-loss.md)")
+
+
+def module_of(loss: Callable):
+    """The nn.Module inside a built loss (through matryoshka, gather and functools.partial wrappers), or None."""
+    from torch import nn
+
+    seen = loss
+    while not isinstance(seen, nn.Module):
+        if isinstance(seen, functools.partial):
+            seen = seen.func
+        elif hasattr(seen, "__wrapped__"):
+            seen = seen.__wrapped__
+        else:
+            return None
+    return seen
 
 
 # Names a loss class's __init__ may take to learn about the run; the trainer fills them, a recipe cannot set them.

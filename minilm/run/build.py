@@ -11,40 +11,24 @@ from pathlib import Path
 import torch
 
 from minilm.card import TrainingCard
-from minilm.evaluation.metrics import TASKS, evaluate_retrieval, evaluate_similarity, evaluate_triplets
+from minilm.data.readers import STS_COLUMNS, read_roles
+from minilm.evaluation.evaluators import make_evaluator
 from minilm.train import distributed
 from minilm.run.citations import describe_loss
 from minilm.train.config import non_defaults
-from minilm.data.readers import read_rows, read_sts, role_columns, to_roles
-from minilm.train.frozen import FrozenEncoder
-from minilm.train.model_copy import TextPairs
+from minilm.data.readers import role_columns
+from minilm.data.dataset import TextPairs, TrainData
+from minilm.train.extensions import RunContext
+from minilm.train.wiring import build_extensions
 from minilm.run.output_dir import claim as output_dir_claim
 from minilm.run.output_dir import run_record
 from minilm.run.preflight import check_teacher_scores, check_teacher_width, checked_sampler
 from minilm.run.recipe import Recipe
-from minilm.run.registry import GUIDE_KEY, PAIRS_DEFAULT, PAIRS_KEY, TEACHER_KEY, make_loss, makes_pairs
+from minilm.run.registry import GUIDE_KEY, PAIRS_DEFAULT, PAIRS_KEY, TEACHER_KEY, makes_pairs
 from minilm.train.samplers import (GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler,
                                       TensionPairSampler)
 from minilm.train.checkpoints import newest_usable_checkpoint
-from minilm.train.trainer import TrainConfig, TrainData, Trainer
-
-STS_COLUMNS = ("sentence1", "sentence2", "score")  # what read_roles gives of an STS file, as the card names them
-
-
-def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4.0, header: bool = True,
-               columns: list | None = None, teacher_model: bool = False, model_copy: bool = False):
-    """What a loss or evaluator of ``kind`` needs from a file (see ``data.to_roles``)."""
-    if fmt == "sts":
-        s1, s2, scores = read_sts(path)
-        if kind == "scores":
-            return s1, s2, [s / 5.0 for s in scores]  # 0-5 gold rescaled to 0-1, as sentence-transformers' examples do
-        if kind == "columns":
-            keep = [i for i, s in enumerate(scores) if s >= min_score]
-            return [[s1[i] for i in keep], [s2[i] for i in keep]]
-        raise ValueError(f"{path}: an STS file gives pairs or scores, not labels")
-    return to_roles(read_rows(path, columns=columns or None, has_header=header), roles, kind, teacher_model,
-                    model_copy)
-
+from minilm.train.trainer import TrainConfig, Trainer
 
 def load_train_data(recipe: Recipe) -> TrainData:
     d, declared = recipe.data, recipe.loss_needs
@@ -72,19 +56,25 @@ def build_loss(recipe: Recipe, model, data: TrainData) -> Callable:
     parameters drawn from ``[train] seed`` alone (not from whatever ran before in the process)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.train["seed"])
-        return make_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent, run_context(model, data))
+        return recipe.loss_spec.build(run_context(model, data))
 
 
-def load_guide(recipe: Recipe, device=None) -> FrozenEncoder | None:
-    """The frozen guide model the recipe's ``[loss] guide`` names (checked by the recipe), or None without one."""
-    name = recipe.loss.get(GUIDE_KEY)
-    return None if name is None else FrozenEncoder.load(name, device, batch_size=recipe.train["mini_batch_size"] or 32)
+def build_trainer(recipe: Recipe, model, data: TrainData, sampler, evaluate: Callable | None,
+                  output_dir: Path | None, log: Callable[[str], None], load_model: Callable | None = None,
+                  card: bool = True) -> Trainer:
+    """The one place a recipe's trainer is assembled, for ``minilm train`` and each run of ``minilm sweep``: the loss
+    bound, and every extension its declaration wants built (``load_model`` loads a frozen model the recipe names;
+    a sweep passes one that loads each model once)."""
+    from minilm.encoder import SentenceEncoder
 
-
-def load_teacher(recipe: Recipe, device=None) -> FrozenEncoder | None:
-    """The frozen teacher model the recipe's ``[loss] teacher`` names (checked by the recipe), or None without one."""
-    name = recipe.loss.get(TEACHER_KEY)
-    return None if name is None else FrozenEncoder.load(name, device, role="teacher")
+    config = TrainConfig.from_dict(recipe.train)
+    loss_fn = build_loss(recipe, model, data)
+    if load_model is None:
+        load_model = functools.partial(SentenceEncoder.from_pretrained, device=distributed.device())
+    run = RunContext(model, loss_fn, config, settings=dict(recipe.loss), target_name=data.target_name,
+                     load_model=load_model, world_size=distributed.world_size())
+    return Trainer(model, loss_fn, data, sampler, config, evaluate, output_dir, log,
+                   card=training_card(recipe, data) if card else None, extensions=build_extensions(run))
 
 
 def sampler_name(recipe: Recipe) -> str:
@@ -111,31 +101,6 @@ def make_sampler(recipe: Recipe, data: TrainData):
     return RandomBatchSampler(len(data), batch_size, seed=seed)
 
 
-def make_evaluator(task: str, path: str, fmt: str = "auto", roles: dict | None = None, batch_size: int = 32,
-                   limit: int = 0, header: bool = True, columns: list | None = None) -> Callable:
-    """A function model -> metrics dict for ``task`` on the file at ``path``."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
-    roles = roles or default_roles(task)
-    got = read_roles(path, fmt, roles, TASKS[task].kind, header=header, columns=columns)
-    if limit:
-        got = [column[:limit] for column in got]
-    if task == "similarity" and len(set(got[2])) < 2:  # a correlation with a constant is undefined (NaN)
-        raise ValueError(f"{path}: every gold score is {got[2][0]}; a similarity evaluation needs scores that differ")
-    if task == "triplet":
-        if len(got) != 3:
-            raise ValueError(f"{path}: triplet evaluation needs anchor, positive and negative columns")
-        return lambda model: evaluate_triplets(model, *got, batch_size=batch_size)
-    if task == "similarity":
-        return lambda model: evaluate_similarity(model, *got, batch_size=batch_size)
-    anchors, positives = got[0], got[1]
-    corpus_ids = {text: i for i, text in enumerate(dict.fromkeys(positives))}  # identical documents are one document
-    queries = {i: text for i, text in enumerate(anchors)}
-    relevant = {i: {corpus_ids[positives[i]]} for i in range(len(anchors))}
-    corpus = {i: text for text, i in corpus_ids.items()}
-    return lambda model: evaluate_retrieval(model, queries, corpus, relevant, batch_size=batch_size)
-
-
 def recipe_evaluator(recipe: Recipe) -> Callable | None:
     """The evaluator the recipe's [eval] table describes, or None without one."""
     if recipe.eval is None:
@@ -143,15 +108,6 @@ def recipe_evaluator(recipe: Recipe) -> Callable | None:
     e = recipe.eval
     return make_evaluator(e["task"], e["data"], e["format"], e["roles"], e["batch_size"], e["limit"], e["header"],
                           e["columns"])
-
-
-def default_roles(task: str) -> dict:
-    """Column names assumed when ``minilm eval`` is given none: the role names themselves."""
-    if task == "similarity":
-        return {"a": "a", "b": "b", "score": "score"}
-    if task == "retrieval":
-        return {"anchor": "anchor", "positive": "positive"}
-    return {"anchor": "anchor", "positive": "positive", "negative": "negative"}
 
 
 def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
@@ -230,10 +186,7 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = 
     load = functools.partial(SentenceEncoder.from_pretrained, device=distributed.device())
     found = newest_usable_checkpoint(output_dir, load, log) if resume else None
     model = found[2] if found else load(recipe.model["base"])
-    loss_fn = build_loss(recipe, model, data)
-    trainer = Trainer(model, loss_fn, data, sampler, TrainConfig.from_dict(recipe.train), evaluate, output_dir, log,
-                      card=training_card(recipe, data), guide=load_guide(recipe, distributed.device()),
-                      teacher=load_teacher(recipe, distributed.device()))
+    trainer = build_trainer(recipe, model, data, sampler, evaluate, output_dir, log)
     if found:
         trainer.resume_from(found[0], found[1])
         log(f"resumed from {found[0]} at step {trainer.step}")

@@ -22,7 +22,8 @@ from minilm.evaluation.metrics import evaluate_similarity
 from minilm.util.extras import MissingExtra
 from minilm.loading.hub import resolve_model_dir
 from minilm.data.readers import read_sts
-from minilm.run.build import default_roles, read_roles
+from minilm.data.readers import read_roles
+from minilm.evaluation.evaluators import default_roles
 
 NEIGHBOURS = 10
 BLOCK_ROWS = 1024  # rows of the similarity matrix held at once

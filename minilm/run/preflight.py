@@ -18,7 +18,8 @@ import torch
 from minilm.losses.inputs import split_output
 from minilm.loading.hub import resolve_model_dir
 from minilm.run.recipe import Recipe, RecipeError
-from minilm.run.registry import TEACHER_KEY, make_loss, teacher_width
+from minilm.run.registry import TEACHER_KEY, make_loss
+from minilm.train.frozen import teacher_width
 from minilm.loading.weights import read_config
 
 

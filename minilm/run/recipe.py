@@ -10,17 +10,16 @@ from __future__ import annotations
 import copy
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from minilm.evaluation.metrics import METRICS, TASKS
 from minilm.loading.hub import looks_like_path
 from minilm.losses.inputs import MODEL_ROLES, Needs, roles_of
 from minilm.train.config import GRADIENT_CACHE_KEYS, TrainConfig, check_best_settings, train_schema
-from minilm.train.loss_wiring import layers_refusal
-from minilm.train.model_copy import refusal
-from minilm.run.registry import (GUIDE_KEY, PAIRS_KEY, TEACHER_KEY, UnknownLossSettings, check_loss_kwargs,
-                                      is_module_loss, loss_needs, makes_pairs, resolve_loss)
+from minilm.train.wiring import refusal as extension_refusal
+from minilm.run.registry import (GUIDE_KEY, PAIRS_KEY, TEACHER_KEY, LossSpec, UnknownLossSettings,
+                                      is_module_loss, makes_pairs)
 from minilm.train.reporting import check_report_to
 
 REQUIRED = object()
@@ -71,11 +70,21 @@ class Recipe:
     train: dict
     eval: dict | None
     overrides: tuple = ()  # the command line's --set / --data / --quick, as typed (recorded with the run)
+    _loss_spec: LossSpec | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def loss_spec(self) -> LossSpec:
+        """The [loss] table resolved once (a file path in it is relative to the recipe's folder); resolved again only
+        if the table has changed since (a sweep's configuration, an override)."""
+        spec = self._loss_spec
+        if spec is None or spec.name != self.loss["name"] or spec.settings != self.loss_settings():
+            self._loss_spec = spec = LossSpec.resolve(self.loss["name"], self.loss_settings(), self.path.parent)
+        return spec
 
     @property
     def loss_needs(self) -> Needs:
         """What rows the loss declares it needs (``@minilm.losses.needs``)."""
-        return loss_needs(self.loss["name"], self.path.parent, self.loss_settings())
+        return self.loss_spec.needs
 
     def loss_settings(self) -> dict:
         return {k: v for k, v in self.loss.items() if k != "name"}
@@ -213,7 +222,8 @@ def validate(raw: dict, path: Path, renamed: str | None = None) -> Recipe:
     loss_raw = dict(sections["loss"])
     loss_head = _check_section({"name": loss_raw.pop("name")} if "name" in loss_raw else {}, "loss", path)
     try:
-        check_loss_kwargs(loss_head["name"], loss_raw, base_dir=path.parent)
+        spec = LossSpec.resolve(loss_head["name"], loss_raw, path.parent)
+        spec.check()
     except UnknownLossSettings as e:
         if renamed is None:
             raise RecipeError(f"{path}: [loss] {e}") from None
@@ -235,6 +245,7 @@ def validate(raw: dict, path: Path, renamed: str | None = None) -> Recipe:
         train=_check_section(sections["train"], "train", path),
         eval=_check_section(sections["eval"], "eval", path) if "eval" in sections else None,
     )
+    recipe._loss_spec = spec  # resolved and checked above: the run holds this one
     _check_values(recipe)
     return recipe
 
@@ -255,7 +266,7 @@ def _check_values(r: Recipe) -> None:
         raise RecipeError(f"{where}: [train] keep_checkpoints must be >= 1, got {t['keep_checkpoints']}")
     if t["loss_lr"] < 0:
         raise RecipeError(f"{where}: [train] loss_lr must be >= 0 (0: the loss's parameters use lr), got {t['loss_lr']}")
-    if t["loss_lr"] and not is_module_loss(resolve_loss(r.loss["name"], where.parent)):
+    if t["loss_lr"] and not is_module_loss(r.loss_spec.function):
         raise RecipeError(f"{where}: [train] loss_lr is set, but loss {r.loss['name']!r} is a function without "
                           f"parameters (an nn.Module loss has them)")
     if t["lr"] <= 0 or t["max_grad_norm"] <= 0 or t["weight_decay"] < 0 or not 0 <= t["warmup_ratio"] <= 1:
@@ -277,17 +288,13 @@ def _check_values(r: Recipe) -> None:
             raise RecipeError(f"{where}: [loss] {TEACHER_KEY} names a teacher model ({r.loss[TEACHER_KEY]}) and "
                               f"[data] roles name a teacher column ({role} = {r.data['roles'][role]!r}): the "
                               f"teacher's embeddings come from one or the other; drop one")
-    if declared.model_copy:  # the settings that cannot train the copy, refused before any model loads
-        problem = refusal(repr(r.loss["name"]), TrainConfig.from_dict(t), 1)
-        if problem is not None:
-            raise RecipeError(f"{where}: [train] {problem}")
+    # what the loss's extensions (a trained copy, every layer, a user's own) cannot run with, before any model loads
+    problem = extension_refusal(declared, r.loss, repr(r.loss["name"]), TrainConfig.from_dict(t), 1)
+    if problem is not None:
+        raise RecipeError(f"{where}: [train] {problem}")
     for key in GRADIENT_CACHE_KEYS:
         if t[key] and declared.kind != "columns":
             raise RecipeError(f"{where}: [train] {key} (gradient cache) needs an in-batch loss, not {r.loss['name']}")
-    if declared.layers:
-        problem = layers_refusal(repr(r.loss["name"]), TrainConfig.from_dict(t), 1)
-        if problem is not None:
-            raise RecipeError(f"{where}: [train] {problem}")
     if t["mini_batch_size"] and t["mini_batch_num_tokens"]:
         raise RecipeError(f"{where}: [train] give mini_batch_size (rows per mini-batch) or mini_batch_num_tokens "
                           f"(real tokens per mini-batch), not both: the token budget decides the rows")

@@ -9,8 +9,8 @@ follows from that declaration, not from the name.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 import importlib
-import random
 import importlib.util
 import inspect
 import sys
@@ -21,43 +21,11 @@ import torch
 from torch import Tensor, nn
 
 from minilm import losses
-from minilm.losses.inputs import CONTEXT, MODEL_ROLES, Needs, needs_of, split_output
+from minilm.losses.catalogue import LOSSES as CATALOGUE_LOSSES
+from minilm.losses.inputs import CONTEXT, MODEL_ROLES, Needs, module_of, needs_of, split_output
+from minilm.train.wiring import candidates, setting_keys
 
-LOSSES: dict[str, Callable[..., Tensor]] = {
-    "triplet": losses.triplet_loss,
-    "batch_hard_triplet": losses.batch_hard_triplet_loss,
-    "batch_semi_hard_triplet": losses.batch_semi_hard_triplet_loss,
-    "batch_all_triplet": losses.batch_all_triplet_loss,
-    "mnrl": losses.multiple_negatives_ranking_loss,
-    "cosent": losses.cosent_loss,
-    # the loss catalogue (docs/losses.md)
-    "contrastive": losses.contrastive_loss,
-    "online_contrastive": losses.online_contrastive_loss,
-    "cosine_similarity": losses.cosine_similarity_loss,
-    "angle": losses.angle_loss,
-    "mega_batch_margin": losses.mega_batch_margin_loss,
-    "supcon": losses.supcon_loss,
-    "ntxent": losses.ntxent_loss,
-    "circle": losses.circle_loss,
-    "multi_similarity": losses.multi_similarity_loss,
-    "arcface": losses.ArcFaceLoss,
-    "cosface": losses.CosFaceLoss,
-    "proxy_anchor": losses.ProxyAnchorLoss,
-    "softmax": losses.SoftmaxLoss,
-    "mse": losses.mse_distill_loss,
-    "embed_distill": losses.EmbedDistillLoss,
-    "margin_mse": losses.margin_mse_loss,
-    "distill_kl_div": losses.distill_kl_div_loss,
-    # a guide model's embeddings mask false negatives ([loss] guide names it); its cached form is this loss with
-    # [train] mini_batch_size, as for every in-batch loss
-    "gist": losses.gist_embed_loss,
-    # every earlier layer trained too ([loss] loss names the inner loss, loss_settings its settings)
-    "adaptive_layer": losses.adaptive_layer,
-    "matryoshka_2d": losses.matryoshka_2d,
-    # the model against a trained copy of itself, from one text column (training/model_copy.py)
-    "contrastive_tension": losses.contrastive_tension_loss,
-    "contrastive_tension_in_batch": losses.ContrastiveTensionInBatchLoss,
-}
+LOSSES = CATALOGUE_LOSSES  # name -> loss, from the one catalogue table (minilm/losses/catalogue.py)
 
 MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
 # Global Orthogonal Regularization added to the loss (losses.with_global_orthogonal_regularization): any of these
@@ -133,22 +101,48 @@ def resolve_loss(name: str, base_dir: str | Path | None = None) -> Callable[...,
     return loss
 
 
+@dataclass(frozen=True)
+class LossSpec:
+    """A recipe's ``[loss]`` table resolved once: the loss its name refers to (and a layer loss's inner loss), the
+    rows it consumes, and its settings. A run holds one; building, checking and describing the loss all start here."""
+
+    name: str  # as the recipe gives it: a registry name or an import path
+    function: Callable  # the loss it refers to: a function, or an nn.Module class
+    needs: Needs  # the rows it consumes (a layer loss: its inner loss's, plus every layer)
+    settings: dict = field(default_factory=dict)  # the table less ``name``
+    base_dir: Path | None = None  # where a file path in ``name`` is found
+    inner: Callable | None = None  # a layer loss's inner loss, resolved
+
+    @classmethod
+    def resolve(cls, name: str, settings: dict | None = None, base_dir: str | Path | None = None) -> LossSpec:
+        function = resolve_loss(name, base_dir)
+        declared, inner = needs_of(function), None
+        inner_name = (settings or {}).get(INNER_KEY)
+        if declared.layers and isinstance(inner_name, str) and inner_name:
+            try:
+                inner = resolve_loss(inner_name, base_dir)
+                declared = losses.layered_needs(inner)
+            except ValueError as e:
+                raise ValueError(f"loss {name!r}: {INNER_KEY} {inner_name!r}: {e}") from None
+        return cls(name, function, declared, dict(settings or {}), Path(base_dir) if base_dir else None, inner)
+
+    def build(self, context: dict | None = None) -> Callable[..., Tensor]:
+        return _build(self, context)
+
+    def check(self, dry_run: bool = True) -> None:
+        _check(self, dry_run)
+
+
 def loss_needs(name: str, base_dir: str | Path | None = None, settings: dict | None = None) -> Needs:
     """What rows the loss ``name`` consumes; for a layer loss, those of the inner loss its ``settings`` name."""
-    declared = needs_of(resolve_loss(name, base_dir))
-    inner = (settings or {}).get(INNER_KEY)
-    if declared.layers and isinstance(inner, str):
-        try:
-            return losses.layered_needs(resolve_loss(inner, base_dir))
-        except ValueError as e:
-            raise ValueError(f"loss {name!r}: {INNER_KEY} {inner!r}: {e}") from None
-    return declared
+    return LossSpec.resolve(name, settings, base_dir).needs
 
 
-def make_inner_loss(name: str, kwargs: dict, base_dir: str | Path | None, context: dict | None) -> dict:
+def make_inner_loss(spec: LossSpec, kwargs: dict, context: dict | None) -> dict:
     """A layer loss's settings with its inner loss built: ``loss`` (a name) and ``loss_settings`` become the bound
     inner loss. The inner loss must be a function: a module's parameters, hidden inside the wrapper, would be neither
-    optimised nor checkpointed. The inner loss's rows were checked first, by check_loss_kwargs (loss_needs)."""
+    optimised nor checkpointed. The inner loss's rows were checked first (``LossSpec.resolve``)."""
+    name, base_dir = spec.name, spec.base_dir
     inner, inner_settings = kwargs.pop(INNER_KEY, None), kwargs.pop(INNER_SETTINGS_KEY, None)
     if inner is None:
         if inner_settings is not None:
@@ -160,7 +154,7 @@ def make_inner_loss(name: str, kwargs: dict, base_dir: str | Path | None, contex
     if inner_settings is not None and not isinstance(inner_settings, dict):
         raise ValueError(f"loss {name!r}: {INNER_SETTINGS_KEY} must be a table of the inner loss's settings, "
                          f"got {inner_settings!r}")
-    if is_module_loss(resolve_loss(inner, base_dir)):
+    if is_module_loss(spec.inner):
         raise ValueError(f"loss {name!r}: inner loss {inner!r} has parameters (an nn.Module), which a layer loss "
                          f"cannot train; use a function loss")
     return {**kwargs, INNER_KEY: make_loss(inner, inner_settings or {}, base_dir, context)}
@@ -172,22 +166,8 @@ def is_module_loss(loss) -> bool:
 
 
 def loss_module_of(loss: Callable) -> nn.Module | None:
-    """The nn.Module inside a built loss (through matryoshka, gather and functools.partial wrappers), or None."""
-    seen = loss
-    while not isinstance(seen, nn.Module):
-        if isinstance(seen, functools.partial):
-            seen = seen.func
-        elif hasattr(seen, "__wrapped__"):
-            seen = seen.__wrapped__
-        else:
-            return None
-    return seen
-
-
-def teacher_width(loss: Callable, student_width: int) -> int:
-    """The teacher width a built loss compares with: its projection's (``teacher_dim``: embed_distill with
-    projection_dim), else the student's own."""
-    return getattr(loss_module_of(loss), "teacher_dim", None) or student_width
+    """The nn.Module inside a built loss, or None (``inputs.module_of``)."""
+    return module_of(loss)
 
 
 def settable(loss: Callable) -> list[str]:
@@ -204,18 +184,31 @@ def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None
     A loss class is instantiated with the settings plus the ``context`` values its __init__ asks for (CONTEXT
     names: embedding_dim, num_labels); the result is the module, whose parameters the trainer optimises.
     """
-    kwargs = dict(kwargs or {})
-    check_loss_kwargs(name, kwargs, dry_run=False, base_dir=base_dir)
+    return LossSpec.resolve(name, kwargs, base_dir).build(context)
+
+
+def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: str | Path | None = None) -> None:
+    """Validate a loss name and its keyword settings before any model loads; ValueError names the bad key.
+
+    Keys are checked against the loss's signature; with dry_run the values are checked by running the loss once on a
+    tiny random batch, so a bad distance name or a negative scale fails here, with the loss's own message.
+    """
+    LossSpec.resolve(name, kwargs, base_dir).check(dry_run)
+
+
+def _build(spec: LossSpec, context: dict | None) -> Callable[..., Tensor]:
+    name, found, declared = spec.name, spec.function, spec.needs
+    kwargs = dict(spec.settings)
+    _check(spec, dry_run=False)
     dims, weights = (kwargs.pop(k, None) for k in MATRYOSHKA_KEYS)
-    kwargs.pop(GUIDE_KEY, None)  # the trainer's business: the loss gets the guide's embeddings, not its name
-    kwargs.pop(TEACHER_KEY, None)  # likewise the teacher's
+    for key in setting_keys(declared):  # its extensions': the loss gets what they add, not these
+        kwargs.pop(key, None)
     kwargs.pop(PAIRS_KEY, None)  # the sampler's business
     gor = {GOR_KEYS[k]: kwargs.pop(k) for k in list(kwargs) if k in GOR_KEYS}
     if weights is not None and dims is None:
         raise ValueError("matryoshka_weights is set but matryoshka_dims is not")
-    found = resolve_loss(name, base_dir)
     if needs_of(found).layers and not is_module_loss(found):
-        kwargs = make_inner_loss(name, kwargs, base_dir, context)
+        kwargs = make_inner_loss(spec, kwargs, context)
     if is_module_loss(found):
         wanted = inspect.signature(found).parameters
         given = {k: v for k, v in (context or {}).items() if k in wanted}
@@ -231,19 +224,12 @@ def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None
     return losses.with_global_orthogonal_regularization(loss, **gor) if gor else loss
 
 
-def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: str | Path | None = None) -> None:
-    """Validate a loss name and its keyword settings before any model loads; ValueError names the bad key.
-
-    Keys are checked against the loss's signature; with dry_run the values are checked by running the loss once on a
-    tiny random batch, so a bad distance name or a negative scale fails here, with the loss's own message.
-    """
-    loss = resolve_loss(name, base_dir)
-    valid = settable(loss)
-    declared = loss_needs(name, base_dir, kwargs)
+def _check(spec: LossSpec, dry_run: bool) -> None:
+    name, kwargs, declared = spec.name, spec.settings, spec.needs
+    valid = settable(spec.function)
     if TEACHER_KEY in kwargs and declared.kind not in MODEL_ROLES:
         raise ValueError(teacher_refusal(name, declared))
-    models = ([GUIDE_KEY] if declared.guide else []) + ([TEACHER_KEY] if declared.kind in MODEL_ROLES else [])
-    models += [PAIRS_KEY] if makes_pairs(declared) else []
+    models = list(setting_keys(declared)) + ([PAIRS_KEY] if makes_pairs(declared) else [])
     if declared.layers:  # the inner loss takes matryoshka_dims in its own settings, not the wrapper
         extra = [INNER_SETTINGS_KEY] + models
         wrapping = [key for key in kwargs if key in MATRYOSHKA_KEYS or key in GOR_KEYS]
@@ -275,15 +261,12 @@ def check_loss_kwargs(name: str, kwargs: dict, dry_run: bool = True, base_dir: s
     width = min(width, 8192)  # a dry run, not an allocation test
     try:
         context = {"embedding_dim": width, **({"num_labels": 2} if declared.target == "labels" else {})}  # as a run has
-        bound = make_loss(name, kwargs, base_dir, context=context)
+        bound = _build(spec, context)
         # a loss that projects the student to a teacher's width says which width its teacher rows have
         args, targets = dummy_inputs(declared, width, teacher_width=getattr(bound, "teacher_dim", width))
-        if declared.guide:  # the guide's own width need not be the student's
-            targets[GUIDE_KEY] = [torch.randn(a.shape[0], 3, generator=torch.Generator().manual_seed(1)) for a in args]
-        if declared.layers:  # two earlier layers, shaped like the last
-            gen = torch.Generator().manual_seed(2)
-            targets["layers"] = {i: [torch.randn(a.shape, generator=gen) for a in args] for i in range(2)}
-            targets["layer_rng"] = random.Random(0)
+        for extension in candidates(declared):  # its own settings, and what it would add at a step
+            extension.check_settings(kwargs)
+            targets.update(extension.example_inputs(args))
         split_output(bound(*args, **targets))
     except (TypeError, ValueError) as e:
         if str(e).startswith(f"loss {name!r}: "):  # make_loss named it already

@@ -46,7 +46,6 @@ import torch
 
 from minilm.util.checks import check_texts
 from minilm.util.io import write_json
-from minilm.run.registry import GUIDE_KEY, TEACHER_KEY
 from minilm.sweep.spec import RESULT, RUN_RECORD, RunSpec, Sweep, SweepError, load_sweep
 
 __all__ = ["run_sweep", "load_sweep", "SweepError", "train_run", "CachedTokenizer"]
@@ -88,17 +87,18 @@ class Shared:
     evaluate: Callable
     before: dict  # the evaluation of the base model
     log: Callable[[str], None]
-    frozen: dict = field(default_factory=dict)  # guide / teacher models, loaded once (frozen: every run may share)
+    frozen: dict = field(default_factory=dict)  # models the losses' extensions load (frozen: every run may share)
 
     def copy_model(self):
         return copy.deepcopy(self.model, memo={id(self.model.tokenizer): self.model.tokenizer})
 
-    def frozen_model(self, load: Callable, recipe):
-        """``load(recipe)`` (run.load_guide or run.load_teacher), once per model and guide batch size."""
-        key = (load.__name__, recipe.loss.get(GUIDE_KEY), recipe.loss.get(TEACHER_KEY), recipe.train["mini_batch_size"])
-        if key not in self.frozen:
-            self.frozen[key] = load(recipe)
-        return self.frozen[key]
+    def load_model(self, name: str):
+        """A frozen model a run's loss names (a guide, a teacher), loaded once for the whole sweep."""
+        from minilm.encoder import SentenceEncoder
+
+        if name not in self.frozen:
+            self.frozen[name] = SentenceEncoder.from_pretrained(name)
+        return self.frozen[name]
 
 
 def run_sweep(path: str | Path, output: str | Path | None = None, jobs: int = 1, plots: bool = True,
@@ -188,10 +188,9 @@ def _train_in_worker(i: int) -> dict:
 
 def train_run(run: RunSpec, shared: Shared) -> dict:
     """Train one run (resuming from its newest checkpoint if it has one), record its result, free its checkpoints."""
-    from minilm.train.config import TrainConfig
-    from minilm.run.build import build_loss, load_guide, load_teacher, make_sampler
+    from minilm.run.build import build_trainer, make_sampler
     from minilm.train.checkpoints import checkpoints
-    from minilm.train.trainer import Trainer, TrainingDiverged
+    from minilm.train.trainer import TrainingDiverged
     from minilm.loading.weights import load_weights
 
     start = time.perf_counter()
@@ -208,10 +207,8 @@ def train_run(run: RunSpec, shared: Shared) -> dict:
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
         evaluate = _first_call_gives(shared.before, shared.evaluate)  # the base model's, evaluated once
     prefix = f"[{run.label} seed {run.seed}] "
-    trainer = Trainer(model, build_loss(run.recipe, model, shared.data), shared.data,
-                      make_sampler(run.recipe, shared.data), TrainConfig.from_dict(run.recipe.train), evaluate,
-                      directory, lambda line: shared.log(prefix + line), guide=shared.frozen_model(load_guide, run.recipe),
-                      teacher=shared.frozen_model(load_teacher, run.recipe))
+    trainer = build_trainer(run.recipe, model, shared.data, make_sampler(run.recipe, shared.data), evaluate, directory,
+                            lambda line: shared.log(prefix + line), load_model=shared.load_model, card=False)
     trainer.save_final = run.keep == "final"
     if found:
         trainer.resume_from(found[-1])

@@ -11,7 +11,7 @@ The loss itself only needs the (B, D) embeddings, so split the work:
 
 Peak memory is one mini-batch of activations; loss and parameter gradients equal the plain loss on the whole batch
 up to float rounding (with dropout on, the masks differ from a whole-batch forward, but two cached runs with the same
-seed agree). The trainer reaches this through ``step.loss_backward`` with a ``mini_batch_size``.
+seed agree). The trainer reaches this through ``step.step`` with a ``GradCache``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from minilm.losses.inputs import split_output
-from minilm.train.step import Column, bare_model, check_columns, model_device, rows_of
+from minilm.train.columns import Column, bare_model, check_columns, model_device, rows_of
 
 
 @dataclass
@@ -143,8 +143,9 @@ def cached_step(
     mini_batch_size: int,
     mini_batch_num_tokens: int | None = None,
     **loss_kwargs,
-) -> tuple[Tensor, dict[str, float | None]]:
-    """``cached_loss_backward``, also returning the statistics the loss reported."""
+) -> tuple[Tensor, dict[str, float | None], list[Tensor]]:
+    """``cached_loss_backward``, also returning the statistics the loss reported and every column's embeddings (B, D)
+    from the no-grad pass (detached)."""
     check_columns(columns, mini_batch_size)
     device = model_device(model)
     chunks = [split_column(model, column, mini_batch_size, mini_batch_num_tokens)
@@ -169,4 +170,4 @@ def cached_step(
                 emb = model(**features)  # (b, D), same dropout masks as in the no-grad pass
             if emb.requires_grad:  # a frozen encoder has nothing to accumulate
                 emb.backward(grad_part)
-    return loss, stats
+    return loss, stats, embeddings

@@ -1,22 +1,73 @@
-"""One training step's forward and backward: embed every text column, apply the loss, back-propagate.
+"""One training step's forward and backward: embed the batch's columns, apply the loss, back-propagate.
 
-``loss_backward_with_stats`` is what the trainer calls (``loss_backward`` drops the statistics). The plain path
-embeds all columns of the batch in one forward pass; with a ``mini_batch_size`` (or a ``mini_batch_num_tokens`` token
-budget) the gradient cache (``grad_cache.py``) does the same in bounded memory. A loss with parameters (an nn.Module) gets their gradients
-accumulated in ``.grad`` either way.
+A step is two choices composed, never a variant per loss:
+
+- **how the columns are embedded**: an ``Embed`` function, ``model, columns -> (embeddings, more loss inputs)``.
+  ``embed_plain`` stacks every column into one forward pass; an extension object may bring its own (every layer's
+  embeddings, or column 0 through a trained copy of the model: ``minilm/train/extensions.py``);
+- **how the backward is done**: in one pass, or, with a ``GradCache`` (``grad_cache.py``), in mini-batches of bounded
+  memory with the same gradients.
+
+The loss receives the embeddings, then the keyword inputs the step is given (targets, what extensions add) and what
+the embedding added. A loss with parameters (an nn.Module) gets their gradients accumulated in ``.grad`` either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minilm.losses.inputs import split_output
+from minilm.train.columns import Column, check_columns, embed_columns
+from minilm.train.grad_cache import cached_step
 
-Column = Sequence[str] | Mapping[str, Tensor]  # texts, or already tokenised features (B, T) per key
+Embed = Callable[[nn.Module, Sequence[Column]], tuple[list[Tensor], dict]]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: Tensor  # 0-d, detached
+    stats: dict[str, float | None]  # what the loss reported (``inputs.split_output``)
+    embeddings: list[Tensor]  # every column's (B, D), detached: what extensions observe after the step
+
+
+@dataclass(frozen=True)
+class GradCache:
+    """Run the backward in mini-batches (Gao et al. 2021): of ``rows`` rows, or of as many rows as fit ``tokens``
+    real tokens when that is set."""
+
+    rows: int | None = None
+    tokens: int | None = None
+
+
+def embed_plain(model: nn.Module, columns: Sequence[Column]) -> tuple[list[Tensor], dict]:
+    """Every column through the model in one forward pass; nothing more for the loss."""
+    return embed_columns(model, columns), {}
+
+
+def step(
+    model: nn.Module,
+    columns: Sequence[Column],
+    loss_fn: Callable[..., Tensor],
+    inputs: dict | None = None,
+    embed: Embed = embed_plain,
+    cache: GradCache | None = None,
+) -> StepResult:
+    """``loss_fn(*embeddings, **inputs)`` and its backward; parameter ``.grad`` is accumulated, not zeroed."""
+    inputs = inputs or {}
+    if cache is not None:
+        if embed is not embed_plain:  # the cache re-embeds each mini-batch through the one model
+            raise ValueError("the gradient cache embeds every column through the model alone, not another embedding")
+        # with a token budget the rows per mini-batch follow from the tokens: the row count is not used
+        loss, stats, embeddings = cached_step(model, columns, loss_fn, cache.rows or 1, cache.tokens, **inputs)
+        return StepResult(loss, stats, embeddings)
+    check_columns(columns, 1)
+    embeddings, more = embed(model, columns)
+    loss, stats = split_output(loss_fn(*embeddings, **inputs, **more))
+    loss.backward()
+    return StepResult(loss.detach(), stats, [e.detach() for e in embeddings])
 
 
 def loss_backward(
@@ -26,138 +77,7 @@ def loss_backward(
     mini_batch_size: int | None = None,
     **loss_kwargs,
 ) -> Tensor:
-    """One step's loss and backward; ``mini_batch_size`` switches the gradient cache on. Returns the detached loss."""
-    return loss_backward_with_stats(model, columns, loss_fn, mini_batch_size, **loss_kwargs)[0]
-
-
-def loss_backward_with_stats(
-    model: nn.Module,
-    columns: Sequence[Column],
-    loss_fn: Callable[..., Tensor],
-    mini_batch_size: int | None = None,
-    mini_batch_num_tokens: int | None = None,
-    **loss_kwargs,
-) -> tuple[Tensor, dict[str, float | None]]:
-    """``loss_backward``, also returning the statistics the loss reported (``inputs.split_output``).
-
-    ``mini_batch_num_tokens`` also switches the gradient cache on, its mini-batches bounded by real tokens instead of
-    rows (``grad_cache.token_budget_spans``)."""
-    if mini_batch_size is not None or mini_batch_num_tokens is not None:
-        from minilm.train.grad_cache import cached_step  # it builds on this module's helpers
-
-        # with a token budget the rows per mini-batch follow from the tokens: the row count is not used
-        rows = mini_batch_size if mini_batch_size is not None else 1
-        return cached_step(model, columns, loss_fn, rows, mini_batch_num_tokens, **loss_kwargs)
-    check_columns(columns, 1)
-    loss, stats = split_output(loss_fn(*embed_columns(model, columns), **loss_kwargs))
-    loss.backward()
-    return loss.detach(), stats
-
-
-def embed_columns(model: nn.Module, columns: Sequence[Column]) -> list[Tensor]:
-    """Every column's embeddings (B, D), from one forward pass over all columns stacked into one batch.
-
-    One pass instead of one per column: the matmuls get k times the rows, and the word-embedding table gets one
-    dense (vocab, H) gradient instead of k of them summed. Unpadded execution skips the extra padding a joint batch
-    carries everywhere but inside attention. What it bought is measured in benchmarks/README.md.
-    """
-    embeddings = model(**joint_features(model, columns))  # (k * B, D)
-    return list(embeddings.split([rows_of(column) for column in columns]))
-
-
-def embed_columns_by_layer(model: nn.Module, columns: Sequence[Column]) -> list[list[Tensor]]:
-    """Per hidden state (the embedding output, layer 1, ..., the last layer), every column's embeddings (B, D),
-    pooled as the last layer is, from one forward pass; the last entry equals ``embed_columns``."""
-    per_layer = bare_model(model).embed_layers(**joint_features(model, columns))  # L + 1 of (k * B, D)
-    sizes = [rows_of(column) for column in columns]
-    return [list(embeddings.split(sizes)) for embeddings in per_layer]
-
-
-def loss_backward_over_layers(
-    model: nn.Module,
-    columns: Sequence[Column],
-    loss_fn: Callable[..., Tensor],
-    layer_rng,
-    **loss_kwargs,
-) -> tuple[Tensor, dict[str, float | None]]:
-    """One step of a loss declared with ``@needs(..., layers=True)``: it gets the last layer's embeddings as its
-    columns, every earlier layer's as ``layers`` ({0: embedding output, ..., L - 1}) and ``layer_rng``, from which it
-    draws the layers it trains. The loss and its statistics, detached; gradients accumulated."""
-    check_columns(columns, 1)
-    *earlier, last = embed_columns_by_layer(model, columns)
-    output = loss_fn(*last, layers=dict(enumerate(earlier)), layer_rng=layer_rng, **loss_kwargs)
-    loss, stats = split_output(output)
-    loss.backward()
-    return loss.detach(), stats
-
-
-def loss_backward_with_copy(
-    model: nn.Module,
-    model_copy: nn.Module,
-    columns: Sequence[Column],
-    loss_fn: Callable[..., Tensor],
-    **loss_kwargs,
-) -> tuple[Tensor, dict[str, float | None]]:
-    """One step of a loss declared with ``@needs(..., model_copy=True)``: the trained copy embeds column 0 and the
-    model column 1 (sentence-transformers' model1 and model2), each in its own forward pass since they are two
-    models. The loss and its statistics, detached; gradients accumulated in both."""
-    check_columns(columns, 1)
-    if len(columns) != 2:
-        raise ValueError(f"a loss comparing the model with its copy takes 2 columns, got {len(columns)}")
-    (embeddings_a,) = embed_columns(model_copy, columns[:1])
-    (embeddings_b,) = embed_columns(model, columns[1:])
-    loss, stats = split_output(loss_fn(embeddings_a, embeddings_b, **loss_kwargs))
-    loss.backward()
-    return loss.detach(), stats
-
-
-def joint_features(model: nn.Module, columns: Sequence[Column]) -> dict[str, Tensor]:
-    """The columns' token features stacked row-wise into one batch (k * B, T), on the model's device."""
-    device = model_device(model)
-    if all(not isinstance(column, Mapping) for column in columns):
-        features = bare_model(model).tokenize([text for column in columns for text in column])
-    else:
-        tokenised = [c if isinstance(c, Mapping) else bare_model(model).tokenize(list(c)) for c in columns]
-        features = _stack_features([{k: v.to(device) for k, v in c.items()} for c in tokenised])
-    return {k: v.to(device) for k, v in features.items()}
-
-
-def _stack_features(columns: list[Mapping[str, Tensor]]) -> dict[str, Tensor]:
-    """Concatenate tokenised columns row-wise, right-padding each (B, T) tensor with zeros to the widest T.
-
-    Zero is a masked position (attention_mask 0) whatever the id there, so the padding changes no real token."""
-    keys = set(columns[0])
-    for i, column in enumerate(columns):
-        if set(column) != keys:
-            raise ValueError(f"columns[{i}] has feature keys {sorted(column)}, columns[0] has {sorted(keys)}")
-        for key, value in column.items():
-            if value.ndim != 2:
-                raise ValueError(f"columns[{i}][{key!r}] must be (batch, tokens), got shape {tuple(value.shape)}")
-    width = max(v.shape[1] for column in columns for v in column.values())
-    return {k: torch.cat([F.pad(column[k], (0, width - column[k].shape[1])) for column in columns]) for k in keys}
-
-
-def check_columns(columns: Sequence[Column], mini_batch_size: int) -> None:
-    if isinstance(mini_batch_size, bool) or not isinstance(mini_batch_size, int) or mini_batch_size < 1:
-        raise ValueError(f"mini_batch_size must be a positive int, got {mini_batch_size!r}")
-    if isinstance(columns, (str, Mapping)) or not isinstance(columns, Sequence) or not columns:
-        raise TypeError("columns must be a non-empty list of columns (each a list of texts or a feature dict)")
-    for i, column in enumerate(columns):
-        if isinstance(column, str) or not isinstance(column, (Sequence, Mapping)):
-            raise TypeError(f"columns[{i}] must be a list of texts or a feature dict, got {type(column).__name__}")
-    sizes = [rows_of(column) for column in columns]
-    if min(sizes) == 0 or len(set(sizes)) > 1:
-        raise ValueError(f"columns must be non-empty and of equal length, got lengths {sizes}")
-
-
-def bare_model(model: nn.Module) -> nn.Module:
-    """The encoder itself, also when it is wrapped in DistributedDataParallel (which has no ``tokenize``)."""
-    return getattr(model, "module", model)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    return getattr(bare_model(model), "device", None) or next(model.parameters()).device
-
-
-def rows_of(column: Column) -> int:
-    return len(next(iter(column.values()))) if isinstance(column, Mapping) else len(column)
+    """One step's loss and backward, for callers that hold a model and a loss (tests, notebooks, benchmarks);
+    ``mini_batch_size`` switches the gradient cache on. Returns the detached loss."""
+    cache = GradCache(mini_batch_size) if mini_batch_size is not None else None
+    return step(model, columns, loss_fn, loss_kwargs, cache=cache).loss

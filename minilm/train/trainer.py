@@ -1,17 +1,12 @@
-"""The trainer: batches -> loss (optionally gradient-cached) -> clip -> AdamW -> schedule, with logs and checkpoints.
+"""The trainer: batches -> one step (``step.py``) -> clip -> AdamW -> schedule, with logs, evaluations and checkpoints.
 
 Same seed, same data -> bit-identical weights on CPU; a run resumed from a checkpoint continues exactly as the
-uninterrupted run would have (model, optimiser, schedule, sampler position and RNG state are all saved).
-A loss with parameters (an nn.Module: a learnable temperature, a classifier head) is trained with the model: its
-parameters are optimised (at ``[train] loss_lr`` when set), checkpointed, and, when the loss class says
-``part_of_model = True``, saved beside the final model (``final/loss.safetensors``). Statistics a loss reports go
-to ``log.jsonl`` with each step (``"stats"``). A loss that takes a guide model's embeddings (GIST) gets them from a
-frozen guide model (minilm/train/frozen.py), which is neither optimised nor checkpointed nor saved; a distillation
-loss with a teacher model ([loss] teacher) gets the frozen teacher's embeddings of the batch's texts the same way.
-A loss comparing the model with a trained copy of it (Contrastive Tension, minilm/train/model_copy.py) gets the
-copy's embeddings of the first column and the model's of the second; the copy is optimised, clipped and checkpointed
-with the model, never saved as the model. A loss over every layer (AdaptiveLayer, Matryoshka2d) draws its layers from
-a random.Random seeded by the seed and the step, so a resume draws the same ones.
+uninterrupted run would have (model, optimiser, schedule, sampler position, RNG state and every extension's state are
+all saved). What a loss needs besides the batch's embeddings (its own parameters, a frozen guide or teacher model,
+every layer, a trained copy of the model, a user's memory queue) comes as extension objects
+(``extensions.py``; which ones, from the loss's declaration: ``wiring.py``): the trainer optimises, clips,
+checkpoints and saves their parts as each ``Part`` says, and passes the loss what they add, without naming any.
+Statistics a loss reports go to ``log.jsonl`` with each step (``"stats"``).
 Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
 (see minilm/train/distributed.py and docs/distributed.md). With ``metric_for_best`` the best evaluation is tracked
 (best.py): ``load_best_at_end`` makes it final/, ``early_stopping_patience`` stops the run; a resume keeps both.
@@ -21,77 +16,49 @@ from __future__ import annotations
 
 import json
 import math
-import random
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 from safetensors.torch import save
 
 from minilm.card import TrainingCard
-from minilm.util.checks import NonFiniteError
-from minilm.util.io import (WriteError, append_line, building, json_line, read_json_lines, remove_tree, write_bytes,
-                       write_json, write_text)
+from minilm.data.dataset import TrainData
+from minilm.loading.weights import load_weights
 from minilm.train import distributed
 from minilm.train.best import BestTracker
+from minilm.train.checkpoints import STATE_NAME, checkpoint_name, checkpoints, read_state, write_state
 from minilm.train.compiled import compiled_training
 from minilm.train.config import TrainConfig, check_best_settings
-from minilm.train.frozen import FrozenEncoder
+from minilm.train.extensions import Extension, Part, RunContext
 from minilm.train.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
-from minilm.train.checkpoints import STATE_NAME, checkpoint_name, checkpoints, read_state, write_state
-from minilm.train.loss_wiring import check_guide, check_teacher, model_copy_for, trains_layers
-from minilm.run.registry import loss_module_of
 from minilm.train.reporting import TensorBoard, check_report_to
-from minilm.train.step import loss_backward_over_layers, loss_backward_with_copy, loss_backward_with_stats
-from minilm.loading.weights import load_weights
+from minilm.train.step import GradCache, embed_plain, step
+from minilm.train.wiring import build_extensions, check_extensions
+from minilm.util.checks import NonFiniteError
+from minilm.util.io import (
+    WriteError,
+    append_line,
+    building,
+    json_line,
+    read_json_lines,
+    remove_tree,
+    write_bytes,
+    write_json,
+    write_text,
+)
+from minilm.util.progress import Progress
 
 LOG_NAME = "log.jsonl"
-LOSS_WEIGHTS = "loss.safetensors"  # in final/: the state of a loss that is part of the model (a classifier head)
-LOSS_CONFIG = "loss.json"  # beside it: which class, which parameters
+# A checkpoint's keys that are the trainer's own; every other key is a part's state (``Part.checkpointed``).
+TRAINER_KEYS = {"step", "epoch", "optimizer", "schedule", "sampler", "rng", "rng_by_rank", "history", "extensions",
+                "best"}
+
+__all__ = ["LOG_NAME", "TrainConfig", "TrainData", "Trainer", "TrainingDiverged"]
 
 
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient norm stopped being finite; the weights were not updated with it."""
-
-
-@dataclass
-class TrainData:
-    """Text columns plus, for labelled or scored losses, one target per row, passed to the loss by name."""
-
-    columns: list[list[str]]  # [anchors, positives, *negatives] | [texts] | [texts_a, texts_b]
-    targets: list | None = None  # int labels or float scores, one per row
-    target_name: str | None = None  # "labels" or "scores": the loss's keyword for the targets
-
-    def __len__(self) -> int:
-        return len(self.columns[0])
-
-    def batch(self, rows: list[int]) -> tuple[list[list[str]], dict]:
-        columns = [[column[i] for i in rows] for column in self.columns]
-        if self.targets is None:
-            return columns, {}
-        dtype = torch.long if self.target_name == "labels" else torch.float32
-        return columns, {self.target_name: torch.tensor([self.targets[i] for i in rows], dtype=dtype)}
-
-
-class Progress:
-    """One status line: rewritten in place on a terminal, printed about 20 times a run otherwise (logs, CI)."""
-
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total, self.stream, self.start = total, stream, time.perf_counter()
-        self.tty = stream.isatty()
-        self.every = max(1, total // 20)
-
-    def update(self, step: int, loss: float, lr: float) -> None:
-        if not self.tty and step % self.every and step != self.total:
-            return
-        rate = step / max(time.perf_counter() - self.start, 1e-9)
-        line = f"step {step}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  {rate:.2f} step/s"
-        print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", file=self.stream, flush=True)
-        if self.tty and step == self.total:
-            print(file=self.stream)
 
 
 class Trainer:
@@ -108,21 +75,28 @@ class Trainer:
         output_dir: str | Path | None = None,
         log: Callable[[str], None] = print,
         card: TrainingCard | None = None,
-        guide: FrozenEncoder | None = None,
-        teacher: FrozenEncoder | None = None,
+        extensions: Sequence[Extension] = (),
     ):
+        """``extensions``: objects made by the caller (a recipe run builds all its loss wants, loading its frozen
+        models); the others the loss's declaration wants, and its parameters, are made here."""
         self.model, self.loss_fn, self.data, self.sampler, self.config = model, loss_fn, data, sampler, config
-        self.guide = check_guide(guide, loss_fn, self.model)
-        self.teacher = check_teacher(teacher, loss_fn, self.model, data.target_name)
-        self.over_layers = trains_layers(loss_fn, config)
-        self.model_copy = model_copy_for(loss_fn, config, self.model)  # before compiling or wrapping: the starting weights
         self.evaluate, self.say = evaluate, log
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0  # the one process that logs, evaluates and writes files
-        self.forward_model = model  # what the loss step calls: the model, or DDP around it
-        self.device = next(model.parameters()).device  # labels and scores go where the embeddings are
-        self.loss_module = self.place_loss_module(loss_fn)  # found before any wrapping hides it
+        self.device = next(model.parameters()).device  # targets and extension inputs go where the embeddings are
+        run = RunContext(model, loss_fn, config, target_name=data.target_name, world_size=self.world_size)
+        self.extensions = build_extensions(run, list(extensions))  # before compiling or wrapping: starting weights
+        check_extensions(run, self.extensions)
+        self.parts: dict[str, Part] = {name: part for ext in self.extensions for name, part in ext.parts().items()}
+        for part in self.parts.values():
+            part.module.to(self.device)
+            if part.trains:
+                distributed.broadcast_parameters(part.module)  # equal on every rank
+        self.embed = next((e.embedding() for e in self.extensions if e.embedding() is not None), embed_plain)
+        rows, tokens = config.mini_batch_size or None, config.mini_batch_num_tokens or None
+        self.cache = GradCache(rows, tokens) if rows is not None or tokens is not None else None
+        self.forward_model = model  # what the step calls: the model, or DDP around it
         optimizer_class = AdamW
         if config.compile:  # before any wrapping: the fused loss is chosen by what the loss function is
             self.loss_fn, optimizer_class = compiled_training(model, loss_fn)
@@ -134,18 +108,20 @@ class Trainer:
                 self.loss_fn = distributed.gather_loss(self.loss_fn)
         torch.manual_seed(config.seed + self.rank)  # dropout draws, distinct per rank; the sampler has its own seed
         self.total_steps = config.max_steps or sum(len(self.sampler.batches(e)) for e in range(config.epochs))
-        self.optimizer = optimizer_class(self.optimizer_groups(), lr=config.lr, betas=(0.9, 0.999),
-                                         eps=1e-8, weight_decay=config.weight_decay)
-        self.schedule = LinearWarmupSchedule(self.optimizer, self.total_steps, config.warmup_steps,
-                                             config.warmup_ratio or None)
+        self.optimizer = optimizer_class(
+            self.optimizer_groups(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=config.weight_decay
+        )
+        self.schedule = LinearWarmupSchedule(
+            self.optimizer, self.total_steps, config.warmup_steps, config.warmup_ratio or None
+        )
         self.step = 0
         self.epoch = 0
         self.history: list[dict] = []  # evaluation results, in order
         self.last_checkpoint: Path | None = None
-        self.loss_params = [p for p in self.loss_module.parameters() if p.requires_grad] if self.loss_module else []
-        copy_params = [p for p in self.model_copy.parameters() if p.requires_grad] if self.model_copy else []
+        training = [part for part in self.parts.values() if part.trains]
+        self.outside_ddp = [p for part in training for p in part.module.parameters() if p.requires_grad]
         # clipped together, under one global norm
-        self.params = [p for p in model.parameters() if p.requires_grad] + copy_params + self.loss_params
+        self.params = [p for p in model.parameters() if p.requires_grad] + self.outside_ddp
         self.progress: Progress | None = None
         check_best_settings(config)
         check_report_to(config.report_to)
@@ -153,30 +129,28 @@ class Trainer:
             raise ValueError(f"metric_for_best {config.metric_for_best!r} needs an evaluator")
         if config.load_best_at_end and self.output_dir is None:
             raise ValueError("load_best_at_end needs an output directory (the best model is kept as a checkpoint)")
-        self.best = BestTracker(config.metric_for_best, config.greater_is_better, config.early_stopping_patience) \
-            if config.metric_for_best else None
+        self.best = (
+            BestTracker(config.metric_for_best, config.greater_is_better, config.early_stopping_patience)
+            if config.metric_for_best
+            else None
+        )
         self.card = card  # what the model card says about the run (filled in further at each save)
         self.tensorboard: TensorBoard | None = None  # opened at the first record (report_to = ["tensorboard"])
         self.log_records: list[dict] | None = None  # log.jsonl as records: read once (for a card), then kept in step
 
-    def place_loss_module(self, loss_fn: Callable):
-        """The loss's nn.Module (None for a function loss), moved to the model's device, equal on every rank."""
-        module = loss_module_of(loss_fn)
-        if module is not None:
-            module.to(self.device)
-            distributed.broadcast_parameters(module)
-        return module
+    def extension(self, kind: type[Extension]) -> Extension | None:
+        """This run's extension of class ``kind``, or None."""
+        return next((ext for ext in self.extensions if isinstance(ext, kind)), None)
 
     def optimizer_groups(self) -> list[dict]:
-        """The model's parameter groups, then its trained copy's (if any), then the loss's (at ``loss_lr`` when set);
-        the same weight-decay rule for all."""
+        """The model's parameter groups, then each training part's (at its own lr when it has one); the same
+        weight-decay rule for all."""
         groups = param_groups(self.model, self.config.weight_decay)
-        if self.model_copy is not None:  # trained like the model, at its lr
-            groups += [group for group in param_groups(self.model_copy, self.config.weight_decay) if group["params"]]
-        if self.loss_module is not None:
-            for group in param_groups(self.loss_module, self.config.weight_decay):
-                if group["params"]:
-                    groups.append({**group, "lr": self.config.loss_lr} if self.config.loss_lr else group)
+        for part in self.parts.values():
+            if part.trains:
+                for group in param_groups(part.module, self.config.weight_decay):
+                    if group["params"]:
+                        groups.append({**group, "lr": part.lr} if part.lr else group)
         return groups
 
     # ------------------------------------------------------------------------------------------- the loop: named steps
@@ -186,7 +160,8 @@ class Trainer:
         maybe save, until done; evaluate and save the final model last."""
         if self.step == 0:
             self.run_evaluation()
-        self.progress = Progress(self.total_steps) if self.is_main else None
+        if self.is_main:  # about 20 lines a run in a log file, however fast it goes
+            self.progress = Progress(self.total_steps, "steps", "train", start=self.step, every=max(1, self.total_steps // 20))
         for rows in self.batches():
             record = self.train_step(rows)
             self.log_step(record)
@@ -204,43 +179,36 @@ class Trainer:
             resuming_mid_epoch = False
             if not self.sampler.batches(self.epoch):
                 raise ValueError(f"the batch sampler yields no batch in epoch {self.epoch}: too few rows for batch_size?")
-            self.model.train(self.config.dropout)
-            if self.model_copy is not None:
-                self.model_copy.train(self.config.dropout)
-            if self.loss_module is not None:
-                self.loss_module.train(self.config.dropout)
+            self.train_mode()
             for rows in self.sampler:
                 yield rows
                 if self.step >= self.total_steps or self.stopped_early():
                     return
             self.epoch += 1
 
+    def train_mode(self) -> None:
+        """Dropout on (as ``[train] dropout`` says) in the model and every part that trains."""
+        self.model.train(self.config.dropout)
+        for part in self.parts.values():
+            if part.trains:
+                part.module.train(self.config.dropout)
+
     def train_step(self, rows: list[int]) -> dict:
-        """Loss, backward, clip, AdamW and schedule for one batch; the log record of the step."""
+        """One step (the loss's inputs, forward and backward), clip, AdamW and schedule; the log record of the step."""
         columns, targets = self.data.batch(rows)
-        targets = {k: v.to(self.device) for k, v in targets.items()}
-        if self.guide is not None:  # this rank's rows, as the frozen guide sees them (gathered with them, if at all)
-            targets["guide"] = self.guide.embed(columns, self.device)
-        if self.teacher is not None:  # one (B, D) per column, side by side: each column fits its own teacher row
-            targets["teacher_embeddings"] = torch.cat(self.teacher.embed(columns, self.device), dim=1)
+        inputs = {k: v.to(self.device) for k, v in targets.items()}
+        for ext in self.extensions:
+            inputs.update(ext.loss_inputs(columns, self.step, self.device))
         try:
-            if self.model_copy is not None:
-                loss, stats = loss_backward_with_copy(self.forward_model, self.model_copy, columns, self.loss_fn,
-                                                      **targets)
-            elif self.over_layers:
-                loss, stats = loss_backward_over_layers(self.forward_model, columns, self.loss_fn,
-                                                        self.layer_rng(), **targets)
-            else:
-                loss, stats = loss_backward_with_stats(self.forward_model, columns, self.loss_fn,
-                                                       self.config.mini_batch_size or None,
-                                                       self.config.mini_batch_num_tokens or None, **targets)
+            result = step(self.forward_model, columns, self.loss_fn, inputs, self.embed, self.cache)
         except NonFiniteError as e:  # finite weights can still overflow in the forward pass
             self.optimizer.zero_grad()
-            raise TrainingDiverged(f"step {self.step + 1} (epoch {self.epoch}): {e}; the weights after step "
-                                   f"{self.step} overflow (learning rate too high?); nothing from this step was "
-                                   f"saved{self._last_good()}") from None
-        distributed.average_gradients(self.loss_params)  # DDP averages the model's; the loss's are outside it
-        loss = distributed.mean_over_ranks(loss)  # every rank logs and checks the same number
+            raise TrainingDiverged(
+                f"step {self.step + 1} (epoch {self.epoch}): {e}; the weights after step {self.step} overflow "
+                f"(learning rate too high?); nothing from this step was saved{self._last_good()}"
+            ) from None
+        distributed.average_gradients(self.outside_ddp)  # DDP averages the model's; the parts' are outside it
+        loss = distributed.mean_over_ranks(result.loss)  # every rank logs and checks the same number
         grad_norm = clip_grad_norm(self.params, self.config.max_grad_norm)  # DDP made the gradients equal on every rank
         loss_value, norm_value = loss.item(), grad_norm.item()  # one device sync each
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
@@ -253,17 +221,14 @@ class Trainer:
         self.optimizer.step()
         self.schedule.step()
         self.optimizer.zero_grad()
+        for ext in self.extensions:
+            ext.after_step(result)
         self.step += 1
         self.check_weights(lr)
         record = {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
-        if stats:
-            record["stats"] = self.mean_statistics(stats)
+        if result.stats:
+            record["stats"] = self.mean_statistics(result.stats)
         return record
-
-    def layer_rng(self) -> random.Random:
-        """The generator a layer loss draws this step's layers from: a function of the seed and the step alone (a
-        string seed hashes the same in every process), so a resumed run draws what the uninterrupted one did."""
-        return random.Random(f"layers:{self.config.seed}:{self.step}")
 
     def mean_statistics(self, stats: dict) -> dict:
         """The loss's statistics averaged over ranks (each rank's are of its shard unless the loss is gathered)."""
@@ -273,15 +238,26 @@ class Trainer:
         means = distributed.mean_over_ranks(values).tolist()
         return {k: v if math.isfinite(v) else None for k, v in zip(stats, means)}
 
+    def saved_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Every tensor a checkpoint or the final save holds besides the optimiser's moments: the model's weights,
+        each checkpointed part's state and each extension's own state (a queue), by name."""
+        yield from self.model.named_parameters()
+        for name, part in self.parts.items():
+            if part.checkpointed or part.saved:
+                for key, value in part.module.state_dict().items():
+                    yield f"{name}.{key}", value
+        for ext in self.extensions:
+            for key, value in ext.state_dict().items():
+                yield f"{ext.name}.{key}", value
+
     def check_weights(self, lr: float) -> None:
-        """Stop the run at the step that made any weight NaN or infinite (e.g. a learning rate far too high): nothing
-        non-finite is logged or saved, and the last checkpoint stays the last good one."""
-        sums = torch.stack([p.detach().sum() for p in self.params])  # one cheap reduction per tensor
+        """Stop the run at the step that made any saved tensor NaN or infinite (e.g. a learning rate far too high):
+        nothing non-finite is logged or saved, and the last checkpoint stays the last good one."""
+        named = [(n, t.detach()) for n, t in self.saved_tensors() if t.is_floating_point()]
+        sums = torch.stack([t.sum() for _, t in named]) if named else torch.zeros(0)  # one cheap reduction each
         if bool(torch.isfinite(sums).all()):
             return
-        named = list(self.model.named_parameters())
-        named += [(f"copy.{n}", p) for n, p in self.model_copy.named_parameters()] if self.model_copy else []
-        bad = [name for name, p in named if not bool(torch.isfinite(p.detach()).all())]
+        bad = [name for name, t in named if not bool(torch.isfinite(t).all())]
         if not bad:  # a sum overflowed, the values themselves are finite
             return
         raise TrainingDiverged(
@@ -307,7 +283,7 @@ class Trainer:
     def log_step(self, record: dict) -> None:
         self.write_log(record)
         if self.progress is not None:
-            self.progress.update(record["step"], record["loss"], record["lr"])
+            self.progress.update(record["step"], f"loss {record['loss']:.4f}  lr {record['lr']:.2e}")
 
     def maybe_evaluate(self) -> None:
         every = self.config.eval_steps
@@ -329,22 +305,25 @@ class Trainer:
         if self.output_dir is not None and self.is_main and self.save_final:  # one process writes final/
             final_step = self.load_best() if self.config.load_best_at_end else self.step
             self.model.save(self.output_dir / "final", card=self.model_card(final_step))
-            self.save_loss_beside(self.output_dir / "final")
+            self.save_parts_beside(self.output_dir / "final")
             self.say(f"saved the fine-tuned model to {self.output_dir / 'final'}")
         if self.tensorboard is not None:
             self.tensorboard.close()
 
-    def save_loss_beside(self, directory: Path) -> None:
-        """A loss that is part of the model (class attribute ``part_of_model = True``, e.g. a classifier head):
-        its state_dict to ``loss.safetensors`` and its class and parameter shapes to ``loss.json``, in ``directory``."""
-        module = self.loss_module
-        if module is None or not getattr(module, "part_of_model", False):
-            return
-        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        about = {"class": f"{type(module).__module__}.{type(module).__qualname__}",
-                 "tensors": {k: list(v.shape) for k, v in state.items()}}
-        write_bytes(directory / LOSS_WEIGHTS, save(state))  # each whole or absent
-        write_json(directory / LOSS_CONFIG, about)
+    def save_parts_beside(self, directory: Path) -> None:
+        """Each part saved with the model (a classifier head that is part of the model): its state_dict to
+        ``<name>.safetensors`` and its class and tensor shapes to ``<name>.json``, in ``directory``."""
+        for name, part in self.parts.items():
+            if not part.saved:
+                continue
+            module = part.module
+            state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+            about = {
+                "class": f"{type(module).__module__}.{type(module).__qualname__}",
+                "tensors": {k: list(v.shape) for k, v in state.items()},
+            }
+            write_bytes(directory / f"{name}.safetensors", save(state))  # each whole or absent
+            write_json(directory / f"{name}.json", about)
 
     def run_evaluation(self) -> dict | None:
         """Evaluate, record and log; the result (None on the ranks that do not evaluate, or without an evaluator)."""
@@ -384,8 +363,11 @@ class Trainer:
         if not (path / "model.safetensors").is_file():
             raise FileNotFoundError(f"load_best_at_end: the best checkpoint (step {best}) is missing: {path}")
         load_weights(self.model.bert, path)
-        if self.loss_module is not None and getattr(self.loss_module, "part_of_model", False):  # its head too
-            self.loss_module.load_state_dict(read_state(path.parent)["loss"])
+        saved = {name: part for name, part in self.parts.items() if part.saved}
+        if saved:  # what is saved with the model is the best step's too
+            state = read_state(path.parent)
+            for name, part in saved.items():
+                part.module.load_state_dict(state[name])
         self.say(f"load_best_at_end: final/ is the model of step {best} ({self.best.metric} "
                  f"{self.best.best_value:.4f}), not the last one (step {self.step})")
         return best
@@ -445,28 +427,32 @@ class Trainer:
             "rng": rng,
             "rng_by_rank": distributed.gather_objects(rng),
             "history": self.history,
-            **({"loss": self.loss_module.state_dict()} if self.loss_module is not None else {}),
-            **({"model_copy": self.model_copy.state_dict()} if self.model_copy is not None else {}),
+            **{name: part.module.state_dict() for name, part in self.parts.items() if part.checkpointed},
+            "extensions": {ext.name: ext.state_dict() for ext in self.extensions if ext.state_dict()},
             "best": self.best.state_dict() if self.best is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if (self.loss_module is None) != ("loss" not in state):
-            raise ValueError(f"the checkpoint {'holds no' if 'loss' not in state else 'holds a'} loss state, but this "
-                             f"run's loss {'has' if self.loss_module is not None else 'has no'} parameters: "
-                             f"was it written with another loss?")
-        if (self.model_copy is None) != ("model_copy" not in state):
-            trains = "trains a" if self.model_copy is not None else "trains no"
-            raise ValueError(f"the checkpoint {'holds no' if 'model_copy' not in state else 'holds a'} trained copy of "
-                             f"the model, but this run's loss {trains} copy: was it written with another loss?")
+        kept = {name for name, part in self.parts.items() if part.checkpointed}
+        parts_in_state = set(state) - TRAINER_KEYS
+        if kept != parts_in_state:
+            raise ValueError(
+                f"the checkpoint holds the state of {sorted(parts_in_state) or 'no part'} besides the model, but this "
+                f"run's loss brings {sorted(kept) or 'none'}: was it written with another loss?"
+            )
+        extension_states = state.get("extensions", {})
+        unknown = set(extension_states) - {ext.name for ext in self.extensions}
+        if unknown:
+            raise ValueError(f"the checkpoint holds the state of extension(s) {sorted(unknown)}, which this run's "
+                             f"loss does not have: was it written with another loss?")
         self.step, self.epoch, self.history = state["step"], state["epoch"], list(state["history"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.sampler.load_state_dict(state["sampler"])
-        if self.loss_module is not None:
-            self.loss_module.load_state_dict(state["loss"])
-        if self.model_copy is not None:  # the copy as trained so far, not a fresh copy of the resumed model
-            self.model_copy.load_state_dict(state["model_copy"])
+        for name in kept:  # a trained copy as trained so far, not a fresh copy of the resumed model
+            self.parts[name].module.load_state_dict(state[name])
+        for ext in self.extensions:
+            ext.load_state_dict(extension_states.get(ext.name, {}))
         by_rank = state.get("rng_by_rank", [])
         torch.set_rng_state(by_rank[self.rank] if len(by_rank) == self.world_size else state["rng"])
         if self.best is not None and state.get("best") is not None:
