@@ -92,8 +92,20 @@ def describe(value) -> str:
 
 
 def describe_inputs(kwargs: Mapping) -> str:
+    """``q (2, 4) float32, n_head=2``; positional arguments (under the key ``"*"``) by the names they are given."""
+    shown = {**kwargs.get(POSITIONAL, {}), **{k: v for k, v in kwargs.items() if k != POSITIONAL}}
     return ", ".join(f"{name} {describe(value)}" if isinstance(value, (Tensor, Mapping)) else f"{name}={describe(value)}"
-                     for name, value in kwargs.items())
+                     for name, value in shown.items())
+
+
+# Inputs passed by position (a function with *args) sit in the kwargs under this key, as a dict name -> value in
+# argument order; a gradient path names one as ("*", name).
+POSITIONAL = "*"
+
+
+def call(fn: Callable, kwargs: dict):
+    kwargs = dict(kwargs)
+    return fn(*kwargs.pop(POSITIONAL, {}).values(), **kwargs)
 
 
 def lookup_path(kwargs: Mapping, path: str | tuple):
@@ -105,7 +117,11 @@ def lookup_path(kwargs: Mapping, path: str | tuple):
 
 
 def path_name(path: str | tuple) -> str:
-    return path if isinstance(path, str) else path[0] + "".join(f"[{k!r}]" for k in path[1:])
+    if isinstance(path, str):
+        return path
+    if path[0] == POSITIONAL:
+        return path[1]
+    return path[0] + "".join(f"[{k!r}]" for k in path[1:])
 
 
 def outputs_of(result, name: str = "result") -> dict:
@@ -128,7 +144,7 @@ def measure(fn: Callable, kwargs: dict, grads: Sequence = (), seed: int = 0) -> 
         leaf = lookup_path(kwargs, path)
         leaf.requires_grad_(True)
         leaves.append(leaf)
-    outputs = outputs_of(fn(**kwargs))
+    outputs = outputs_of(call(fn, kwargs))
     results = dict(outputs)
     if not grads:
         return results
@@ -238,8 +254,10 @@ def compare_tensors(name: str, yours, expected: Tensor, tol: Tolerance) -> str |
     wrong = ~(error <= allowed)
     if not wrong.any():
         return None
+    if yours.ndim == 0:
+        return f"{name}: yours differs from minilm's by {error.item():.3g} (allowed {tol})"
     worst = torch.where(wrong, error - allowed, -1).argmax()
-    where = list(torch.unravel_index(worst, yours.shape)) if yours.ndim else []
+    where = list(torch.unravel_index(worst, yours.shape))
     message = (f"{name}: max |yours - minilm| = {error.max().item():.3g} at {[int(i) for i in where]} "
                f"(allowed {tol}); differs at {int(wrong.sum())} of {wrong.numel()} entries")
     symptom = symptom_of(yours, expected)

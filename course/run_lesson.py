@@ -2,7 +2,7 @@
 
 Every ```python block of the lesson's text (``course/NN_name.md``) runs in order in one namespace, as if typed into
 one Python session, and prints what the lesson shows under it. Figures are written to ``course/figures/`` (or DIR),
-which the code finds under the name ``FIGURES``. The tests run every lesson this way and check that each block
+which the code finds under the name ``FIGURES`` (and the course folder under ``COURSE``). The tests run every lesson this way and check that each block
 prints what the text says it prints.
 """
 
@@ -48,7 +48,7 @@ def run(number: int, figures: Path | None = None, echo: bool = True) -> list[Blo
     page = COURSE / f"{lesson_name(number)}.md"
     figures = Path(figures) if figures is not None else COURSE / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    namespace = {"__name__": f"lesson_{number:02d}", "FIGURES": figures}
+    namespace = {"__name__": f"lesson_{number:02d}", "FIGURES": figures, "COURSE": COURSE}
     text = page.read_text(encoding="utf-8")
     done = []
     for block in blocks(text):
