@@ -42,10 +42,6 @@ def tolerance_text() -> str:
                      f"(gradients {GRADIENT_TOLERANCES[dtype]})" for dtype in VALUE_TOLERANCES)
 
 
-class NotWritten(Exception):
-    """The learner's function still raises NotImplementedError."""
-
-
 @dataclass
 class Case:
     """One check of one function.
@@ -95,8 +91,8 @@ def describe(value) -> str:
 def describe_inputs(kwargs: Mapping) -> str:
     """``q (2, 4) float32, n_head=2``; positional arguments (under the key ``"*"``) by the names they are given."""
     shown = {**kwargs.get(POSITIONAL, {}), **{k: v for k, v in kwargs.items() if k != POSITIONAL}}
-    return ", ".join(f"{name} {describe(value)}" if isinstance(value, (Tensor, Mapping)) else f"{name}={describe(value)}"
-                     for name, value in shown.items())
+    return ", ".join(f"{name} {describe(value)}" if isinstance(value, (Tensor, Mapping))
+                     else f"{name}={describe(value)}" for name, value in shown.items())
 
 
 # Inputs passed by position (a function with *args) sit in the kwargs under this key, as a dict name -> value in
@@ -237,8 +233,9 @@ def compare_tensors(name: str, yours, expected: Tensor, tol: Tolerance) -> str |
     if yours.shape != expected.shape:
         return f"{name}: shape {tuple(yours.shape)}, but minilm's is {tuple(expected.shape)}"
     if yours.dtype != expected.dtype:
+        advice = " (keep the inputs' dtype)" if expected.is_floating_point() else ""
         return (f"{name}: dtype {str(yours.dtype).removeprefix('torch.')}, but minilm's is "
-                f"{str(expected.dtype).removeprefix('torch.')} (keep the inputs' dtype)")
+                f"{str(expected.dtype).removeprefix('torch.')}{advice}")
     yours, expected = yours.detach(), expected.detach()
     if not expected.is_floating_point():
         wrong = yours != expected
@@ -248,7 +245,8 @@ def compare_tensors(name: str, yours, expected: Tensor, tol: Tolerance) -> str |
     bad_finite = ~torch.isfinite(yours) & torch.isfinite(expected)
     if bad_finite.any():
         kind = "NaN" if torch.isnan(yours[bad_finite]).any() else "inf"
-        return f"{name}: {kind} at {int(bad_finite.sum())} of {yours.numel()} entries, the first at {index_of(bad_finite)}"
+        return (f"{name}: {kind} at {int(bad_finite.sum())} of {yours.numel()} entries, "
+                f"the first at {index_of(bad_finite)}")
     same_special = ~torch.isfinite(expected) & (yours == expected)  # matching infinities
     allowed = tol.atol + tol.rtol * expected.abs()
     error = torch.where(same_special, 0, (yours - expected).abs())
@@ -327,7 +325,8 @@ def run_exercise(exercise: Exercise, module, learner_file: Path | None = None) -
             yours = case.yours(fn)
         except NotImplementedError:
             return Outcome(exercise.function, "not written",
-                           lines=["not written yet: it still raises NotImplementedError"])
+                           lines=["not written yet: it still raises NotImplementedError (or calls a function "
+                                  "that does)"])
         except NoGradient:
             return Outcome(exercise.function, "failed", number, [
                 header, f"    inputs: {case.inputs}",

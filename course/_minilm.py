@@ -13,12 +13,7 @@ from minilm.encoder import SentenceEncoder
 from minilm.extras import MissingExtra, require
 from minilm.hub import DEFAULT_MODEL, resolve_model_dir
 from minilm.losses import multiple_negatives_ranking_loss, triplet_loss
-from minilm.losses.distances import (
-    cosine_distance,
-    cosine_similarity_matrix,
-    euclidean_distance,
-    manhattan_distance,
-)
+from minilm.losses.distances import cosine_distance, cosine_similarity_matrix, euclidean_distance
 from minilm.model import BertConfig, BertModel, Embeddings, FeedForward, Layer, SelfAttention, additive_mask, pool
 from minilm.tokenizer import WordPieceTokenizer
 from minilm.training.grad_cache import cached_loss_backward, split_column
@@ -30,7 +25,7 @@ __all__ = [
     "AdamW", "BertConfig", "BertModel", "DEFAULT_MODEL", "Embeddings", "FeedForward", "Layer", "LinearWarmupSchedule",
     "MissingExtra", "SelfAttention", "SentenceEncoder", "WordPieceTokenizer", "additive_mask",
     "cached_loss_backward", "clip_grad_norm", "cosine_distance", "cosine_similarity_matrix", "euclidean_distance",
-    "loss_backward", "manhattan_distance", "multiple_negatives_ranking_loss", "paired_difference", "pool",
+    "loss_backward", "multiple_negatives_ranking_loss", "paired_difference", "pool",
     "pretrained", "pyplot", "require", "split_column", "t_interval", "t_quantile", "tiny_encoder", "tokenizer",
     "triplet_loss",
 ]

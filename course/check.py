@@ -1,8 +1,8 @@
 """Check a lesson's exercise against minilm: ``python course/check.py LESSON [YOUR_FILE]``.
 
-LESSON is the lesson's number (1 to 9); YOUR_FILE defaults to the lesson's file in ``course/exercises/``. Every function of the
-exercise runs on several seeded cases beside minilm's own implementation; the first case that differs is reported
-with its shapes, where the results differ and a hint. The exit status is 0 when every function passes.
+LESSON is the lesson's number (1 to 9); YOUR_FILE defaults to the lesson's file in ``course/exercises/``. Every
+function of the exercise runs on several seeded cases beside minilm's own implementation; the first case that differs
+is reported with its shapes, where the results differ and a hint. The exit status is 0 when every function passes.
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def check_file(number: int, path: Path | None = None) -> Report:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("lesson", type=int, help="lesson number, 1 to 9")
-    parser.add_argument("file", nargs="?", type=Path, help="your solution (default: the lesson's file in course/exercises/)")
+    parser.add_argument("file", nargs="?", type=Path,
+                        help="your solution (default: the lesson's file in course/exercises/)")
     args = parser.parse_args(argv)
     report = check_file(args.lesson, args.file)
     print(report.text, end="")

@@ -2,8 +2,8 @@
 
 Every ```python block of the lesson's text (``course/NN_name.md``) runs in order in one namespace, as if typed into
 one Python session, and prints what the lesson shows under it. Figures are written to ``course/figures/`` (or DIR),
-which the code finds under the name ``FIGURES`` (and the course folder under ``COURSE``). The tests run every lesson this way and check that each block
-prints what the text says it prints.
+which the code finds under the name ``FIGURES`` (and the course folder under ``COURSE``). The tests run every
+lesson this way and check that each block prints what the text says it prints.
 """
 
 from __future__ import annotations

@@ -95,7 +95,8 @@ def probs_cases():
 
 def mha_inputs(B, T, H, n_head, lengths, dtype):
     def make(g):
-        return {"q": torch.randn(B, T, H, generator=g, dtype=dtype), "k": torch.randn(B, T, H, generator=g, dtype=dtype),
+        return {"q": torch.randn(B, T, H, generator=g, dtype=dtype),
+                "k": torch.randn(B, T, H, generator=g, dtype=dtype),
                 "v": torch.randn(B, T, H, generator=g, dtype=dtype),
                 "mask": _minilm.additive_mask(lengths_mask(lengths, T), dtype), "n_head": n_head}
     return make

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import _minilm
-from _checking import Case, Exercise, function_case, measure
+from _checking import Case, Exercise, function_case
 
 TITLE = "pooling and normalisation"
 
