@@ -75,12 +75,17 @@ def generator(seed: int) -> torch.Generator:
 
 
 def describe(value) -> str:
+    """Shapes and sizes, never contents: an input shown in a report is for finding the case, not for reading."""
     if isinstance(value, Tensor):
         return f"{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k!r}: {describe(v)}" for k, v in value.items()) + "}"
+        shown = [f"{k!r}: {describe(v)}" for k, v in list(value.items())[:2]]
+        more = f", ... ({len(value)} entries)" if len(value) > 2 else ""
+        return "{" + ", ".join(shown) + more + "}"
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, Tensor) for v in value):
         return f"{len(value)} tensors of {describe(value[0])}"
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
+        return f"{len(value)} dicts like {describe(value[0])}"
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, (list, tuple)) for v in value):
         return f"{len(value)} lists of lengths {', '.join(str(len(v)) for v in value)}"
     if isinstance(value, (list, tuple)) and len(value) > 6:
@@ -362,7 +367,10 @@ def run_exercise(exercise: Exercise, module, learner_file: Path | None = None) -
                     lines.append("    (the gradients differ too; they are worth a look once the values match)")
             else:
                 lines += shortened(problems)
-                if case.autograd_note:
+                if case.autograd_note and any(": NaN at" in p for p in problems):
+                    lines.append("    your values are right but a gradient is NaN: some operation of yours has an "
+                                 "infinite derivative at these inputs")
+                elif case.autograd_note:
                     lines.append("    your values are right but the gradients are not: look for .detach(), .data, "
                                  "in-place edits of tensors autograd needs, or a step done outside autograd")
             lines.append(f"    hint: {case.hint}")
