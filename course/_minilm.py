@@ -63,6 +63,6 @@ def tiny_encoder(seed: int = 0, dropout: float = 0.0, **config) -> SentenceEncod
 
 def pyplot():
     """matplotlib.pyplot drawing to files (no window), or a MissingExtra naming ``pip install 'minilm[plot]'``."""
-    matplotlib = require("matplotlib", "plot", "the course's figures")
+    matplotlib = require("matplotlib", "plot", "drawing the course's figures")
     matplotlib.use("Agg")
-    return require("matplotlib.pyplot", "plot", "the course's figures")
+    return require("matplotlib.pyplot", "plot", "drawing the course's figures")
