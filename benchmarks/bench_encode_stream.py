@@ -25,8 +25,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import table, write_results  # noqa: E402
 
-WORDS = ("the a model reads every line of text and writes one row of numbers for each sentence in a corpus that "
-         "may be far larger than memory while progress rate and time left are shown").split()
+WORDS = [
+    "the",
+    "a",
+    "model",
+    "reads",
+    "every",
+    "line",
+    "of",
+    "text",
+    "and",
+    "writes",
+    "one",
+    "row",
+    "of",
+    "numbers",
+    "for",
+    "each",
+    "sentence",
+    "in",
+    "a",
+    "corpus",
+    "that",
+    "may",
+    "be",
+    "far",
+    "larger",
+    "than",
+    "memory",
+    "while",
+    "progress",
+    "rate",
+    "and",
+    "time",
+    "left",
+    "are",
+    "shown",
+]
 
 
 def write_corpus(path: Path, lines: int) -> None:
@@ -42,8 +77,8 @@ def tiny_model(directory: Path, tokenizer_dir: str) -> int:
     import torch
 
     from minilm.encoder import SentenceEncoder
-    from minilm.model import BertConfig, BertModel
     from minilm.loading.tokenizer import WordPieceTokenizer
+    from minilm.model import BertConfig, BertModel
 
     torch.manual_seed(0)
     config = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
@@ -53,8 +88,21 @@ def tiny_model(directory: Path, tokenizer_dir: str) -> int:
 
 def encode_peak(model: str, corpus: Path, output: Path, chunk_lines: int) -> dict:
     """Wall seconds and the child's peak resident MB for one `minilm encode`."""
-    command = [sys.executable, "-m", "minilm", "encode", "--model", model, "--input", str(corpus), "--output",
-               str(output), "--chunk-lines", str(chunk_lines), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "minilm",
+        "encode",
+        "--model",
+        model,
+        "--input",
+        str(corpus),
+        "--output",
+        str(output),
+        "--chunk-lines",
+        str(chunk_lines),
+        "--no-progress",
+    ]
     start = time.perf_counter()
     child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(child.pid, 0)
@@ -86,16 +134,26 @@ def main() -> None:
             corpus = Path(tmp) / f"corpus-{lines}.txt"
             write_corpus(corpus, lines)
             got = encode_peak(args.model, corpus, Path(tmp) / f"emb-{lines}.npy", args.chunk_lines)
-            rows.append({"lines": lines, "peak MB": got["peak_mb"], "wall s": got["wall_s"],
-                         "lines/s": lines / got["wall_s"], "all in memory would add MB": lines * width * 4 / 2**20})
-            print(f"{lines:,} lines: peak {got['peak_mb']:.0f} MB, {got['wall_s']:.0f} s ({got['summary']})",
-                  flush=True)
+            rows.append(
+                {
+                    "lines": lines,
+                    "peak MB": got["peak_mb"],
+                    "wall s": got["wall_s"],
+                    "lines/s": lines / got["wall_s"],
+                    "all in memory would add MB": lines * width * 4 / 2**20,
+                }
+            )
+            print(
+                f"{lines:,} lines: peak {got['peak_mb']:.0f} MB, {got['wall_s']:.0f} s ({got['summary']})", flush=True
+            )
             corpus.unlink()
     for row in rows:
         row["peak vs smallest"] = row["peak MB"] / rows[0]["peak MB"]
     print(table(rows, ["lines", "peak MB", "peak vs smallest", "all in memory would add MB", "wall s", "lines/s"]))
-    print("wrote", write_results("bench_encode_stream", {"chunk_lines": args.chunk_lines, "tiny": args.tiny,
-                                                         "rows": rows}))
+    print(
+        "wrote",
+        write_results("bench_encode_stream", {"chunk_lines": args.chunk_lines, "tiny": args.tiny, "rows": rows}),
+    )
 
 
 if __name__ == "__main__":

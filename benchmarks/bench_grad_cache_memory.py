@@ -21,7 +21,24 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-WORDS = "cats dogs rain snow cars trains bread music paint code maths chess news films books tea".split()
+WORDS = [
+    "cats",
+    "dogs",
+    "rain",
+    "snow",
+    "cars",
+    "trains",
+    "bread",
+    "music",
+    "paint",
+    "code",
+    "maths",
+    "chess",
+    "news",
+    "films",
+    "books",
+    "tea",
+]
 
 
 def texts(n: int, prefix: str) -> list[str]:
@@ -39,8 +56,8 @@ def child(mode: str, batch: int, mini_batch_size: int, model_dir: str, threads: 
     if threads:
         torch.set_num_threads(threads)
     from minilm.encoder import SentenceEncoder
-    from minilm.train.step import loss_backward
     from minilm.losses import multiple_negatives_ranking_loss
+    from minilm.train.step import loss_backward
 
     torch.manual_seed(0)
     model = SentenceEncoder.from_pretrained(model_dir)
@@ -51,13 +68,33 @@ def child(mode: str, batch: int, mini_batch_size: int, model_dir: str, threads: 
     start = time.perf_counter()
     loss = loss_backward(model, [texts(batch, "about"), texts(batch, "on")], multiple_negatives_ranking_loss, mbs)
     seconds = time.perf_counter() - start
-    print(json.dumps({"mode": mode, "batch": batch, "peak_mb": peak_mb(), "baseline_mb": base,
-                      "step_mb": peak_mb() - base, "seconds": seconds, "loss": loss.item()}))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "batch": batch,
+                "peak_mb": peak_mb(),
+                "baseline_mb": base,
+                "step_mb": peak_mb() - base,
+                "seconds": seconds,
+                "loss": loss.item(),
+            }
+        )
+    )
 
 
 def run(mode: str, batch: int, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, str(batch), "--mini-batch-size", str(args.mini_batch_size),
-           "--model", args.model] + (["--threads", str(args.threads)] if args.threads else [])
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        str(batch),
+        "--mini-batch-size",
+        str(args.mini_batch_size),
+        "--model",
+        args.model,
+    ] + (["--threads", str(args.threads)] if args.threads else [])
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{mode} batch {batch} failed:\n{done.stderr}")
@@ -82,19 +119,27 @@ def main() -> None:
     batches = (16, 64) if args.quick else (64, 256, 1024)
     rows = []
     print(f"pairs per step; cached mini_batch_size={args.mini_batch_size}; MB = MiB of peak RSS")
-    print(f"{'batch':>6s} {'plain step MB':>14s} {'cached step MB':>15s} {'plain peak':>11s} {'cached peak':>12s}"
-          f" {'plain s':>8s} {'cached s':>9s} {'|loss diff|':>12s}")
+    print(
+        f"{'batch':>6s} {'plain step MB':>14s} {'cached step MB':>15s} {'plain peak':>11s} {'cached peak':>12s}"
+        f" {'plain s':>8s} {'cached s':>9s} {'|loss diff|':>12s}"
+    )
     for batch in batches:
         plain, cached = (run(mode, batch, args) for mode in ("plain", "cached"))
         rows += [plain, cached]
-        print(f"{batch:6d} {plain['step_mb']:14.0f} {cached['step_mb']:15.0f} {plain['peak_mb']:11.0f}"
-              f" {cached['peak_mb']:12.0f} {plain['seconds']:8.1f} {cached['seconds']:9.1f}"
-              f" {abs(plain['loss'] - cached['loss']):12.1e}")
+        print(
+            f"{batch:6d} {plain['step_mb']:14.0f} {cached['step_mb']:15.0f} {plain['peak_mb']:11.0f}"
+            f" {cached['peak_mb']:12.0f} {plain['seconds']:8.1f} {cached['seconds']:9.1f}"
+            f" {abs(plain['loss'] - cached['loss']):12.1e}"
+        )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "bench_grad_cache_memory.json"
-    meta = {"mini_batch_size": args.mini_batch_size, "threads": args.threads, "machine": platform.machine(),
-            "quick": args.quick,
-            "note": "loss diff is nonzero in train mode: dropout masks are drawn per mini-batch"}
+    meta = {
+        "mini_batch_size": args.mini_batch_size,
+        "threads": args.threads,
+        "machine": platform.machine(),
+        "quick": args.quick,
+        "note": "loss diff is nonzero in train mode: dropout masks are drawn per mini-batch",
+    }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -38,19 +38,32 @@ CHILD = {
 
 def child_code(name: str, directory: str) -> str:
     imp, load, embed = CHILD[name]
-    return "\n".join([
-        "import time, json, warnings; warnings.filterwarnings('ignore'); t0 = time.perf_counter()",
-        f"DIR = {directory!r}",
-        imp, "t1 = time.perf_counter()", load, "t2 = time.perf_counter()", embed, "t3 = time.perf_counter()",
-        "print(json.dumps({'import': t1 - t0, 'load': t2 - t1, 'embed': t3 - t2}))",
-    ])
+    return "\n".join(
+        [
+            "import time, json, warnings; warnings.filterwarnings('ignore'); t0 = time.perf_counter()",
+            f"DIR = {directory!r}",
+            imp,
+            "t1 = time.perf_counter()",
+            load,
+            "t2 = time.perf_counter()",
+            embed,
+            "t3 = time.perf_counter()",
+            "print(json.dumps({'import': t1 - t0, 'load': t2 - t1, 'embed': t3 - t2}))",
+        ]
+    )
 
 
 def run_cold(name: str, directory: str) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", child_code(name, directory)], capture_output=True, text=True,
-                          env=env, check=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", child_code(name, directory)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=600,
+    )
     wall = time.perf_counter() - start
     return {"wall": wall, **json.loads(done.stdout.strip().splitlines()[-1])}
 

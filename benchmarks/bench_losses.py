@@ -21,19 +21,18 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
 import pytorch_metric_learning  # noqa: E402
 import sentence_transformers  # noqa: E402
+import torch  # noqa: E402
 from pytorch_metric_learning import losses as pml  # noqa: E402
 from pytorch_metric_learning.miners import MultiSimilarityMiner  # noqa: E402
 from sentence_transformers.sentence_transformer import losses as st  # noqa: E402
-from sentence_transformers.util import pairwise_dot_score  # noqa: E402
 from sentence_transformers.sentence_transformer.losses.batch_hard_triplet import (  # noqa: E402
     BatchHardTripletLossDistanceFunction as StMatrix,
 )
 from sentence_transformers.sentence_transformer.losses.triplet import TripletDistanceMetric  # noqa: E402
+from sentence_transformers.util import pairwise_dot_score  # noqa: E402
+from torch import nn  # noqa: E402
 
 from minilm import losses as L  # noqa: E402
 
@@ -81,8 +80,9 @@ def catalogue_cases(dim: int):
     hardness = dict(hardness_mode="all_negatives", hardness_strength=5.0)
     mined = pml.MultiSimilarityLoss()
     miner = MultiSimilarityMiner(0.1)
-    gist_st = st.CachedGISTEmbedLoss(KeyedStub(dim, "e", tokenizer), KeyedStub(dim, "g", tokenizer),
-                                     mini_batch_size=1 << 30)  # one chunk: the plain GIST computation
+    gist_st = st.CachedGISTEmbedLoss(
+        KeyedStub(dim, "e", tokenizer), KeyedStub(dim, "g", tokenizer), mini_batch_size=1 << 30
+    )  # one chunk: the plain GIST computation
     torch.manual_seed(0)
     softmax_st = st.SoftmaxLoss(KeyedStub(dim, "embedding"), embedding_dimension=dim, num_labels=16)
     softmax_ours = L.SoftmaxLoss(embedding_dim=dim, num_labels=16)
@@ -104,46 +104,109 @@ def catalogue_cases(dim: int):
     tension_batch_ours = L.ContrastiveTensionInBatchLoss()
     gor_st = st.GlobalOrthogonalRegularizationLoss(None)
     return {
-        "contrastive": (2, "pairs01", lambda c, y: L.contrastive_loss(*c, y),
-                        from_embeddings(st.ContrastiveLoss(None))),
-        "online_contrastive": (2, "pairs01", lambda c, y: L.online_contrastive_loss(*c, y),
-                               from_embeddings(st.OnlineContrastiveLoss(None))),
-        "cosine_similarity": (2, "scores", lambda c, y: L.cosine_similarity_loss(*c, y),
-                              from_embeddings(st.CosineSimilarityLoss(None))),
+        "contrastive": (
+            2,
+            "pairs01",
+            lambda c, y: L.contrastive_loss(*c, y),
+            from_embeddings(st.ContrastiveLoss(None)),
+        ),
+        "online_contrastive": (
+            2,
+            "pairs01",
+            lambda c, y: L.online_contrastive_loss(*c, y),
+            from_embeddings(st.OnlineContrastiveLoss(None)),
+        ),
+        "cosine_similarity": (
+            2,
+            "scores",
+            lambda c, y: L.cosine_similarity_loss(*c, y),
+            from_embeddings(st.CosineSimilarityLoss(None)),
+        ),
         "angle": (2, "scores", lambda c, y: L.angle_loss(*c, y), from_embeddings(st.AnglELoss(None))),
-        "mnrl_all_directions": (3, None, lambda c, y: L.multiple_negatives_ranking_loss(*c, **directions),
-                                from_embeddings(st.MultipleNegativesRankingLoss(None, **directions))),
-        "mnrl_hardness": (3, None, lambda c, y: L.multiple_negatives_ranking_loss(*c, **hardness),
-                          from_embeddings(st.MultipleNegativesRankingLoss(None, **hardness))),
-        "mega_batch_margin": (2, None, lambda c, y: L.mega_batch_margin_loss(*c),
-                              lambda c, y: st.MegaBatchMarginLoss(nn.Sequential(nn.Identity()),
-                                                                  use_mini_batched_version=False).calculate_loss(
-                                  [[x] for x in c])),
-        "gist": (3, "guide", lambda c, y: L.gist_embed_loss(*c, guide=y),
-                 lambda c, y: gist_st.calculate_loss([[x] for x in c], [[g] for g in y])),
-        "mse": (2, "teacher_emb", lambda c, y: L.mse_distill_loss(*c, teacher_embeddings=y),
-                lambda c, y: st.MSELoss(StubModel(dim)).compute_loss_from_embeddings(c, [y] * len(c))),
-        "embed_distill": (2, "teacher_emb", lambda c, y: L.embed_distill_loss(*c, teacher_embeddings=y),
-                          lambda c, y: st.EmbedDistillLoss(StubModel(dim)).compute_loss_from_embeddings(c, [y] * 2)),
-        "margin_mse": (4, "teacher3", lambda c, y: L.margin_mse_loss(*c, teacher_scores=y),
-                       from_embeddings(st.MarginMSELoss(None))),
-        "distill_kl_div": (4, "teacher3", lambda c, y: L.distill_kl_div_loss(*c, teacher_scores=y),
-                           from_embeddings(st.DistillKLDivLoss(None, similarity_fct=pairwise_dot_score))),
-        "softmax": (2, "classes", lambda c, y: softmax_ours(*c, y),
-                    lambda c, y: softmax_st([{"embedding": x} for x in c], y)),
+        "mnrl_all_directions": (
+            3,
+            None,
+            lambda c, y: L.multiple_negatives_ranking_loss(*c, **directions),
+            from_embeddings(st.MultipleNegativesRankingLoss(None, **directions)),
+        ),
+        "mnrl_hardness": (
+            3,
+            None,
+            lambda c, y: L.multiple_negatives_ranking_loss(*c, **hardness),
+            from_embeddings(st.MultipleNegativesRankingLoss(None, **hardness)),
+        ),
+        "mega_batch_margin": (
+            2,
+            None,
+            lambda c, y: L.mega_batch_margin_loss(*c),
+            lambda c, y: st.MegaBatchMarginLoss(
+                nn.Sequential(nn.Identity()), use_mini_batched_version=False
+            ).calculate_loss([[x] for x in c]),
+        ),
+        "gist": (
+            3,
+            "guide",
+            lambda c, y: L.gist_embed_loss(*c, guide=y),
+            lambda c, y: gist_st.calculate_loss([[x] for x in c], [[g] for g in y]),
+        ),
+        "mse": (
+            2,
+            "teacher_emb",
+            lambda c, y: L.mse_distill_loss(*c, teacher_embeddings=y),
+            lambda c, y: st.MSELoss(StubModel(dim)).compute_loss_from_embeddings(c, [y] * len(c)),
+        ),
+        "embed_distill": (
+            2,
+            "teacher_emb",
+            lambda c, y: L.embed_distill_loss(*c, teacher_embeddings=y),
+            lambda c, y: st.EmbedDistillLoss(StubModel(dim)).compute_loss_from_embeddings(c, [y] * 2),
+        ),
+        "margin_mse": (
+            4,
+            "teacher3",
+            lambda c, y: L.margin_mse_loss(*c, teacher_scores=y),
+            from_embeddings(st.MarginMSELoss(None)),
+        ),
+        "distill_kl_div": (
+            4,
+            "teacher3",
+            lambda c, y: L.distill_kl_div_loss(*c, teacher_scores=y),
+            from_embeddings(st.DistillKLDivLoss(None, similarity_fct=pairwise_dot_score)),
+        ),
+        "softmax": (
+            2,
+            "classes",
+            lambda c, y: softmax_ours(*c, y),
+            lambda c, y: softmax_st([{"embedding": x} for x in c], y),
+        ),
         "global_orthogonal_regularization": (
-            2, None, lambda c, y: L.global_orthogonal_regularization(*c)[0],
-            lambda c, y: sum(gor_st.compute_loss_from_embeddings(c).values())),
-        "contrastive_tension": (2, "pairs01", lambda c, y: L.contrastive_tension_loss(*c, y),
-                                lambda c, y: tension_st([{"a": c[0]}, {"b": c[1]}], y)),
-        "contrastive_tension_in_batch": (2, None, lambda c, y: tension_batch_ours(*c)[0],
-                                         lambda c, y: tension_batch_st([{"a": c[0], "b": c[1]}], None)),
+            2,
+            None,
+            lambda c, y: L.global_orthogonal_regularization(*c)[0],
+            lambda c, y: sum(gor_st.compute_loss_from_embeddings(c).values()),
+        ),
+        "contrastive_tension": (
+            2,
+            "pairs01",
+            lambda c, y: L.contrastive_tension_loss(*c, y),
+            lambda c, y: tension_st([{"a": c[0]}, {"b": c[1]}], y),
+        ),
+        "contrastive_tension_in_batch": (
+            2,
+            None,
+            lambda c, y: tension_batch_ours(*c)[0],
+            lambda c, y: tension_batch_st([{"a": c[0], "b": c[1]}], None),
+        ),
         # pytorch-metric-learning
         "supcon": (1, "labels", lambda c, y: L.supcon_loss(c[0], y), lambda c, y: pml.SupConLoss()(c[0], y)),
         "ntxent": (1, "labels", lambda c, y: L.ntxent_loss(c[0], y), lambda c, y: pml.NTXentLoss()(c[0], y)),
         "circle": (1, "labels", lambda c, y: L.circle_loss(c[0], y), lambda c, y: pml.CircleLoss()(c[0], y)),
-        "multi_similarity": (1, "labels", lambda c, y: L.multi_similarity_loss(c[0], y),
-                             lambda c, y: mined(c[0], y, miner(c[0], y))),
+        "multi_similarity": (
+            1,
+            "labels",
+            lambda c, y: L.multi_similarity_loss(c[0], y),
+            lambda c, y: mined(c[0], y, miner(c[0], y)),
+        ),
         "arcface": (1, "classes", lambda c, y: arc_ours(c[0], y), lambda c, y: arc_pml(c[0], y)),
         "cosface": (1, "classes", lambda c, y: cos_ours(c[0], y), lambda c, y: cos_pml(c[0], y)),
         "proxy_anchor": (1, "classes", lambda c, y: anchor_ours(c[0], y), lambda c, y: anchor_pml(c[0], y)),
@@ -182,25 +245,57 @@ def cases(dim: int):
         return lambda cols, y: loss.compute_loss_from_embeddings(cols, y)
 
     return {
-        "triplet": (3, None, lambda c, y: L.triplet_loss(*c),
-                    from_embeddings(st.TripletLoss(None, TripletDistanceMetric.EUCLIDEAN))),
-        "batch_hard_triplet": (1, "labels", lambda c, y: L.batch_hard_triplet_loss(c[0], y),
-                               from_embeddings(st.BatchHardTripletLoss(None))),
-        "batch_hard_soft_margin": (1, "labels", lambda c, y: L.batch_hard_triplet_loss(c[0], y, soft_margin=True),
-                                   from_embeddings(st.BatchHardSoftMarginTripletLoss(None))),
-        "batch_hard_cosine": (1, "labels", lambda c, y: L.batch_hard_triplet_loss(c[0], y, 0.5, "cosine"),
-                              from_embeddings(st.BatchHardTripletLoss(None, StMatrix.cosine_distance, 0.5))),
-        "batch_semi_hard_triplet": (1, "labels", lambda c, y: L.batch_semi_hard_triplet_loss(c[0], y),
-                                    from_embeddings(st.BatchSemiHardTripletLoss(None))),
-        "batch_all_triplet": (1, "labels", lambda c, y: L.batch_all_triplet_loss(c[0], y),
-                              from_embeddings(st.BatchAllTripletLoss(None))),
+        "triplet": (
+            3,
+            None,
+            lambda c, y: L.triplet_loss(*c),
+            from_embeddings(st.TripletLoss(None, TripletDistanceMetric.EUCLIDEAN)),
+        ),
+        "batch_hard_triplet": (
+            1,
+            "labels",
+            lambda c, y: L.batch_hard_triplet_loss(c[0], y),
+            from_embeddings(st.BatchHardTripletLoss(None)),
+        ),
+        "batch_hard_soft_margin": (
+            1,
+            "labels",
+            lambda c, y: L.batch_hard_triplet_loss(c[0], y, soft_margin=True),
+            from_embeddings(st.BatchHardSoftMarginTripletLoss(None)),
+        ),
+        "batch_hard_cosine": (
+            1,
+            "labels",
+            lambda c, y: L.batch_hard_triplet_loss(c[0], y, 0.5, "cosine"),
+            from_embeddings(st.BatchHardTripletLoss(None, StMatrix.cosine_distance, 0.5)),
+        ),
+        "batch_semi_hard_triplet": (
+            1,
+            "labels",
+            lambda c, y: L.batch_semi_hard_triplet_loss(c[0], y),
+            from_embeddings(st.BatchSemiHardTripletLoss(None)),
+        ),
+        "batch_all_triplet": (
+            1,
+            "labels",
+            lambda c, y: L.batch_all_triplet_loss(c[0], y),
+            from_embeddings(st.BatchAllTripletLoss(None)),
+        ),
         "mnrl": (2, None, lambda c, y: L.multiple_negatives_ranking_loss(*c), from_embeddings(mnrl_st)),
         "mnrl_hard_negative": (3, None, lambda c, y: L.multiple_negatives_ranking_loss(*c), from_embeddings(mnrl_st)),
-        "mnrl_symmetric": (2, None, lambda c, y: L.multiple_negatives_ranking_loss(*c, symmetric=True),
-                           from_embeddings(symmetric_st)),
+        "mnrl_symmetric": (
+            2,
+            None,
+            lambda c, y: L.multiple_negatives_ranking_loss(*c, symmetric=True),
+            from_embeddings(symmetric_st),
+        ),
         "cosent": (2, "scores", lambda c, y: L.cosent_loss(*c, y), from_embeddings(st.CoSENTLoss(None))),
-        "matryoshka_mnrl": (2, None, lambda c, y: matryoshka_ours(*c),
-                            lambda c, y: matryoshka_st([{"embedding": x} for x in c], y)),
+        "matryoshka_mnrl": (
+            2,
+            None,
+            lambda c, y: matryoshka_ours(*c),
+            lambda c, y: matryoshka_st([{"embedding": x} for x in c], y),
+        ),
         **catalogue_cases(dim),
     }
 
@@ -245,16 +340,30 @@ def main() -> None:
             diff = abs(ours(columns, target).item() - theirs(columns, target).item())
             t_ours, t_st = time_pair(ours, theirs, columns, target, budget=args.budget)
             reference = "pytorch-metric-learning" if name in PML_CASES else "sentence-transformers"
-            rows.append({"loss": name, "reference": reference, "batch": batch, "ours_ms": 1e3 * t_ours,
-                         "ref_ms": 1e3 * t_st,
-                         "ratio": t_ours / t_st, "value_abs_diff": diff})
+            rows.append(
+                {
+                    "loss": name,
+                    "reference": reference,
+                    "batch": batch,
+                    "ours_ms": 1e3 * t_ours,
+                    "ref_ms": 1e3 * t_st,
+                    "ratio": t_ours / t_st,
+                    "value_abs_diff": diff,
+                }
+            )
             print(f"{name:32s} {batch:6d} {1e3 * t_ours:10.3f} {1e3 * t_st:10.3f} {t_ours / t_st:8.2f} {diff:9.1e}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "bench_losses.json"
-    meta = {"torch": torch.__version__, "sentence_transformers": sentence_transformers.__version__,
-            "pytorch_metric_learning": pytorch_metric_learning.__version__,
-            "threads": torch.get_num_threads(), "machine": platform.machine(), "dim": args.dim,
-            "dtype": "float32", "quick": args.quick}
+    meta = {
+        "torch": torch.__version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "pytorch_metric_learning": pytorch_metric_learning.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "dim": args.dim,
+        "dtype": "float32",
+        "quick": args.quick,
+    }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -50,8 +50,9 @@ sys.exit(code)
 def child(args: list[str], cwd: Path) -> tuple[float, list[float]]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True, timeout=3600)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, *args], cwd=cwd, env=env, check=True, capture_output=True, text=True, timeout=3600
+    )
     return time.perf_counter() - start, json.loads(done.stdout.strip().splitlines()[-1])["steps"]
 
 
@@ -73,23 +74,50 @@ def main() -> None:
             bare_wall.append(wall)
             bare_steps += spent
         sweep_file = tmp / "one.toml"
-        sweep_file.write_text(f'recipe = {json.dumps(str(RECIPE))}\nseeds = {seeds}\nset = {json.dumps(overrides)}\n'
-                              '[[configs]]\nloss = { name = "mnrl", scale = 20.0 }\n', encoding="utf-8")
+        sweep_file.write_text(
+            f"recipe = {json.dumps(str(RECIPE))}\nseeds = {seeds}\nset = {json.dumps(overrides)}\n"
+            '[[configs]]\nloss = { name = "mnrl", scale = 20.0 }\n',
+            encoding="utf-8",
+        )
         sweep_wall, sweep_steps = child(["sweep", str(sweep_file), "--output", str(tmp / "sweep"), "--no-plots"], tmp)
         runs = [json.loads(p.read_text())["seconds"] for p in sorted((tmp / "sweep").rglob("result.json"))]
-    bare = {"how": "minilm train, a process per run", "wall s/run": sum(bare_wall) / seeds,
-            "steps s/run": sum(bare_steps) / seeds, "overhead s/run": (sum(bare_wall) - sum(bare_steps)) / seeds}
-    sweep = {"how": "minilm sweep, one process", "wall s/run": sum(runs) / seeds,
-             "steps s/run": sum(sweep_steps) / seeds, "overhead s/run": (sum(runs) - sum(sweep_steps)) / seeds,
-             "once s": sweep_wall - sum(runs)}
-    print(f"{seeds} runs of {steps} step(s), batch 16, all-MiniLM-L6-v2, MNRL on default_triplets.csv; "
-          f"load average {load:.1f} at the start")
+    bare = {
+        "how": "minilm train, a process per run",
+        "wall s/run": sum(bare_wall) / seeds,
+        "steps s/run": sum(bare_steps) / seeds,
+        "overhead s/run": (sum(bare_wall) - sum(bare_steps)) / seeds,
+    }
+    sweep = {
+        "how": "minilm sweep, one process",
+        "wall s/run": sum(runs) / seeds,
+        "steps s/run": sum(sweep_steps) / seeds,
+        "overhead s/run": (sum(runs) - sum(sweep_steps)) / seeds,
+        "once s": sweep_wall - sum(runs),
+    }
+    print(
+        f"{seeds} runs of {steps} step(s), batch 16, all-MiniLM-L6-v2, MNRL on default_triplets.csv; "
+        f"load average {load:.1f} at the start"
+    )
     print(table([bare, sweep], ["how", "wall s/run", "steps s/run", "overhead s/run", "once s"]))
-    print(f"overhead per run: {sweep['overhead s/run']:.2f} s in the sweep vs {bare['overhead s/run']:.2f} s bare "
-          f"(the sweep pays {sweep['once s']:.2f} s once: Python, imports, model, tokenising, the first evaluation)")
-    print(write_results("bench_sweep", {"steps": steps, "seeds": seeds, "load_average_start": load,
-                                        "bare_wall": bare_wall, "bare_steps": bare_steps, "sweep_wall": sweep_wall,
-                                        "sweep_run_seconds": runs, "sweep_steps": sweep_steps}))
+    print(
+        f"overhead per run: {sweep['overhead s/run']:.2f} s in the sweep vs {bare['overhead s/run']:.2f} s bare "
+        f"(the sweep pays {sweep['once s']:.2f} s once: Python, imports, model, tokenising, the first evaluation)"
+    )
+    print(
+        write_results(
+            "bench_sweep",
+            {
+                "steps": steps,
+                "seeds": seeds,
+                "load_average_start": load,
+                "bare_wall": bare_wall,
+                "bare_steps": bare_steps,
+                "sweep_wall": sweep_wall,
+                "sweep_run_seconds": runs,
+                "sweep_steps": sweep_steps,
+            },
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Every piece of minilm the course uses, imported here and nowhere else.
 
 The lessons, the checkers and the reference solutions in the tests all take minilm's names from this module, so
-when the package's layout changes (``minilm.training`` is being split up) only the imports below need repointing.
+when the package's layout changes only the imports below need repointing.
 The few helpers at the end exist for the same reason: they call minilm constructors whose signatures could move.
 """
 
@@ -10,16 +10,16 @@ from __future__ import annotations
 import functools
 
 from minilm.encoder import SentenceEncoder
-from minilm.extras import MissingExtra, require
-from minilm.hub import DEFAULT_MODEL, resolve_model_dir
+from minilm.util.extras import MissingExtra, require
+from minilm.loading.hub import DEFAULT_MODEL, resolve_model_dir
 from minilm.losses import multiple_negatives_ranking_loss, triplet_loss
 from minilm.losses.distances import cosine_distance, cosine_similarity_matrix, euclidean_distance
 from minilm.model import BertConfig, BertModel, Embeddings, FeedForward, Layer, SelfAttention, additive_mask, pool
-from minilm.tokenizer import WordPieceTokenizer
-from minilm.training.grad_cache import cached_loss_backward, split_column
-from minilm.training.optim import AdamW, LinearWarmupSchedule, clip_grad_norm
-from minilm.training.step import loss_backward
-from minilm.training.sweep_stats import paired_difference, t_interval, t_quantile
+from minilm.loading.tokenizer import WordPieceTokenizer
+from minilm.train.grad_cache import cached_loss_backward, split_column
+from minilm.train.optim import AdamW, LinearWarmupSchedule, clip_grad_norm
+from minilm.train.step import loss_backward
+from minilm.sweep.stats import paired_difference, t_interval, t_quantile
 
 __all__ = [
     "AdamW", "BertConfig", "BertModel", "DEFAULT_MODEL", "Embeddings", "FeedForward", "Layer", "LinearWarmupSchedule",

@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from minilm.util.checks import check_embeddings
 from minilm.losses.distances import cosine_similarity_matrix
-from minilm.util.checks import check_number
+from minilm.util.checks import check_embeddings, check_number
 
 
 def _mnrl(anchors: Tensor, candidates: Tensor, scale: Tensor) -> Tensor:

@@ -23,7 +23,8 @@ if (_ROOT / "pyproject.toml").is_file() and (_KERNELS / "__init__.py").is_file()
         def find_spec(self, name, path=None, target=None):
             if name != "minilm.kernels":
                 return None
-            return _util.spec_from_file_location(name, _KERNELS / "__init__.py",
-                                                 submodule_search_locations=[str(_KERNELS)])
+            return _util.spec_from_file_location(
+                name, _KERNELS / "__init__.py", submodule_search_locations=[str(_KERNELS)]
+            )
 
     _sys.meta_path.insert(0, _KernelsFinder())

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from minilm.util.extras import MissingExtra
 from minilm.loading.hub import DEFAULT_MODEL
 from minilm.train.trainer import TrainingDiverged
+from minilm.util.extras import MissingExtra
 
 
 def cmd_encode(args) -> int:
     from minilm.corpus.encode import CorpusOptions, describe, encode_file, ranges_from_file
-    from minilm.encoder import SentenceEncoder
     from minilm.corpus.npyfile import check_overwritable
     from minilm.corpus.shards import parse_shard, shard_from_env, target_path
+    from minilm.encoder import SentenceEncoder
 
     if args.input != "-" and not Path(args.input).is_file():  # before the model loads
         raise FileNotFoundError(f"input file {args.input} does not exist")
@@ -28,17 +28,28 @@ def cmd_encode(args) -> int:
     check_overwritable(target_path(output, shard), None if args.input == "-" else Path(args.input))
     if args.ranges and args.calibration:
         raise ValueError("give --ranges or --calibration, not both")
-    ranges = ranges_from_file(args.ranges, "ranges") if args.ranges else (
-        ranges_from_file(args.calibration, "calibration") if args.calibration else None)
-    options = CorpusOptions(batch_size=args.batch_size, prompt=args.prompt, prompt_name=args.prompt_name,
-                            normalize_embeddings=args.normalize_embeddings, truncate_dim=args.truncate_dim,
-                            precision=args.precision, ranges=ranges, quantized_model=args.quantized_model,
-                            **({"chunk_lines": args.chunk_lines} if args.chunk_lines is not None else {}))
+    ranges = (
+        ranges_from_file(args.ranges, "ranges")
+        if args.ranges
+        else (ranges_from_file(args.calibration, "calibration") if args.calibration else None)
+    )
+    options = CorpusOptions(
+        batch_size=args.batch_size,
+        prompt=args.prompt,
+        prompt_name=args.prompt_name,
+        normalize_embeddings=args.normalize_embeddings,
+        truncate_dim=args.truncate_dim,
+        precision=args.precision,
+        ranges=ranges,
+        quantized_model=args.quantized_model,
+        **({"chunk_lines": args.chunk_lines} if args.chunk_lines is not None else {}),
+    )
     model = SentenceEncoder.from_pretrained(args.model, compile=args.compile)
     if args.max_seq_length is not None:
         model.max_seq_length = args.max_seq_length
-    written = encode_file(model, args.input, args.output, options, shard, restart=args.restart,
-                          progress=not args.no_progress)
+    written = encode_file(
+        model, args.input, args.output, options, shard, restart=args.restart, progress=not args.no_progress
+    )
     print(describe(written, args.input), file=sys.stderr)
     return 0
 
@@ -77,15 +88,18 @@ def cmd_similarity(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from minilm.run.recipe import load_recipe, make_quick
     from minilm.run.build import run_recipe
+    from minilm.run.recipe import load_recipe, make_quick
 
     overrides = args.set + (["train.compile=true"] if args.compile else [])
     recipe = load_recipe(args.recipe, overrides, args.data)  # fully checked before any model loads
     if args.quick:
         recipe = make_quick(recipe)
-    recipe.overrides = tuple(f"--set {o}" for o in overrides) + ((f"--data {args.data}",) if args.data else ()) + (
-        ("--quick",) if args.quick else ())
+    recipe.overrides = (
+        tuple(f"--set {o}" for o in overrides)
+        + ((f"--data {args.data}",) if args.data else ())
+        + (("--quick",) if args.quick else ())
+    )
     output = Path(args.output) if args.output else Path("runs") / recipe.name
     history = run_recipe(recipe, output, resume=args.resume, overwrite=args.overwrite)
     if len(history) >= 2:
@@ -116,8 +130,10 @@ def cmd_eval(args) -> int:
     result = evaluate(SentenceEncoder.from_pretrained(args.model))
     undefined = [key for key, value in result.items() if not np.isfinite(value)]
     if undefined:
-        raise ValueError(f"{', '.join(undefined)} on {args.data} is undefined ({result[undefined[0]]}): model "
-                         f"{args.model} gives every pair the same similarity")
+        raise ValueError(
+            f"{', '.join(undefined)} on {args.data} is undefined ({result[undefined[0]]}): model "
+            f"{args.model} gives every pair the same similarity"
+        )
     for key, value in result.items():
         print(f"{key:<20}{value:.6f}")
     return 0
@@ -152,11 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="minilm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("encode", help="embed one text per line of a file (any size) into a .npy file",
-                       description="Embed one text per line (split on \\n or \\r\\n only) into an (N, D) .npy "
-                                   "file, streaming in bounded memory; an interrupted run resumes where it stopped "
-                                   "when rerun with the same settings. Several processes or machines: --shard i/n "
-                                   "(or torchrun, which sets RANK / WORLD_SIZE), then `minilm encode-join`.")
+    p = sub.add_parser(
+        "encode",
+        help="embed one text per line of a file (any size) into a .npy file",
+        description="Embed one text per line (split on \\n or \\r\\n only) into an (N, D) .npy "
+        "file, streaming in bounded memory; an interrupted run resumes where it stopped "
+        "when rerun with the same settings. Several processes or machines: --shard i/n "
+        "(or torchrun, which sets RANK / WORLD_SIZE), then `minilm encode-join`.",
+    )
     p.add_argument("--model", default=DEFAULT_MODEL, help="local directory or hub id")
     p.add_argument("--input", required=True, help="text file, one text per line, UTF-8; '-' reads stdin")
     p.add_argument("--output", required=True, help="where to write the (N, D) array (.npy)")
@@ -165,20 +184,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-name", help="one of the model's prompts (config_sentence_transformers.json)")
     p.add_argument("--normalize-embeddings", action="store_true", help="L2-normalise (after --truncate-dim)")
     p.add_argument("--truncate-dim", type=int, help="keep the first D dimensions (Matryoshka models)")
-    p.add_argument("--max-seq-length", type=int,
-                   help="tokens per line, [CLS]/[SEP] included; longer lines are truncated (and counted)")
-    p.add_argument("--precision", choices=["float32", "int8", "uint8", "binary", "ubinary"], default="float32",
-                   help="quantise the output as sentence-transformers' encode(precision=...); int8 / uint8 need "
-                        "--ranges or --calibration")
+    p.add_argument(
+        "--max-seq-length",
+        type=int,
+        help="tokens per line, [CLS]/[SEP] included; longer lines are truncated (and counted)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["float32", "int8", "uint8", "binary", "ubinary"],
+        default="float32",
+        help="quantise the output as sentence-transformers' encode(precision=...); int8 / uint8 need "
+        "--ranges or --calibration",
+    )
     p.add_argument("--ranges", help=".npy of shape (2, D): per-dimension min and max for int8 / uint8")
     p.add_argument("--calibration", help=".npy of float embeddings (M, D) to take int8 / uint8 ranges from")
-    p.add_argument("--quantized-model", action="store_true",
-                   help="run a dynamically int8-quantised copy of the model (CPU; float output; benchmarks/README.md)")
+    p.add_argument(
+        "--quantized-model",
+        action="store_true",
+        help="run a dynamically int8-quantised copy of the model (CPU; float output; benchmarks/README.md)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder layers (minilm.kernels)")
     p.add_argument("--shard", metavar="I/N", help="encode the I-th of N parts of the input into OUTPUT's part file")
-    p.add_argument("--chunk-lines", type=int,
-                   help="lines read, encoded and recorded at a time (default 4096, corpus.CHUNK_LINES); the unit of "
-                        "resumption and of sharding")
+    p.add_argument(
+        "--chunk-lines",
+        type=int,
+        help="lines read, encoded and recorded at a time (default 4096, corpus.CHUNK_LINES); the unit of "
+        "resumption and of sharding",
+    )
     p.add_argument("--restart", action="store_true", help="discard an interrupted run's partial output")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=cmd_encode)
@@ -188,18 +220,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delete-parts", action="store_true", help="remove the part files and manifests once joined")
     p.set_defaults(run=cmd_encode_join)
 
-    p = sub.add_parser("compare", help="encode a file with minilm and with sentence-transformers and compare",
-                       description="Encode the lines of a file with minilm and with sentence-transformers (pip "
-                                   "install 'minilm[compare]') from the same model folder; print max |difference|, "
-                                   "the cosine between the two embeddings of each line, top-10 neighbour agreement "
-                                   "and, with --pairs, both Spearman correlations. Exit status 1 when max "
-                                   "|difference| exceeds --tolerance, 2 on an error.")
+    p = sub.add_parser(
+        "compare",
+        help="encode a file with minilm and with sentence-transformers and compare",
+        description="Encode the lines of a file with minilm and with sentence-transformers (pip "
+        "install 'minilm[compare]') from the same model folder; print max |difference|, "
+        "the cosine between the two embeddings of each line, top-10 neighbour agreement "
+        "and, with --pairs, both Spearman correlations. Exit status 1 when max "
+        "|difference| exceeds --tolerance, 2 on an error.",
+    )
     p.add_argument("--model", default=DEFAULT_MODEL, help="local directory or hub id")
     p.add_argument("--input", required=True, help="text file, one sentence per line (an STS file: --input-format sts)")
-    p.add_argument("--input-format", choices=["lines", "sts"], default="lines",
-                   help="sts: the sentences of both columns of an STS-benchmark file")
-    p.add_argument("--pairs", help="scored pairs: an STS-benchmark file (--pairs-format sts) or a .csv/.tsv/.jsonl "
-                                   "with columns a, b, score")
+    p.add_argument(
+        "--input-format",
+        choices=["lines", "sts"],
+        default="lines",
+        help="sts: the sentences of both columns of an STS-benchmark file",
+    )
+    p.add_argument(
+        "--pairs",
+        help="scored pairs: an STS-benchmark file (--pairs-format sts) or a .csv/.tsv/.jsonl with columns a, b, score",
+    )
     p.add_argument("--pairs-format", choices=["auto", "sts"], default="auto")
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest max |difference| that passes (1e-4)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -211,25 +252,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sentences", nargs="+")
     p.set_defaults(run=cmd_similarity)
 
-    p = sub.add_parser("train", help="fine-tune as a recipe (recipes/*.toml) says",
-                       description="Fine-tune as a recipe says. Several processes or GPUs: "
-                                   "torchrun --nproc_per_node N -m minilm train RECIPE (docs/distributed.md).")
+    p = sub.add_parser(
+        "train",
+        help="fine-tune as a recipe (recipes/*.toml) says",
+        description="Fine-tune as a recipe says. Several processes or GPUs: "
+        "torchrun --nproc_per_node N -m minilm train RECIPE (docs/distributed.md).",
+    )
     p.add_argument("recipe", help="path to a recipe .toml")
     p.add_argument("--data", help="training file to use instead of the recipe's [data] train")
     p.add_argument("--output", help="output directory (default runs/<recipe name>)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe value, e.g. --set train.batch_size=8 --set loss.margin=0.5")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set train.batch_size=8 --set loss.margin=0.5",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output directory")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the run in the output directory (its run.json, log.jsonl, final/, checkpoints/)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in the output directory (its run.json, log.jsonl, final/, checkpoints/)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke test: 2 steps of at most 16 rows, small evaluation")
-    p.add_argument("--compile", action="store_true",
-                   help="same as --set train.compile=true: compiled layers, AdamW step and MNRL (minilm.kernels)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="same as --set train.compile=true: compiled layers, AdamW step and MNRL (minilm.kernels)",
+    )
     p.set_defaults(run=cmd_train)
 
-    p = sub.add_parser("sweep", help="compare loss configurations over seeds: paired runs, intervals, plots",
-                       description="Run a sweep file: one base recipe, loss configurations x seeds, paired; writes "
-                                   "sweep.csv, sweep.md and plots. Rerun it to finish a killed sweep (docs/research.md).")
+    p = sub.add_parser(
+        "sweep",
+        help="compare loss configurations over seeds: paired runs, intervals, plots",
+        description="Run a sweep file: one base recipe, loss configurations x seeds, paired; writes "
+        "sweep.csv, sweep.md and plots. Rerun it to finish a killed sweep (docs/research.md).",
+    )
     p.add_argument("sweep", help="path to a sweep .toml (examples/sweeps/)")
     p.add_argument("--output", help="output directory (default runs/<sweep name>)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
@@ -241,14 +299,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help=".csv/.tsv/.jsonl file, or an STS-benchmark file with --format sts")
     p.add_argument("--task", required=True, choices=["triplet", "similarity", "retrieval"])
     p.add_argument("--format", default="auto", choices=["auto", "sts"])
-    p.add_argument("--roles", nargs="*", metavar="ROLE=COLUMN",
-                   help="which column plays which role (default: columns named anchor/positive/negative or a/b/score)")
+    p.add_argument(
+        "--roles",
+        nargs="*",
+        metavar="ROLE=COLUMN",
+        help="which column plays which role (default: columns named anchor/positive/negative or a/b/score)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.set_defaults(run=cmd_eval)
 
-    p = sub.add_parser("plot", help="PNG charts of a training run: loss, learning rate, gradient norm, eval metrics",
-                       description="Read RUN_DIR/log.jsonl (the output directory of minilm train) and write one PNG "
-                                   "per series. Needs matplotlib: pip install 'minilm[plot]'.")
+    p = sub.add_parser(
+        "plot",
+        help="PNG charts of a training run: loss, learning rate, gradient norm, eval metrics",
+        description="Read RUN_DIR/log.jsonl (the output directory of minilm train) and write one PNG "
+        "per series. Needs matplotlib: pip install 'minilm[plot]'.",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="output directory of minilm train")
     p.add_argument("--output", help="where to write the PNGs (default RUN_DIR/plots)")
     p.set_defaults(run=cmd_plot)
@@ -275,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if os.environ.get("MINILM_DEBUG"):
             raise
-        print(f"minilm {args.command}: internal error, please report it: {type(e).__name__}: {one_line(e)} "
-              f"(MINILM_DEBUG=1 shows the traceback)", file=sys.stderr)
+        print(
+            f"minilm {args.command}: internal error, please report it: {type(e).__name__}: {one_line(e)} "
+            f"(MINILM_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1

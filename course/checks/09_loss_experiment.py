@@ -1,4 +1,4 @@
-"""Lesson 9's checker: t_interval and paired_difference against minilm.training.sweep_stats (through _minilm)."""
+"""Lesson 9's checker: t_interval and paired_difference against minilm.sweep.stats (through _minilm)."""
 
 import torch
 

@@ -20,10 +20,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from minilm.util.checks import check_embeddings, check_number
 from minilm.losses import needs
 from minilm.losses.distances import cosine_similarity_matrix
 from minilm.losses.in_batch import ranking_statistics
+from minilm.util.checks import check_embeddings, check_number
 
 
 @needs("columns", columns=2, more_columns=True, in_batch_negatives=True)
@@ -40,8 +40,9 @@ class LearnableTemperatureInfoNCE(nn.Module):
         init_temperature = check_number(init_temperature, "init_temperature", positive=True)
         min_temperature = check_number(min_temperature, "min_temperature", positive=True)
         if not min_temperature <= init_temperature <= 1.0:
-            raise ValueError(f"init_temperature must lie in [min_temperature, 1] = [{min_temperature}, 1], "
-                             f"got {init_temperature}")
+            raise ValueError(
+                f"init_temperature must lie in [min_temperature, 1] = [{min_temperature}, 1], got {init_temperature}"
+            )
         self.log_temperature = nn.Parameter(torch.tensor(math.log(init_temperature)))
         self.min_log_temperature = math.log(min_temperature)
 

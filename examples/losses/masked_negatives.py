@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from minilm.util.checks import check_embeddings, check_number
 from minilm.losses import needs
 from minilm.losses.distances import cosine_similarity_matrix
 from minilm.losses.in_batch import ranking_statistics
+from minilm.util.checks import check_embeddings, check_number
 
 
 @needs("columns", columns=2, more_columns=True, in_batch_negatives=True)

@@ -63,7 +63,7 @@ def yaml_lines(value, depth: int = 0) -> list[str]:
         for item in value:
             nested = isinstance(item, (dict, list)) and item
             sub = yaml_lines(item, depth + 2) if nested else [pad + "  " + yaml_scalar(item)]
-            lines.append(f"{pad}- {sub[0][depth + 2:]}")  # the item's first line goes after the dash
+            lines.append(f"{pad}- {sub[0][depth + 2 :]}")  # the item's first line goes after the dash
             lines += sub[1:]
         return lines
     return [pad + yaml_scalar(value)]

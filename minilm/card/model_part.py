@@ -12,38 +12,49 @@ from pathlib import Path
 import torch
 
 import minilm
-from minilm.util import io
-
 from minilm.card.training_part import TrainingCard
 from minilm.losses.bibtex import SBERT_CITATION
+from minilm.util import io
 
 MODEL_ID = "sentence_transformers_model_id"  # sentence-transformers' placeholder: its push_to_hub fills in the repo id
 EXAMPLES = ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]
+
+
 def intro(model, base: str | None) -> str:
     origin = f" finetuned from {model_link(base)}" if base else ""
-    return (f"This is a [sentence-transformers](https://www.SBERT.net) model{origin}, written by minilm (a "
-            f"from-scratch PyTorch implementation of the sentence-transformers encoder that loads and saves its "
-            f"layout). It maps sentences & paragraphs to a {model.embedding_dim}-dimensional "
-            f"dense vector space and can be used for semantic textual similarity, semantic search, paraphrase mining, "
-            f"text classification, clustering, and more.")
+    return (
+        f"This is a [sentence-transformers](https://www.SBERT.net) model{origin}, written by minilm (a "
+        f"from-scratch PyTorch implementation of the sentence-transformers encoder that loads and saves its "
+        f"layout). It maps sentences & paragraphs to a {model.embedding_dim}-dimensional "
+        f"dense vector space and can be used for semantic textual similarity, semantic search, paraphrase mining, "
+        f"text classification, clustering, and more."
+    )
 
 
 def description(model, config: dict, modules: list, training: TrainingCard | None) -> str:
     lines = ["### Model Description", "- **Model Type:** Sentence Transformer"]
-    lines.append(f"- **Base model:** {model_link(training.base_model)}" if training else
-                 "<!-- - **Base model:** [Unknown](https://huggingface.co/unknown) -->")
-    lines += [f"- **Maximum Sequence Length:** {model.max_seq_length} tokens",
-              f"- **Output Dimensionality:** {model.embedding_dim} dimensions",
-              "- **Similarity Function:** Cosine Similarity"]
-    lines.append(f"- **Training Dataset:** {training.dataset_name}" if training else
-                 "<!-- - **Training Dataset:** Unknown -->")
+    lines.append(
+        f"- **Base model:** {model_link(training.base_model)}"
+        if training
+        else "<!-- - **Base model:** [Unknown](https://huggingface.co/unknown) -->"
+    )
+    lines += [
+        f"- **Maximum Sequence Length:** {model.max_seq_length} tokens",
+        f"- **Output Dimensionality:** {model.embedding_dim} dimensions",
+        "- **Similarity Function:** Cosine Similarity",
+    ]
+    lines.append(
+        f"- **Training Dataset:** {training.dataset_name}" if training else "<!-- - **Training Dataset:** Unknown -->"
+    )
     lines += ["<!-- - **Language:** Unknown -->", "<!-- - **License:** Unknown -->"]
     if config:
         c = config.get
-        lines.append(f"- **Transformer:** {(c('architectures') or ['BertModel'])[0]}, {c('num_hidden_layers')} layers, "
-                     f"hidden size {c('hidden_size')}, {c('num_attention_heads')} attention heads, feed-forward "
-                     f"{c('intermediate_size')}, vocabulary {c('vocab_size')}, "
-                     f"{c('max_position_embeddings')} positions")
+        lines.append(
+            f"- **Transformer:** {(c('architectures') or ['BertModel'])[0]}, {c('num_hidden_layers')} layers, "
+            f"hidden size {c('hidden_size')}, {c('num_attention_heads')} attention heads, feed-forward "
+            f"{c('intermediate_size')}, vocabulary {c('vocab_size')}, "
+            f"{c('max_position_embeddings')} positions"
+        )
     normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
     lines.append(f"- **Pooling:** {model.pooling}{', then L2 normalisation' if normalize else ''}")
     return "\n".join(lines)
@@ -142,16 +153,18 @@ def versions() -> str:
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
 
-    return "\n".join([
-        "### Framework Versions",
-        f"- Python: {platform.python_version()}",
-        f"- minilm: {minilm.__version__}",
-        f"- PyTorch: {torch.__version__}",
-        f"- Tokenizers: {version('tokenizers')}",
-        f"- safetensors: {version('safetensors')}",
-        f"- NumPy: {version('numpy')}",
-        f"- huggingface_hub: {version('huggingface-hub')}",
-    ])
+    return "\n".join(
+        [
+            "### Framework Versions",
+            f"- Python: {platform.python_version()}",
+            f"- minilm: {minilm.__version__}",
+            f"- PyTorch: {torch.__version__}",
+            f"- Tokenizers: {version('tokenizers')}",
+            f"- safetensors: {version('safetensors')}",
+            f"- NumPy: {version('numpy')}",
+            f"- huggingface_hub: {version('huggingface-hub')}",
+        ]
+    )
 
 
 def citations(training: TrainingCard | None) -> str:

@@ -11,8 +11,11 @@ from minilm.card.markdown import cell, html_list, indent, join_words, number, ta
 
 STATS_ROWS = 1000  # token statistics from the first this many rows, as sentence-transformers' cards say
 # minilm's evaluation tasks and the sentence-transformers evaluator each one reproduces (minilm/evaluation/metrics.py).
-EVALUATORS = {"triplet": "TripletEvaluator", "similarity": "EmbeddingSimilarityEvaluator",
-              "retrieval": "InformationRetrievalEvaluator"}
+EVALUATORS = {
+    "triplet": "TripletEvaluator",
+    "similarity": "EmbeddingSimilarityEvaluator",
+    "retrieval": "InformationRetrievalEvaluator",
+}
 ST_LOSSES_URL = "https://sbert.net/docs/package_reference/sentence_transformer/losses.html"
 ST_EVALUATION_URL = "https://sbert.net/docs/package_reference/sentence_transformer/evaluation.html"
 
@@ -60,44 +63,72 @@ def evaluation_section(training: TrainingCard) -> str:
     task = training.eval_task or "evaluation"
     evaluator = EVALUATORS.get(task)
     metrics = metrics_of(training.evaluation)
-    rows = [[f"**{k}**" if k == training.metric_for_best else k,
-             f"**{number(v)}**" if k == training.metric_for_best else number(v)] for k, v in metrics.items()]
-    used = (f"[<code>{evaluator}</code>]({ST_EVALUATION_URL}#sentence_transformers.sentence_transformer.evaluation."
-            f"{evaluator}) (minilm's task `{task}`, which reproduces it)") if evaluator else f"<code>{task}</code>"
-    return "\n".join([
-        "## Evaluation", "", "### Metrics", "", f"#### {task.title()}", "",
-        f"* Dataset: `{training.eval_dataset}`",
-        f"* Evaluated with {used} at step {training.evaluation.get('step', '?')}", "",
-        table(["Metric", "Value"], rows),
-    ])
+    rows = [
+        [
+            f"**{k}**" if k == training.metric_for_best else k,
+            f"**{number(v)}**" if k == training.metric_for_best else number(v),
+        ]
+        for k, v in metrics.items()
+    ]
+    used = (
+        (
+            f"[<code>{evaluator}</code>]({ST_EVALUATION_URL}#sentence_transformers.sentence_transformer.evaluation."
+            f"{evaluator}) (minilm's task `{task}`, which reproduces it)"
+        )
+        if evaluator
+        else f"<code>{task}</code>"
+    )
+    return "\n".join(
+        [
+            "## Evaluation",
+            "",
+            "### Metrics",
+            "",
+            f"#### {task.title()}",
+            "",
+            f"* Dataset: `{training.eval_dataset}`",
+            f"* Evaluated with {used} at step {training.evaluation.get('step', '?')}",
+            "",
+            table(["Metric", "Value"], rows),
+        ]
+    )
 
 
 def dataset_section(training: TrainingCard, tokenizer) -> str:
     names = list(training.columns)
     size = len(training.columns[names[0]]) if names else 0
     stats = training.column_stats(tokenizer)
-    stats_rows = [["type", *(stats[n]["dtype"] for n in names)],
-                  ["details", *(html_list(stats[n]["data"]) for n in names)]]
+    stats_rows = [
+        ["type", *(stats[n]["dtype"] for n in names)],
+        ["details", *(html_list(stats[n]["data"]) for n in names)],
+    ]
     samples = [[f"<code>{cell(training.columns[n][i])}</code>" for n in names] for i in range(min(3, size))]
     loss = training.loss
     st_name = loss.st_names[0] if loss.st_names else None
     if st_name:
-        shown = (f"[<code>{st_name}</code>]({ST_LOSSES_URL}#{st_name.lower()}) (minilm's `{loss.name}`, "
-                 f"<code>{loss.function}</code>)")
+        shown = (
+            f"[<code>{st_name}</code>]({ST_LOSSES_URL}#{st_name.lower()}) (minilm's `{loss.name}`, "
+            f"<code>{loss.function}</code>)"
+        )
     else:
         shown = f"<code>{loss.function}</code> (`{loss.name}`)"
     settings = json.dumps(loss.settings, indent=4, default=str)
-    return "\n".join([
-        "### Training Dataset", "", f"#### {training.dataset_name}", "",
-        f"* Size: {size:,} training samples",
-        f"* Columns: {join_words([f'<code>{n}</code>' for n in names])}",
-        f"* Approximate statistics based on the first {min(size, STATS_ROWS)} samples:",
-        indent(table(["", *names], stats_rows)),
-        "* Samples:",
-        indent(table(names, samples)),
-        f"* Loss: {shown} with these parameters:",
-        indent(f"```json\n{settings}\n```"),
-    ])
+    return "\n".join(
+        [
+            "### Training Dataset",
+            "",
+            f"#### {training.dataset_name}",
+            "",
+            f"* Size: {size:,} training samples",
+            f"* Columns: {join_words([f'<code>{n}</code>' for n in names])}",
+            f"* Approximate statistics based on the first {min(size, STATS_ROWS)} samples:",
+            indent(table(["", *names], stats_rows)),
+            "* Samples:",
+            indent(table(names, samples)),
+            f"* Loss: {shown} with these parameters:",
+            indent(f"```json\n{settings}\n```"),
+        ]
+    )
 
 
 def hyperparameters_section(training: TrainingCard) -> str:
@@ -125,23 +156,27 @@ def logs_section(training: TrainingCard) -> str:
     prefix = snake(training.eval_dataset) + "_" if training.eval_dataset else ""
     rows, since = [], 0
     for step in shown:
-        window = [steps[s]["loss"] for s in range(since + 1, step + 1)
-                  if s in steps and steps[s].get("loss") is not None]  # a loss the run could not log is left out
+        window = [
+            steps[s]["loss"] for s in range(since + 1, step + 1) if s in steps and steps[s].get("loss") is not None
+        ]  # a loss the run could not log is left out
         loss = f"{sum(window) / len(window):.4f}" if window and step in steps else "-"
         if step in steps:
             since = step
         epoch = f"{round(step / training.steps_per_epoch, 4)}" if training.steps_per_epoch else "-"
-        row = [epoch, str(step), loss] + [number(evals[step][m]) if step in evals and m in evals[step] else "-"
-                                          for m in metrics]
+        row = [epoch, str(step), loss] + [
+            number(evals[step][m]) if step in evals and m in evals[step] else "-" for m in metrics
+        ]
         if step == training.best_step:
             row = [f"**{cell}**" for cell in row]
         rows.append(row)
-    text = "### Training Logs\n" + table(["Epoch", "Step", "Training Loss", *(prefix + m for m in metrics)], rows,
-                                          center=True)
+    text = "### Training Logs\n" + table(
+        ["Epoch", "Step", "Training Loss", *(prefix + m for m in metrics)], rows, center=True
+    )
     if training.best_step is not None and training.best_step in shown:
         saved = training.evaluation is not None and training.evaluation.get("step") == training.best_step
         text += f"\n* The bold row denotes the best `{training.metric_for_best}`" + (
-            ": the model saved here." if saved else ".")
+            ": the model saved here." if saved else "."
+        )
     return text
 
 
@@ -167,19 +202,32 @@ def column_stats(values: list, tokenizer) -> dict:
     first = values[0]
     if isinstance(first, str):
         lengths = [len(ids) for ids in tokenizer.encode_ids(list(values))]
-        return {"dtype": "string", "data": {"min": f"{min(lengths)} tokens",
-                                           "mean": f"{round(sum(lengths) / len(lengths), 2)} tokens",
-                                           "max": f"{max(lengths)} tokens"}}
+        return {
+            "dtype": "string",
+            "data": {
+                "min": f"{min(lengths)} tokens",
+                "mean": f"{round(sum(lengths) / len(lengths), 2)} tokens",
+                "max": f"{max(lengths)} tokens",
+            },
+        }
     if isinstance(first, bool) or isinstance(first, int):
         counts: dict = {}
         for v in values:
             counts[v] = counts.get(v, 0) + 1
         approx = "~" if len(counts) > 1 else ""
-        return {"dtype": type(first).__name__,
-                "data": {k: f"{approx}{counts[k] / len(values):.2%}" for k in sorted(counts)}}
+        return {
+            "dtype": type(first).__name__,
+            "data": {k: f"{approx}{counts[k] / len(values):.2%}" for k in sorted(counts)},
+        }
     if isinstance(first, float):
-        return {"dtype": "float", "data": {"min": round(min(values), 2), "mean": round(sum(values) / len(values), 2),
-                                          "max": round(max(values), 2)}}
+        return {
+            "dtype": "float",
+            "data": {
+                "min": round(min(values), 2),
+                "mean": round(sum(values) / len(values), 2),
+                "max": round(max(values), 2),
+            },
+        }
     return {"dtype": type(first).__name__, "data": {}}
 
 

@@ -22,7 +22,7 @@ def is_minilm_card(text: str) -> bool:
     found = MARKER.search(text)
     if found is None:
         return False
-    return _digest(text[: found.start()] + text[found.end():]) == found.group(1)
+    return _digest(text[: found.start()] + text[found.end() :]) == found.group(1)
 
 
 def write_card(model, directory: Path, training: TrainingCard | None = None, previous: Path | None = None) -> None:
@@ -32,8 +32,11 @@ def write_card(model, directory: Path, training: TrainingCard | None = None, pre
     does not fail the save (the model matters more than its card): it is left out, with a warning naming the error.
     """
     target = Path(directory) / CARD_NAME
-    if previous is not None and previous.is_file() and not is_minilm_card(previous.read_text(encoding="utf-8",
-                                                                                               errors="replace")):
+    if (
+        previous is not None
+        and previous.is_file()
+        and not is_minilm_card(previous.read_text(encoding="utf-8", errors="replace"))
+    ):
         shutil.copyfile(previous, target)
         return
     try:
@@ -67,8 +70,12 @@ def render_card(model, directory: Path, training: TrainingCard | None = None) ->
     if training is not None:
         if training.evaluation:
             sections.append(training_part.evaluation_section(training))
-        sections += ["## Training Details", training_part.dataset_section(training, model.tokenizer),
-                     training_part.hyperparameters_section(training), training_part.logs_section(training)]
+        sections += [
+            "## Training Details",
+            training_part.dataset_section(training, model.tokenizer),
+            training_part.hyperparameters_section(training),
+            training_part.logs_section(training),
+        ]
     sections += [model_part.versions(), model_part.citations(training)]
     body = "\n\n".join(s.strip("\n") for s in sections) + "\n"
     head = "---\n" + "\n".join(yaml_lines(front_matter(training))) + "\n---\n"
@@ -97,12 +104,18 @@ def front_matter(training: TrainingCard | None) -> dict:
         metrics = training_part.metrics_of(training.evaluation)
         out["metrics"] = list(metrics)
         dataset = training.eval_dataset or "evaluation"
-        out["model-index"] = [{
-            "name": f"SentenceTransformer based on {training.base_model}",
-            "results": [{
-                "task": {"type": training.eval_task, "name": (training.eval_task or "").title()},
-                "dataset": {"name": dataset, "type": training_part.snake(dataset)},
-                "metrics": [{"type": k, "value": v, "name": k.replace("_", " ").title()} for k, v in metrics.items()],
-            }],
-        }]
+        out["model-index"] = [
+            {
+                "name": f"SentenceTransformer based on {training.base_model}",
+                "results": [
+                    {
+                        "task": {"type": training.eval_task, "name": (training.eval_task or "").title()},
+                        "dataset": {"name": dataset, "type": training_part.snake(dataset)},
+                        "metrics": [
+                            {"type": k, "value": v, "name": k.replace("_", " ").title()} for k, v in metrics.items()
+                        ],
+                    }
+                ],
+            }
+        ]
     return out

@@ -38,12 +38,18 @@ from pathlib import Path
 
 import numpy as np
 
-from minilm.encoding.options import check_truncate_dim, resolve_prompt
-from minilm.util.io import read_json, temp_path, write_failed, write_json
 from minilm.corpus.npyfile import check_overwritable, npy_header
-from minilm.util.progress import Progress
-from minilm.encoding.quantization import check_precision, quantization_ranges, quantize_embeddings, quantized_dtype, quantized_width
 from minilm.corpus.shards import check_shard, manifest_path, shard_lines, target_path
+from minilm.encoding.options import check_truncate_dim, resolve_prompt
+from minilm.encoding.quantization import (
+    check_precision,
+    quantization_ranges,
+    quantize_embeddings,
+    quantized_dtype,
+    quantized_width,
+)
+from minilm.util.io import read_json, temp_path, write_failed, write_json
+from minilm.util.progress import Progress
 
 CHUNK_LINES = 4096
 
@@ -91,8 +97,10 @@ def _decode(raw: bytes, path: Path | str, line: int) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r} at column "
-                         f"{e.start + 1}); save the file as UTF-8") from None
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 text (byte {raw[e.start : e.start + 1]!r} at column "
+            f"{e.start + 1}); save the file as UTF-8"
+        ) from None
     return text[1:] if line == 1 and text.startswith("\ufeff") else text
 
 
@@ -143,9 +151,16 @@ def model_fingerprint(model) -> str:
     return digest.hexdigest()
 
 
-def encode_file(model, input_path: str | Path, output: str | Path, options: CorpusOptions | None = None,
-                shard: tuple[int, int] = (0, 1), restart: bool = False, progress: bool = True,
-                log=lambda message: print(message, file=sys.stderr)) -> Written:
+def encode_file(
+    model,
+    input_path: str | Path,
+    output: str | Path,
+    options: CorpusOptions | None = None,
+    shard: tuple[int, int] = (0, 1),
+    restart: bool = False,
+    progress: bool = True,
+    log=lambda message: print(message, file=sys.stderr),
+) -> Written:
     """Encode every line of ``input_path`` ("-" reads stdin) into ``output`` (.npy), or into its part ``shard``
     (i, n) when n > 1. Resumes an interrupted run with the same settings unless ``restart``."""
     options = options or CorpusOptions()
@@ -169,17 +184,43 @@ def encode_file(model, input_path: str | Path, output: str | Path, options: Corp
             spool.unlink(missing_ok=True)
 
 
-def _settings(model, input_sha256: str, options: CorpusOptions, i: int, n: int, first: int, lines: int,
-              total: int, width: int, dtype: np.dtype) -> dict:
+def _settings(
+    model,
+    input_sha256: str,
+    options: CorpusOptions,
+    i: int,
+    n: int,
+    first: int,
+    lines: int,
+    total: int,
+    width: int,
+    dtype: np.dtype,
+) -> dict:
     """What the rows depend on: a resumed run and the shards of one corpus must agree on all of it (but the shard)."""
-    ranges = None if options.ranges is None else hashlib.sha256(
-        np.ascontiguousarray(options.ranges, dtype=np.float32).tobytes()).hexdigest()
-    return {"input_sha256": input_sha256, "total_lines": total, "model": model_fingerprint(model),
-            "prompt": options.prompt, "batch_size": options.batch_size,
-            "normalize_embeddings": options.normalize_embeddings, "truncate_dim": options.truncate_dim,
-            "precision": options.precision, "ranges_sha256": ranges, "quantized_model": options.quantized_model,
-            "chunk_lines": options.chunk_lines, "dtype": np.dtype(dtype).str, "width": width,
-            "shard": i, "shards": n, "first_line": first, "lines": lines}
+    ranges = (
+        None
+        if options.ranges is None
+        else hashlib.sha256(np.ascontiguousarray(options.ranges, dtype=np.float32).tobytes()).hexdigest()
+    )
+    return {
+        "input_sha256": input_sha256,
+        "total_lines": total,
+        "model": model_fingerprint(model),
+        "prompt": options.prompt,
+        "batch_size": options.batch_size,
+        "normalize_embeddings": options.normalize_embeddings,
+        "truncate_dim": options.truncate_dim,
+        "precision": options.precision,
+        "ranges_sha256": ranges,
+        "quantized_model": options.quantized_model,
+        "chunk_lines": options.chunk_lines,
+        "dtype": np.dtype(dtype).str,
+        "width": width,
+        "shard": i,
+        "shards": n,
+        "first_line": first,
+        "lines": lines,
+    }
 
 
 def _check_options(model, options: CorpusOptions) -> tuple[CorpusOptions, int, np.dtype]:
@@ -194,16 +235,28 @@ def _check_options(model, options: CorpusOptions) -> tuple[CorpusOptions, int, n
     dim = model.embedding_dim if truncate_dim is None else min(model.embedding_dim, truncate_dim)
     if options.precision in ("int8", "uint8"):
         if options.ranges is None:
-            raise ValueError(f"precision {options.precision} needs calibration ranges (--ranges or --calibration): "
-                             "ranges from the corpus itself would need every embedding in memory at once")
+            raise ValueError(
+                f"precision {options.precision} needs calibration ranges (--ranges or --calibration): "
+                "ranges from the corpus itself would need every embedding in memory at once"
+            )
         ranges = np.asarray(options.ranges)
         if ranges.shape != (2, dim):
             raise ValueError(f"ranges must have shape (2, {dim}) for {dim}-dimensional embeddings, got {ranges.shape}")
     return options, quantized_width(dim, options.precision), quantized_dtype(options.precision)
 
 
-def _encode_file(model, path: Path, name: str, target: Path, options: CorpusOptions, i: int, n: int, restart: bool,
-                 show_progress: bool, log) -> Written:
+def _encode_file(
+    model,
+    path: Path,
+    name: str,
+    target: Path,
+    options: CorpusOptions,
+    i: int,
+    n: int,
+    restart: bool,
+    show_progress: bool,
+    log,
+) -> Written:
     if not path.is_file():
         raise FileNotFoundError(f"input file {path} does not exist")
     check_overwritable(target, path)
@@ -277,8 +330,10 @@ def _resume_point(partial: Path, state_path: Path, settings: dict, size: int, re
         return 0, 0
     if saved != settings:
         changed = sorted(key for key in set(saved) | set(settings) if saved.get(key) != settings.get(key))
-        raise ValueError(f"{partial} is an interrupted run with other settings ({', '.join(changed)} differ); rerun "
-                         "with the same settings to resume it, or pass --restart to start over")
+        raise ValueError(
+            f"{partial} is an interrupted run with other settings ({', '.join(changed)} differ); rerun "
+            "with the same settings to resume it, or pass --restart to start over"
+        )
     if not partial.is_file() or partial.stat().st_size != size:
         log(f"{partial} is missing or the wrong size; starting over")
         return 0, 0
@@ -286,9 +341,16 @@ def _resume_point(partial: Path, state_path: Path, settings: dict, size: int, re
 
 
 def _encode_chunk(model, texts: list[str], options: CorpusOptions, cut: list[int], first_line: int = 1) -> np.ndarray:
-    emb = model.encode(texts, prompt=options.prompt, batch_size=options.batch_size, show_progress_bar=False,
-                       normalize_embeddings=options.normalize_embeddings, truncate_dim=options.truncate_dim,
-                       quantized_model=options.quantized_model, truncated=cut)
+    emb = model.encode(
+        texts,
+        prompt=options.prompt,
+        batch_size=options.batch_size,
+        show_progress_bar=False,
+        normalize_embeddings=options.normalize_embeddings,
+        truncate_dim=options.truncate_dim,
+        quantized_model=options.quantized_model,
+        truncated=cut,
+    )
     check_finite_rows(emb, "line", first_line)
     if options.precision != "float32":
         emb = quantize_embeddings(emb, options.precision, ranges=options.ranges)
@@ -299,8 +361,10 @@ def check_finite_rows(embeddings: np.ndarray, what: str, first: int = 1, model: 
     """A model whose embeddings are NaN or infinite (its weights overflow) is an error, not numbers to write."""
     bad = np.flatnonzero(~np.isfinite(embeddings).all(axis=-1))
     if len(bad):
-        raise ValueError(f"{model} gives non-finite embeddings for {what} {bad[0] + first}"
-                         f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}; its weights are broken")
+        raise ValueError(
+            f"{model} gives non-finite embeddings for {what} {bad[0] + first}"
+            f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}; its weights are broken"
+        )
 
 
 @functools.cache
@@ -338,10 +402,14 @@ def describe(written: Written, source: str) -> str:
     """The one-line summary ``minilm encode`` prints: rows written = lines read, always."""
     kind = written.dtype if written.precision == written.dtype else f"{written.dtype} ({written.precision})"
     source = "stdin" if source == "-" else source
-    text = f"read {written.rows:,} lines from {source}, wrote {written.rows:,} x {written.width} {kind} embeddings " \
-           f"to {written.path}"
+    text = (
+        f"read {written.rows:,} lines from {source}, wrote {written.rows:,} x {written.width} {kind} embeddings "
+        f"to {written.path}"
+    )
     if written.truncated:
-        text += (f"; {written.truncated:,} lines were longer than max_seq_length and were truncated"
-                 if written.truncated > 1 else "; 1 line was longer than max_seq_length and was truncated")
+        text += (
+            f"; {written.truncated:,} lines were longer than max_seq_length and were truncated"
+            if written.truncated > 1
+            else "; 1 line was longer than max_seq_length and was truncated"
+        )
     return text
-

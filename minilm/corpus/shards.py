@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from minilm.util.io import read_json, replacing
 from minilm.corpus.npyfile import check_overwritable, npy_header, read_npy_header
+from minilm.util.io import read_json, replacing
 
 # Settings that differ between the shards of one corpus; everything else in a shard's settings must agree.
 SHARD_KEYS = ("shard", "shards", "first_line", "lines")
@@ -59,20 +59,24 @@ def join_parts(output: str | Path, delete_parts: bool = False) -> tuple[int, int
             raise ValueError(f"{path} is not a shard manifest: {e}") from None
     counts = {shards for _, shards in found}
     if len(counts) != 1:
-        raise ValueError(f"{output}: parts from runs with different shard counts {sorted(counts)}; remove the stale "
-                         "ones")
+        raise ValueError(
+            f"{output}: parts from runs with different shard counts {sorted(counts)}; remove the stale ones"
+        )
     n = counts.pop()
     missing = [i for i in range(n) if (i, n) not in found]
     if missing:
         names = ", ".join(part_path(output, i, n).name for i in missing)
-        raise ValueError(f"{output}: {len(missing)} of {n} shards are missing ({names}); run `minilm encode --shard "
-                         f"{missing[0]}/{n} ...` for each")
+        raise ValueError(
+            f"{output}: {len(missing)} of {n} shards are missing ({names}); run `minilm encode --shard "
+            f"{missing[0]}/{n} ...` for each"
+        )
     shared = [{k: v for k, v in found[(i, n)][1].items() if k not in SHARD_KEYS} for i in range(n)]
     for i in range(1, n):
         if shared[i] != shared[0]:
             changed = sorted(k for k in shared[0] if shared[i].get(k) != shared[0][k])
-            raise ValueError(f"{output}: shard {i}/{n} was encoded with other settings than shard 0 "
-                             f"({', '.join(changed)} differ)")
+            raise ValueError(
+                f"{output}: shard {i}/{n} was encoded with other settings than shard 0 ({', '.join(changed)} differ)"
+            )
     width, dtype, total = shared[0]["width"], np.dtype(shared[0]["dtype"]), shared[0]["total_lines"]
     parts, next_line = [], 0
     for i in range(n):
@@ -84,8 +88,9 @@ def join_parts(output: str | Path, delete_parts: bool = False) -> tuple[int, int
             raise ValueError(f"{part} is missing (its manifest is there); rerun `minilm encode --shard {i}/{n} ...`")
         shape, part_dtype, offset = read_npy_header(part)
         if shape != (settings["lines"], width) or part_dtype != dtype:
-            raise ValueError(f"{part}: holds {shape} {part_dtype}, its manifest says ({settings['lines']}, {width}) "
-                             f"{dtype}")
+            raise ValueError(
+                f"{part}: holds {shape} {part_dtype}, its manifest says ({settings['lines']}, {width}) {dtype}"
+            )
         parts.append((part, offset, settings["lines"] * width * dtype.itemsize))
         next_line += settings["lines"]
     if next_line != total:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
-from minilm.util.io import read_text, split_lines
 from minilm.losses.inputs import KINDS, roles_of
+from minilm.util.io import read_text, split_lines
 
 __all__ = ["Dataset", "read_rows", "to_roles", "role_columns", "read_sts"]
 
@@ -55,8 +55,11 @@ def _check_cells(path, line: int, names: list[str], values: list) -> None:
         if isinstance(value, list) and all(_is_number(v) for v in value):
             continue  # a JSONL array of numbers: a teacher's scores or embedding
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise _fail(path, line, f"column {name!r}: expected a string or number (or a list of numbers), "
-                                    f"found {type(value).__name__}")
+            raise _fail(
+                path,
+                line,
+                f"column {name!r}: expected a string or number (or a list of numbers), found {type(value).__name__}",
+            )
 
 
 def _drop_trailing_blank(rows: list) -> list:
@@ -68,8 +71,12 @@ def _drop_trailing_blank(rows: list) -> list:
 def _read_delimited(path: Path, columns, has_header, delimiter: str, quote: bool) -> Dataset:
     rows = []  # (start line, cells)
     text = read_text(path)  # a BOM must not end up in the first header; bad bytes are named by line
-    reader = csv.reader(StringIO(text, newline=""), delimiter=delimiter,
-                        quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE, strict=True)
+    reader = csv.reader(
+        StringIO(text, newline=""),
+        delimiter=delimiter,
+        quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE,
+        strict=True,
+    )
     start = 1
     try:
         for cells in reader:
@@ -141,8 +148,13 @@ def _read_jsonl(path: Path, columns) -> Dataset:
     return Dataset(str(path), out, lines)
 
 
-def read_rows(path: str | Path, columns: list[str] | None = None, has_header: bool | None = None,
-              delimiter: str | None = None, quote: bool | None = None) -> Dataset:
+def read_rows(
+    path: str | Path,
+    columns: list[str] | None = None,
+    has_header: bool | None = None,
+    delimiter: str | None = None,
+    quote: bool | None = None,
+) -> Dataset:
     """Read a .csv / .tsv / .jsonl file into named columns.
 
     columns: names to keep (a header file: selected by name; no header: names the cells in order; JSONL: keys).
@@ -154,8 +166,9 @@ def read_rows(path: str | Path, columns: list[str] | None = None, has_header: bo
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
-    if columns is not None and (not columns or not all(isinstance(c, str) and c for c in columns)
-                                or len(set(columns)) != len(columns)):
+    if columns is not None and (
+        not columns or not all(isinstance(c, str) and c for c in columns) or len(set(columns)) != len(columns)
+    ):
         raise ValueError(f"columns must be distinct non-empty strings, got {columns!r}")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json") and delimiter is None:
@@ -225,12 +238,14 @@ def _vectors(ds: Dataset, names: str | list[str]) -> list[list[float]]:
                 except (TypeError, ValueError):
                     x = math.nan
                 if not math.isfinite(x) or isinstance(v, bool):
-                    raise ValueError(f"{ds.where(i)}: column {name!r}: teacher values must be finite numbers, "
-                                     f"found {v!r}")
+                    raise ValueError(
+                        f"{ds.where(i)}: column {name!r}: teacher values must be finite numbers, found {v!r}"
+                    )
                 row.append(x)
         if out and len(row) != len(out[0]):
-            raise ValueError(f"{ds.where(i)}: columns {names}: {len(row)} teacher values, but the first row has "
-                             f"{len(out[0])}")
+            raise ValueError(
+                f"{ds.where(i)}: columns {names}: {len(row)} teacher values, but the first row has {len(out[0])}"
+            )
         out.append(row)
     return out
 
@@ -249,12 +264,15 @@ def _check_one_spelling(ds: Dataset, name: str, values: list) -> None:
             continue
         seen = first.setdefault(float(text), (i, text))
         if seen[1] != text:
-            raise ValueError(f"{ds.where(i)}: column {name!r}: label {text!r} is the number written {seen[1]!r} on "
-                             f"line {ds.lines[seen[0]]}; write each label one way, or they count as two classes")
+            raise ValueError(
+                f"{ds.where(i)}: column {name!r}: label {text!r} is the number written {seen[1]!r} on "
+                f"line {ds.lines[seen[0]]}; write each label one way, or they count as two classes"
+            )
 
 
-def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str, teacher_model: bool = False,
-             model_copy: bool = False):
+def to_roles(
+    ds: Dataset, roles: dict[str, str | list[str]], kind: str, teacher_model: bool = False, model_copy: bool = False
+):
     """Map columns to what a loss needs.
 
     kind "columns": roles anchor, positive[, negative: name or list] -> [anchors, positives, *negatives]
@@ -273,8 +291,10 @@ def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str, teacher_
     unknown = [r for r in roles if r not in required + optional]
     missing = [r for r in required if r not in roles]
     if unknown or missing:
-        raise ValueError(f"roles for kind {kind!r} need {list(required)} (optional {list(optional)}); "
-                         f"missing {missing}, unknown {unknown}")
+        raise ValueError(
+            f"roles for kind {kind!r} need {list(required)} (optional {list(optional)}); "
+            f"missing {missing}, unknown {unknown}"
+        )
     if model_copy:
         return [_texts(ds, roles["text"])]
     if kind == "columns":
@@ -294,17 +314,28 @@ def to_roles(ds: Dataset, roles: dict[str, str | list[str]], kind: str, teacher_
     return _texts(ds, roles["a"]), _texts(ds, roles["b"]), _scores(ds, roles["score"])
 
 
-def role_columns(roles: dict[str, str | list[str]], kind: str, teacher_model: bool = False,
-                 model_copy: bool = False) -> list[str]:
+def role_columns(
+    roles: dict[str, str | list[str]], kind: str, teacher_model: bool = False, model_copy: bool = False
+) -> list[str]:
     """The file's column names behind each value ``to_roles`` returns, in its order (a teacher given as several
     columns is one value: its names joined)."""
+
     def names(role: str) -> list[str]:
         value = roles.get(role, [])
         return [value] if isinstance(value, str) else list(value)
 
-    order = {"columns": ["anchor", "positive", "negative"], "labels": ["text", "label"],
-             "pair_labels": ["a", "b", "label"], "teacher_scores": ["anchor", "positive", "negative"],
-             "teacher_embeddings": ["text"], "scores": ["a", "b", "score"]}[kind] if not model_copy else ["text"]
+    order = (
+        {
+            "columns": ["anchor", "positive", "negative"],
+            "labels": ["text", "label"],
+            "pair_labels": ["a", "b", "label"],
+            "teacher_scores": ["anchor", "positive", "negative"],
+            "teacher_embeddings": ["text"],
+            "scores": ["a", "b", "score"],
+        }[kind]
+        if not model_copy
+        else ["text"]
+    )
     columns = [name for role in order for name in names(role)]
     return columns + ([", ".join(names("teacher"))] if kind.startswith("teacher_") and not teacher_model else [])
 
@@ -343,8 +374,17 @@ def read_sts(path: str | Path) -> tuple[list[str], list[str], list[float]]:
 STS_COLUMNS = ("sentence1", "sentence2", "score")  # what read_roles gives of an STS file, as the card names them
 
 
-def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4.0, header: bool = True,
-               columns: list | None = None, teacher_model: bool = False, model_copy: bool = False):
+def read_roles(
+    path: str,
+    fmt: str,
+    roles: dict,
+    kind: str,
+    min_score: float = 4.0,
+    header: bool = True,
+    columns: list | None = None,
+    teacher_model: bool = False,
+    model_copy: bool = False,
+):
     """What a loss or evaluator of ``kind`` needs from a file (see ``data.to_roles``)."""
     if fmt == "sts":
         s1, s2, scores = read_sts(path)
@@ -354,5 +394,4 @@ def read_roles(path: str, fmt: str, roles: dict, kind: str, min_score: float = 4
             keep = [i for i, s in enumerate(scores) if s >= min_score]
             return [[s1[i] for i in keep], [s2[i] for i in keep]]
         raise ValueError(f"{path}: an STS file gives pairs or scores, not labels")
-    return to_roles(read_rows(path, columns=columns or None, has_header=header), roles, kind, teacher_model,
-                    model_copy)
+    return to_roles(read_rows(path, columns=columns or None, has_header=header), roles, kind, teacher_model, model_copy)

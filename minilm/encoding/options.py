@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from minilm.util.checks import check_texts
 from minilm.encoding.quantization import quantize_embeddings
+from minilm.util.checks import check_texts
 
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings")
 UNSET = object()  # a deprecated keyword that was not passed
@@ -43,8 +43,9 @@ def as_text_list(inputs) -> list[str]:
     return texts
 
 
-def resolve_prompt(prompts: dict[str, str], default_prompt_name: str | None, prompt: str | None,
-                   prompt_name: str | None) -> str | None:
+def resolve_prompt(
+    prompts: dict[str, str], default_prompt_name: str | None, prompt: str | None, prompt_name: str | None
+) -> str | None:
     """The prompt text an encode call uses: ``prompt``, else ``prompts[prompt_name]``, else the default prompt's."""
     if prompt is not None:
         if not isinstance(prompt, str):
@@ -61,8 +62,15 @@ def resolve_prompt(prompts: dict[str, str], default_prompt_name: str | None, pro
     return None
 
 
-def finish_sentences(emb: torch.Tensor, truncate_dim: int | None, normalize_embeddings: bool, precision: str,
-                     convert_to_numpy: bool, convert_to_tensor: bool, single: bool):
+def finish_sentences(
+    emb: torch.Tensor,
+    truncate_dim: int | None,
+    normalize_embeddings: bool,
+    precision: str,
+    convert_to_numpy: bool,
+    convert_to_tensor: bool,
+    single: bool,
+):
     """Pooled embeddings (N, H) -> what sentence-transformers' encode returns for the same options."""
     if truncate_dim is not None:
         emb = emb[:, :truncate_dim]
@@ -85,24 +93,30 @@ def finish_tokens(tokens: list[torch.Tensor], precision: str, single: bool):
     return out[0] if single else out
 
 
-def deprecated_names(inputs, sentences, normalize, convert_to, normalize_embeddings, convert_to_numpy,
-                     convert_to_tensor):
+def deprecated_names(
+    inputs, sentences, normalize, convert_to, normalize_embeddings, convert_to_numpy, convert_to_tensor
+):
     """Map minilm's former encode keywords to sentence-transformers' (a FutureWarning each) and settle which output
     the flags ask for. ``normalize=False`` keeps its old meaning, skipping the checkpoint's Normalize module, which
     has no sentence-transformers name. Returns (inputs, normalize_embeddings, convert_to_numpy, convert_to_tensor,
     skip_normalize)."""
     skip_normalize = False
     if sentences is not UNSET:
-        warnings.warn("encode(sentences=...) is deprecated; pass the texts first or as inputs=", FutureWarning,
-                      stacklevel=3)
+        warnings.warn(
+            "encode(sentences=...) is deprecated; pass the texts first or as inputs=", FutureWarning, stacklevel=3
+        )
         if inputs is not None:
             raise TypeError("encode: got both inputs and sentences")
         inputs = sentences
     if inputs is None:
         raise TypeError("encode: inputs (a string or a list of strings) is required")
     if normalize is not UNSET:
-        warnings.warn("encode(normalize=...) is deprecated: use normalize_embeddings=True; to drop the checkpoint's "
-                      "Normalize module, set model.normalize = False", FutureWarning, stacklevel=3)
+        warnings.warn(
+            "encode(normalize=...) is deprecated: use normalize_embeddings=True; to drop the checkpoint's "
+            "Normalize module, set model.normalize = False",
+            FutureWarning,
+            stacklevel=3,
+        )
         if normalize is True:
             normalize_embeddings = True
         elif normalize is False:
@@ -110,8 +124,11 @@ def deprecated_names(inputs, sentences, normalize, convert_to, normalize_embeddi
         elif normalize is not None:
             raise ValueError(f"normalize must be True, False or None, got {normalize!r}")
     if convert_to is not UNSET:
-        warnings.warn("encode(convert_to=...) is deprecated: use convert_to_tensor=True (or convert_to_numpy=True, "
-                      "the default)", FutureWarning, stacklevel=3)
+        warnings.warn(
+            "encode(convert_to=...) is deprecated: use convert_to_tensor=True (or convert_to_numpy=True, the default)",
+            FutureWarning,
+            stacklevel=3,
+        )
         if convert_to not in ("numpy", "torch"):
             raise ValueError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}")
         convert_to_numpy, convert_to_tensor = convert_to == "numpy", convert_to == "torch"

@@ -47,8 +47,11 @@ def quantized_width(dim: int, precision: str) -> int:
 
 
 def quantized_dtype(precision: str) -> np.dtype:
-    return np.dtype({"float32": np.float32, "int8": np.int8, "uint8": np.uint8, "binary": np.int8,
-                     "ubinary": np.uint8}[check_precision(precision)])
+    return np.dtype(
+        {"float32": np.float32, "int8": np.int8, "uint8": np.uint8, "binary": np.int8, "ubinary": np.uint8}[
+            check_precision(precision)
+        ]
+    )
 
 
 def quantize_embeddings(embeddings, precision: str, ranges=None, calibration_embeddings=None):
@@ -79,12 +82,16 @@ def quantize_embeddings(embeddings, precision: str, ranges=None, calibration_emb
         return x.astype(np.float32)
     if precision.endswith("int8"):
         if ranges is None:
-            ranges = _ranges_for(x if calibration_embeddings is None else _as_numpy(calibration_embeddings),
-                                 precision, calibration_embeddings is not None)
+            ranges = _ranges_for(
+                x if calibration_embeddings is None else _as_numpy(calibration_embeddings),
+                precision,
+                calibration_embeddings is not None,
+            )
         ranges = _as_numpy(ranges).astype(np.float32, copy=False)
         if ranges.ndim != 2 or ranges.shape[0] != 2 or ranges.shape[1] != x.shape[-1]:
-            raise ValueError(f"ranges must have shape (2, {x.shape[-1]}) (min and max per dimension), "
-                             f"got {ranges.shape}")
+            raise ValueError(
+                f"ranges must have shape (2, {x.shape[-1]}) (min and max per dimension), got {ranges.shape}"
+            )
         low = ranges[0]
         step = (ranges[1] - low) / LEVELS
         step = np.where(step == 0, 1, step)  # a constant dimension: every value lands in step 0
@@ -98,9 +105,14 @@ def _ranges_for(calibration: np.ndarray, precision: str, given: bool) -> np.ndar
     calibration = _as_numpy(calibration)
     if not given:
         if calibration.ndim == 1 or calibration.shape[0] == 1:
-            raise ValueError(f"cannot compute {precision} quantisation ranges from a single embedding; pass ranges or "
-                             "calibration_embeddings from a representative set")
+            raise ValueError(
+                f"cannot compute {precision} quantisation ranges from a single embedding; pass ranges or "
+                "calibration_embeddings from a representative set"
+            )
         if calibration.shape[0] < 100:
-            warnings.warn(f"{precision} quantisation ranges computed from only {calibration.shape[0]} embeddings; "
-                          "ranges from more embeddings (or calibration_embeddings) are more stable", stacklevel=3)
+            warnings.warn(
+                f"{precision} quantisation ranges computed from only {calibration.shape[0]} embeddings; "
+                "ranges from more embeddings (or calibration_embeddings) are more stable",
+                stacklevel=3,
+            )
     return quantization_ranges(calibration)

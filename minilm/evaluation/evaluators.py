@@ -9,8 +9,16 @@ from minilm.data.readers import read_roles
 from minilm.evaluation.metrics import TASKS, evaluate_retrieval, evaluate_similarity, evaluate_triplets
 
 
-def make_evaluator(task: str, path: str, fmt: str = "auto", roles: dict | None = None, batch_size: int = 32,
-                   limit: int = 0, header: bool = True, columns: list | None = None) -> Callable:
+def make_evaluator(
+    task: str,
+    path: str,
+    fmt: str = "auto",
+    roles: dict | None = None,
+    batch_size: int = 32,
+    limit: int = 0,
+    header: bool = True,
+    columns: list | None = None,
+) -> Callable:
     """A function model -> metrics dict for ``task`` on the file at ``path``."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")

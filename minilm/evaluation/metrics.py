@@ -19,9 +19,9 @@ from collections.abc import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 
-from minilm.util.checks import as_float_matrix, check_nonempty_texts, check_same_shape
 from minilm.losses.distances import cosine_similarity, cosine_similarity_matrix
 from minilm.losses.inputs import Needs
+from minilm.util.checks import as_float_matrix, check_nonempty_texts, check_same_shape
 
 # What rows each evaluation task reads, in the losses' terms, so recipes check [eval] roles the same way.
 TASKS: dict[str, Needs] = {

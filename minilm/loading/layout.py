@@ -12,11 +12,10 @@ from pathlib import Path
 import torch
 
 from minilm import __version__
-
-from minilm.util import io
-from minilm.model import POOLING_MODES, BertConfig
 from minilm.loading.tokenizer import TOKENIZER_FILES
 from minilm.loading.weights import WEIGHTS_NAME, CheckpointError, config_to_dict, save_weights
+from minilm.model import POOLING_MODES, BertConfig
+from minilm.util import io
 
 ST_TRANSFORMER = "sentence_transformers.models.Transformer"
 ST_POOLING = "sentence_transformers.models.Pooling"
@@ -52,8 +51,10 @@ def read_pooling_mode(path: Path) -> str:
         raise CheckpointError(f"{path}: pooling mode {modes} is not supported; expected exactly one of {POOLING_MODES}")
     if raw.get("include_prompt", True) is not True:
         # Pooling that skips the prompt's tokens (INSTRUCTOR-style models) would give other embeddings here.
-        raise CheckpointError(f"{path}: include_prompt = {raw['include_prompt']!r} is not supported; minilm pools the "
-                              "prompt's tokens with the text's")
+        raise CheckpointError(
+            f"{path}: include_prompt = {raw['include_prompt']!r} is not supported; minilm pools the "
+            "prompt's tokens with the text's"
+        )
     return modes[0]
 
 
@@ -65,10 +66,12 @@ def read_modules(directory: Path) -> tuple[str, bool]:
     modules = read_json(modules_path, list)
     pooling, normalize = None, False
     for i, module in enumerate(modules):
-        if not (isinstance(module, dict) and isinstance(module.get("type"), str)
-                and isinstance(module.get("path", ""), str)):
-            raise CheckpointError(f"{modules_path}: entry {i} must be an object with a string 'type' and 'path', "
-                                  f"found {module!r:.80}")
+        if not (
+            isinstance(module, dict) and isinstance(module.get("type"), str) and isinstance(module.get("path", ""), str)
+        ):
+            raise CheckpointError(
+                f"{modules_path}: entry {i} must be an object with a string 'type' and 'path', found {module!r:.80}"
+            )
         kind = module["type"].rsplit(".", 1)[-1]
         if kind == "Transformer":
             if module.get("path", ""):
@@ -121,16 +124,22 @@ def check_prompts(prompts, where: str) -> dict[str, str]:
     return dict(prompts)
 
 
-def read_model_settings(directory: Path, prompts: dict | None = None, default_prompt_name: str | None = None,
-                        truncate_dim: int | None = None) -> ModelSettings:
+def read_model_settings(
+    directory: Path,
+    prompts: dict | None = None,
+    default_prompt_name: str | None = None,
+    truncate_dim: int | None = None,
+) -> ModelSettings:
     """The folder's settings, overridden as sentence-transformers' constructor does: the caller's prompts win over
     the saved ones of the same name, and a default prompt name or truncate_dim given by the caller wins."""
     path = directory / "config_sentence_transformers.json"
     saved = read_json(path) if path.is_file() else {}
     model_type = saved.get("model_type", ST_MODEL_TYPE)
     if model_type != ST_MODEL_TYPE:
-        raise CheckpointError(f"{path}: model_type {model_type!r} is not supported; minilm loads {ST_MODEL_TYPE} "
-                              "folders (sentence embeddings) only")
+        raise CheckpointError(
+            f"{path}: model_type {model_type!r} is not supported; minilm loads {ST_MODEL_TYPE} "
+            "folders (sentence embeddings) only"
+        )
     merged = dict(DEFAULT_PROMPTS)
     merged.update(check_prompts(prompts, "prompts") if prompts is not None else {})
     for name, text in check_prompts(saved.get("prompts") or {}, f"{path}: prompts").items():
@@ -147,9 +156,17 @@ def read_model_settings(directory: Path, prompts: dict | None = None, default_pr
 
 # Everything write_layout writes: a folder holding nothing else is a saved model, which save() may replace.
 # README.md is among them because a card minilm did not write is carried over into the new folder (minilm/card/).
-SAVED_FILES = {"modules.json", "config.json", WEIGHTS_NAME, "sentence_bert_config.json",
-               "config_sentence_transformers.json", "1_Pooling/config.json", "2_Normalize", "README.md",
-               *TOKENIZER_FILES}
+SAVED_FILES = {
+    "modules.json",
+    "config.json",
+    WEIGHTS_NAME,
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "1_Pooling/config.json",
+    "2_Normalize",
+    "README.md",
+    *TOKENIZER_FILES,
+}
 
 
 def write_layout(model, directory: Path) -> None:
@@ -172,9 +189,13 @@ def write_layout(model, directory: Path) -> None:
     for name, content in model.tokenizer.files.items():
         (directory / name).write_bytes(content)
     write_json("sentence_bert_config.json", {"max_seq_length": model.max_seq_length, "do_lower_case": False})
-    settings = {"__version__": {"minilm": __version__, "pytorch": torch.__version__}, "model_type": ST_MODEL_TYPE,
-                "prompts": model.prompts, "default_prompt_name": model.default_prompt_name,
-                "similarity_fn_name": "cosine"}  # what similarity() computes
+    settings = {
+        "__version__": {"minilm": __version__, "pytorch": torch.__version__},
+        "model_type": ST_MODEL_TYPE,
+        "prompts": model.prompts,
+        "default_prompt_name": model.default_prompt_name,
+        "similarity_fn_name": "cosine",
+    }  # what similarity() computes
     if model.truncate_dim is not None:
         settings["truncate_dim"] = model.truncate_dim
     write_json("config_sentence_transformers.json", settings)

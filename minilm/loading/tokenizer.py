@@ -43,15 +43,17 @@ class WordPieceTokenizer:
         self._max_seq_length = value
 
     @classmethod
-    def from_dir(cls, directory: Path, max_seq_length: int, do_lower_case: bool = False) -> "WordPieceTokenizer":
+    def from_dir(cls, directory: Path, max_seq_length: int, do_lower_case: bool = False) -> WordPieceTokenizer:
         files = {name: (directory / name).read_bytes() for name in TOKENIZER_FILES if (directory / name).is_file()}
         if "tokenizer.json" in files:
             text = decode_utf8(files["tokenizer.json"], directory / "tokenizer.json")
             try:
                 tokenizer = Tokenizer.from_str(text)
             except Exception as e:  # the tokenizers library raises a bare Exception for a malformed file
-                raise ValueError(f"{directory / 'tokenizer.json'}: not a readable tokenizer "
-                                 f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+                raise ValueError(
+                    f"{directory / 'tokenizer.json'}: not a readable tokenizer "
+                    f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                ) from None
         elif "vocab.txt" in files:
             settings = read_json(directory / "tokenizer_config.json") if "tokenizer_config.json" in files else {}
             tokenizer = BertWordPieceTokenizer(
@@ -81,8 +83,9 @@ class WordPieceTokenizer:
                 try:
                     text.encode("utf-8")
                 except UnicodeEncodeError as e:
-                    raise ValueError(f"texts[{i}] is not valid Unicode text: {e.reason} at character {e.start} "
-                                     f"({text[e.start]!r})") from None
+                    raise ValueError(
+                        f"texts[{i}] is not valid Unicode text: {e.reason} at character {e.start} ({text[e.start]!r})"
+                    ) from None
             raise
         if truncated is not None:
             truncated.extend(i for i, e in enumerate(encodings) if e.overflowing)
@@ -99,4 +102,3 @@ class WordPieceTokenizer:
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.pad(self.encode_ids(texts))
-

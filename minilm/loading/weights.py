@@ -15,8 +15,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from minilm.util.io import read_json
 from minilm.model import BertConfig, BertModel
+from minilm.util.io import read_json
 
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -173,8 +173,9 @@ def load_weights(model: BertModel, directory: str | Path) -> None:
 
     bad = nonfinite(found)
     if bad:
-        raise CheckpointError(f"{directory / WEIGHTS_NAME}: {bad}; the checkpoint is damaged or came from a "
-                              f"diverged run")
+        raise CheckpointError(
+            f"{directory / WEIGHTS_NAME}: {bad}; the checkpoint is damaged or came from a diverged run"
+        )
     with torch.no_grad():
         for name, tensor in found.items():
             ours[table[name]].copy_(tensor)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from minilm.losses.distances import PAIRWISE_SIMILARITIES, cosine_distance, euclidean_distance
+from minilm.losses.inputs import needs
 from minilm.util.checks import (
     check_count,
     check_embedding_shapes,
@@ -21,8 +23,6 @@ from minilm.util.checks import (
     check_target_rows,
     lookup,
 )
-from minilm.losses.distances import PAIRWISE_SIMILARITIES, cosine_distance, euclidean_distance
-from minilm.losses.inputs import needs
 
 EMBEDDING_DISTANCES = {
     "mse": lambda s, t: F.mse_loss(s, t),  # mean over rows and dimensions
@@ -49,8 +49,9 @@ def embed_distill_loss(*embeddings: Tensor, teacher_embeddings: Tensor, distance
     students = list(named.values())
     metric = lookup(EMBEDDING_DISTANCES, distance, "distance")
     b, width = students[0].shape
-    teacher = check_target_rows(teacher_embeddings, b, "teacher_embeddings",
-                                widths=sorted({width, len(students) * width}), finite=False)
+    teacher = check_target_rows(
+        teacher_embeddings, b, "teacher_embeddings", widths=sorted({width, len(students) * width}), finite=False
+    )
     teachers = [teacher] * len(students) if teacher.shape[1] == width else teacher.split(width, dim=1)
     losses = [metric(s, t.detach().to(s.dtype)) for s, t in zip(students, teachers)]
     loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
@@ -74,16 +75,19 @@ class EmbedDistillLoss(nn.Module):
         lookup(EMBEDDING_DISTANCES, distance, "distance")
         self.distance = distance
         embedding_dim = check_count(embedding_dim, "embedding_dim")
-        self.projection = None if projection_dim is None else nn.Linear(
-            embedding_dim, check_count(projection_dim, "projection_dim"))
+        self.projection = (
+            None if projection_dim is None else nn.Linear(embedding_dim, check_count(projection_dim, "projection_dim"))
+        )
         self.teacher_dim = embedding_dim if projection_dim is None else projection_dim  # the width it expects
 
     def forward(self, *embeddings: Tensor, teacher_embeddings: Tensor) -> Tensor:
         students = list(_named_columns(embeddings).values())
         if self.projection is not None:
             if students[0].shape[1] != self.projection.in_features:
-                raise ValueError(f"embeddings have width {students[0].shape[1]} but the projection was built for "
-                                 f"embedding_dim {self.projection.in_features}")
+                raise ValueError(
+                    f"embeddings have width {students[0].shape[1]} but the projection was built for "
+                    f"embedding_dim {self.projection.in_features}"
+                )
             students = [self.projection(s.to(self.projection.weight.dtype)) for s in students]
         return embed_distill_loss(*students, teacher_embeddings=teacher_embeddings, distance=self.distance)
 
@@ -96,8 +100,9 @@ def _candidates(queries: Tensor, positives: Tensor, negatives: tuple[Tensor, ...
 
 
 @needs("teacher_scores", columns=3, more_columns=True)
-def margin_mse_loss(queries: Tensor, positives: Tensor, *negatives: Tensor, teacher_scores: Tensor,
-                    similarity: str = "dot") -> Tensor:
+def margin_mse_loss(
+    queries: Tensor, positives: Tensor, *negatives: Tensor, teacher_scores: Tensor, similarity: str = "dot"
+) -> Tensor:
     """Margin-MSE (Hofstätter et al. 2020): mean over rows and negatives of
     ((s(q, p) - s(q, n_j)) - (t_p - t_{n_j}))^2. teacher_scores per row: the teacher's score of every candidate
     (positive, negatives...), or directly the k margins t_p - t_{n_j}. similarity "dot" (default) or "cosine"."""
@@ -110,23 +115,32 @@ def margin_mse_loss(queries: Tensor, positives: Tensor, *negatives: Tensor, teac
     teacher = check_target_rows(teacher_scores, q.shape[0], "teacher_scores", widths=(k + 1, k)).to(q.dtype)
     margins = teacher[:, :1] - teacher[:, 1:] if teacher.shape[1] == k + 1 else teacher
     positive = sim(q, p)  # (B,)
-    student = (positive - sim(q, n[0]))[:, None] if k == 1 else positive[:, None] - torch.stack(
-        [sim(q, x) for x in n], dim=1)  # (B, k)
+    student = (
+        (positive - sim(q, n[0]))[:, None] if k == 1 else positive[:, None] - torch.stack([sim(q, x) for x in n], dim=1)
+    )  # (B, k)
     check_finite_result(student, **named)
     return F.mse_loss(student, margins.detach())
 
 
 @needs("teacher_scores", columns=3, more_columns=True)
-def distill_kl_div_loss(queries: Tensor, positives: Tensor, *negatives: Tensor, teacher_scores: Tensor,
-                        similarity: str = "dot", temperature: float = 1.0, student_temperature: float | None = None,
-                        teacher_temperature: float | None = None) -> Tensor:
+def distill_kl_div_loss(
+    queries: Tensor,
+    positives: Tensor,
+    *negatives: Tensor,
+    teacher_scores: Tensor,
+    similarity: str = "dot",
+    temperature: float = 1.0,
+    student_temperature: float | None = None,
+    teacher_temperature: float | None = None,
+) -> Tensor:
     """KL(teacher || student) between softmaxes over each row's candidates (positive, negatives...) of
     teacher_scores / teacher_temperature and sim(query, candidate) / student_temperature, averaged over rows and
     times student_temperature^2 (Hinton et al. 2015; Lin et al. 2020). Both temperatures default to
     ``temperature``."""
     if not negatives:
-        raise ValueError("distill_kl_div_loss needs at least one negative column: a softmax over one candidate is "
-                         "constant")
+        raise ValueError(
+            "distill_kl_div_loss needs at least one negative column: a softmax over one candidate is constant"
+        )
     named = _candidates(queries, positives, negatives)
     q, *candidates = named.values()
     sim = lookup(PAIRWISE_SIMILARITIES, similarity, "similarity")
@@ -134,10 +148,12 @@ def distill_kl_div_loss(queries: Tensor, positives: Tensor, *negatives: Tensor, 
     check_finite_result(student, **named)
     b = q.shape[0]
     t = check_number(temperature, "temperature", positive=True)
-    t_student = t if student_temperature is None else check_number(student_temperature, "student_temperature",
-                                                                   positive=True)
-    t_teacher = t if teacher_temperature is None else check_number(teacher_temperature, "teacher_temperature",
-                                                                   positive=True)
+    t_student = (
+        t if student_temperature is None else check_number(student_temperature, "student_temperature", positive=True)
+    )
+    t_teacher = (
+        t if teacher_temperature is None else check_number(teacher_temperature, "teacher_temperature", positive=True)
+    )
     teacher = check_target_rows(teacher_scores, b, "teacher_scores", widths=(student.shape[1],)).to(student.dtype)
     target = torch.softmax(teacher.detach() / t_teacher, dim=1)
     return F.kl_div(torch.log_softmax(student / t_student, dim=1), target, reduction="batchmean") * t_student**2

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.util.checks import check_embeddings, check_flag, check_number, lookup
 from minilm.losses.distances import cosine_similarity_matrix
 from minilm.losses.inputs import needs
+from minilm.util.checks import check_embeddings, check_flag, check_number, lookup
 
 MARGIN_STRATEGIES = {
     "absolute": lambda positive, margin: positive - margin,
@@ -48,11 +48,14 @@ def gist_embed_loss(
     named = {f"hard_negatives[{i}]": n for i, n in enumerate(hard_negatives)}
     anchors, positives, *negatives = check_embeddings(anchors=anchors, positives=positives, **named)
     if isinstance(guide, Tensor) or not isinstance(guide, Sequence) or len(guide) != 2 + len(negatives):
-        raise TypeError(f"guide must be a list of the guide model's embeddings, one per column "
-                        f"({2 + len(negatives)}), got {type(guide).__name__}"
-                        + (f" of {len(guide)}" if isinstance(guide, Sequence) else ""))
-    g_anchors, g_positives, *g_negatives = (g.detach() for g in check_embeddings(
-        **{f"guide[{i}]": g for i, g in enumerate(guide)}))
+        raise TypeError(
+            f"guide must be a list of the guide model's embeddings, one per column "
+            f"({2 + len(negatives)}), got {type(guide).__name__}"
+            + (f" of {len(guide)}" if isinstance(guide, Sequence) else "")
+        )
+    g_anchors, g_positives, *g_negatives = (
+        g.detach() for g in check_embeddings(**{f"guide[{i}]": g for i, g in enumerate(guide)})
+    )
     if g_anchors.shape[0] != anchors.shape[0]:
         raise ValueError(f"guide[0] has {g_anchors.shape[0]} rows but anchors has {anchors.shape[0]}")
     threshold_of = lookup(MARGIN_STRATEGIES, margin_strategy, "margin_strategy")
@@ -71,13 +74,16 @@ def gist_embed_loss(
 
     pools = [filtered(cosine_similarity_matrix(anchors, positives), guided_ap, keep=own)]
     if contrast_anchors:
-        pools.append(filtered(cosine_similarity_matrix(anchors, anchors),
-                              cosine_similarity_matrix(g_anchors, g_anchors)))
+        pools.append(
+            filtered(cosine_similarity_matrix(anchors, anchors), cosine_similarity_matrix(g_anchors, g_anchors))
+        )
     if contrast_positives:
-        pools.append(filtered(cosine_similarity_matrix(positives, positives),
-                              cosine_similarity_matrix(g_positives, g_positives)))
+        pools.append(
+            filtered(cosine_similarity_matrix(positives, positives), cosine_similarity_matrix(g_positives, g_positives))
+        )
     for negative, g_negative in zip(negatives, g_negatives):
-        pools.append(filtered(cosine_similarity_matrix(anchors, negative),
-                              cosine_similarity_matrix(g_anchors, g_negative)))
+        pools.append(
+            filtered(cosine_similarity_matrix(anchors, negative), cosine_similarity_matrix(g_anchors, g_negative))
+        )
     logits = torch.cat(pools, dim=1) / temperature  # (B, B * pools)
     return F.cross_entropy(logits, torch.arange(anchors.shape[0], device=anchors.device))

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.util.checks import check_embeddings, check_flag, check_number, lookup
 from minilm.losses.distances import SIMILARITY_MATRICES, cosine_similarity_matrix
 from minilm.losses.inputs import needs
+from minilm.util.checks import check_embeddings, check_flag, check_number, lookup
 
 
 @needs("columns", columns=2, more_columns=True, in_batch_negatives=True)
@@ -49,9 +49,18 @@ def multiple_negatives_ranking_loss(
     check_flag(report, "report")
     default_directions = isinstance(directions, (list, tuple)) and tuple(directions) == ("query_to_doc",)
     if not default_directions or partition_mode != "joint" or hardness_mode is not None:
-        loss = _directed_mnrl(anchors, positives, *hard_negatives, scale=scale, similarity=similarity,
-                              symmetric=symmetric, directions=directions, partition_mode=partition_mode,
-                              hardness_mode=hardness_mode, hardness_strength=hardness_strength)
+        loss = _directed_mnrl(
+            anchors,
+            positives,
+            *hard_negatives,
+            scale=scale,
+            similarity=similarity,
+            symmetric=symmetric,
+            directions=directions,
+            partition_mode=partition_mode,
+            hardness_mode=hardness_mode,
+            hardness_strength=hardness_strength,
+        )
         if not report:
             return loss
         sim = lookup(SIMILARITY_MATRICES, similarity, "similarity")
@@ -88,8 +97,11 @@ def ranking_statistics(similarities: Tensor) -> dict[str, Tensor]:
     rows = torch.arange(sims.shape[0], device=sims.device)
     positive = sims[rows, rows]  # (B,)
     hardest = sims.index_put((rows, rows), sims.new_tensor(-torch.inf)).max(dim=1).values  # (B,)
-    return {"positive_similarity": positive.mean(), "hardest_negative_similarity": hardest.mean(),
-            "accuracy": (positive > hardest).float().mean()}
+    return {
+        "positive_similarity": positive.mean(),
+        "hardest_negative_similarity": hardest.mean(),
+        "accuracy": (positive > hardest).float().mean(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -115,12 +127,16 @@ def check_directions(directions: Sequence[str], partition_mode: str, symmetric: 
         raise ValueError(f"partition_mode must be one of {PARTITION_MODES}, got {partition_mode!r}")
     if check_flag(symmetric, "symmetric"):
         if tuple(directions) != ("query_to_doc",) or partition_mode != "joint":
-            raise ValueError("symmetric=True means directions=('query_to_doc', 'doc_to_query') with partition_mode "
-                             "'per_direction'; give either symmetric or directions/partition_mode, not both")
+            raise ValueError(
+                "symmetric=True means directions=('query_to_doc', 'doc_to_query') with partition_mode "
+                "'per_direction'; give either symmetric or directions/partition_mode, not both"
+            )
         return ("query_to_doc", "doc_to_query")
     if partition_mode == "per_direction" and set(directions) & {"query_to_query", "doc_to_doc"}:
-        raise ValueError("partition_mode='per_direction' needs every pool to hold the positive; 'query_to_query' and "
-                         "'doc_to_doc' do not: use partition_mode='joint'")
+        raise ValueError(
+            "partition_mode='per_direction' needs every pool to hold the positive; 'query_to_query' and "
+            "'doc_to_doc' do not: use partition_mode='joint'"
+        )
     return tuple(directions)
 
 
@@ -132,8 +148,15 @@ def check_strength(hardness_strength: float) -> float:
 
 
 def directed_log_partition(
-    anchors: Tensor, positives: Tensor, negatives: Sequence[Tensor], sim, scale: float, directions: Sequence[str],
-    per_direction: bool, hardness_mode: str | None, hardness_strength: float,
+    anchors: Tensor,
+    positives: Tensor,
+    negatives: Sequence[Tensor],
+    sim,
+    scale: float,
+    directions: Sequence[str],
+    per_direction: bool,
+    hardness_mode: str | None,
+    hardness_strength: float,
 ) -> tuple[Tensor, Tensor]:
     """(positive logit (B,), log-partition (B,)) of each anchor over the pools ``directions`` name.
 
@@ -171,9 +194,18 @@ def directed_log_partition(
     return positive, log_z
 
 
-def _directed_mnrl(anchors: Tensor, positives: Tensor, *hard_negatives: Tensor, scale: float, similarity: str,
-                   symmetric: bool, directions: Sequence[str], partition_mode: str, hardness_mode: str | None,
-                   hardness_strength: float) -> Tensor:
+def _directed_mnrl(
+    anchors: Tensor,
+    positives: Tensor,
+    *hard_negatives: Tensor,
+    scale: float,
+    similarity: str,
+    symmetric: bool,
+    directions: Sequence[str],
+    partition_mode: str,
+    hardness_mode: str | None,
+    hardness_strength: float,
+) -> Tensor:
     named_negatives = {f"hard_negatives[{i}]": n for i, n in enumerate(hard_negatives)}
     anchors, positives, *negatives = check_embeddings(anchors=anchors, positives=positives, **named_negatives)
     sim = lookup(SIMILARITY_MATRICES, similarity, "similarity")
@@ -183,8 +215,9 @@ def _directed_mnrl(anchors: Tensor, positives: Tensor, *hard_negatives: Tensor, 
     if hardness_mode is not None and hardness_mode not in HARDNESS_MODES:
         raise ValueError(f"hardness_mode must be None or one of {HARDNESS_MODES}, got {hardness_mode!r}")
     hardness_strength = check_strength(hardness_strength)
-    positive, log_z = directed_log_partition(anchors, positives, negatives, sim, scale, directions, per_direction,
-                                             hardness_mode, hardness_strength)
+    positive, log_z = directed_log_partition(
+        anchors, positives, negatives, sim, scale, directions, per_direction, hardness_mode, hardness_strength
+    )
     return (log_z - positive).mean()
 
 

@@ -31,8 +31,14 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "teacher_embeddings": (("text", "teacher"), ()),  # text: one column, or a list (e.g. a sentence and a translation)
 }
 # The loss's keyword for the per-row targets of each kind.
-TARGETS: dict[str, str | None] = {"columns": None, "labels": "labels", "scores": "scores", "pair_labels": "labels",
-                                  "teacher_scores": "teacher_scores", "teacher_embeddings": "teacher_embeddings"}
+TARGETS: dict[str, str | None] = {
+    "columns": None,
+    "labels": "labels",
+    "scores": "scores",
+    "pair_labels": "labels",
+    "teacher_scores": "teacher_scores",
+    "teacher_embeddings": "teacher_embeddings",
+}
 # The role a frozen model named in the recipe ([loss] teacher) fills instead of a data column, per kind. A sentence
 # encoder gives embeddings, not a cross-encoder's scores, so only the teacher_embeddings kind can take a teacher model.
 MODEL_ROLES: dict[str, str] = {"teacher_embeddings": "teacher"}
@@ -41,8 +47,9 @@ FIXED_COLUMNS = {"labels": 1, "scores": 2, "pair_labels": 2}
 MIN_COLUMNS = {"columns": 2, "teacher_scores": 2, "teacher_embeddings": 1}
 
 
-def roles_of(kind: str, teacher_model: bool = False, model_copy: bool = False
-             ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def roles_of(
+    kind: str, teacher_model: bool = False, model_copy: bool = False
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(required roles, optional roles) of a row of ``kind``; with ``teacher_model`` the role the model fills is
     neither: the file gives the texts only; with ``model_copy`` the file gives one text column, from which the run
     makes the loss's two columns (and its 0/1 scores)."""
@@ -82,8 +89,10 @@ class Needs:
             raise ValueError(f"kind {self.kind!r} has exactly {fixed} text column(s), got columns={self.columns}")
         least = MIN_COLUMNS.get(self.kind, 0)
         if self.model_copy and (self.kind not in ("scores", "columns") or self.columns != 2 or self.more_columns):
-            raise ValueError(f"model_copy takes two text columns, one per copy (kind 'scores' or 'columns'), "
-                             f"got kind {self.kind!r} with columns={self.columns}")
+            raise ValueError(
+                f"model_copy takes two text columns, one per copy (kind 'scores' or 'columns'), "
+                f"got kind {self.kind!r} with columns={self.columns}"
+            )
         if self.model_copy and (self.layers or self.guide):  # the copy has no earlier layers or guide wired
             raise ValueError("model_copy cannot be declared with layers or guide")
         if self.columns < least:
@@ -107,19 +116,34 @@ class Needs:
         if self.kind == "pair_labels":
             return "two text columns and a class label (roles a, b, label)"
         if self.kind == "teacher_embeddings":
-            return (f"{self.columns}{' or more' if self.more_columns else ''} text column(s) and the teacher's "
-                    f"embedding of each row (roles text, teacher)")
+            return (
+                f"{self.columns}{' or more' if self.more_columns else ''} text column(s) and the teacher's "
+                f"embedding of each row (roles text, teacher)"
+            )
         if self.kind == "teacher_scores":
-            return (f"{self.columns}{' or more' if self.more_columns else ''} text columns (anchor, positive, "
-                    f"negative...) and the teacher's score of each candidate (roles anchor, positive, negative, "
-                    f"teacher)")
+            return (
+                f"{self.columns}{' or more' if self.more_columns else ''} text columns (anchor, positive, "
+                f"negative...) and the teacher's score of each candidate (roles anchor, positive, negative, "
+                f"teacher)"
+            )
         names = ["anchor", "positive"] + ["negative"] * (self.columns - 2)
-        return f"{self.columns}{' or more' if self.more_columns else ''} text columns ({', '.join(names)}" + (
-            ", negative..." if self.more_columns else "") + ")"
+        return (
+            f"{self.columns}{' or more' if self.more_columns else ''} text columns ({', '.join(names)}"
+            + (", negative..." if self.more_columns else "")
+            + ")"
+        )
 
 
-def needs(kind: str, columns: int | None = None, more_columns: bool = False, in_batch_negatives: bool = False,
-          guide: bool = False, layers: bool = False, model_copy: bool = False, extensions: tuple = ()):
+def needs(
+    kind: str,
+    columns: int | None = None,
+    more_columns: bool = False,
+    in_batch_negatives: bool = False,
+    guide: bool = False,
+    layers: bool = False,
+    model_copy: bool = False,
+    extensions: tuple = (),
+):
     """Decorator: declare what rows a loss needs (``columns`` defaults to the kind's fixed or least count); ``guide``:
     it also takes a guide model's embeddings of the same columns as the keyword ``guide`` (a list, one per column);
     ``layers``: it also takes every earlier layer's embeddings of the columns (``layers=``) and ``layer_rng=``;
@@ -127,8 +151,16 @@ def needs(kind: str, columns: int | None = None, more_columns: bool = False, in_
     Tension); ``extensions``: classes of the objects the run makes for it (``minilm.train.extensions``), whose
     inputs it takes by keyword."""
     default = FIXED_COLUMNS.get(kind, MIN_COLUMNS.get(kind, 2))
-    declared = Needs(kind, columns if columns is not None else default, more_columns,
-                     in_batch_negatives, guide, layers, model_copy, tuple(extensions))
+    declared = Needs(
+        kind,
+        columns if columns is not None else default,
+        more_columns,
+        in_batch_negatives,
+        guide,
+        layers,
+        model_copy,
+        tuple(extensions),
+    )
 
     def mark(loss: Callable) -> Callable:
         loss.needs = declared
@@ -150,8 +182,10 @@ def needs_of(loss: Callable) -> Needs:
             seen = seen.__wrapped__
         else:
             name = getattr(loss, "__qualname__", type(loss).__name__)
-            raise TypeError(f"loss {name} does not declare its inputs: decorate it with "
-                            f"@minilm.losses.needs(kind, columns=...) (see docs/adding-a-loss.md)")
+            raise TypeError(
+                f"loss {name} does not declare its inputs: decorate it with "
+                f"@minilm.losses.needs(kind, columns=...) (see docs/adding-a-loss.md)"
+            )
 
 
 def module_of(loss: Callable):
@@ -184,14 +218,17 @@ def split_output(output) -> tuple[Tensor, dict[str, float]]:
     """
     if isinstance(output, tuple):
         if len(output) != 2 or not isinstance(output[1], dict):
-            raise TypeError("a loss returns a 0-d tensor or (loss, dict of statistics), "
-                            f"got a tuple of {len(output)} items")
+            raise TypeError(
+                f"a loss returns a 0-d tensor or (loss, dict of statistics), got a tuple of {len(output)} items"
+            )
         loss, raw = output
     else:
         loss, raw = output, {}
     if not isinstance(loss, Tensor) or loss.ndim != 0:
-        raise TypeError(f"a loss must return a 0-d tensor, got {type(loss).__name__}"
-                        + (f" of shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else ""))
+        raise TypeError(
+            f"a loss must return a 0-d tensor, got {type(loss).__name__}"
+            + (f" of shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else "")
+        )
     stats = {}
     for name, value in raw.items():
         number = float(value.detach()) if isinstance(value, Tensor) else value

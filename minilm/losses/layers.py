@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.util.checks import check_embeddings, check_number, lookup
 from minilm.losses.in_batch import multiple_negatives_ranking_loss
 from minilm.losses.inputs import Needs, needs, needs_of, split_output
 from minilm.losses.matryoshka import matryoshka
+from minilm.util.checks import check_embeddings, check_number, lookup
 
 LAYER_WEIGHTS: dict[str, Callable[[int], float]] = {
     "uniform": lambda layer: 1.0,
@@ -76,8 +76,9 @@ def adaptive_layer_loss(
     for index, embeddings in layers.items():
         embeddings = check_embeddings(**{f"layers[{index}][{i}]": x for i, x in enumerate(embeddings)})
         if len(embeddings) != len(final) or embeddings[0].shape != final[0].shape:
-            raise ValueError(f"layers[{index}] must hold {len(final)} column(s) shaped like final "
-                             f"{tuple(final[0].shape)}")
+            raise ValueError(
+                f"layers[{index}] must hold {len(final)} column(s) shaped like final {tuple(final[0].shape)}"
+            )
         layer_loss = split_output(loss_fn(*embeddings, **targets))[0]
         loss = loss + layer_loss * weight_of(index) / len(layers) * prior_layers_weight
         if t > 0:
@@ -123,8 +124,17 @@ def adaptive_layer(
     to L - 1; targets: the inner loss's keywords (labels, scores, guide), passed to it at every layer.
     """
     chosen = _chosen_layers(layers, n_layers_per_step, layer_rng)
-    return adaptive_layer_loss(loss, final, chosen, targets, last_layer_weight, prior_layers_weight, kl_div_weight,
-                               kl_temperature, layer_weighting)
+    return adaptive_layer_loss(
+        loss,
+        final,
+        chosen,
+        targets,
+        last_layer_weight,
+        prior_layers_weight,
+        kl_div_weight,
+        kl_temperature,
+        layer_weighting,
+    )
 
 
 @needs("columns", more_columns=True, in_batch_negatives=True, layers=True)
@@ -148,19 +158,31 @@ def matryoshka_2d(
     if dims is None:
         raise ValueError("matryoshka_2d needs dims, the embedding widths to train (e.g. dims = [384, 256, 128, 64])")
     chosen = _chosen_layers(layers, n_layers_per_step, layer_rng)
-    return matryoshka_2d_loss(loss, final, chosen, dims, weights, targets, last_layer_weight=last_layer_weight,
-                              prior_layers_weight=prior_layers_weight, kl_div_weight=kl_div_weight,
-                              kl_temperature=kl_temperature, layer_weighting=layer_weighting)
+    return matryoshka_2d_loss(
+        loss,
+        final,
+        chosen,
+        dims,
+        weights,
+        targets,
+        last_layer_weight=last_layer_weight,
+        prior_layers_weight=prior_layers_weight,
+        kl_div_weight=kl_div_weight,
+        kl_temperature=kl_temperature,
+        layer_weighting=layer_weighting,
+    )
 
 
-def _chosen_layers(layers: Mapping[int, Sequence[Tensor]], n_layers_per_step: int,
-                   rng: random.Random | None) -> dict[int, Sequence[Tensor]]:
+def _chosen_layers(
+    layers: Mapping[int, Sequence[Tensor]], n_layers_per_step: int, rng: random.Random | None
+) -> dict[int, Sequence[Tensor]]:
     if isinstance(n_layers_per_step, bool) or not isinstance(n_layers_per_step, int):
         raise ValueError(f"n_layers_per_step must be an int (<= 0: every layer), got {n_layers_per_step!r}")
     if not isinstance(layers, Mapping) or sorted(layers) != list(range(len(layers))):
         keys = sorted(layers) if isinstance(layers, Mapping) else type(layers).__name__
-        raise ValueError(f"layers must map every earlier layer 0 (the embedding output) .. L - 1 to its embeddings, "
-                         f"got {keys}")
+        raise ValueError(
+            f"layers must map every earlier layer 0 (the embedding output) .. L - 1 to its embeddings, got {keys}"
+        )
     if rng is None and 0 < n_layers_per_step < len(layers):
         raise ValueError("layer_rng is None, but n_layers_per_step draws layers: pass the step's random.Random")
     return {i: layers[i] for i in choose_layers(len(layers) + 1, n_layers_per_step, rng)}
@@ -172,6 +194,8 @@ def layered_needs(inner: Callable) -> Needs:
     if declared.layers:
         raise ValueError("the inner loss of adaptive_layer / matryoshka_2d must not itself be a layer loss")
     if declared.model_copy:  # the layers would be the model's alone, the copy's earlier layers never trained
-        raise ValueError("the inner loss of adaptive_layer / matryoshka_2d must not compare the model with a trained "
-                         "copy of it (model_copy: Contrastive Tension)")
+        raise ValueError(
+            "the inner loss of adaptive_layer / matryoshka_2d must not compare the model with a trained "
+            "copy of it (model_copy: Contrastive Tension)"
+        )
     return dataclasses.replace(declared, layers=True)

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.util.checks import check_number
 from minilm.losses.inputs import split_output
+from minilm.util.checks import check_number
 
 
 def matryoshka(

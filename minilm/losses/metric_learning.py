@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.util.checks import check_embeddings, check_flag, check_number, check_targets, lookup
 from minilm.losses import miners
 from minilm.losses.distances import SIMILARITY_MATRICES, cosine_similarity_matrix
 from minilm.losses.inputs import needs
+from minilm.util.checks import check_embeddings, check_flag, check_number, check_targets, lookup
 
 
 def _labelled(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -97,8 +97,13 @@ def circle_loss(embeddings: Tensor, labels: Tensor, margin: float = 0.4, gamma: 
 
 @needs("labels")
 def multi_similarity_loss(
-    embeddings: Tensor, labels: Tensor, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5,
-    mine: bool = True, epsilon: float = 0.1,
+    embeddings: Tensor,
+    labels: Tensor,
+    alpha: float = 2.0,
+    beta: float = 50.0,
+    base: float = 0.5,
+    mine: bool = True,
+    epsilon: float = 0.1,
 ) -> Tensor:
     """Multi-Similarity loss (Wang et al. 2019) on cosine similarities: per anchor
     1/alpha log(1 + sum_p exp(-alpha (s_p - base))) + 1/beta log(1 + sum_n exp(beta (s_n - base))), mean over all
@@ -114,6 +119,8 @@ def multi_similarity_loss(
         pos, neg = miners.multi_similarity_pairs(s, labels, epsilon)
     if int(pos.sum()) <= 1 and int(neg.sum()) <= 1:  # PML's rule: at most one pair of each kind gives 0
         return _zero(x)
-    per_anchor = (_masked_logsumexp(-alpha * (s - base), pos, add_one=True) / alpha
-                  + _masked_logsumexp(beta * (s - base), neg, add_one=True) / beta)
+    per_anchor = (
+        _masked_logsumexp(-alpha * (s - base), pos, add_one=True) / alpha
+        + _masked_logsumexp(beta * (s - base), neg, add_one=True) / beta
+    )
     return per_anchor.mean()

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.util.checks import check_embeddings, check_number, check_targets, lookup
 from minilm.losses.distances import PAIRWISE_DISTANCES, cosine_similarity
 from minilm.losses.inputs import needs
+from minilm.util.checks import check_embeddings, check_number, check_targets, lookup
 
 
 def _pairs(embeddings_a: Tensor, embeddings_b: Tensor, scores: Tensor, distance: str) -> tuple[Tensor, Tensor]:

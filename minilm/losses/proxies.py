@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minilm.util.checks import check_class_ids, check_count, check_embeddings, check_number, check_targets
 from minilm.losses.distances import cosine_similarity_matrix
 from minilm.losses.inputs import needs
+from minilm.util.checks import check_class_ids, check_count, check_embeddings, check_number, check_targets
 
 
 class _Proxies(nn.Module):
@@ -31,8 +31,9 @@ class _Proxies(nn.Module):
     def cosines(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         (x,) = check_embeddings(embeddings=embeddings)
         if x.shape[1] != self.embedding_dim:
-            raise ValueError(f"embeddings have width {x.shape[1]} but the loss was built for embedding_dim "
-                             f"{self.embedding_dim}")
+            raise ValueError(
+                f"embeddings have width {x.shape[1]} but the loss was built for embedding_dim {self.embedding_dim}"
+            )
         labels = check_targets(labels, x.shape[0], "labels", "labels").long()
         check_class_ids(labels, self.num_labels)
         return cosine_similarity_matrix(x, self.proxies.to(x.dtype)), labels
@@ -55,8 +56,11 @@ class ArcFaceLoss(_Proxies):
         cos, labels = self.cosines(embeddings, labels)
         target = cos.gather(1, labels[:, None])  # (B, 1)
         theta = torch.acos(target.clamp(-1, 1))
-        widened = torch.where(theta <= math.pi - self.margin, torch.cos(theta + self.margin),
-                              torch.cos(theta) - self.margin * math.sin(self.margin))
+        widened = torch.where(
+            theta <= math.pi - self.margin,
+            torch.cos(theta + self.margin),
+            torch.cos(theta) - self.margin * math.sin(self.margin),
+        )
         logits = cos.scatter(1, labels[:, None], widened)
         return F.cross_entropy(self.scale * logits, labels)
 

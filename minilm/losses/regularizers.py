@@ -12,15 +12,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.util.checks import check_embeddings, check_number, lookup
 from minilm.losses.distances import SIMILARITY_MATRICES
 from minilm.losses.inputs import split_output
+from minilm.util.checks import check_embeddings, check_number, lookup
 
 AGGREGATIONS = {"mean": torch.mean, "sum": torch.sum}
 
 
 def global_orthogonal_regularization(
-    *embeddings: Tensor, mean_weight: float = 1.0, second_moment_weight: float = 1.0, aggregation: str = "mean",
+    *embeddings: Tensor,
+    mean_weight: float = 1.0,
+    second_moment_weight: float = 1.0,
+    aggregation: str = "mean",
     similarity: str = "cosine",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """For each column X (B, D), with s the similarities of its B (B - 1) distinct pairs:
@@ -52,20 +55,28 @@ def global_orthogonal_regularization(
 
 
 def with_global_orthogonal_regularization(
-    loss_fn: Callable[..., Tensor], mean_weight: float = 1.0, second_moment_weight: float = 1.0,
-    aggregation: str = "mean", similarity: str = "cosine",
+    loss_fn: Callable[..., Tensor],
+    mean_weight: float = 1.0,
+    second_moment_weight: float = 1.0,
+    aggregation: str = "mean",
+    similarity: str = "cosine",
 ) -> Callable[..., tuple[Tensor, dict]]:
     """loss_fn plus global_orthogonal_regularization of its positional embedding arguments; the statistics are the
     loss's own plus gor_mean / gor_second_moment. Same signature as loss_fn."""
-    settings = dict(mean_weight=mean_weight, second_moment_weight=second_moment_weight, aggregation=aggregation,
-                    similarity=similarity)
+    settings = dict(
+        mean_weight=mean_weight,
+        second_moment_weight=second_moment_weight,
+        aggregation=aggregation,
+        similarity=similarity,
+    )
     global_orthogonal_regularization(torch.eye(2), **settings)  # refuse bad settings now, not at the first step
 
     @functools.wraps(loss_fn)
     def wrapped(*args, **kwargs):
         loss, stats = split_output(loss_fn(*args, **kwargs))
         regulariser, parts = global_orthogonal_regularization(
-            *(x for x in args if isinstance(x, Tensor) and x.ndim == 2), **settings)
+            *(x for x in args if isinstance(x, Tensor) and x.ndim == 2), **settings
+        )
         return loss + regulariser, {**stats, **parts}
 
     return wrapped

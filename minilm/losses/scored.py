@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from minilm.util.checks import check_embeddings, check_number, check_targets
 from minilm.losses.distances import angle_similarity, cosine_similarity
 from minilm.losses.inputs import needs
+from minilm.util.checks import check_embeddings, check_number, check_targets
 
 
 @needs("scores")

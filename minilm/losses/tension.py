@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minilm.util.checks import check_embeddings, check_number, check_targets, lookup
 from minilm.losses.distances import SIMILARITY_MATRICES, dot_similarity
 from minilm.losses.inputs import needs
+from minilm.util.checks import check_embeddings, check_number, check_targets, lookup
 
 
 @needs("scores", model_copy=True)

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from minilm.util.checks import check_embeddings, check_flag, check_number, check_targets, lookup
 from minilm.losses import miners
 from minilm.losses.distances import DISTANCE_MATRICES, PAIRWISE_DISTANCES
 from minilm.losses.inputs import needs
+from minilm.util.checks import check_embeddings, check_flag, check_number, check_targets, lookup
 
 
 def _hinge(x: Tensor, margin: float, soft_margin: bool) -> Tensor:
@@ -34,13 +34,19 @@ def _active(x: Tensor, margin: float, soft_margin: bool) -> Tensor:
 @torch.no_grad()
 def _hardest_statistics(dist: Tensor, labels: Tensor) -> dict[str, Tensor]:
     dist = dist.detach()
-    return {"hardest_positive_distance": miners.hardest_positive(dist, labels).mean(),
-            "hardest_negative_distance": miners.hardest_negative(dist, labels).mean()}
+    return {
+        "hardest_positive_distance": miners.hardest_positive(dist, labels).mean(),
+        "hardest_negative_distance": miners.hardest_negative(dist, labels).mean(),
+    }
 
 
 @needs("columns", columns=3)
 def triplet_loss(
-    anchor: Tensor, positive: Tensor, negative: Tensor, distance: str = "euclidean", margin: float = 5.0,
+    anchor: Tensor,
+    positive: Tensor,
+    negative: Tensor,
+    distance: str = "euclidean",
+    margin: float = 5.0,
     report: bool = False,
 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
     """mean_i relu(d(a_i, p_i) - d(a_i, n_i) + margin); distance "euclidean", "cosine" (1 - cos) or "manhattan".
@@ -57,8 +63,11 @@ def triplet_loss(
     loss = F.relu(d_ap - d_an + margin).mean()
     if not report:
         return loss
-    return loss, {"active_triplets": _active(d_ap - d_an, margin, False).float().mean(),
-                  "positive_distance": d_ap.detach().mean(), "negative_distance": d_an.detach().mean()}
+    return loss, {
+        "active_triplets": _active(d_ap - d_an, margin, False).float().mean(),
+        "positive_distance": d_ap.detach().mean(),
+        "negative_distance": d_an.detach().mean(),
+    }
 
 
 def _labelled(
@@ -75,7 +84,11 @@ def _labelled(
 
 @needs("labels")
 def batch_hard_triplet_loss(
-    embeddings: Tensor, labels: Tensor, margin: float = 5.0, distance: str = "euclidean", soft_margin: bool = False,
+    embeddings: Tensor,
+    labels: Tensor,
+    margin: float = 5.0,
+    distance: str = "euclidean",
+    soft_margin: bool = False,
     report: bool = False,
 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
     """mean over anchors of hinge(hardest d(a, p) - hardest d(a, n)) (Hermans et al. 2017).
@@ -90,14 +103,20 @@ def batch_hard_triplet_loss(
     loss = _hinge(gap, margin, soft_margin).mean()
     if not report:
         return loss
-    return loss, {"active_triplets": _active(gap, margin, soft_margin).float().mean(),
-                  "hardest_positive_distance": hardest_positive.detach().mean(),
-                  "hardest_negative_distance": hardest_negative.detach().mean()}
+    return loss, {
+        "active_triplets": _active(gap, margin, soft_margin).float().mean(),
+        "hardest_positive_distance": hardest_positive.detach().mean(),
+        "hardest_negative_distance": hardest_negative.detach().mean(),
+    }
 
 
 @needs("labels")
 def batch_semi_hard_triplet_loss(
-    embeddings: Tensor, labels: Tensor, margin: float = 5.0, distance: str = "euclidean", soft_margin: bool = False,
+    embeddings: Tensor,
+    labels: Tensor,
+    margin: float = 5.0,
+    distance: str = "euclidean",
+    soft_margin: bool = False,
     report: bool = False,
 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
     """Mean over all (anchor, positive) pairs of hinge(d(a, p) - d(a, n_semi)) (FaceNet, Schroff et al. 2015).
@@ -118,7 +137,11 @@ def batch_semi_hard_triplet_loss(
 
 @needs("labels")
 def batch_all_triplet_loss(
-    embeddings: Tensor, labels: Tensor, margin: float = 5.0, distance: str = "euclidean", soft_margin: bool = False,
+    embeddings: Tensor,
+    labels: Tensor,
+    margin: float = 5.0,
+    distance: str = "euclidean",
+    soft_margin: bool = False,
     report: bool = False,
 ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
     """hinge(d(a, p) - d(a, n)) averaged over the valid triplets whose loss is > 1e-16 (easy triplets do not dilute).

@@ -11,29 +11,42 @@ from pathlib import Path
 import torch
 
 from minilm.card import TrainingCard
-from minilm.data.readers import STS_COLUMNS, read_roles
-from minilm.evaluation.evaluators import make_evaluator
-from minilm.train import distributed
-from minilm.run.citations import describe_loss
-from minilm.train.config import non_defaults
-from minilm.data.readers import role_columns
 from minilm.data.dataset import TextPairs, TrainData
-from minilm.train.extensions import RunContext
-from minilm.train.wiring import build_extensions
+from minilm.data.readers import STS_COLUMNS, read_roles, role_columns
+from minilm.evaluation.evaluators import make_evaluator
+from minilm.run.citations import describe_loss
 from minilm.run.output_dir import claim as output_dir_claim
 from minilm.run.output_dir import run_record
 from minilm.run.preflight import check_teacher_scores, check_teacher_width, checked_sampler
 from minilm.run.recipe import Recipe
 from minilm.run.registry import GUIDE_KEY, PAIRS_DEFAULT, PAIRS_KEY, TEACHER_KEY, makes_pairs
-from minilm.train.samplers import (GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler,
-                                      TensionPairSampler)
+from minilm.train import distributed
 from minilm.train.checkpoints import newest_usable_checkpoint
+from minilm.train.config import non_defaults
+from minilm.train.extensions import RunContext
+from minilm.train.samplers import (
+    GroupByLabelBatchSampler,
+    NoDuplicatesBatchSampler,
+    RandomBatchSampler,
+    TensionPairSampler,
+)
 from minilm.train.trainer import TrainConfig, Trainer
+from minilm.train.wiring import build_extensions
+
 
 def load_train_data(recipe: Recipe) -> TrainData:
     d, declared = recipe.data, recipe.loss_needs
-    got = read_roles(d["train"], d["format"], d["roles"], declared.kind, d["min_score"], d["header"], d["columns"],
-                     recipe.teacher_model, declared.model_copy)
+    got = read_roles(
+        d["train"],
+        d["format"],
+        d["roles"],
+        declared.kind,
+        d["min_score"],
+        d["header"],
+        d["columns"],
+        recipe.teacher_model,
+        declared.model_copy,
+    )
     if declared.model_copy:  # one text column: pairs of it (0/1 scores), or the same texts through both models
         return TextPairs(got[0]) if makes_pairs(declared) else TrainData(columns=[got[0], list(got[0])])
     if declared.target is None or recipe.teacher_model:  # a teacher model gives the targets at each step
@@ -59,9 +72,17 @@ def build_loss(recipe: Recipe, model, data: TrainData) -> Callable:
         return recipe.loss_spec.build(run_context(model, data))
 
 
-def build_trainer(recipe: Recipe, model, data: TrainData, sampler, evaluate: Callable | None,
-                  output_dir: Path | None, log: Callable[[str], None], load_model: Callable | None = None,
-                  card: bool = True) -> Trainer:
+def build_trainer(
+    recipe: Recipe,
+    model,
+    data: TrainData,
+    sampler,
+    evaluate: Callable | None,
+    output_dir: Path | None,
+    log: Callable[[str], None],
+    load_model: Callable | None = None,
+    card: bool = True,
+) -> Trainer:
     """The one place a recipe's trainer is assembled, for ``minilm train`` and each run of ``minilm sweep``: the loss
     bound, and every extension its declaration wants built (``load_model`` loads a frozen model the recipe names;
     a sweep passes one that loads each model once)."""
@@ -71,10 +92,27 @@ def build_trainer(recipe: Recipe, model, data: TrainData, sampler, evaluate: Cal
     loss_fn = build_loss(recipe, model, data)
     if load_model is None:
         load_model = functools.partial(SentenceEncoder.from_pretrained, device=distributed.device())
-    run = RunContext(model, loss_fn, config, settings=dict(recipe.loss), target_name=data.target_name,
-                     load_model=load_model, world_size=distributed.world_size())
-    return Trainer(model, loss_fn, data, sampler, config, evaluate, output_dir, log,
-                   card=training_card(recipe, data) if card else None, extensions=build_extensions(run))
+    run = RunContext(
+        model,
+        loss_fn,
+        config,
+        settings=dict(recipe.loss),
+        target_name=data.target_name,
+        load_model=load_model,
+        world_size=distributed.world_size(),
+    )
+    return Trainer(
+        model,
+        loss_fn,
+        data,
+        sampler,
+        config,
+        evaluate,
+        output_dir,
+        log,
+        card=training_card(recipe, data) if card else None,
+        extensions=build_extensions(run),
+    )
 
 
 def sampler_name(recipe: Recipe) -> str:
@@ -85,8 +123,13 @@ def sampler_name(recipe: Recipe) -> str:
         return "tension_pairs"
     if name == "auto":
         declared = recipe.loss_needs
-        name = "no_duplicates" if declared.in_batch_negatives else "group_by_label" if declared.kind == "labels" \
+        name = (
+            "no_duplicates"
+            if declared.in_batch_negatives
+            else "group_by_label"
+            if declared.kind == "labels"
             else "random"
+        )
     return name
 
 
@@ -106,15 +149,19 @@ def recipe_evaluator(recipe: Recipe) -> Callable | None:
     if recipe.eval is None:
         return None
     e = recipe.eval
-    return make_evaluator(e["task"], e["data"], e["format"], e["roles"], e["batch_size"], e["limit"], e["header"],
-                          e["columns"])
+    return make_evaluator(
+        e["task"], e["data"], e["format"], e["roles"], e["batch_size"], e["limit"], e["header"], e["columns"]
+    )
 
 
 def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
     """What the model card says about this run before it starts: base model, data, loss, hyperparameters."""
     d, kind = recipe.data, recipe.loss_needs.kind
-    names = list(STS_COLUMNS[: 3 if kind == "scores" else 2]) if d["format"] == "sts" else role_columns(
-        d["roles"], kind, recipe.teacher_model, recipe.loss_needs.model_copy)
+    names = (
+        list(STS_COLUMNS[: 3 if kind == "scores" else 2])
+        if d["format"] == "sts"
+        else role_columns(d["roles"], kind, recipe.teacher_model, recipe.loss_needs.model_copy)
+    )
     values = data.columns + ([data.targets] if data.targets is not None else [])
     config = TrainConfig.from_dict(recipe.train)
     sampler = {"sampler": sampler_name(recipe)}
@@ -151,8 +198,9 @@ def claim_for(recipe: Recipe, output_dir: Path, resume: bool, overwrite: bool):
     return claim
 
 
-def run_recipe(recipe: Recipe, output_dir: str | Path, resume: bool = False, log=print,
-               overwrite: bool = False) -> list[dict]:
+def run_recipe(
+    recipe: Recipe, output_dir: str | Path, resume: bool = False, log=print, overwrite: bool = False
+) -> list[dict]:
     """Fine-tune as ``recipe`` says; returns the evaluation history (before, every eval_steps, after).
 
     ``output_dir`` holds one run (minilm.run.output_dir): a new or empty one is claimed for this run, the same
@@ -163,15 +211,17 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, resume: bool = False, log
     created = distributed.init_from_env(recipe.train["distributed_timeout_s"])
     try:
         with ExitStack() as held:  # the output directory's lock, for as long as the run uses it
-            return _run(recipe, Path(output_dir), resume, log if distributed.rank() == 0 else lambda _: None,
-                        overwrite, held)
+            return _run(
+                recipe, Path(output_dir), resume, log if distributed.rank() == 0 else lambda _: None, overwrite, held
+            )
     finally:
         if created:
             distributed.shutdown()
 
 
-def _run(recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = False,
-         held: ExitStack | None = None) -> list[dict]:
+def _run(
+    recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = False, held: ExitStack | None = None
+) -> list[dict]:
     from minilm.encoder import SentenceEncoder
 
     distributed.check_batch_size(recipe.train["batch_size"], distributed.world_size())  # before anything loads
@@ -195,6 +245,8 @@ def _run(recipe: Recipe, output_dir: Path, resume: bool, log, overwrite: bool = 
         log(f"no checkpoint in {output_dir} yet: the recorded run starts again from step 0")
     world = distributed.world_size()
     per_rank = f" ({world} processes x {recipe.train['batch_size'] // world})" if world > 1 else ""
-    log(f"{recipe.name}: {len(data)} rows, {trainer.total_steps} steps of batch {recipe.train['batch_size']}"
-        f"{per_rank}, loss {recipe.loss['name']}")
+    log(
+        f"{recipe.name}: {len(data)} rows, {trainer.total_steps} steps of batch {recipe.train['batch_size']}"
+        f"{per_rank}, loss {recipe.loss['name']}"
+    )
     return trainer.train()

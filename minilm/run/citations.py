@@ -12,8 +12,16 @@ from pathlib import Path
 from minilm.card import LossCard
 from minilm.losses.catalogue import GOR, MATRYOSHKA, MNRL_SYMMETRIC, REFERENCES, Reference
 from minilm.losses.inputs import needs_of
-from minilm.run.registry import (GOR_KEYS, LOSSES, MATRYOSHKA_KEYS, PAIRS_DEFAULT, PAIRS_KEY, makes_pairs,
-                                      resolve_loss, settable)
+from minilm.run.registry import (
+    GOR_KEYS,
+    LOSSES,
+    MATRYOSHKA_KEYS,
+    PAIRS_DEFAULT,
+    PAIRS_KEY,
+    makes_pairs,
+    resolve_loss,
+    settable,
+)
 
 
 def reference_of(name: str, settings: dict) -> Reference | None:
@@ -40,8 +48,11 @@ def describe_loss(name: str, settings: dict, base_dir: str | Path | None = None)
     elif isinstance(getattr(loss, "citation", None), str):
         citations[getattr(loss, "__name__", name)] = loss.citation
     if settings.get("matryoshka_dims") is not None:
-        shown = {"loss": found.label if found else function, "loss_settings": shown,
-                 **{k: settings[k] for k in MATRYOSHKA_KEYS if settings.get(k) is not None}}
+        shown = {
+            "loss": found.label if found else function,
+            "loss_settings": shown,
+            **{k: settings[k] for k in MATRYOSHKA_KEYS if settings.get(k) is not None},
+        }
         st_names.insert(0, MATRYOSHKA.st_name)
         citations = {MATRYOSHKA.st_name: MATRYOSHKA.citation, **citations}
     if any(key in settings for key in GOR_KEYS):  # a regulariser added to the loss: its settings and paper too

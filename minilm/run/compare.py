@@ -17,13 +17,12 @@ import numpy as np
 import torch
 
 from minilm.corpus.encode import read_text_lines
+from minilm.data.readers import read_roles, read_sts
 from minilm.encoder import SentenceEncoder
-from minilm.evaluation.metrics import evaluate_similarity
-from minilm.util.extras import MissingExtra
-from minilm.loading.hub import resolve_model_dir
-from minilm.data.readers import read_sts
-from minilm.data.readers import read_roles
 from minilm.evaluation.evaluators import default_roles
+from minilm.evaluation.metrics import evaluate_similarity
+from minilm.loading.hub import resolve_model_dir
+from minilm.util.extras import MissingExtra
 
 NEIGHBOURS = 10
 BLOCK_ROWS = 1024  # rows of the similarity matrix held at once
@@ -33,8 +32,9 @@ def load_sentence_transformer(directory: Path):
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:  # main() prints it as one line, exit status 2
-        raise MissingExtra("minilm compare needs sentence-transformers, which is not installed: "
-                                "pip install 'minilm[compare]'") from None
+        raise MissingExtra(
+            "minilm compare needs sentence-transformers, which is not installed: pip install 'minilm[compare]'"
+        ) from None
     return SentenceTransformer(str(directory), device="cpu")
 
 
@@ -56,7 +56,7 @@ def top_k_neighbours(emb: torch.Tensor, k: int) -> torch.Tensor:
     unit = torch.nn.functional.normalize(emb.double(), dim=1)  # (N, D)
     out = []
     for start in range(0, unit.shape[0], BLOCK_ROWS):
-        sim = unit[start: start + BLOCK_ROWS] @ unit.T  # (b, N)
+        sim = unit[start : start + BLOCK_ROWS] @ unit.T  # (b, N)
         rows = torch.arange(sim.shape[0])
         sim[rows, rows + start] = -torch.inf  # a line is not its own neighbour
         out.append(sim.topk(k, dim=1).indices)
@@ -66,8 +66,9 @@ def top_k_neighbours(emb: torch.Tensor, k: int) -> torch.Tensor:
 def compare_embeddings(ours: np.ndarray, theirs: np.ndarray, texts: list[str], k: int = NEIGHBOURS) -> Comparison:
     """How far apart two (N, D) embeddings of the same ``texts`` are; neighbours among the unique texts."""
     if ours.shape != theirs.shape:
-        raise ValueError(f"the two embeddings differ in shape: minilm {ours.shape}, sentence-transformers "
-                         f"{theirs.shape}")
+        raise ValueError(
+            f"the two embeddings differ in shape: minilm {ours.shape}, sentence-transformers {theirs.shape}"
+        )
     a, b = torch.from_numpy(ours).double(), torch.from_numpy(theirs).double()
     cosine = torch.nn.functional.cosine_similarity(a, b, dim=1)  # (N,)
     first = list({text: i for i, text in reversed(list(enumerate(texts)))}.values())[::-1]  # first row of each text
@@ -77,8 +78,16 @@ def compare_embeddings(ours: np.ndarray, theirs: np.ndarray, texts: list[str], k
         na, nb = top_k_neighbours(a[first], k), top_k_neighbours(b[first], k)
         shared = [len(set(x) & set(y)) for x, y in zip(na.tolist(), nb.tolist())]
         agreement, identical = sum(shared) / (k * len(shared)), sum(s == k for s in shared)
-    return Comparison(len(texts), len(first), float((a - b).abs().max()) if a.numel() else 0.0,
-                      float(cosine.min()), float(cosine.mean()), agreement, identical, k)
+    return Comparison(
+        len(texts),
+        len(first),
+        float((a - b).abs().max()) if a.numel() else 0.0,
+        float(cosine.min()),
+        float(cosine.mean()),
+        agreement,
+        identical,
+        k,
+    )
 
 
 def read_sentences(path: str, fmt: str) -> list[str]:
@@ -90,16 +99,23 @@ def read_sentences(path: str, fmt: str) -> list[str]:
     return read_text_lines(Path(path))
 
 
-def run_compare(model: str, sentences: list[str], pairs: str | None = None, pairs_format: str = "auto",
-                batch_size: int = 32, quantized_model: bool = False) -> Comparison:
+def run_compare(
+    model: str,
+    sentences: list[str],
+    pairs: str | None = None,
+    pairs_format: str = "auto",
+    batch_size: int = 32,
+    quantized_model: bool = False,
+) -> Comparison:
     """Encode ``sentences`` (and the scored ``pairs``, a file ``minilm eval --task similarity`` reads) with both."""
     if not sentences:
         raise ValueError("no sentences to compare")
     scored = read_roles(pairs, pairs_format, default_roles("similarity"), "scores") if pairs else None
     directory = resolve_model_dir(model)  # both read the same files, whether a path, a hub id or the packaged copy
     theirs_model = load_sentence_transformer(directory)
-    ours_model = types.SimpleNamespace(encode=functools.partial(SentenceEncoder.from_pretrained(directory).encode,
-                                                                quantized_model=quantized_model))
+    ours_model = types.SimpleNamespace(
+        encode=functools.partial(SentenceEncoder.from_pretrained(directory).encode, quantized_model=quantized_model)
+    )
     ours = ours_model.encode(sentences, batch_size=batch_size)
     theirs = theirs_model.encode(sentences, batch_size=batch_size, convert_to_numpy=True)
     result = compare_embeddings(ours, np.asarray(theirs, dtype=np.float32), sentences)
@@ -118,13 +134,22 @@ def report(result: Comparison, model: str, tolerance: float) -> str:
         ("cosine(minilm, ST) of each line", f"min {result.cosine_min:.8f}  mean {result.cosine_mean:.8f}"),
     ]
     if result.k > 0:
-        rows.append((f"top-{result.k} neighbour agreement", f"{100 * result.neighbour_agreement:.2f} % "
-                     f"({result.identical_neighbourhoods} of {result.unique_lines} unique lines with the same "
-                     f"{result.k})"))
+        rows.append(
+            (
+                f"top-{result.k} neighbour agreement",
+                f"{100 * result.neighbour_agreement:.2f} % "
+                f"({result.identical_neighbourhoods} of {result.unique_lines} unique lines with the same "
+                f"{result.k})",
+            )
+        )
     if result.spearman is not None:
         mine, reference, pairs = result.spearman
-        rows.append((f"Spearman, {pairs} scored pairs", f"minilm {mine:.6f}  sentence-transformers {reference:.6f}"
-                     f"  |difference| {abs(mine - reference):.1e}"))
+        rows.append(
+            (
+                f"Spearman, {pairs} scored pairs",
+                f"minilm {mine:.6f}  sentence-transformers {reference:.6f}  |difference| {abs(mine - reference):.1e}",
+            )
+        )
     rows.append(("result", "within tolerance" if result.max_abs_difference <= tolerance else "BEYOND TOLERANCE"))
     width = max(len(label) for label, _ in rows) + 2
     return "\n".join(label.ljust(width) + value for label, value in rows)

@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 from minilm.loading.hub import sha256_of
-from minilm.util.io import read_json, remove_tree, stale_temporaries, write_json
 from minilm.train.trainer import LOG_NAME
+from minilm.util.io import read_json, remove_tree, stale_temporaries, write_json
 
 try:
     import fcntl
@@ -38,8 +38,12 @@ def run_record(recipe) -> dict:
     data = {"train": sha256_of(Path(recipe.data["train"]))}
     if recipe.eval is not None:
         data["eval"] = sha256_of(Path(recipe.eval["data"]))
-    return {"recipe": recipe.as_dict(), "data_sha256": data, "seed": recipe.train["seed"],
-            "overrides": list(getattr(recipe, "overrides", ()))}
+    return {
+        "recipe": recipe.as_dict(),
+        "data_sha256": data,
+        "seed": recipe.train["seed"],
+        "overrides": list(getattr(recipe, "overrides", ())),
+    }
 
 
 def differences(recorded: dict, now: dict) -> list[str]:
@@ -51,8 +55,11 @@ def differences(recorded: dict, now: dict) -> list[str]:
         return {k: v for k, v in flat.items() if k not in ("recipe.data.train", "recipe.eval.data")}
 
     a, b = comparable(recorded), comparable(now)
-    return [f"{key}: {a.get(key, _ABSENT)!r} -> {b.get(key, _ABSENT)!r}" for key in sorted(set(a) | set(b))
-            if a.get(key, _ABSENT) != b.get(key, _ABSENT)]
+    return [
+        f"{key}: {a.get(key, _ABSENT)!r} -> {b.get(key, _ABSENT)!r}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key, _ABSENT) != b.get(key, _ABSENT)
+    ]
 
 
 def _flatten(value, prefix: str = "") -> dict:
@@ -75,7 +82,7 @@ class Claim:
             os.close(self.fd)  # closing drops the flock; the .lock file itself stays (removing it would race)
             self.fd = None
 
-    def __enter__(self) -> "Claim":
+    def __enter__(self) -> Claim:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -90,8 +97,9 @@ def claim(directory: Path, record: dict, resume: bool = False, overwrite: bool =
     written), holding this very run (``resume``), or to be replaced (``overwrite``). Anything else is refused."""
     directory = Path(directory)
     if resume and overwrite:
-        raise OutputDirError("--resume continues the run in the output directory and --overwrite replaces it: "
-                             "give one of them")
+        raise OutputDirError(
+            "--resume continues the run in the output directory and --overwrite replaces it: give one of them"
+        )
     if os.path.lexists(directory) and not directory.is_dir():
         raise OutputDirError(f"output directory {directory} exists and is not a directory")
     if directory.is_dir() and not (resume or overwrite):
@@ -118,8 +126,10 @@ def _lock(directory: Path) -> int | None:
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
-        raise OutputDirError(f"output directory {directory} is in use by another minilm run (pid {holder}); wait "
-                             f"for it to end, or choose another --output") from None
+        raise OutputDirError(
+            f"output directory {directory} is in use by another minilm run (pid {holder}); wait "
+            f"for it to end, or choose another --output"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
@@ -132,16 +142,22 @@ def _check(directory: Path, record: dict, resume: bool, overwrite: bool) -> None
     if resume:
         if recorded is None:
             if produced:
-                raise OutputDirError(f"--resume: {directory} holds {', '.join(produced)} but no run record "
-                                     f"({RECORD_NAME}), so it cannot be checked to be this run; use --overwrite "
-                                     f"to start again there, or another --output")
-            raise FileNotFoundError(f"--resume: no complete checkpoint under {directory / 'checkpoints'} and no run "
-                                    f"record: there is no run to resume in {directory}")
+                raise OutputDirError(
+                    f"--resume: {directory} holds {', '.join(produced)} but no run record "
+                    f"({RECORD_NAME}), so it cannot be checked to be this run; use --overwrite "
+                    f"to start again there, or another --output"
+                )
+            raise FileNotFoundError(
+                f"--resume: no complete checkpoint under {directory / 'checkpoints'} and no run "
+                f"record: there is no run to resume in {directory}"
+            )
         changed = differences(recorded, _as_json(record))
         if changed:
             shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
-            raise OutputDirError(f"--resume: {directory} holds another run ({RECORD_NAME} differs: {shown}); resume "
-                                 f"with the same recipe, data and --set values, or use --overwrite or another --output")
+            raise OutputDirError(
+                f"--resume: {directory} holds another run ({RECORD_NAME} differs: {shown}); resume "
+                f"with the same recipe, data and --set values, or use --overwrite or another --output"
+            )
         return
     if overwrite:
         for name in RUN_OUTPUTS:
@@ -150,8 +166,10 @@ def _check(directory: Path, record: dict, resume: bool, overwrite: bool) -> None
     elif produced:
         name = recorded.get("recipe", {}).get("name", "?") if recorded else None
         held = f"run {name!r}" if recorded else f"{', '.join(produced)} of an unrecorded run"
-        raise OutputDirError(f"output directory {directory} already holds {held}; pass --resume to continue it, "
-                             f"--overwrite to replace it, or choose another --output")
+        raise OutputDirError(
+            f"output directory {directory} already holds {held}; pass --resume to continue it, "
+            f"--overwrite to replace it, or choose another --output"
+        )
     else:
         _refuse_foreign(directory)
     write_json(record_path, _as_json(record))
@@ -161,8 +179,10 @@ def _refuse_foreign(directory: Path) -> None:
     others = sorted(p.name for p in directory.iterdir() if p.name not in RUN_OUTPUTS and p.name != LOCK_NAME)
     if others:
         listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise OutputDirError(f"output directory {directory} holds files that are not a minilm run ({listed}); "
-                             f"choose another --output, or --overwrite to write the run beside them")
+        raise OutputDirError(
+            f"output directory {directory} holds files that are not a minilm run ({listed}); "
+            f"choose another --output, or --overwrite to write the run beside them"
+        )
 
 
 def _as_json(record: dict) -> dict:

@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 import torch
 
-from minilm.losses.inputs import split_output
 from minilm.loading.hub import resolve_model_dir
+from minilm.loading.weights import read_config
+from minilm.losses.inputs import split_output
 from minilm.run.recipe import Recipe, RecipeError
 from minilm.run.registry import TEACHER_KEY, make_loss
 from minilm.train.frozen import teacher_width
-from minilm.loading.weights import read_config
 
 
 def checked_sampler(recipe: Recipe, data, make_sampler: Callable, world_size: int = 1):
@@ -32,16 +32,22 @@ def checked_sampler(recipe: Recipe, data, make_sampler: Callable, world_size: in
     # under torchrun each process's loss sees its own shard, unless gather_across_devices hands it the whole batch
     per_process = batch_size if recipe.train["gather_across_devices"] else batch_size // world_size
     if declared.in_batch_negatives and per_process < 2:
-        raise RecipeError(f"{where}: loss {loss} takes its negatives from the other rows of a batch, so it needs at "
-                          f"least 2 rows per batch{' per process' if world_size > 1 else ''}; [train] batch_size is "
-                          f"{batch_size}{f' over {world_size} processes' if world_size > 1 else ''}")
+        raise RecipeError(
+            f"{where}: loss {loss} takes its negatives from the other rows of a batch, so it needs at "
+            f"least 2 rows per batch{' per process' if world_size > 1 else ''}; [train] batch_size is "
+            f"{batch_size}{f' over {world_size} processes' if world_size > 1 else ''}"
+        )
     if declared.kind == "labels":
         counts = Counter(data.targets)
         if batch_size < 2 or max(counts.values()) < 2:
-            reason = (f"[train] batch_size is {batch_size}" if batch_size < 2 else
-                      f"each of the {len(counts)} labels in {path} occurs on one row only")
-            raise RecipeError(f"{where}: loss {loss} needs batches holding two rows of one label (a positive pair), "
-                              f"but {reason}")
+            reason = (
+                f"[train] batch_size is {batch_size}"
+                if batch_size < 2
+                else f"each of the {len(counts)} labels in {path} occurs on one row only"
+            )
+            raise RecipeError(
+                f"{where}: loss {loss} needs batches holding two rows of one label (a positive pair), but {reason}"
+            )
     try:
         sampler = make_sampler(recipe, data)
     except ValueError as e:
@@ -50,8 +56,10 @@ def checked_sampler(recipe: Recipe, data, make_sampler: Callable, world_size: in
     if not batches:
         raise RecipeError(f"{where}: [data] sampler builds no batch of {batch_size} from the {rows} rows of {path}")
     if declared.in_batch_negatives and max(len(b) for b in batches) < 2:
-        raise RecipeError(f"{where}: loss {loss} needs at least 2 rows per batch, but the rows of {path} all share "
-                          f"a text, so no batch without repeated texts holds more than one")
+        raise RecipeError(
+            f"{where}: loss {loss} needs at least 2 rows per batch, but the rows of {path} all share "
+            f"a text, so no batch without repeated texts holds more than one"
+        )
     return sampler
 
 
@@ -65,16 +73,21 @@ def check_teacher_scores(recipe: Recipe, data) -> None:
     d, name = recipe.data, recipe.loss["name"]
     width = len(data.targets[0])
     names = [d["roles"][r] for r in ("anchor", "positive")] + (
-        [d["roles"]["negative"]] if isinstance(d["roles"].get("negative"), str) else list(d["roles"].get("negative", [])))
+        [d["roles"]["negative"]]
+        if isinstance(d["roles"].get("negative"), str)
+        else list(d["roles"].get("negative", []))
+    )
     generator = torch.Generator().manual_seed(0)
     embeddings = [torch.randn(2, 8, generator=generator) for _ in data.columns]
     try:
         loss = make_loss(name, recipe.loss_settings(), recipe.path.parent, context={"embedding_dim": 8})
         split_output(loss(*embeddings, teacher_scores=torch.zeros(2, width)))
     except (TypeError, ValueError) as e:
-        raise RecipeError(f"{recipe.path}: [data] roles: teacher {d['roles']['teacher']!r} gives {width} number"
-                          f"{'s' if width != 1 else ''} per row of {d['train']}, which loss {name!r} does not take with "
-                          f"the {len(names)} text columns {names}: {e}") from None
+        raise RecipeError(
+            f"{recipe.path}: [data] roles: teacher {d['roles']['teacher']!r} gives {width} number"
+            f"{'s' if width != 1 else ''} per row of {d['train']}, which loss {name!r} does not take with "
+            f"the {len(names)} text columns {names}: {e}"
+        ) from None
 
 
 def config_width(name_or_path: str) -> int | None:
@@ -99,12 +112,17 @@ def check_teacher_width(recipe: Recipe) -> None:
         loss = make_loss(name, recipe.loss_settings(), recipe.path.parent, context={"embedding_dim": student})
     wanted = teacher_width(loss, student)
     if teacher != wanted:
-        raise RecipeError(f"{recipe.path}: [loss] {TEACHER_KEY} {recipe.loss[TEACHER_KEY]} embeds in {teacher} "
-                          f"dimensions, but loss {name!r} compares it with {wanted}-dimensional embeddings "
-                          f"({'its projection_dim' if wanted != student else f'the student, [model] base'}); "
-                          f"{teacher_width_hint(name, teacher)}")
+        raise RecipeError(
+            f"{recipe.path}: [loss] {TEACHER_KEY} {recipe.loss[TEACHER_KEY]} embeds in {teacher} "
+            f"dimensions, but loss {name!r} compares it with {wanted}-dimensional embeddings "
+            f"({'its projection_dim' if wanted != student else 'the student, [model] base'}); "
+            f"{teacher_width_hint(name, teacher)}"
+        )
 
 
 def teacher_width_hint(name: str, teacher: int) -> str:
-    return (f"a teacher of another width needs a learned projection: name = \"embed_distill\" with "
-            f"projection_dim = {teacher}" if name != "embed_distill" else f"set projection_dim = {teacher}")
+    return (
+        f'a teacher of another width needs a learned projection: name = "embed_distill" with projection_dim = {teacher}'
+        if name != "embed_distill"
+        else f"set projection_dim = {teacher}"
+    )

@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import copy
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from minilm.evaluation.metrics import METRICS, TASKS
 from minilm.loading.hub import looks_like_path
 from minilm.losses.inputs import MODEL_ROLES, Needs, roles_of
+from minilm.run.registry import (
+    GUIDE_KEY,
+    PAIRS_KEY,
+    TEACHER_KEY,
+    LossSpec,
+    UnknownLossSettings,
+    is_module_loss,
+    makes_pairs,
+)
 from minilm.train.config import GRADIENT_CACHE_KEYS, TrainConfig, check_best_settings, train_schema
-from minilm.train.wiring import refusal as extension_refusal
-from minilm.run.registry import (GUIDE_KEY, PAIRS_KEY, TEACHER_KEY, LossSpec, UnknownLossSettings,
-                                      is_module_loss, makes_pairs)
 from minilm.train.reporting import check_report_to
+from minilm.train.wiring import refusal as extension_refusal
 
 REQUIRED = object()
 
@@ -95,8 +103,14 @@ class Recipe:
         return self.loss.get(TEACHER_KEY) is not None
 
     def as_dict(self) -> dict:
-        out = {"name": self.name, "description": self.description, "model": self.model, "data": self.data,
-               "loss": self.loss, "train": self.train}
+        out = {
+            "name": self.name,
+            "description": self.description,
+            "model": self.model,
+            "data": self.data,
+            "loss": self.loss,
+            "train": self.train,
+        }
         if self.eval is not None:
             out["eval"] = self.eval
         return copy.deepcopy(out)
@@ -105,8 +119,14 @@ class Recipe:
 def make_quick(recipe: Recipe) -> Recipe:
     """A smoke-test version of ``recipe``: two small steps and a small evaluation, everything else unchanged."""
     t = recipe.train
-    t.update(max_steps=2, batch_size=min(t["batch_size"], 16), save_steps=0, eval_steps=0, load_best_at_end=False,
-             early_stopping_patience=0)
+    t.update(
+        max_steps=2,
+        batch_size=min(t["batch_size"], 16),
+        save_steps=0,
+        eval_steps=0,
+        load_best_at_end=False,
+        early_stopping_patience=0,
+    )
     if t["mini_batch_size"]:
         t["mini_batch_size"] = min(t["mini_batch_size"], 8)
     if recipe.eval is not None:
@@ -203,8 +223,7 @@ def _check_base(recipe_path: Path, base: str, key: str = "[model] base") -> str:
     if local.is_dir():
         return str(local)
     if looks_like_path(base):
-        raise RecipeError(f"{recipe_path}: {key} folder {base} not found (looked at {local}, relative to "
-                          f"the recipe)")
+        raise RecipeError(f"{recipe_path}: {key} folder {base} not found (looked at {local}, relative to the recipe)")
     return base
 
 
@@ -231,7 +250,8 @@ def validate(raw: dict, path: Path, renamed: str | None = None) -> Recipe:
             f"{path}: --set {renamed} replaced the recipe's loss, but its [loss] settings "
             f"{', '.join(e.unknown)} belong to the old loss; loss {e.name!r} takes {', '.join(e.valid)}. "
             f"Replace the whole table to drop them: --set 'loss={{name=\"{e.name}\"}}' "
-            f"(settings of the new loss go inside the braces)") from None
+            f"(settings of the new loss go inside the braces)"
+        ) from None
     except ValueError as e:
         raise RecipeError(f"{path}: [loss] {e}") from None
     loss = {"name": loss_head["name"], **loss_raw}
@@ -265,29 +285,39 @@ def _check_values(r: Recipe) -> None:
     if t["keep_checkpoints"] < 1:
         raise RecipeError(f"{where}: [train] keep_checkpoints must be >= 1, got {t['keep_checkpoints']}")
     if t["loss_lr"] < 0:
-        raise RecipeError(f"{where}: [train] loss_lr must be >= 0 (0: the loss's parameters use lr), got {t['loss_lr']}")
+        raise RecipeError(
+            f"{where}: [train] loss_lr must be >= 0 (0: the loss's parameters use lr), got {t['loss_lr']}"
+        )
     if t["loss_lr"] and not is_module_loss(r.loss_spec.function):
-        raise RecipeError(f"{where}: [train] loss_lr is set, but loss {r.loss['name']!r} is a function without "
-                          f"parameters (an nn.Module loss has them)")
+        raise RecipeError(
+            f"{where}: [train] loss_lr is set, but loss {r.loss['name']!r} is a function without "
+            f"parameters (an nn.Module loss has them)"
+        )
     if t["lr"] <= 0 or t["max_grad_norm"] <= 0 or t["weight_decay"] < 0 or not 0 <= t["warmup_ratio"] <= 1:
-        raise RecipeError(f"{where}: [train] needs lr > 0, max_grad_norm > 0, weight_decay >= 0, 0 <= warmup_ratio <= 1")
+        raise RecipeError(
+            f"{where}: [train] needs lr > 0, max_grad_norm > 0, weight_decay >= 0, 0 <= warmup_ratio <= 1"
+        )
     if t["warmup_steps"] and t["warmup_ratio"]:
         raise RecipeError(f"{where}: [train] give warmup_steps or warmup_ratio, not both")
     declared = r.loss_needs
     if declared.guide:
         if GUIDE_KEY not in r.loss:
-            raise RecipeError(f"{where}: missing key [loss] {GUIDE_KEY}: loss {r.loss['name']!r} masks false negatives "
-                              f"with a frozen guide model; name one, e.g. {GUIDE_KEY} = "
-                              f"\"sentence-transformers/all-MiniLM-L6-v2\" (a folder relative to the recipe, or a "
-                              f"hub id; the model being fine-tuned may be its own guide)")
+            raise RecipeError(
+                f"{where}: missing key [loss] {GUIDE_KEY}: loss {r.loss['name']!r} masks false negatives "
+                f"with a frozen guide model; name one, e.g. {GUIDE_KEY} = "
+                f'"sentence-transformers/all-MiniLM-L6-v2" (a folder relative to the recipe, or a '
+                f"hub id; the model being fine-tuned may be its own guide)"
+            )
         r.loss[GUIDE_KEY] = _check_base(where, r.loss[GUIDE_KEY], f"[loss] {GUIDE_KEY}")
     if r.teacher_model:  # the loss takes one (check_loss_kwargs): its role must not also come from the file
         r.loss[TEACHER_KEY] = _check_base(where, r.loss[TEACHER_KEY], f"[loss] {TEACHER_KEY}")
         role = MODEL_ROLES[declared.kind]
         if role in r.data["roles"]:
-            raise RecipeError(f"{where}: [loss] {TEACHER_KEY} names a teacher model ({r.loss[TEACHER_KEY]}) and "
-                              f"[data] roles name a teacher column ({role} = {r.data['roles'][role]!r}): the "
-                              f"teacher's embeddings come from one or the other; drop one")
+            raise RecipeError(
+                f"{where}: [loss] {TEACHER_KEY} names a teacher model ({r.loss[TEACHER_KEY]}) and "
+                f"[data] roles name a teacher column ({role} = {r.data['roles'][role]!r}): the "
+                f"teacher's embeddings come from one or the other; drop one"
+            )
     # what the loss's extensions (a trained copy, every layer, a user's own) cannot run with, before any model loads
     problem = extension_refusal(declared, r.loss, repr(r.loss["name"]), TrainConfig.from_dict(t), 1)
     if problem is not None:
@@ -296,14 +326,18 @@ def _check_values(r: Recipe) -> None:
         if t[key] and declared.kind != "columns":
             raise RecipeError(f"{where}: [train] {key} (gradient cache) needs an in-batch loss, not {r.loss['name']}")
     if t["mini_batch_size"] and t["mini_batch_num_tokens"]:
-        raise RecipeError(f"{where}: [train] give mini_batch_size (rows per mini-batch) or mini_batch_num_tokens "
-                          f"(real tokens per mini-batch), not both: the token budget decides the rows")
+        raise RecipeError(
+            f"{where}: [train] give mini_batch_size (rows per mini-batch) or mini_batch_num_tokens "
+            f"(real tokens per mini-batch), not both: the token budget decides the rows"
+        )
     d = r.data
     if d["sampler"] not in SAMPLERS:
         raise RecipeError(f"{where}: [data] sampler must be one of {SAMPLERS}, got {d['sampler']!r}")
     if makes_pairs(declared) and d["sampler"] != "auto":
-        raise RecipeError(f"{where}: [data] sampler {d['sampler']!r}: loss {r.loss['name']!r} builds its own batches "
-                          f"(identical and random pairs of one text column, {PAIRS_KEY} in [loss]); leave it auto")
+        raise RecipeError(
+            f"{where}: [data] sampler {d['sampler']!r}: loss {r.loss['name']!r} builds its own batches "
+            f"(identical and random pairs of one text column, {PAIRS_KEY} in [loss]); leave it auto"
+        )
     if d["sampler"] == "group_by_label" and declared.kind != "labels":
         raise RecipeError(f"{where}: [data] sampler group_by_label needs a labelled loss, not {r.loss['name']}")
     if d["format"] not in FORMATS:
@@ -335,8 +369,10 @@ def _check_best(r: Recipe) -> None:
             raise RecipeError(f"{where}: [train] metric_for_best = {t['metric_for_best']!r} needs an [eval] section")
         known = METRICS[r.eval["task"]]
         if t["metric_for_best"] not in known:
-            raise RecipeError(f"{where}: [train] metric_for_best must be a metric of the [eval] task "
-                              f"{r.eval['task']!r}: one of {list(known)}, got {t['metric_for_best']!r}")
+            raise RecipeError(
+                f"{where}: [train] metric_for_best must be a metric of the [eval] task "
+                f"{r.eval['task']!r}: one of {list(known)}, got {t['metric_for_best']!r}"
+            )
     try:
         check_best_settings(TrainConfig.from_dict(t))
         check_report_to(t["report_to"])
@@ -346,8 +382,11 @@ def _check_best(r: Recipe) -> None:
 
 # The roles of a kind that name text columns (each a column name or a list of them), in order; the number of text
 # columns they give must be one the loss declares. The other kinds have a fixed count their roles already pin down.
-TEXT_ROLES = {"columns": ("anchor", "positive", "negative"), "teacher_scores": ("anchor", "positive", "negative"),
-              "teacher_embeddings": ("text",)}
+TEXT_ROLES = {
+    "columns": ("anchor", "positive", "negative"),
+    "teacher_scores": ("anchor", "positive", "negative"),
+    "teacher_embeddings": ("text",),
+}
 
 
 def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str, teacher_model: bool = False) -> None:
@@ -355,21 +394,26 @@ def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str,
     teacher model, the texts only)."""
     if declared.model_copy and (d["format"] == "sts" or not isinstance(d["roles"].get("text"), str)):
         got = "an STS file gives pairs" if d["format"] == "sts" else f"[{section}] roles are {d['roles']}"
-        raise RecipeError(f"{where}: {got}, but {user} reads one text column, which the model and its trained copy "
-                          f"both embed: roles = {{ text = \"<column>\" }}")
+        raise RecipeError(
+            f"{where}: {got}, but {user} reads one text column, which the model and its trained copy "
+            f'both embed: roles = {{ text = "<column>" }}'
+        )
     if d["format"] == "sts":
         if declared.kind == "labels":
             raise RecipeError(f"{where}: [{section}] an STS file gives pairs or scores, but {user} needs labels")
         if not declared.accepts(2):
-            raise RecipeError(f"{where}: [{section}] an STS file gives 2 text columns, but {user} needs "
-                              f"{declared.describe()}")
+            raise RecipeError(
+                f"{where}: [{section}] an STS file gives 2 text columns, but {user} needs {declared.describe()}"
+            )
         return
     required, optional = roles_of(declared.kind, teacher_model, declared.model_copy)
     missing = [role for role in required if role not in d["roles"]]
     unknown = [role for role in d["roles"] if role not in required + optional]
     if missing or unknown:
-        raise RecipeError(f"{where}: [{section}] roles {sorted(d['roles'])} do not fit {user}, which needs "
-                          f"{declared.describe()}; missing {missing}, unknown {unknown}")
+        raise RecipeError(
+            f"{where}: [{section}] roles {sorted(d['roles'])} do not fit {user}, which needs "
+            f"{declared.describe()}; missing {missing}, unknown {unknown}"
+        )
     text_roles = TEXT_ROLES.get(declared.kind)
     if text_roles is not None and not declared.model_copy:
         names = []
@@ -377,8 +421,10 @@ def _check_roles(where: Path, section: str, d: dict, declared: Needs, user: str,
             value = d["roles"].get(role, [])
             names += [value] if isinstance(value, str) else list(value)
         if not declared.accepts(len(names)):
-            raise RecipeError(f"{where}: [{section}] roles give {len(names)} text columns, but {user} needs "
-                              f"{declared.describe()}; the text columns named are {names}")
+            raise RecipeError(
+                f"{where}: [{section}] roles give {len(names)} text columns, but {user} needs "
+                f"{declared.describe()}; the text columns named are {names}"
+            )
 
 
 def _check_columns(where: Path, section: str, d: dict) -> None:

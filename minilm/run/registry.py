@@ -9,12 +9,12 @@ follows from that declaration, not from the name.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 import importlib
 import importlib.util
 import inspect
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,8 +30,12 @@ LOSSES = CATALOGUE_LOSSES  # name -> loss, from the one catalogue table (minilm/
 MATRYOSHKA_KEYS = ("matryoshka_dims", "matryoshka_weights")
 # Global Orthogonal Regularization added to the loss (losses.with_global_orthogonal_regularization): any of these
 # keys switches it on; an unset weight keeps its default of 1.0, as in sentence-transformers.
-GOR_KEYS = {"gor_mean_weight": "mean_weight", "gor_second_moment_weight": "second_moment_weight",
-            "gor_aggregation": "aggregation", "gor_similarity": "similarity"}
+GOR_KEYS = {
+    "gor_mean_weight": "mean_weight",
+    "gor_second_moment_weight": "second_moment_weight",
+    "gor_aggregation": "aggregation",
+    "gor_similarity": "similarity",
+}
 # The model whose embeddings a loss declared with @needs(..., guide=True) takes as ``guide=``: a folder or hub id,
 # loaded by the trainer (training/frozen.py), never passed to the loss itself.
 GUIDE_KEY = "guide"
@@ -68,8 +72,10 @@ def resolve_loss(name: str, base_dir: str | Path | None = None) -> Callable[...,
     if name in LOSSES:
         return LOSSES[name]
     if ":" not in name:
-        raise ValueError(f"unknown loss name {name!r}; known: {sorted(LOSSES)}, or an import path "
-                         f"'module:function' / 'file.py:function'")
+        raise ValueError(
+            f"unknown loss name {name!r}; known: {sorted(LOSSES)}, or an import path "
+            f"'module:function' / 'file.py:function'"
+        )
     where, _, attribute = name.rpartition(":")
     if where.endswith(".py"):
         path = Path(where) if base_dir is None else Path(base_dir) / where
@@ -149,14 +155,18 @@ def make_inner_loss(spec: LossSpec, kwargs: dict, context: dict | None) -> dict:
             raise ValueError(f"loss {name!r}: {INNER_SETTINGS_KEY} is set but {INNER_KEY} (the inner loss) is not")
         return kwargs
     if not isinstance(inner, str) or not inner:
-        raise ValueError(f"loss {name!r}: {INNER_KEY} must name the inner loss (a registry name or an import path), "
-                         f"got {inner!r}")
+        raise ValueError(
+            f"loss {name!r}: {INNER_KEY} must name the inner loss (a registry name or an import path), got {inner!r}"
+        )
     if inner_settings is not None and not isinstance(inner_settings, dict):
-        raise ValueError(f"loss {name!r}: {INNER_SETTINGS_KEY} must be a table of the inner loss's settings, "
-                         f"got {inner_settings!r}")
+        raise ValueError(
+            f"loss {name!r}: {INNER_SETTINGS_KEY} must be a table of the inner loss's settings, got {inner_settings!r}"
+        )
     if is_module_loss(spec.inner):
-        raise ValueError(f"loss {name!r}: inner loss {inner!r} has parameters (an nn.Module), which a layer loss "
-                         f"cannot train; use a function loss")
+        raise ValueError(
+            f"loss {name!r}: inner loss {inner!r} has parameters (an nn.Module), which a layer loss "
+            f"cannot train; use a function loss"
+        )
     return {**kwargs, INNER_KEY: make_loss(inner, inner_settings or {}, base_dir, context)}
 
 
@@ -173,12 +183,14 @@ def loss_module_of(loss: Callable) -> nn.Module | None:
 def settable(loss: Callable) -> list[str]:
     """The loss's keyword settings: parameters with defaults (for a class, of __init__, less the CONTEXT names)."""
     params = inspect.signature(loss).parameters.values()
-    return [p.name for p in params
-            if p.default is not p.empty and p.kind is not p.VAR_KEYWORD and p.name not in CONTEXT]
+    return [
+        p.name for p in params if p.default is not p.empty and p.kind is not p.VAR_KEYWORD and p.name not in CONTEXT
+    ]
 
 
-def make_loss(name: str, kwargs: dict | None = None, base_dir: str | Path | None = None,
-              context: dict | None = None) -> Callable[..., Tensor]:
+def make_loss(
+    name: str, kwargs: dict | None = None, base_dir: str | Path | None = None, context: dict | None = None
+) -> Callable[..., Tensor]:
     """The loss a recipe's ``[loss]`` table describes, settings bound; matryoshka_dims/_weights wrap it.
 
     A loss class is instantiated with the settings plus the ``context`` values its __init__ asks for (CONTEXT
@@ -234,9 +246,11 @@ def _check(spec: LossSpec, dry_run: bool) -> None:
         extra = [INNER_SETTINGS_KEY] + models
         wrapping = [key for key in kwargs if key in MATRYOSHKA_KEYS or key in GOR_KEYS]
         if wrapping:
-            raise ValueError(f"loss {name!r}: {', '.join(wrapping)} cannot wrap a layer loss (the earlier layers "
-                             f"would go untouched); put them in {INNER_SETTINGS_KEY}, the inner loss's settings"
-                             + (", or use matryoshka_2d" if any(k in MATRYOSHKA_KEYS for k in wrapping) else ""))
+            raise ValueError(
+                f"loss {name!r}: {', '.join(wrapping)} cannot wrap a layer loss (the earlier layers "
+                f"would go untouched); put them in {INNER_SETTINGS_KEY}, the inner loss's settings"
+                + (", or use matryoshka_2d" if any(k in MATRYOSHKA_KEYS for k in wrapping) else "")
+            )
     else:
         extra = list(MATRYOSHKA_KEYS) + list(GOR_KEYS) + models
     unknown = [key for key in kwargs if key not in valid and key not in extra]
@@ -250,13 +264,16 @@ def _check(spec: LossSpec, dry_run: bool) -> None:
         return
     ratio = kwargs.get(PAIRS_KEY, PAIRS_DEFAULT)
     if makes_pairs(declared) and (isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 2):
-        raise ValueError(f"loss {name!r}: {PAIRS_KEY} must be an int >= 2 (one identical pair, then "
-                         f"{PAIRS_KEY} - 1 random pairs), got {ratio!r}")
+        raise ValueError(
+            f"loss {name!r}: {PAIRS_KEY} must be an int >= 2 (one identical pair, then "
+            f"{PAIRS_KEY} - 1 random pairs), got {ratio!r}"
+        )
     dims = kwargs.get("matryoshka_dims")
     if declared.layers:  # matryoshka_2d's own widths, or the inner loss's
         inner_settings = kwargs.get(INNER_SETTINGS_KEY)
-        dims = kwargs.get("dims") or (inner_settings.get("matryoshka_dims") if isinstance(inner_settings, dict)
-                                      else None)
+        dims = kwargs.get("dims") or (
+            inner_settings.get("matryoshka_dims") if isinstance(inner_settings, dict) else None
+        )
     width = max(dims) if isinstance(dims, (list, tuple)) and dims and all(isinstance(d, int) for d in dims) else 8
     width = min(width, 8192)  # a dry run, not an allocation test
     try:
@@ -277,15 +294,21 @@ def _check(spec: LossSpec, dry_run: bool) -> None:
 def teacher_refusal(name: str, declared: Needs) -> str:
     """Why loss ``name`` cannot take a teacher model: only a loss of kind teacher_embeddings takes one."""
     takers = ", ".join(sorted(n for n, loss in LOSSES.items() if needs_of(loss).kind in MODEL_ROLES))
-    why = (" it takes the teacher's score of each candidate (a cross-encoder's), which a sentence encoder does not "
-           "give: put the scores in a data column ([data] roles teacher)" if declared.kind == "teacher_scores" else
-           " it takes no teacher")
-    return (f"loss {name!r}: {TEACHER_KEY} names a teacher model, whose embeddings only a loss of kind "
-            f"'teacher_embeddings' takes ({takers}); loss {name!r} is of kind {declared.kind!r}, and{why}")
+    why = (
+        " it takes the teacher's score of each candidate (a cross-encoder's), which a sentence encoder does not "
+        "give: put the scores in a data column ([data] roles teacher)"
+        if declared.kind == "teacher_scores"
+        else " it takes no teacher"
+    )
+    return (
+        f"loss {name!r}: {TEACHER_KEY} names a teacher model, whose embeddings only a loss of kind "
+        f"'teacher_embeddings' takes ({takers}); loss {name!r} is of kind {declared.kind!r}, and{why}"
+    )
 
 
-def dummy_inputs(declared: Needs, width: int, rows: int = 4, teacher_width: int | None = None
-                 ) -> tuple[list[Tensor], dict[str, Tensor]]:
+def dummy_inputs(
+    declared: Needs, width: int, rows: int = 4, teacher_width: int | None = None
+) -> tuple[list[Tensor], dict[str, Tensor]]:
     """Embeddings and targets of the declared kind for a small batch: one (rows, width) tensor per text column."""
     gen = torch.Generator().manual_seed(0)
     embeddings = list(torch.randn(declared.columns, rows, width, generator=gen).unbind(0))

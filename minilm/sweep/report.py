@@ -16,9 +16,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from minilm.util.io import write_bytes, write_text
 from minilm.sweep.spec import RESULT, Sweep
 from minilm.sweep.stats import Interval, paired_difference, t_interval
+from minilm.util.io import write_bytes, write_text
 
 PLOT_HINT = "plots need matplotlib, an optional extra: pip install 'minilm[plot]'"
 PLOTS = ("loss.png", "stats.png", "metric.png")
@@ -54,12 +54,22 @@ def summarise(sweep: Sweep) -> list[dict]:
         history = result["history"]
         before, after = (history[0], history[-1]) if result["status"] == "done" and history else ({}, {})
         losses = result["losses"]
-        tail = losses[-max(1, len(losses) // 10):]  # the last tenth of the steps: less noisy than the last step
-        row = {"config": run.label, "config_index": run.index, "seed": run.seed, "status": result["status"],
-               "loss": _shown(run.recipe.loss["name"], sweep), "settings": json.dumps(run.recipe.loss_settings(), sort_keys=True),
-               "lr": run.recipe.train["lr"], "loss_lr": run.recipe.train["loss_lr"] or "", "steps": result["steps"], "seconds": round(result["seconds"], 2),
-               f"{sweep.metric}_before": before.get(sweep.metric), sweep.metric: after.get(sweep.metric),
-               "final_loss": _mean(tail)}
+        tail = losses[-max(1, len(losses) // 10) :]  # the last tenth of the steps: less noisy than the last step
+        row = {
+            "config": run.label,
+            "config_index": run.index,
+            "seed": run.seed,
+            "status": result["status"],
+            "loss": _shown(run.recipe.loss["name"], sweep),
+            "settings": json.dumps(run.recipe.loss_settings(), sort_keys=True),
+            "lr": run.recipe.train["lr"],
+            "loss_lr": run.recipe.train["loss_lr"] or "",
+            "steps": result["steps"],
+            "seconds": round(result["seconds"], 2),
+            f"{sweep.metric}_before": before.get(sweep.metric),
+            sweep.metric: after.get(sweep.metric),
+            "final_loss": _mean(tail),
+        }
         row.update({f"eval.{k}": v for k, v in after.items() if k not in ("step", sweep.metric)})
         row.update({f"stat.{name}": _mean(values) for name, values in result["stats"].items()})
         rows.append(row)
@@ -111,13 +121,19 @@ def markdown(sweep: Sweep, rows: list[dict]) -> str:
     lines = [f"# Sweep {sweep.name}", ""]
     if sweep.description:
         lines += [sweep.description, ""]
-    lines += [f"Base recipe `{sweep.base.name}`, {steps} steps of batch {recipe.train['batch_size']}, seeds "
-              f"{sweep.seeds}; metric `{metric}` after training ({len(rows)} of {len(sweep.runs)} runs finished, "
-              f"{seconds:.0f} s of training in all). Intervals are 95 % Student-t intervals over seeds; the paired "
-              f"difference is taken seed by seed against the baseline (the first configuration), and ✱ marks an "
-              f"interval that excludes 0.", ""]
-    lines += [f"| configuration | runs | {metric} before | mean | std | 95 % interval | Δ vs baseline (paired) | "
-              f"95 % interval of Δ |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        f"Base recipe `{sweep.base.name}`, {steps} steps of batch {recipe.train['batch_size']}, seeds "
+        f"{sweep.seeds}; metric `{metric}` after training ({len(rows)} of {len(sweep.runs)} runs finished, "
+        f"{seconds:.0f} s of training in all). Intervals are 95 % Student-t intervals over seeds; the paired "
+        f"difference is taken seed by seed against the baseline (the first configuration), and ✱ marks an "
+        f"interval that excludes 0.",
+        "",
+    ]
+    lines += [
+        f"| configuration | runs | {metric} before | mean | std | 95 % interval | Δ vs baseline (paired) | "
+        f"95 % interval of Δ |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     before = {row["config_index"]: row[f"{metric}_before"] for row in rows if row[f"{metric}_before"] is not None}
     diverged = {}
     for row in rows:
@@ -135,13 +151,19 @@ def markdown(sweep: Sweep, rows: list[dict]) -> str:
             diff = paired_difference(values, baseline)
             delta = "—" if diff is None else f"{diff.mean:+.4f}"
             delta_interval = _interval(diff, signed=True) + (" ✱" if diff is not None and diff.excludes_zero else "")
-        lines.append(f"| {config.label} | {runs} | {_fmt(before.get(index))} | {spread.mean:.4f} | "
-                     f"{_fmt(spread.std)} | {_interval(spread)} | {delta} | {delta_interval} |")
+        lines.append(
+            f"| {config.label} | {runs} | {_fmt(before.get(index))} | {spread.mean:.4f} | "
+            f"{_fmt(spread.std)} | {_interval(spread)} | {delta} | {delta_interval} |"
+        )
     stat_names = sorted({key for row in rows for key in row if key.startswith("stat.")})
-    lines += ["", "Training, mean over seeds: the loss over the last tenth of the steps, and each statistic the loss "
-              "reported, averaged over all steps.", "",
-              "| configuration | final loss | " + " | ".join(n[5:] for n in stat_names) + " |",
-              "|---|---|" + "---|" * len(stat_names)]
+    lines += [
+        "",
+        "Training, mean over seeds: the loss over the last tenth of the steps, and each statistic the loss "
+        "reported, averaged over all steps.",
+        "",
+        "| configuration | final loss | " + " | ".join(n[5:] for n in stat_names) + " |",
+        "|---|---|" + "---|" * len(stat_names),
+    ]
     for index, config in enumerate(sweep.configs):
         mine = [row for row in rows if row["config_index"] == index and row["status"] == "done"]
         cells = [_fmt(_mean(row["final_loss"] for row in mine))]
@@ -192,22 +214,26 @@ def write_plots(sweep: Sweep, output: Path, log: Callable[[str], None] = print) 
         fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
         for ax, name in zip(axes.flat, names):
             for index, config in enumerate(sweep.configs):
-                curves = [result["stats"][name] for run, result in runs if run.index == index and name in
-                          result["stats"]]
+                curves = [
+                    result["stats"][name] for run, result in runs if run.index == index and name in result["stats"]
+                ]
                 if curves:
                     curve = mean_curve(curves)
-                    ax.plot(range(1, len(curve) + 1), [math.nan if v is None else v for v in curve],
-                            color=color(index), label=config.label)
+                    ax.plot(
+                        range(1, len(curve) + 1),
+                        [math.nan if v is None else v for v in curve],
+                        color=color(index),
+                        label=config.label,
+                    )
             ax.set(title=name, xlabel="step")
-        for ax in list(axes.flat)[len(names):]:
+        for ax in list(axes.flat)[len(names) :]:
             ax.set_visible(False)
         labelled = {}  # every configuration once, whichever panels it reports in
         for ax in axes.flat:
             labelled.update({label: handle for handle, label in zip(*ax.get_legend_handles_labels())})
         fig.suptitle(f"{sweep.name}: statistics the losses reported (mean over seeds)")
         fig.tight_layout(rect=(0, 0.06, 1, 1))
-        fig.legend(labelled.values(), labelled.keys(), loc="lower center", ncol=min(4, len(labelled)),
-                   fontsize="small")
+        fig.legend(labelled.values(), labelled.keys(), loc="lower center", ncol=min(4, len(labelled)), fontsize="small")
         _save(fig, output / "stats.png")
 
     fig, (curve_ax, bar_ax) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 1.2]})
@@ -217,8 +243,11 @@ def write_plots(sweep: Sweep, output: Path, log: Callable[[str], None] = print) 
             steps = [h["step"] for h in histories[0]]
             values = [_mean(h[i].get(sweep.metric) for h in histories if i < len(h)) for i in range(len(steps))]
             curve_ax.plot(steps, values, marker="o", color=color(index), label=config.label)
-        finals = [result["history"][-1][sweep.metric] for run, result in runs
-                  if run.index == index and result["status"] == "done" and result["history"]]
+        finals = [
+            result["history"][-1][sweep.metric]
+            for run, result in runs
+            if run.index == index and result["status"] == "done" and result["history"]
+        ]
         if finals:
             spread = t_interval(finals)
             error = [[spread.mean - spread.low], [spread.high - spread.mean]] if spread.low is not None else None
@@ -226,8 +255,9 @@ def write_plots(sweep: Sweep, output: Path, log: Callable[[str], None] = print) 
             bar_ax.scatter([index + 0.12] * len(finals), finals, s=12, color=color(index), alpha=0.5)
     curve_ax.set(xlabel="step", ylabel=sweep.metric, title=f"{sweep.metric} during training (mean over seeds)")
     curve_ax.legend(fontsize="small")
-    bar_ax.set_xticks(range(len(sweep.configs)), [c.label for c in sweep.configs], rotation=20, ha="right",
-                      fontsize="small")
+    bar_ax.set_xticks(
+        range(len(sweep.configs)), [c.label for c in sweep.configs], rotation=20, ha="right", fontsize="small"
+    )
     bar_ax.set(ylabel=sweep.metric, title="after training: mean and 95 % interval over seeds (dots: seeds)")
     fig.tight_layout()
     _save(fig, output / "metric.png")

@@ -44,9 +44,9 @@ from pathlib import Path
 
 import torch
 
+from minilm.sweep.spec import RESULT, RUN_RECORD, RunSpec, Sweep, SweepError, load_sweep
 from minilm.util.checks import check_texts
 from minilm.util.io import write_json
-from minilm.sweep.spec import RESULT, RUN_RECORD, RunSpec, Sweep, SweepError, load_sweep
 
 __all__ = ["run_sweep", "load_sweep", "SweepError", "train_run", "CachedTokenizer"]
 
@@ -101,8 +101,13 @@ class Shared:
         return self.frozen[name]
 
 
-def run_sweep(path: str | Path, output: str | Path | None = None, jobs: int = 1, plots: bool = True,
-              log: Callable[[str], None] = print) -> list[dict]:
+def run_sweep(
+    path: str | Path,
+    output: str | Path | None = None,
+    jobs: int = 1,
+    plots: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
     """Run every pending run of the sweep, then write sweep.csv, sweep.md and the plots; returns the results."""
     from minilm.sweep.report import write_plots, write_tables
 
@@ -112,8 +117,10 @@ def run_sweep(path: str | Path, output: str | Path | None = None, jobs: int = 1,
     output = Path(output) if output is not None else Path("runs") / sweep.name
     pending = [run for run in sweep.runs if not _finished(run)]
     pending.sort(key=lambda run: (sweep.seeds.index(run.seed), run.index))  # seed by seed: pairs complete early
-    log(f"sweep {sweep.name}: {len(sweep.configs)} configurations x {len(sweep.seeds)} seeds; "
-        f"{len(sweep.runs) - len(pending)} finished, {len(pending)} to run")
+    log(
+        f"sweep {sweep.name}: {len(sweep.configs)} configurations x {len(sweep.seeds)} seeds; "
+        f"{len(sweep.runs) - len(pending)} finished, {len(pending)} to run"
+    )
     if pending:
         start = time.perf_counter()
         shared = _prepare(sweep, log)
@@ -125,8 +132,7 @@ def run_sweep(path: str | Path, output: str | Path | None = None, jobs: int = 1,
     write_tables(sweep, output)
     if plots:
         write_plots(sweep, output, log)
-    return [json.loads((run.directory / RESULT).read_text(encoding="utf-8")) for run in sweep.runs
-            if _finished(run)]
+    return [json.loads((run.directory / RESULT).read_text(encoding="utf-8")) for run in sweep.runs if _finished(run)]
 
 
 def _finished(run: RunSpec) -> bool:
@@ -134,8 +140,10 @@ def _finished(run: RunSpec) -> bool:
     record = run.directory / RUN_RECORD
     if record.is_file():
         if json.loads(record.read_text(encoding="utf-8")) != json.loads(json.dumps(run.record())):
-            raise SweepError(f"{run.directory} holds a run of another configuration (its {RUN_RECORD} differs from "
-                             f"{run.label!r} seed {run.seed} of this sweep): use another --output, or remove it")
+            raise SweepError(
+                f"{run.directory} holds a run of another configuration (its {RUN_RECORD} differs from "
+                f"{run.label!r} seed {run.seed} of this sweep): use another --output, or remove it"
+            )
     return (run.directory / RESULT).is_file()
 
 
@@ -174,8 +182,9 @@ def _execute(pending: list[RunSpec], shared: Shared, jobs: int):
     _WORK = (pending, shared)  # the workers inherit the model, the data and the tokenizer cache through fork
     threads = max(1, torch.get_num_threads() // jobs)
     try:
-        with multiprocessing.get_context("fork").Pool(jobs, initializer=torch.set_num_threads,
-                                                      initargs=(threads,)) as pool:
+        with multiprocessing.get_context("fork").Pool(
+            jobs, initializer=torch.set_num_threads, initargs=(threads,)
+        ) as pool:
             yield from pool.imap_unordered(_train_in_worker, range(len(pending)))
     finally:
         _WORK = None
@@ -188,10 +197,10 @@ def _train_in_worker(i: int) -> dict:
 
 def train_run(run: RunSpec, shared: Shared) -> dict:
     """Train one run (resuming from its newest checkpoint if it has one), record its result, free its checkpoints."""
+    from minilm.loading.weights import load_weights
     from minilm.run.build import build_trainer, make_sampler
     from minilm.train.checkpoints import checkpoints
     from minilm.train.trainer import TrainingDiverged
-    from minilm.loading.weights import load_weights
 
     start = time.perf_counter()
     directory = run.directory
@@ -207,8 +216,17 @@ def train_run(run: RunSpec, shared: Shared) -> dict:
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
         evaluate = _first_call_gives(shared.before, shared.evaluate)  # the base model's, evaluated once
     prefix = f"[{run.label} seed {run.seed}] "
-    trainer = build_trainer(run.recipe, model, shared.data, make_sampler(run.recipe, shared.data), evaluate, directory,
-                            lambda line: shared.log(prefix + line), load_model=shared.load_model, card=False)
+    trainer = build_trainer(
+        run.recipe,
+        model,
+        shared.data,
+        make_sampler(run.recipe, shared.data),
+        evaluate,
+        directory,
+        lambda line: shared.log(prefix + line),
+        load_model=shared.load_model,
+        card=False,
+    )
     trainer.save_final = run.keep == "final"
     if found:
         trainer.resume_from(found[-1])
@@ -218,8 +236,14 @@ def train_run(run: RunSpec, shared: Shared) -> dict:
         trainer.train()
     except TrainingDiverged as e:
         status, error = "diverged", str(e)
-    result = {**run.record(), "status": status, "error": error, "steps": trainer.step, "history": trainer.history,
-              "seconds": time.perf_counter() - start}
+    result = {
+        **run.record(),
+        "status": status,
+        "error": error,
+        "steps": trainer.step,
+        "history": trainer.history,
+        "seconds": time.perf_counter() - start,
+    }
     del result["recipe"]
     write_json(directory / RESULT, result)
     shutil.rmtree(directory / "checkpoints", ignore_errors=True)  # only a resume needed them

@@ -9,20 +9,28 @@ from __future__ import annotations
 
 import copy
 import re
-import tomllib
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 
+import tomllib
+
 from minilm.run.recipe import Recipe, RecipeError, apply_overrides, read_recipe, validate
-from minilm.run.registry import (GUIDE_KEY, TEACHER_KEY, UnknownLossSettings, check_loss_kwargs, loss_needs,
-                                      makes_pairs)
+from minilm.run.registry import GUIDE_KEY, TEACHER_KEY, UnknownLossSettings, check_loss_kwargs, loss_needs, makes_pairs
 
 RUN_RECORD = "run.json"  # what a run is: its configuration, seed and full recipe
 RESULT = "result.json"  # written last: the run is finished
 PAIRING_KEYS = ("seed", "batch_size", "epochs", "max_steps")  # what decides a run's batches: shared by every config
-TOP_KEYS = {"name": str, "description": str, "recipe": str, "seeds": (list, int), "metric": str, "set": list,
-            "keep": str, "configs": list}
+TOP_KEYS = {
+    "name": str,
+    "description": str,
+    "recipe": str,
+    "seeds": (list, int),
+    "metric": str,
+    "set": list,
+    "keep": str,
+    "configs": list,
+}
 CONFIG_KEYS = {"label": str, "loss": dict, "grid": dict, "lr": (float, int, list), "train": dict}
 KEEP = ("none", "final")  # what stays of a finished run besides its log: nothing more, or its final model
 
@@ -81,16 +89,27 @@ def load_sweep(path: str | Path, output: str | Path | None = None) -> Sweep:
         if key not in raw:
             raise SweepError(f"{path}: missing key {key}")
     seeds = list(range(raw["seeds"])) if isinstance(raw["seeds"], int) else raw["seeds"]
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or \
-            len(set(seeds)) != len(seeds):
+    if (
+        not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
         raise SweepError(f"{path}: seeds must be a positive count or a list of distinct ints, got {raw['seeds']!r}")
     keep = raw.get("keep", "none")
     if keep not in KEEP:
         raise SweepError(f"{path}: keep must be one of {KEEP}, got {keep!r}")
     if not raw["configs"]:
         raise SweepError(f"{path}: configs is empty: add [[configs]] tables (the first is the baseline)")
-    sweep = Sweep(path, raw.get("name", path.stem), raw.get("description", ""), (path.parent / raw["recipe"]).resolve(),
-                  seeds, raw.get("metric"), keep, [])
+    sweep = Sweep(
+        path,
+        raw.get("name", path.stem),
+        raw.get("description", ""),
+        (path.parent / raw["recipe"]).resolve(),
+        seeds,
+        raw.get("metric"),
+        keep,
+        [],
+    )
     for i, table in enumerate(raw["configs"], 1):
         sweep.configs += _expand(table, i, path)
     labels = [c.label for c in sweep.configs]
@@ -133,22 +152,27 @@ def _expand(table: dict, number: int, path: Path) -> list[Config]:
         if not isinstance(values, list) or not values:
             raise SweepError(f"{path}: {where}grid.{key} must be a non-empty list of values, got {values!r}")
     try:
-        check_loss_kwargs(loss["name"], {k: None for k in grid}, dry_run=False, base_dir=path.parent)
+        check_loss_kwargs(loss["name"], dict.fromkeys(grid), dry_run=False, base_dir=path.parent)
     except UnknownLossSettings as e:
-        raise SweepError(f"{path}: {where}grid key{'s' if len(e.unknown) > 1 else ''} {', '.join(e.unknown)} "
-                         f"{'are' if len(e.unknown) > 1 else 'is'} not a setting of loss {e.name!r}; "
-                         f"it takes {', '.join(e.valid)}") from None
+        raise SweepError(
+            f"{path}: {where}grid key{'s' if len(e.unknown) > 1 else ''} {', '.join(e.unknown)} "
+            f"{'are' if len(e.unknown) > 1 else 'is'} not a setting of loss {e.name!r}; "
+            f"it takes {', '.join(e.valid)}"
+        ) from None
     except ValueError as e:
         raise SweepError(f"{path}: {where}{e}") from None
     train = dict(table.get("train", {}))
     fixed = [k for k in PAIRING_KEYS if k in train]
     if fixed:
-        raise SweepError(f"{path}: {where}train sets {', '.join(fixed)}, which decide the batches a run sees; a "
-                         f"sweep pairs runs by giving every configuration the same: set them in the base recipe")
+        raise SweepError(
+            f"{path}: {where}train sets {', '.join(fixed)}, which decide the batches a run sees; a "
+            f"sweep pairs runs by giving every configuration the same: set them in the base recipe"
+        )
     lrs = table.get("lr")
     lrs = [None] if lrs is None else lrs if isinstance(lrs, list) else [lrs]
-    if not lrs or not all(lr is None or (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0)
-                          for lr in lrs):
+    if not lrs or not all(
+        lr is None or (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0) for lr in lrs
+    ):
         raise SweepError(f"{path}: {where}lr must be a positive number or a non-empty list of them, got {lrs!r}")
     short = loss["name"].rpartition(":")[2]
     configs = []
@@ -186,8 +210,10 @@ def _base_recipe(sweep: Sweep, overrides: list) -> dict:
     if "seed" in raw.get("train", {}) and any(item.strip().startswith("train.seed") for item in overrides):
         raise SweepError(f"{sweep.path}: set gives train.seed, but a sweep's seeds come from its seeds key")
     if "eval" not in raw:
-        raise SweepError(f"{sweep.path}: the base recipe {sweep.base} has no [eval] table; a sweep compares the "
-                         f"evaluation metric of its runs")
+        raise SweepError(
+            f"{sweep.path}: the base recipe {sweep.base} has no [eval] table; a sweep compares the "
+            f"evaluation metric of its runs"
+        )
     return raw
 
 
@@ -206,9 +232,11 @@ def _common_sampler(sweep: Sweep, base_raw: dict) -> str:
     copies = {(d.model_copy, d.kind) for d in declared if d.model_copy}
     if copies and (len(copies) > 1 or not all(d.model_copy for d in declared)):
         labels = [c.label for c, d in zip(sweep.configs, declared) if d.model_copy]
-        raise SweepError(f"{sweep.path}: configurations {labels} train against a copy of the model from one text "
-                         f"column, which the sweep's other configurations cannot share (its runs share the data): "
-                         f"sweep Contrastive Tension on its own, one form at a time")
+        raise SweepError(
+            f"{sweep.path}: configurations {labels} train against a copy of the model from one text "
+            f"column, which the sweep's other configurations cannot share (its runs share the data): "
+            f"sweep Contrastive Tension on its own, one form at a time"
+        )
     if any(makes_pairs(d) for d in declared):
         return "auto"  # its own pair sampler, the only one it takes
     if any(d.in_batch_negatives for d in declared):

@@ -20,11 +20,13 @@ class BestTracker:
     def update(self, step: int, result: dict) -> bool:
         """Record the evaluation made at ``step``; True if it is the best so far."""
         if self.metric not in result:
-            raise ValueError(f"metric_for_best {self.metric!r} is not in the evaluation result "
-                             f"(it has {sorted(result)})")
+            raise ValueError(
+                f"metric_for_best {self.metric!r} is not in the evaluation result (it has {sorted(result)})"
+            )
         value = float(result[self.metric])
         improved = not math.isnan(value) and (
-            self.best_value is None or (value > self.best_value if self.greater_is_better else value < self.best_value))
+            self.best_value is None or (value > self.best_value if self.greater_is_better else value < self.best_value)
+        )
         if improved:
             self.best_value, self.best_step = value, step
             self.evaluations_without_improvement = 0
@@ -38,8 +40,13 @@ class BestTracker:
         return self.patience > 0 and self.evaluations_without_improvement >= self.patience
 
     def state_dict(self) -> dict:
-        return {"metric": self.metric, "greater_is_better": self.greater_is_better, "best_value": self.best_value,
-                "best_step": self.best_step, "evaluations_without_improvement": self.evaluations_without_improvement}
+        return {
+            "metric": self.metric,
+            "greater_is_better": self.greater_is_better,
+            "best_value": self.best_value,
+            "best_step": self.best_step,
+            "evaluations_without_improvement": self.evaluations_without_improvement,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state``; a state kept for another metric or direction is not this run's best: ignored."""

@@ -46,10 +46,14 @@ def read_state(checkpoint: Path) -> dict:
     try:
         state = torch.load(path, weights_only=True)
     except Exception as e:  # torch raises several types (pickle, zip, EOF, RuntimeError) for a damaged file
-        raise CheckpointError(f"{path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                              ) from None
-    missing = [k for k in ("step", "epoch", "optimizer", "schedule", "sampler", "rng", "history")
-               if not isinstance(state, dict) or k not in state]
+        raise CheckpointError(
+            f"{path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
+    missing = [
+        k
+        for k in ("step", "epoch", "optimizer", "schedule", "sampler", "rng", "history")
+        if not isinstance(state, dict) or k not in state
+    ]
     if missing:
         raise CheckpointError(f"{path} is not a trainer state (missing {', '.join(missing)})")
     return state
@@ -78,6 +82,8 @@ def newest_usable_checkpoint(output_dir: Path, load_model: Callable[[Path], obje
             damaged.append(f"{checkpoint.name}: {e}")
             log(f"checkpoint {checkpoint} is damaged, falling back to the one before: {e}")
     if found:
-        raise CheckpointError(f"--resume: every checkpoint under {Path(output_dir) / 'checkpoints'} is damaged "
-                              f"(newest {damaged[0]}); use --overwrite to start again")
+        raise CheckpointError(
+            f"--resume: every checkpoint under {Path(output_dir) / 'checkpoints'} is damaged "
+            f"(newest {damaged[0]}); use --overwrite to start again"
+        )
     return None

@@ -35,12 +35,14 @@ class TrainConfig:
     compile: bool = False  # torch.compile the layers, AdamW step and MNRL (minilm.kernels); see benchmarks/README.md
     metric_for_best: str = ""  # a key of the evaluation result (e.g. "cosine_accuracy"): what makes a model the best
     greater_is_better: bool = True  # for metric_for_best
-    load_best_at_end: bool = False  # final/ is the best evaluated model, not the last (needs metric_for_best, eval_steps)
+    load_best_at_end: bool = (
+        False  # final/ is the best evaluated model, not the last (needs metric_for_best, eval_steps)
+    )
     early_stopping_patience: int = 0  # > 0: stop after this many evaluations without improvement of metric_for_best
     report_to: list = field(default_factory=lambda: ["jsonl"])  # "jsonl" (always: log.jsonl), "tensorboard"
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

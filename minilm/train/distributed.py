@@ -88,7 +88,7 @@ class ShardedBatchSampler:
 
     def _shard(self, rows: list[int]) -> list[int]:
         k = len(rows) // self.world
-        return rows[self.rank * k:(self.rank + 1) * k]
+        return rows[self.rank * k : (self.rank + 1) * k]
 
     def batches(self, epoch: int | None = None) -> list[list[int]]:
         return [self._shard(rows) for rows in self.sampler.batches(epoch) if len(rows) >= self.world]
@@ -132,7 +132,7 @@ class _AllGatherRows(torch.autograd.Function):
         grad = grad.contiguous().clone()  # (W * b, ...); reduced in place below
         dist.all_reduce(grad)  # every rank's gradient for every row, summed (gloo has no reduce-scatter)
         b = grad.shape[0] // world_size()
-        return grad[rank() * b:(rank() + 1) * b]
+        return grad[rank() * b : (rank() + 1) * b]
 
 
 def all_gather_rows(x: Tensor) -> Tensor:

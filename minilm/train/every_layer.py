@@ -35,11 +35,15 @@ class EveryLayer(Extension):
         """The gradient cache embeds the last layer only, and under torchrun the per-layer forward would bypass DDP."""
         for key in GRADIENT_CACHE_KEYS:
             if getattr(config, key):
-                return (f"{key} (gradient cache) cannot run loss {loss}: the cache embeds the last layer only, and "
-                        f"this loss trains every layer; unset it")
+                return (
+                    f"{key} (gradient cache) cannot run loss {loss}: the cache embeds the last layer only, and "
+                    f"this loss trains every layer; unset it"
+                )
         if world_size > 1:
-            return (f"loss {loss} trains every layer, which runs the model outside DDP: it trains in one process only "
-                    f"(not under torchrun)")
+            return (
+                f"loss {loss} trains every layer, which runs the model outside DDP: it trains in one process only "
+                f"(not under torchrun)"
+            )
         return None
 
     @classmethod

@@ -71,6 +71,7 @@ class _FrozenModel(Extension):
     def check(self, run: RunContext) -> None:
         if self.frozen.encoder is run.model:
             raise ValueError(f"the {self.name} must be a separate frozen copy, not the model being trained")
+
     # no parts: the frozen model is outside the model and the loss, so no optimiser group, checkpoint or save has it
 
 
@@ -93,8 +94,10 @@ class GuideModel(_FrozenModel):
     def build(cls, run: RunContext) -> GuideModel:
         name = run.settings.get(cls.key)
         if name is None:
-            raise ValueError(f"loss {run.loss_name} takes a guide model's embeddings: give the trainer a guide (a "
-                             f"recipe's [loss] guide)")
+            raise ValueError(
+                f"loss {run.loss_name} takes a guide model's embeddings: give the trainer a guide (a "
+                f"recipe's [loss] guide)"
+            )
         batch_size = run.config.mini_batch_size or 32
         return cls(FrozenEncoder(run.load_model(name), batch_size))
 
@@ -124,13 +127,17 @@ class TeacherModel(_FrozenModel):
     def check(self, run: RunContext) -> None:
         super().check(run)
         if run.target_name is not None:
-            raise ValueError(f"a teacher model was given and the data holds a teacher column ({run.target_name}): the "
-                             f"teacher's embeddings come from one or the other")
+            raise ValueError(
+                f"a teacher model was given and the data holds a teacher column ({run.target_name}): the "
+                f"teacher's embeddings come from one or the other"
+            )
         wanted = teacher_width(run.loss_fn, run.model.embedding_dim)
         if self.frozen.embedding_dim != wanted:
-            raise ValueError(f"the teacher model embeds in {self.frozen.embedding_dim} dimensions, but loss "
-                             f"{run.loss_name} compares it with {wanted}-dimensional embeddings (the student's is "
-                             f"{run.model.embedding_dim})")
+            raise ValueError(
+                f"the teacher model embeds in {self.frozen.embedding_dim} dimensions, but loss "
+                f"{run.loss_name} compares it with {wanted}-dimensional embeddings (the student's is "
+                f"{run.model.embedding_dim})"
+            )
 
     def loss_inputs(self, columns: Sequence, step: int, device) -> dict:
         # one (B, D) per column, side by side: each column fits its own teacher row

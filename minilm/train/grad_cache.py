@@ -71,8 +71,9 @@ def token_budget_spans(tokens_per_row: Sequence[int], budget: int) -> list[tuple
     return spans
 
 
-def split_column(model: nn.Module, column: Column, mini_batch_size: int,
-                 mini_batch_num_tokens: int | None = None) -> list[dict[str, Tensor]]:
+def split_column(
+    model: nn.Module, column: Column, mini_batch_size: int, mini_batch_num_tokens: int | None = None
+) -> list[dict[str, Tensor]]:
     """Model inputs for consecutive mini-batches of one column, each padded only as far as it needs: of
     ``mini_batch_size`` rows, or, with ``mini_batch_num_tokens``, of as many rows as fit that many real tokens."""
     n = rows_of(column)
@@ -148,8 +149,9 @@ def cached_step(
     from the no-grad pass (detached)."""
     check_columns(columns, mini_batch_size)
     device = model_device(model)
-    chunks = [split_column(model, column, mini_batch_size, mini_batch_num_tokens)
-              for column in columns]  # [column][mini-batch]
+    chunks = [
+        split_column(model, column, mini_batch_size, mini_batch_num_tokens) for column in columns
+    ]  # [column][mini-batch]
     states, embeddings = [], []
     with torch.no_grad():
         for column_chunks in chunks:

@@ -42,14 +42,20 @@ class ModelCopy(Extension):
     def refusal(cls, loss: str, config: TrainConfig, world_size: int) -> str | None:
         for key in GRADIENT_CACHE_KEYS:
             if getattr(config, key):
-                return (f"{key} (gradient cache) cannot run loss {loss}, which embeds its columns through two models "
-                        f"(the model and its trained copy); the cache embeds every column through one: unset it")
+                return (
+                    f"{key} (gradient cache) cannot run loss {loss}, which embeds its columns through two models "
+                    f"(the model and its trained copy); the cache embeds every column through one: unset it"
+                )
         if config.compile:
-            return (f"compile = true compiles the model's layers in place, not its trained copy's, which loss {loss} "
-                    f"also trains: unset it")
+            return (
+                f"compile = true compiles the model's layers in place, not its trained copy's, which loss {loss} "
+                f"also trains: unset it"
+            )
         if world_size > 1:
-            return (f"loss {loss} trains a copy of the model, which would run outside DDP: it trains in one process "
-                    f"only (not under torchrun)")
+            return (
+                f"loss {loss} trains a copy of the model, which would run outside DDP: it trains in one process "
+                f"only (not under torchrun)"
+            )
         return None
 
     @classmethod

@@ -40,8 +40,14 @@ class AdamW:
     Each group carries its own "lr" (the schedule rewrites it every step) and "weight_decay".
     """
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.01):
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ):
         if lr < 0:
             raise ValueError(f"lr must be >= 0, got {lr}")
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
@@ -127,7 +133,7 @@ class AdamW:
         flat = [t.view(-1) for t in tensors]
         n = flat[0].numel()
         for start in range(0, n, self.CHUNK):
-            yield [f[start: start + self.CHUNK] for f in flat]
+            yield [f[start : start + self.CHUNK] for f in flat]
 
     def _scratch(self, like: Tensor) -> Tensor:
         """A reusable buffer shaped like ``like`` (at most one CHUNK, unless ``like`` is a non-contiguous whole)."""
@@ -144,15 +150,18 @@ class AdamW:
             "betas": self.betas,
             "eps": self.eps,
             "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups],
-            "state": {index[p]: {"step": s["step"], "exp_avg": s["exp_avg"].clone(),
-                                 "exp_avg_sq": s["exp_avg_sq"].clone()} for p, s in self.state.items()},
+            "state": {
+                index[p]: {"step": s["step"], "exp_avg": s["exp_avg"].clone(), "exp_avg_sq": s["exp_avg_sq"].clone()}
+                for p, s in self.state.items()
+            },
         }
 
     def load_state_dict(self, state: dict) -> None:
         params = self._params()
         if len(state["param_groups"]) != len(self.param_groups):
-            raise ValueError(f"state has {len(state['param_groups'])} param groups, "
-                             f"optimiser has {len(self.param_groups)}")
+            raise ValueError(
+                f"state has {len(state['param_groups'])} param groups, optimiser has {len(self.param_groups)}"
+            )
         self.betas, self.eps = tuple(state["betas"]), state["eps"]
         for group, saved in zip(self.param_groups, state["param_groups"]):
             group.update(saved)
@@ -160,10 +169,14 @@ class AdamW:
         for i, s in state["state"].items():
             p = params[int(i)]
             if s["exp_avg"].shape != p.shape:
-                raise ValueError(f"state for parameter {i} has shape {tuple(s['exp_avg'].shape)}, "
-                                 f"parameter has {tuple(p.shape)}")
-            self.state[p] = {"step": int(s["step"]), "exp_avg": s["exp_avg"].to(p).clone(),
-                             "exp_avg_sq": s["exp_avg_sq"].to(p).clone()}
+                raise ValueError(
+                    f"state for parameter {i} has shape {tuple(s['exp_avg'].shape)}, parameter has {tuple(p.shape)}"
+                )
+            self.state[p] = {
+                "step": int(s["step"]),
+                "exp_avg": s["exp_avg"].to(p).clone(),
+                "exp_avg_sq": s["exp_avg_sq"].to(p).clone(),
+            }
 
 
 def linear_warmup_multiplier(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -209,8 +222,12 @@ class LinearWarmupSchedule:
         self._apply()
 
     def state_dict(self) -> dict:
-        return {"last_step": self.last_step, "base_lrs": list(self.base_lrs),
-                "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
+        return {
+            "last_step": self.last_step,
+            "base_lrs": list(self.base_lrs),
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.last_step, self.base_lrs = state["last_step"], list(state["base_lrs"])

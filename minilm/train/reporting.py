@@ -22,8 +22,10 @@ def check_report_to(report_to: list) -> None:
     if unknown:
         raise ValueError(f"report_to: unknown {unknown}; known: {list(REPORTERS)}")
     if "jsonl" not in report_to:
-        raise ValueError('report_to must include "jsonl": log.jsonl is the record that --resume, the model card '
-                         'and minilm plot read (add "tensorboard" to also write TensorBoard events)')
+        raise ValueError(
+            'report_to must include "jsonl": log.jsonl is the record that --resume, the model card '
+            'and minilm plot read (add "tensorboard" to also write TensorBoard events)'
+        )
     if "tensorboard" in report_to:
         try:
             summary_writer()

@@ -64,7 +64,7 @@ class _Resumable:
 
 
 def _chunk(order: list[int], batch_size: int, drop_last: bool) -> list[list[int]]:
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()
     return batches
@@ -140,15 +140,16 @@ class GroupByLabelBatchSampler(_Resumable):
             groups.setdefault(label, []).append(row)
         self.groups = [rows for rows in groups.values() if len(rows) >= 2]  # first-appearance order
         if len(self.groups) < 2:
-            raise ValueError(f"labels must have at least 2 distinct labels with >= 2 rows each, "
-                             f"found {len(self.groups)}")
+            raise ValueError(
+                f"labels must have at least 2 distinct labels with >= 2 rows each, found {len(self.groups)}"
+            )
         self.batch_size, self.drop_last = batch_size, drop_last
 
     def _build(self, generator: torch.Generator) -> list[list[int]]:
         pairs = []  # per label: list of (row, row)
         for rows in self.groups:
             shuffled = [rows[i] for i in _randperm(len(rows), generator)]
-            pairs.append([shuffled[i:i + 2] for i in range(0, len(rows) - 1, 2)])
+            pairs.append([shuffled[i : i + 2] for i in range(0, len(rows) - 1, 2)])
         stream, round_, last = [], 0, None
         while sum(len(p) > round_ for p in pairs) >= 2:
             live = [k for k, p in enumerate(pairs) if len(p) > round_]
@@ -179,8 +180,10 @@ class TensionPairSampler(_Resumable):
         if not isinstance(num_rows, int) or num_rows < 1:
             raise ValueError(f"num_rows must be a positive int, got {num_rows!r}")
         if isinstance(pos_neg_ratio, bool) or not isinstance(pos_neg_ratio, int) or pos_neg_ratio < 2:
-            raise ValueError(f"pos_neg_ratio must be an int >= 2 (one identical pair per pos_neg_ratio pairs; 1 would "
-                             f"leave no random pair to tell apart), got {pos_neg_ratio!r}")
+            raise ValueError(
+                f"pos_neg_ratio must be an int >= 2 (one identical pair per pos_neg_ratio pairs; 1 would "
+                f"leave no random pair to tell apart), got {pos_neg_ratio!r}"
+            )
         super().__init__(seed)
         self.num_rows, self.batch_size, self.pos_neg_ratio = num_rows, batch_size, pos_neg_ratio
 

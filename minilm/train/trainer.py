@@ -51,8 +51,18 @@ from minilm.util.progress import Progress
 
 LOG_NAME = "log.jsonl"
 # A checkpoint's keys that are the trainer's own; every other key is a part's state (``Part.checkpointed``).
-TRAINER_KEYS = {"step", "epoch", "optimizer", "schedule", "sampler", "rng", "rng_by_rank", "history", "extensions",
-                "best"}
+TRAINER_KEYS = {
+    "step",
+    "epoch",
+    "optimizer",
+    "schedule",
+    "sampler",
+    "rng",
+    "rng_by_rank",
+    "history",
+    "extensions",
+    "best",
+}
 
 __all__ = ["LOG_NAME", "TrainConfig", "TrainData", "Trainer", "TrainingDiverged"]
 
@@ -161,7 +171,9 @@ class Trainer:
         if self.step == 0:
             self.run_evaluation()
         if self.is_main:  # about 20 lines a run in a log file, however fast it goes
-            self.progress = Progress(self.total_steps, "steps", "train", start=self.step, every=max(1, self.total_steps // 20))
+            self.progress = Progress(
+                self.total_steps, "steps", "train", start=self.step, every=max(1, self.total_steps // 20)
+            )
         for rows in self.batches():
             record = self.train_step(rows)
             self.log_step(record)
@@ -178,7 +190,9 @@ class Trainer:
                 self.sampler.set_epoch(self.epoch)
             resuming_mid_epoch = False
             if not self.sampler.batches(self.epoch):
-                raise ValueError(f"the batch sampler yields no batch in epoch {self.epoch}: too few rows for batch_size?")
+                raise ValueError(
+                    f"the batch sampler yields no batch in epoch {self.epoch}: too few rows for batch_size?"
+                )
             self.train_mode()
             for rows in self.sampler:
                 yield rows
@@ -346,10 +360,13 @@ class Trainer:
             self.best.update(self.step, result)
         self.best.load_state_dict(distributed.gather_objects(self.best.state_dict())[0])
         if self.stopped_early() and self.step < self.total_steps:
-            best = "none" if self.best.best_step is None else \
-                f"{self.best.best_value:.4f} at step {self.best.best_step}"
-            self.say(f"early stopping at step {self.step}: {self.best.metric} has not improved for "
-                     f"{self.best.patience} evaluations (best {best})")
+            best = (
+                "none" if self.best.best_step is None else f"{self.best.best_value:.4f} at step {self.best.best_step}"
+            )
+            self.say(
+                f"early stopping at step {self.step}: {self.best.metric} has not improved for "
+                f"{self.best.patience} evaluations (best {best})"
+            )
 
     def stopped_early(self) -> bool:
         return self.best is not None and self.best.should_stop
@@ -368,8 +385,10 @@ class Trainer:
             state = read_state(path.parent)
             for name, part in saved.items():
                 part.module.load_state_dict(state[name])
-        self.say(f"load_best_at_end: final/ is the model of step {best} ({self.best.metric} "
-                 f"{self.best.best_value:.4f}), not the last one (step {self.step})")
+        self.say(
+            f"load_best_at_end: final/ is the model of step {best} ({self.best.metric} "
+            f"{self.best.best_value:.4f}), not the last one (step {self.step})"
+        )
         return best
 
     def prunable_checkpoints(self) -> list[Path]:
@@ -443,8 +462,10 @@ class Trainer:
         extension_states = state.get("extensions", {})
         unknown = set(extension_states) - {ext.name for ext in self.extensions}
         if unknown:
-            raise ValueError(f"the checkpoint holds the state of extension(s) {sorted(unknown)}, which this run's "
-                             f"loss does not have: was it written with another loss?")
+            raise ValueError(
+                f"the checkpoint holds the state of extension(s) {sorted(unknown)}, which this run's "
+                f"loss does not have: was it written with another loss?"
+            )
         self.step, self.epoch, self.history = state["step"], state["epoch"], list(state["history"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
@@ -472,8 +493,11 @@ class Trainer:
                 for old in self.prunable_checkpoints():
                     remove_tree(old)  # renamed away first: a kill mid-removal leaves no half checkpoint
             except OSError as e:
-                raise WriteError(e.errno, f"{e}; training stopped after step {self.step}{self._last_good()}",
-                                 getattr(e, "reason", "")) from None
+                raise WriteError(
+                    e.errno,
+                    f"{e}; training stopped after step {self.step}{self._last_good()}",
+                    getattr(e, "reason", ""),
+                ) from None
         self.last_checkpoint = final
         return final
 

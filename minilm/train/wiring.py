@@ -90,4 +90,13 @@ def check_extensions(run: RunContext, extensions: list[Extension]) -> None:
         raise ValueError(f"loss {name}: more than one extension changes how the batch is embedded: {names}")
 
 
-__all__ = ["BUILT_IN", "build_extensions", "candidates", "check_extensions", "extension_classes", "loss_name", "refusal", "setting_keys"]
+__all__ = [
+    "BUILT_IN",
+    "build_extensions",
+    "candidates",
+    "check_extensions",
+    "extension_classes",
+    "loss_name",
+    "refusal",
+    "setting_keys",
+]

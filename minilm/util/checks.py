@@ -82,8 +82,9 @@ def check_targets(x: Tensor, batch_size: int, name: str, kind: str) -> Tensor:
     return x.int() if x.dtype == torch.bool else x
 
 
-def check_target_rows(x: Tensor, batch_size: int, name: str, widths: Sequence[int] | None = None,
-                      finite: bool = True) -> Tensor:
+def check_target_rows(
+    x: Tensor, batch_size: int, name: str, widths: Sequence[int] | None = None, finite: bool = True
+) -> Tensor:
     """Check per-example rows of numbers (a teacher's scores or embeddings): a finite floating (batch, K) tensor,
     with K one of ``widths`` when given. Half precisions are promoted to float32. ``finite=False`` leaves the
     finiteness test to ``check_finite_result`` after the loss."""
@@ -122,8 +123,9 @@ def check_count(value: object, name: str, minimum: int = 1) -> int:
 def check_class_ids(labels: Tensor, num_labels: int, name: str = "labels") -> None:
     """Class ids (already through ``check_targets``) must index one of ``num_labels`` classes."""
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
-        raise ValueError(f"{name} must be class ids in [0, {num_labels}), got values from {int(labels.min())} "
-                         f"to {int(labels.max())}")
+        raise ValueError(
+            f"{name} must be class ids in [0, {num_labels}), got values from {int(labels.min())} to {int(labels.max())}"
+        )
 
 
 def check_flag(value: object, name: str) -> bool:

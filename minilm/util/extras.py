@@ -14,5 +14,7 @@ def require(module: str, extra: str, feature: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise MissingExtra(f"{feature} needs the optional package behind {module} ({e.name or module} is not "
-                           f"installed): pip install 'minilm[{extra}]'") from None
+        raise MissingExtra(
+            f"{feature} needs the optional package behind {module} ({e.name or module} is not "
+            f"installed): pip install 'minilm[{extra}]'"
+        ) from None

@@ -263,18 +263,23 @@ def check_replaceable(path: Path, allowed: set[str], overwrite: bool, what: str)
     except OSError:  # no working directory any more: nothing to protect
         here = there = None
     if here is not None and (here == there or there in here.parents):
-        raise FileExistsError(f"{path} is the working directory or holds it; {what} goes in a folder of its own, "
-                              f"e.g. {path / 'model'}")
+        raise FileExistsError(
+            f"{path} is the working directory or holds it; {what} goes in a folder of its own, e.g. {path / 'model'}"
+        )
     if overwrite or not os.path.lexists(path):
         return
     if not path.is_dir() or path.is_symlink():
-        raise FileExistsError(f"{path} exists and is not a folder; {what} is a folder. Choose another path, or pass "
-                              f"overwrite=True to replace it")
+        raise FileExistsError(
+            f"{path} exists and is not a folder; {what} is a folder. Choose another path, or pass "
+            f"overwrite=True to replace it"
+        )
     foreign = foreign_entries(path, allowed)
     if foreign:
         listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise FileExistsError(f"{path} holds files minilm did not write ({listed}); refusing to replace it. Choose "
-                              f"another path, or pass overwrite=True to replace it")
+        raise FileExistsError(
+            f"{path} holds files minilm did not write ({listed}); refusing to replace it. Choose "
+            f"another path, or pass overwrite=True to replace it"
+        )
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -287,8 +292,10 @@ def decode_utf8(data: bytes, path) -> str:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise ValueError(f"{path}:{line}: not UTF-8 text (byte {data[e.start:e.start + 1]!r} at column {column}); "
-                         f"save the file as UTF-8") from None
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 text (byte {data[e.start : e.start + 1]!r} at column {column}); "
+            f"save the file as UTF-8"
+        ) from None
 
 
 def read_text(path: str | Path) -> str:

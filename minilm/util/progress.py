@@ -19,8 +19,17 @@ class Progress:
     rate counts only what this run did. ``every``: on a pipe, show every that many updates too (a training run's log
     gets about 20 lines however fast it goes)."""
 
-    def __init__(self, total: int, what: str = "lines", label: str = "encode", start: int = 0, stream=None,
-                 interval: float | None = None, clock=time.monotonic, every: int | None = None):
+    def __init__(
+        self,
+        total: int,
+        what: str = "lines",
+        label: str = "encode",
+        start: int = 0,
+        stream=None,
+        interval: float | None = None,
+        clock=time.monotonic,
+        every: int | None = None,
+    ):
         self.total, self.what, self.label, self.start = total, what, label, start
         self.stream = sys.stderr if stream is None else stream
         self.tty = getattr(self.stream, "isatty", lambda: False)()
@@ -40,8 +49,10 @@ class Progress:
         percent = 100.0 * self.done / self.total if self.total else 100.0
         shown_rate = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2f}"
         detail = f"  {self.detail}" if self.detail else ""
-        return (f"{self.label} {self.done:,}/{self.total:,} {self.what} ({percent:.1f}%){detail}  {shown_rate} "
-                f"{self.what}/s  elapsed {format_seconds(elapsed)}  ETA {eta}")
+        return (
+            f"{self.label} {self.done:,}/{self.total:,} {self.what} ({percent:.1f}%){detail}  {shown_rate} "
+            f"{self.what}/s  elapsed {format_seconds(elapsed)}  ETA {eta}"
+        )
 
     def update(self, done: int, detail: str = "") -> None:
         self.done, self.detail = done, detail

@@ -1,8 +1,10 @@
 """Shared helpers for the dataset generators: seeded RNGs and unique-row sampling."""
+
 from __future__ import annotations
 
 import random
-from typing import Callable, Hashable, TypeVar
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 SEED = 42
 Row = TypeVar("Row")

@@ -14,6 +14,7 @@ so it is run by hand and its files are not part of the byte-exact regeneration t
 With the student starting as the teacher these recipes show the mechanism (teacher numbers as a data column), not a
 gain; a stronger teacher's numbers go in the same columns.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,15 +37,29 @@ def main() -> None:
     with (HERE / "distill_scores.jsonl").open("w", encoding="utf-8", newline="") as f:
         for i in range(len(pairs)):
             scores = [round(float(a[i] @ p[i]), 5), round(float(a[i] @ n[i]), 5)]
-            f.write(json.dumps({"anchor": anchors[i], "positive": positives[i], "negative": negatives[i],
-                                "teacher": scores}, ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps(
+                    {"anchor": anchors[i], "positive": positives[i], "negative": negatives[i], "teacher": scores},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     with (HERE / "notes_to_prose.csv").open(encoding="utf-8", newline="") as f:
         notes = list(csv.DictReader(f))[:48]
     sentences = model.encode([r["sentence"] for r in notes], convert_to="torch")
     with (HERE / "distill_embeddings.jsonl").open("w", encoding="utf-8", newline="") as f:
         for row, emb in zip(notes, sentences):
-            f.write(json.dumps({"note": row["note"], "sentence": row["sentence"],
-                                "teacher": [float(f"{x:.5g}") for x in emb.tolist()]}, ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "note": row["note"],
+                        "sentence": row["sentence"],
+                        "teacher": [float(f"{x:.5g}") for x in emb.tolist()],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
 
 
 if __name__ == "__main__":

@@ -6,14 +6,15 @@
 Pure standard library and deterministic: each dataset draws from its own RNG seeded from 42 and its name,
 files are UTF-8 with "\\n" line endings, so a rerun is byte-identical. See README.md for what each file is.
 """
+
 from __future__ import annotations
 
 import argparse
 import csv
 import json
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the generator modules live next to this script

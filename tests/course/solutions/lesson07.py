@@ -1,4 +1,4 @@
-"""Lesson 7, solved: minilm/training/optim.py's AdamW.step for one tensor, and its schedule's multiplier."""
+"""Lesson 7, solved: minilm/train/optim.py's AdamW.step for one tensor, and its schedule's multiplier."""
 
 import torch
 

@@ -1,4 +1,4 @@
-"""Lesson 8, solved: minilm's loss_backward for the plain step; the cached step is minilm/training/grad_cache.py's
+"""Lesson 8, solved: minilm's loss_backward for the plain step; the cached step is minilm/train/grad_cache.py's
 cached_step written out with torch's own RNG calls."""
 
 import torch
