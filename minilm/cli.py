@@ -120,7 +120,7 @@ def cmd_sweep(args) -> int:
 
 def cmd_eval(args) -> int:
     from minilm.encoder import SentenceEncoder
-    from minilm.evaluation.evaluators import make_evaluator
+    from minilm.run.build import make_evaluator
 
     for item in args.roles or []:
         if "=" not in item or not all(part.strip() for part in item.split("=", 1)):

@@ -291,7 +291,7 @@ def test_a_non_finite_copy_weight_stops_the_run_naming_it(tiny_base):
     trainer = tiny_trainer(tiny_base)
     with torch.no_grad():
         next(trainer.parts["model_copy"].module.parameters()).fill_(float("inf"))
-    with pytest.raises(trainer_module.TrainingDiverged, match=r"made weight copy\.\S+ non-finite"):
+    with pytest.raises(trainer_module.TrainingDiverged, match=r"made weight model_copy\.\S+ non-finite"):
         trainer.check_weights(1e-3)
 
 

@@ -61,7 +61,7 @@ def test_checkpoints_are_kept_and_loadable(recipe_path, tmp_path):
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(recipe_path, tmp_path, monkeypatch):
     from minilm.run import build as run
 
-    real = run.make_loss
+    real = run.build_loss
 
     def poisoned(*args, **kwargs):
         loss = real(*args, **kwargs)
@@ -74,7 +74,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(recipe_path, tmp_pat
 
         return wrapped
 
-    monkeypatch.setattr(run, "make_loss", poisoned)
+    monkeypatch.setattr(run, "build_loss", poisoned)
     with pytest.raises(TrainingDiverged, match=r"at step 4 .*weights were not updated.*step-0000002"):
         run_recipe(load_recipe(recipe_path), tmp_path / "out", log=lambda _: None)
     last = checkpoints(tmp_path / "out")[-1]

@@ -2,10 +2,9 @@
 
 Same seed, same data -> bit-identical weights on CPU; a run resumed from a checkpoint continues exactly as the
 uninterrupted run would have (model, optimiser, schedule, sampler position, RNG state and every extension's state are
-all saved). What a loss needs besides the batch's embeddings (its own parameters, a frozen guide or teacher model,
-every layer, a trained copy of the model, a user's memory queue) comes as extension objects
-(``extensions.py``; which ones, from the loss's declaration: ``wiring.py``): the trainer optimises, clips,
-checkpoints and saves their parts as each ``Part`` says, and passes the loss what they add, without naming any.
+all saved). What a loss needs besides the batch's embeddings comes as extension objects (``extensions.py``; which
+ones, from the loss's declaration: ``wiring.py``): the trainer optimises, clips, checkpoints and saves their parts as
+each ``Part`` says, and passes the loss what they add, without naming any.
 Statistics a loss reports go to ``log.jsonl`` with each step (``"stats"``).
 Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
 (see minilm/train/distributed.py and docs/distributed.md). With ``metric_for_best`` the best evaluation is tracked
@@ -15,6 +14,7 @@ Under torchrun each process trains on its shard of every batch through DDP; only
 from __future__ import annotations
 
 import json
+import sys
 import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -50,6 +50,7 @@ from minilm.util.io import (
 from minilm.util.progress import Progress
 
 LOG_NAME = "log.jsonl"
+_STDERR = sys.stderr  # the process's stderr as at import: a status line, not a message to capture
 # A checkpoint's keys that are the trainer's own; every other key is a part's state (``Part.checkpointed``).
 TRAINER_KEYS = {
     "step",
@@ -172,7 +173,12 @@ class Trainer:
             self.run_evaluation()
         if self.is_main:  # about 20 lines a run in a log file, however fast it goes
             self.progress = Progress(
-                self.total_steps, "steps", "train", start=self.step, every=max(1, self.total_steps // 20)
+                self.total_steps,
+                "steps",
+                "train",
+                stream=_STDERR,
+                start=self.step,
+                every=max(1, self.total_steps // 20),
             )
         for rows in self.batches():
             record = self.train_step(rows)
@@ -470,7 +476,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.sampler.load_state_dict(state["sampler"])
-        for name in kept:  # a trained copy as trained so far, not a fresh copy of the resumed model
+        for name in kept:  # each part as trained so far, never rebuilt from the resumed model
             self.parts[name].module.load_state_dict(state[name])
         for ext in self.extensions:
             ext.load_state_dict(extension_states.get(ext.name, {}))
