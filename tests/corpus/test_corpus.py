@@ -27,7 +27,7 @@ from minilm.encoding.quantization import quantization_ranges, quantize_embedding
 from minilm.corpus.shards import join_parts, part_path, shard_lines
 from minilm.loading.tokenizer import WordPieceTokenizer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORDS = "the a cat dog sat on mat quick brown fox jumps over lazy river field tall grass near".split()
 
 

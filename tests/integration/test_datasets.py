@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parent.parent / "recipes" / "data"
+DATA = Path(__file__).resolve().parents[2] / "recipes" / "data"
 
 # file -> (columns, min rows, max rows)
 CSV_SPECS = {

@@ -23,7 +23,7 @@ from minilm.run.registry import make_loss, resolve_loss
 from minilm.run.build import run_recipe
 from minilm.train.step import loss_backward
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "losses"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "losses"
 INFONCE = f"{EXAMPLES / 'learnable_temperature.py'}:LearnableTemperatureInfoNCE"
 MASKED = f"{EXAMPLES / 'masked_negatives.py'}:masked_in_batch_loss"
 

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 from test_losses import o_cos, o_distance
-from test_losses_metric_learning import o_lse
+from test_metric_learning import o_lse
 
 from minilm import losses as L
 

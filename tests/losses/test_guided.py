@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 from test_losses import o_cos
-from test_losses_in_batch import o_logsumexp
+from test_in_batch import o_logsumexp
 
 from minilm import losses as L
 

@@ -13,7 +13,7 @@ import random
 import pytest
 import torch
 from test_losses import o_mnrl
-from test_losses_metric_learning import o_lse
+from test_metric_learning import o_lse
 
 from minilm import losses as L
 

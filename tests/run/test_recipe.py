@@ -9,7 +9,7 @@ from minilm import cli
 from minilm.run.recipe import RecipeError, load_recipe, make_quick
 from minilm.train.checkpoints import checkpoints
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 OFFLINE_BASE = {"product_categories.toml"}  # its base (multi-qa-MiniLM-L6-cos-v1) lives on the hub only
 
 

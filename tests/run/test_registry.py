@@ -261,7 +261,7 @@ def test_a_loss_in_the_users_own_file_trains_through_minilm_train(tmp_path, tiny
     import os
     from pathlib import Path
 
-    checkout = str(Path(__file__).resolve().parents[1])  # this minilm, whatever else is installed
+    checkout = str(Path(__file__).resolve().parents[2])  # this minilm, whatever else is installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [checkout, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-m", "minilm", "train", "mine.toml", "--output", "out"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)

@@ -65,7 +65,7 @@ keep_checkpoints = 5
 # A loss with a parameter (the example's learnable temperature), saved beside final/ so the runs can be compared.
 SAVED_TEMPERATURE = f"""
 import sys
-sys.path.insert(0, {str(Path(__file__).resolve().parents[1] / "examples" / "losses")!r})
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2] / "examples" / "losses")!r})
 from learnable_temperature import LearnableTemperatureInfoNCE
 
 

@@ -16,7 +16,7 @@ from minilm.run.registry import make_loss
 from minilm.train.samplers import GroupByLabelBatchSampler, RandomBatchSampler
 from minilm.train.trainer import TrainConfig, TrainData, Trainer
 
-DATA = Path(__file__).resolve().parents[1] / "recipes" / "data"
+DATA = Path(__file__).resolve().parents[2] / "recipes" / "data"
 STEPS = 20
 PROBE = ["a cheap phone with a good camera", "무선 이어폰 추천", "meeting moved to Friday", "蓝牙耳机 降噪"]
 
