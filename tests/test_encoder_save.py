@@ -16,6 +16,7 @@ def model(real_model):
     return real_model
 
 
+@pytest.mark.slow
 def test_round_trip_through_sentence_transformers_and_minilm(model, tmp_path):
     from sentence_transformers import SentenceTransformer
 
@@ -32,6 +33,7 @@ def test_round_trip_through_sentence_transformers_and_minilm(model, tmp_path):
     assert json.loads((tmp_path / "saved" / "sentence_bert_config.json").read_text())["max_seq_length"] == 256
 
 
+@pytest.mark.slow
 def test_save_without_normalize_omits_the_module(model, tmp_path):
     model.normalize = False
     try:
@@ -43,6 +45,7 @@ def test_save_without_normalize_omits_the_module(model, tmp_path):
     assert not SentenceEncoder.from_pretrained(tmp_path / "raw").normalize
 
 
+@pytest.mark.slow
 def test_interrupted_save_leaves_the_previous_model_intact(model, tmp_path, monkeypatch):
     model.save(tmp_path / "m")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
@@ -61,6 +64,7 @@ def test_interrupted_save_leaves_the_previous_model_intact(model, tmp_path, monk
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 def test_save_overwrites_an_existing_model(model, tmp_path):
     model.save(tmp_path / "m")
     model.save(tmp_path / "m")

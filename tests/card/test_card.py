@@ -36,6 +36,7 @@ def sections(text: str) -> list[str]:
     return re.findall(r"^#{1,4} (.+)$", text, re.M)
 
 
+@pytest.mark.slow
 def test_untrained_save_writes_a_minimal_card_that_sentence_transformers_loads(model, tmp_path):
     """The card's similarity matrix is printed to 4 decimals: it must be sentence-transformers' to 1e-4."""
     from huggingface_hub import ModelCard
@@ -66,6 +67,7 @@ def test_untrained_save_writes_a_minimal_card_that_sentence_transformers_loads(m
     assert (tmp_path / "st" / "README.md").read_text(encoding="utf-8") == text
 
 
+@pytest.mark.slow
 def test_a_readme_minilm_did_not_write_is_never_overwritten(model, tmp_path):
     folder = tmp_path / "m"
     folder.mkdir()
@@ -82,6 +84,7 @@ def test_a_readme_minilm_did_not_write_is_never_overwritten(model, tmp_path):
     assert (other / "README.md").read_text(encoding="utf-8") == edited
 
 
+@pytest.mark.slow
 def test_minilm_replaces_its_own_unedited_card(model, tmp_path):
     model.save(tmp_path / "m", card=tiny_training_card())
     assert "## Training Details" in (tmp_path / "m" / "README.md").read_text(encoding="utf-8")
@@ -90,6 +93,7 @@ def test_minilm_replaces_its_own_unedited_card(model, tmp_path):
     assert is_minilm_card(text) and "## Training Details" not in text
 
 
+@pytest.mark.slow
 def test_a_card_that_fails_to_render_does_not_fail_the_save(model, tmp_path, monkeypatch):
     from minilm.card import write
 
@@ -219,6 +223,7 @@ def test_training_sections_from_what_the_trainer_passes(model, tmp_path):
     assert is_minilm_card(text)
 
 
+@pytest.mark.slow
 def test_minilm_train_writes_the_card_of_the_run_and_sentence_transformers_loads_it(tmp_path, tiny_base):
     """Filled from the run: data statistics from the training file with the model's tokenizer (checked against
     sentence-transformers' preprocess, exact), the recipe's loss and settings, the log and the final evaluation."""

@@ -109,6 +109,8 @@ def test_a_run_interrupted_between_chunks_resumes_to_the_same_bytes(model, tmp_p
     assert not partial.exists() and not state.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_killed_encode_resumes_to_the_same_file(model_dir, tmp_path):
     """The command line, SIGKILLed once a few chunks are recorded, then run again with the same arguments."""
     corpus_file(tmp_path / "in.txt", 30000)
@@ -306,6 +308,8 @@ def test_empty_input_and_empty_shards(model, tmp_path):
     assert np.array_equal(np.load(tmp_path / "s.npy"), model.encode(["one", "two"]))
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_stdin_is_spooled_beside_the_output(model_dir, tmp_path):
     result = subprocess.run([sys.executable, "-m", "minilm", "encode", "--model", str(model_dir), "--input", "-",
                              "--output", str(tmp_path / "o.npy")], input="a cat\r\na dog\n", capture_output=True,

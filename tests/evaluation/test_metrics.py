@@ -140,6 +140,7 @@ def assert_close(ours: dict, ref: dict, tol: float = TOL):
 # ----------------------------------------------------------------------------- equal to ST on real embeddings
 
 
+@pytest.mark.slow
 def test_triplets_match_st_real_model(st_model, sts_pairs, real_table):
     a, p, n = triplet_data(sts_pairs)
     with st_reading(st_model, real_table) as st:
@@ -149,6 +150,7 @@ def test_triplets_match_st_real_model(st_model, sts_pairs, real_table):
     assert 0.5 < ref < 1.0  # the appended tie fails on both sides
 
 
+@pytest.mark.slow
 def test_similarity_match_st_real_model(st_model, sts_pairs, real_table):
     gold, s1, s2 = map(list, zip(*sts_pairs))
     with st_reading(st_model, real_table) as st:
@@ -156,6 +158,7 @@ def test_similarity_match_st_real_model(st_model, sts_pairs, real_table):
     assert_close(evaluate_similarity(TableModel(real_table), s1, s2, gold), ref)
 
 
+@pytest.mark.slow
 def test_retrieval_match_st_real_model(st_model, sts_pairs, real_table):
     queries, corpus, relevant = retrieval_data(sts_pairs)
     with st_reading(st_model, real_table) as st:
@@ -166,6 +169,8 @@ def test_retrieval_match_st_real_model(st_model, sts_pairs, real_table):
     assert 0 < ref["recall@1"] < ref["recall@10"] <= 1
 
 
+@pytest.mark.slow
+@pytest.mark.real_weights
 def test_similarity_match_st_end_to_end(st_model, sts_pairs):
     """No lookup: ST encodes inside its own evaluator; ours calls the SentenceTransformer's encode directly (the two
     encode APIs are the same)."""
@@ -185,6 +190,8 @@ def assert_all_match_st(ours, st_model, table, triplets, pairs, retrieval):
     assert_close(evaluate_retrieval(ours, *retrieval), ref_r)
 
 
+@pytest.mark.slow
+@pytest.mark.real_weights
 def test_our_encoder_matches_st(minilm_dir, st_model, sts_pairs, real_table):
     """Our evaluators on our model vs ST's evaluators on ST's model."""
     encoder = pytest.importorskip("minilm.encoder")

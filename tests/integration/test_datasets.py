@@ -120,6 +120,7 @@ def test_default_pair_labels_are_the_triplets_answer_or_negative() -> None:
     assert sum(counts) == len(labelled) and min(counts) >= len(labelled) // 3  # both classes, roughly balanced
 
 
+@pytest.mark.subprocess
 def test_generator_reproduces_committed_files(tmp_path: Path) -> None:
     script = DATA / "make_datasets.py"
     # A different hash seed and cwd must not matter: the output depends on the script alone.

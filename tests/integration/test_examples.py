@@ -68,6 +68,7 @@ def o_masked(anchors, *columns, scale, margin):
     return total / b, masked / (b * len(candidates) - b), hard_masked / hard if hard else None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("negatives", [0, 2])
 @pytest.mark.parametrize("temperature", [0.05, 0.3])
 def test_learnable_temperature_infonce_matches_oracle(temperature, negatives):
@@ -94,6 +95,7 @@ def test_learnable_temperature_refuses_bad_settings():
         make_loss(INFONCE, {"init_temperature": -0.1})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("negatives", [0, 1, 2])
 @pytest.mark.parametrize("margin", [-0.2, 0.1, 0.5])
 def test_masked_in_batch_loss_matches_oracle(margin, negatives):
@@ -153,6 +155,7 @@ def _logged(output: Path) -> list[dict]:
     return [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_the_temperature_moves_and_is_logged(recipe_path, tmp_path):
     run_recipe(load_recipe(recipe_path), tmp_path / "out", log=lambda _: None)
     steps = [r for r in _logged(tmp_path / "out") if "loss" in r]
@@ -163,6 +166,7 @@ def test_the_temperature_moves_and_is_logged(recipe_path, tmp_path):
     assert {"positive_similarity", "hardest_negative_similarity", "accuracy"} <= set(steps[0]["stats"])
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_identical_weights_and_temperature(recipe_path, tmp_path, monkeypatch):
     from minilm.train import trainer
 
@@ -188,6 +192,7 @@ def test_kill_and_resume_gives_identical_weights_and_temperature(recipe_path, tm
     assert logged[0] == logged[1]
 
 
+@pytest.mark.slow
 def test_gradient_cache_equals_the_plain_step(minilm_dir):
     from minilm.loading.tokenizer import WordPieceTokenizer
 

@@ -22,6 +22,8 @@ import pytest
 from helpers import tiny_encoder
 from safetensors.torch import load_file
 
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]  # a minute of training runs, killed
+
 POINTS = int(os.environ.get("MINILM_FAULT_POINTS", "20"))
 SEED = int(os.environ.get("MINILM_FAULT_SEED", str(time.time_ns() % 2**32)))
 RECIPE = """name = "faults"

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "minilm"
 
@@ -70,6 +72,7 @@ def test_references_are_test_only():
         assert not heavy or (name == "minilm.run.compare" and heavy == {"sentence_transformers"}), (name, heavy)
 
 
+@pytest.mark.subprocess
 def test_kernels_import_from_a_bare_checkout():
     """No install, no site-packages (-S: the editable install's finder is not there): the checkout alone."""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import importlib.util, minilm; "

@@ -10,6 +10,8 @@ import math
 import re
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 WALKTHROUGH = REPO / "docs" / "walkthrough.md"
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
@@ -33,6 +35,8 @@ def same_output(expected: str, actual: str) -> bool:
     return True
 
 
+@pytest.mark.slow
+@pytest.mark.real_weights
 def test_walkthrough_runs_and_prints_what_it_says(minilm_dir):
     found = blocks(WALKTHROUGH.read_text(encoding="utf-8"))
     code = [i for i, (lang, _) in enumerate(found) if lang == "python"]

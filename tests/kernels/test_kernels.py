@@ -28,6 +28,7 @@ def small_encoder(minilm_dir):
                         intermediate_size=32)
 
 
+@pytest.mark.slow
 def test_compiled_layers_match_eager_forward_and_backward_without_recompiling(minilm_dir):
     eager, compiled = small_encoder(minilm_dir), small_encoder(minilm_dir)
     compile_layers(compiled.bert)
@@ -57,6 +58,7 @@ def test_compiled_layers_match_eager_forward_and_backward_without_recompiling(mi
     assert frames_compiled() == after_warmup  # new batch sizes, lengths and group counts reuse the dynamic graphs
 
 
+@pytest.mark.slow
 def test_compiled_layers_train_with_dropout_like_eager(minilm_dir):
     """Training mode: the mask draws run eagerly between compiled graphs, in the same order, so a seeded compiled
     forward + backward equals the eager one (dropout on, p = 0.5 so a missing mask could not hide)."""
@@ -78,6 +80,7 @@ def test_compiled_layers_train_with_dropout_like_eager(minilm_dir):
     assert (grad_eager - grad_compiled).abs().max() <= 1e-5 * max(1.0, grad_eager.abs().max().item())
 
 
+@pytest.mark.slow
 def test_compiled_pieces_also_serve_the_padded_forward(minilm_dir):
     """The compiled pieces are the model's own attend / output / feed-forward, so the padded reference path runs
     them too: hidden states equal eager at the real tokens."""

@@ -21,6 +21,8 @@ from parity import compare
 
 from minilm import losses as L
 
+pytestmark = pytest.mark.slow  # parity across the catalogue; the loss tests' oracles stay in the fast tier
+
 pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
 from pytorch_metric_learning.distances import DotProductSimilarity  # noqa: E402
 from pytorch_metric_learning.miners import MultiSimilarityMiner  # noqa: E402

@@ -18,6 +18,8 @@ from torch import nn
 from minilm import losses as L
 from minilm.run.registry import LOSSES
 
+pytestmark = pytest.mark.slow  # parity across the catalogue; the loss tests' oracles stay in the fast tier
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 st_losses = pytest.importorskip("sentence_transformers.sentence_transformer.losses")
 from sentence_transformers.sentence_transformer.losses.batch_hard_triplet import (  # noqa: E402

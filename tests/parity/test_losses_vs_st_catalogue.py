@@ -17,6 +17,8 @@ from torch import nn
 
 from minilm import losses as L
 
+pytestmark = pytest.mark.slow  # 262 cases, each through sentence-transformers; the loss tests' oracles stay in the fast tier
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 st_losses = pytest.importorskip("sentence_transformers.sentence_transformer.losses")
 from sentence_transformers.sentence_transformer.losses.contrastive import SiameseDistanceMetric  # noqa: E402

@@ -119,6 +119,7 @@ def test_resume_needs_a_record(recipe_path, tmp_path):
         claim(out, record(recipe_path), resume=True, overwrite=True)
 
 
+@pytest.mark.subprocess
 def test_a_second_concurrent_run_fails_at_once_naming_the_first(recipe_path, tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", (
@@ -138,6 +139,7 @@ def test_a_second_concurrent_run_fails_at_once_naming_the_first(recipe_path, tmp
             claim(out, record(recipe_path), resume=True)
 
 
+@pytest.mark.subprocess
 def test_a_dead_runs_temporaries_are_removed_on_claim(recipe_path, tmp_path):
     out = tmp_path / "out"
     fake_run(out, record(recipe_path))
@@ -158,6 +160,7 @@ def tiny_base(tmp_path_factory, minilm_dir):
     return directory
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_path, tiny_base, monkeypatch):
     from safetensors.torch import load_file
 

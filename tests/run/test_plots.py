@@ -24,6 +24,7 @@ def write_run(directory, records=RECORDS):
     return directory
 
 
+@pytest.mark.slow
 def test_plot_writes_a_png_per_series(tmp_path, capsys):
     import matplotlib.image
 

@@ -13,6 +13,8 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 OFFLINE_BASE = {"product_categories.toml"}  # its base (multi-qa-MiniLM-L6-cos-v1) lives on the hub only
 
 
+@pytest.mark.slow
+@pytest.mark.real_weights
 @pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.toml")))
 def test_recipe_runs_quick(name, tmp_path, minilm_dir, capsys):
     args = ["train", str(RECIPES / name), "--quick", "--output", str(tmp_path / "out")]
@@ -26,6 +28,7 @@ def test_recipe_runs_quick(name, tmp_path, minilm_dir, capsys):
         assert "before" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, sets", [
     ("gist_guide.toml", ["loss.guide={tiny}"]),
     ("classifier_head.toml", []),

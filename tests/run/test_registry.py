@@ -249,6 +249,8 @@ def tiny_base(tmp_path_factory, minilm_dir):
     return directory
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_loss_in_the_users_own_file_trains_through_minilm_train(tmp_path, tiny_base):
     import json
     import subprocess

@@ -107,6 +107,7 @@ def swept(folder):
     return folder / "out", seen
 
 
+@pytest.mark.slow
 def test_a_users_loss_is_swept_and_tables_and_plots_are_written(swept):
     out, _ = swept
     with open(out / "sweep.csv", newline="") as f:
@@ -127,6 +128,7 @@ def test_a_users_loss_is_swept_and_tables_and_plots_are_written(swept):
     assert not list(out.rglob(".*.tmp"))  # every file renamed into place
 
 
+@pytest.mark.slow
 def test_runs_are_paired_same_rows_per_step_for_a_seed(swept):
     _, seen = swept
     by_seed = {}
@@ -154,6 +156,7 @@ def test_a_sweep_run_is_the_run_minilm_train_makes(folder):
     assert bare == swept_log
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_rerun_skips_finished_runs_and_resumes_the_unfinished_one(folder, swept, monkeypatch):
     path = write_sweep(folder, "compare")
     out = folder / "killed"
@@ -192,6 +195,8 @@ def test_a_killed_sweep_rerun_skips_finished_runs_and_resumes_the_unfinished_one
     assert (out / "sweep.csv").read_text().count("\n") == 7
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_parallel_jobs_run_in_worker_processes(folder, swept, monkeypatch):
     from minilm.sweep import runner as sweep_module
 
@@ -255,6 +260,7 @@ def test_a_metric_the_evaluation_does_not_give_is_refused(folder):
         run_sweep(write_sweep(folder, "metric", 'metric = "spearman"'), folder / "metric-out", log=lambda _: None)
 
 
+@pytest.mark.slow
 def test_a_run_directory_of_another_configuration_is_not_reused(folder, swept):
     out, _ = swept
     changed = SWEEP.replace("margin = [0.1, 0.4] }}", "margin = [0.1, 0.4] }}\ntrain = {{ lr = 1e-4 }}")
@@ -263,6 +269,7 @@ def test_a_run_directory_of_another_configuration_is_not_reused(folder, swept):
     write_sweep(folder, "compare")
 
 
+@pytest.mark.slow
 def test_without_matplotlib_the_tables_are_written_and_the_plots_explained(swept, monkeypatch):
     from minilm.sweep.report import write_plots
 

@@ -116,6 +116,7 @@ BEST = ["train.metric_for_best='cosine_accuracy'", "train.eval_steps=1", "train.
         "train.keep_checkpoints=1"]
 
 
+@pytest.mark.slow
 def test_load_best_at_end_final_is_the_best_checkpoint_kept_through_pruning(tmp_path, tiny_base, scripted):
     path = write_tiny_recipe(tmp_path, tiny_base, train="", evaluate=True)
     history = run(path, tmp_path / "out", *BEST, "train.load_best_at_end=true")
@@ -156,6 +157,7 @@ def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp
     assert same(weights(tmp_path / "out" / "final"), weights(checkpoints(tmp_path / "out")[0] / "model"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("killed_after", [3, 4])
 def test_best_and_patience_survive_resume(tmp_path, tiny_base, scripted, monkeypatch, killed_after):
     """Killed after step 3 (newest checkpoint: step 2, the best) or step 4 (checkpoint 3: one evaluation without
@@ -174,6 +176,8 @@ def test_best_and_patience_survive_resume(tmp_path, tiny_base, scripted, monkeyp
     assert checkpoints(tmp_path / "resumed")[1].name == "step-0000002"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_early_stopping_and_load_best_under_torchrun(tmp_path, tiny_base):
     """Rank 0 evaluates and every rank takes its verdict: both ranks stop at the same step (none is left waiting at a
     collective) and final/ is the best checkpoint. The real evaluator runs here, so the expected stop is worked out

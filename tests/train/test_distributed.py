@@ -203,12 +203,16 @@ def ranks(setup):
 # ------------------------------------------------------------------------------------------- numbers
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_without_gather_each_rank_has_the_loss_of_its_own_half(ranks, single):
     results, _ = ranks
     for r in range(WORLD):
         torch.testing.assert_close(results[r]["plain"][0], single["halves"][r], rtol=1e-5, atol=0)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_gathered_step_equals_one_process_on_the_global_batch(ranks, single):
     results, _ = ranks
     loss, want = single["full"]
@@ -217,6 +221,8 @@ def test_gathered_step_equals_one_process_on_the_global_batch(ranks, single):
         assert_close_grads(results[r]["gathered"][1], want)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_gathered_targets_give_the_global_loss(ranks, single):
     """CoSENT ranks every pair of the batch against every other: right only if the scores are gathered too."""
     results, _ = ranks
@@ -226,6 +232,8 @@ def test_gathered_targets_give_the_global_loss(ranks, single):
         assert_close_grads(results[r]["cosent"][1], want)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_gradient_cache_with_gather_equals_plain_gather(ranks):
     results, _ = ranks
     for r in range(WORLD):
@@ -233,6 +241,8 @@ def test_gradient_cache_with_gather_equals_plain_gather(ranks):
         assert_close_grads(results[r]["cached"][1], results[r]["gathered"][1])
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_ten_gathered_steps_give_the_single_process_weights(ranks, single):
     _, out = ranks
     assert max_weight_diff(out / "run", single["run"]) <= 1e-5
@@ -242,6 +252,8 @@ def test_ten_gathered_steps_give_the_single_process_weights(ranks, single):
     assert (moved["encoder.layer.0.output.dense.weight"] - base["encoder.layer.0.output.dense.weight"]).abs().max() > 1e-3
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_loss_parameter_is_averaged_over_ranks_and_trains_like_one_process(ranks, single):
     """The learnable temperature lives outside DDP: its gradient is averaged by the trainer; gathered, 2 x 16 rows
     give the single process's encoder weights and temperature, with and without the gradient cache."""
@@ -286,6 +298,8 @@ def faulty(tmp_path):
     return path
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_dead_rank_fails_the_job_and_torchrun_resume_finishes_it(setup, single, faulty, tmp_path):
     _, recipe = setup
     out = tmp_path / "out"
@@ -304,6 +318,8 @@ def test_dead_rank_fails_the_job_and_torchrun_resume_finishes_it(setup, single, 
     assert len(steps) == STEPS  # rank 0 alone logged, each step once
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_stalled_rank_fails_the_job_after_the_recipe_timeout(setup, faulty, tmp_path):
     _, recipe = setup
     args = [str(faulty), "3", "sleep", "train", str(recipe), "--output", str(tmp_path / "out"),

@@ -47,6 +47,7 @@ def test_bad_guide_input_is_refused_by_name(tiny_base, call, message):
         call(FrozenEncoder.load(str(tiny_base)))
 
 
+@pytest.mark.slow
 def test_gist_trains_from_a_recipe_with_the_guide_frozen_and_never_saved(gist_recipe, tmp_path, tiny_base,
                                                                           monkeypatch):
     seen = keep_trainer(monkeypatch)
@@ -76,6 +77,7 @@ def test_the_loss_gets_the_guides_embeddings_of_the_batch(gist_recipe, tmp_path,
     assert calls[1:] == [([torch.Size([8, 64])] * 2, [torch.Size([8, 64])] * 2, [False, False])] * 2
 
 
+@pytest.mark.slow
 def test_cached_gist_passes_the_guide_through_the_gradient_cache(gist_recipe, tmp_path):
     """GIST under [train] mini_batch_size (CachedGISTEmbedLoss) trains as the plain step does (dropout off)."""
     plain = ["train.dropout=false", "train.save_steps=0", "train.max_steps=3"]
@@ -90,6 +92,7 @@ def test_cached_gist_passes_the_guide_through_the_gradient_cache(gist_recipe, tm
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_gist_run_killed_and_resumed_equals_the_straight_run(gist_recipe, tmp_path, monkeypatch):
     assert_resume_is_exact(monkeypatch, gist_recipe, tmp_path)
 
@@ -152,6 +155,7 @@ train = { mini_batch_size = 4 }
 """
 
 
+@pytest.mark.slow
 def test_gist_runs_from_a_sweep_with_its_guide_relative_to_the_sweep_file(tmp_path, tiny_base):
     path = write_tiny_recipe(tmp_path, tiny_base)
     rows = "\n".join(f"query {i} on subject {i % 5},reply {i} on subject {i % 5},aside {i} on subject {(i + 2) % 5}"

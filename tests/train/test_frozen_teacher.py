@@ -60,6 +60,7 @@ def test_mse_trains_on_the_teachers_embeddings_with_the_teacher_frozen_and_never
     assert not (tmp_path / "out" / "final" / "loss.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_the_loss_gets_the_teachers_embeddings_of_every_column(teacher_recipe, tmp_path, tiny_base, monkeypatch):
     calls = []
 
@@ -81,10 +82,12 @@ def test_the_loss_gets_the_teachers_embeddings_of_every_column(teacher_recipe, t
     assert torch.allclose(calls[1][3], expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_teacher_run_killed_and_resumed_equals_the_straight_run(teacher_recipe, tmp_path, monkeypatch):
     assert_resume_is_exact(monkeypatch, teacher_recipe, tmp_path)
 
 
+@pytest.mark.slow
 def test_embed_distill_learns_a_projection_to_a_teacher_of_another_width(teacher_recipe, narrow_teacher, tmp_path,
                                                                          monkeypatch):
     seen = keep_trainer(monkeypatch)

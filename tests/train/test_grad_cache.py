@@ -48,6 +48,7 @@ def _assert_same(a, b, atol=1e-8):
         assert err <= 1e-5 * grads_b[name].norm().item() + atol, name
 
 
+@pytest.mark.slow
 def test_cached_mnrl_equals_plain_on_real_model(real_model):
     real_model.eval()  # dropout off: both paths see the same function
     columns = [ANCHORS, POSITIVES]
@@ -57,6 +58,7 @@ def test_cached_mnrl_equals_plain_on_real_model(real_model):
     assert not cached[0].requires_grad
 
 
+@pytest.mark.slow
 def test_cached_with_dropout_is_reproducible_on_real_model(real_model):
     real_model.train()
     try:
@@ -72,6 +74,7 @@ def test_cached_with_dropout_is_reproducible_on_real_model(real_model):
     assert all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a)
 
 
+@pytest.mark.slow
 def test_dropout_masks_are_replayed(tiny_model):
     """Under dropout, cached == embedding the same mini-batches with grad in the same order: the replayed forward
     drew the same masks as the no-grad one (without the RNG replay this differs by O(1))."""
@@ -183,6 +186,7 @@ def test_token_budget_spans_match_sentence_transformers():
         token_budget_spans([1, 2], 0)
 
 
+@pytest.mark.slow
 def test_cached_with_a_token_budget_equals_plain(real_model):
     """The cached forms' mini_batch_num_tokens: mini-batches of at most 40 real tokens, same loss and gradients.
     Absolute floor 1e-7 here: the attention key biases' gradient is 0 in exact arithmetic (softmax ignores a

@@ -82,6 +82,7 @@ def test_the_pairs_come_from_one_text_column_labelled_by_whether_they_are_identi
     assert [a == b for a, b in zip(first, second)] == [True, False, False, False] * 2
 
 
+@pytest.mark.slow
 def test_the_model_and_its_copy_both_train_and_only_the_model_is_saved(tension_recipe, tmp_path, tiny_base,
                                                                        monkeypatch):
     seen = keep_trainer(monkeypatch)
@@ -106,6 +107,7 @@ def test_the_model_and_its_copy_both_train_and_only_the_model_is_saved(tension_r
     assert not all(torch.equal(in_checkpoint[k], state["model_copy"][f"bert.{k}"]) for k in start)
 
 
+@pytest.mark.slow
 def test_one_step_is_the_loss_of_the_copys_and_the_models_embeddings(tension_recipe, tmp_path, tiny_base,
                                                                      monkeypatch):
     """The reference path: the first step's logged loss is contrastive_tension_loss of the copy's embeddings of the
@@ -122,6 +124,7 @@ def test_one_step_is_the_loss_of_the_copys_and_the_models_embeddings(tension_rec
     assert [r["loss"] for r in log if "loss" in r] == [pytest.approx(float(expected), rel=1e-6)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["contrastive_tension", "contrastive_tension_in_batch"])
 def test_a_run_killed_and_resumed_equals_the_straight_run(loss, tension_recipe, tmp_path, monkeypatch):
     sets = [f'loss={{name="{loss}"}}'] if loss != "contrastive_tension" else []
@@ -142,6 +145,7 @@ def test_a_run_killed_and_resumed_equals_the_straight_run(loss, tension_recipe, 
     assert logs[0] == logs[1] and len(logs[0]) == 6
 
 
+@pytest.mark.slow
 def test_the_in_batch_form_embeds_the_same_texts_through_the_copy_and_the_model(tension_recipe, tmp_path,
                                                                                 monkeypatch):
     recipe = load_recipe(tension_recipe, ['loss={name="contrastive_tension_in_batch", scale=10.0}',
@@ -269,6 +273,7 @@ roles = {{ anchor = "sentence", positive = "sentence" }}
 """
 
 
+@pytest.mark.slow
 def test_a_sweep_varies_pos_neg_ratio_and_refuses_mixing_it_with_other_losses(tension_recipe, tmp_path):
     from minilm.sweep.runner import SweepError, load_sweep, run_sweep
 

@@ -32,6 +32,7 @@ def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
+@pytest.mark.real_weights
 def test_param_groups_rule_on_real_names(encoder):
     groups = param_groups(encoder, 0.01)
     names = {id(p): n for n, p in encoder.named_parameters()}
@@ -48,6 +49,8 @@ def test_param_groups_rule_on_real_names(encoder):
         param_groups(encoder, -1.0)
 
 
+@pytest.mark.slow
+@pytest.mark.real_weights
 def test_adamw_matches_torch_200_steps_on_the_real_model(encoder):
     # Every parameter of the real model, full size, with its real name (so the no-decay split is the real one).
     # Gradients are seeded random tensors per step (identical for both): a forward/backward per step would cost far
@@ -79,6 +82,8 @@ def test_adamw_matches_torch_200_steps_on_the_real_model(encoder):
     assert ours.state[ours_p[first]]["step"] == ref.state[ref_p[first]]["step"].item() < 200
 
 
+@pytest.mark.slow
+@pytest.mark.real_weights
 def test_adamw_matches_torch_full_model_real_loss(encoder):
     # Full-size real parameters with the gradient of a real (cheap) loss on short sentences; one step, as each
     # full-size step costs seconds on 2 busy cores (the 200-step test above covers the running moments).

@@ -20,6 +20,7 @@ def scalars(output) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+@pytest.mark.slow
 def test_tensorboard_gets_every_step_and_evaluation(tmp_path, tiny_base):
     path = write_tiny_recipe(tmp_path, tiny_base, train="", evaluate=True)
     history = run_recipe(load_recipe(path, TENSORBOARD), tmp_path / "out", log=lambda _: None)
@@ -31,6 +32,7 @@ def test_tensorboard_gets_every_step_and_evaluation(tmp_path, tiny_base):
         [h["cosine_accuracy"] for h in history], abs=1e-7)  # stored as float32
 
 
+@pytest.mark.slow
 def test_a_resumed_run_shows_each_step_once(tmp_path, tiny_base, monkeypatch):
     path = write_tiny_recipe(tmp_path, tiny_base, train="", evaluate=True)
     killed_after_step(monkeypatch, 5,

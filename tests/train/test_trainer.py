@@ -29,6 +29,7 @@ def assert_identical(a, b):
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.slow
 def test_same_recipe_twice_gives_identical_weights(recipe_path, tmp_path, tiny_base):
     for name in ("a", "b"):
         run_recipe(load_recipe(recipe_path), tmp_path / name, log=lambda _: None)
@@ -38,6 +39,7 @@ def test_same_recipe_twice_gives_identical_weights(recipe_path, tmp_path, tiny_b
                            base["encoder.layer.0.output.dense.weight"])
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumed_gives_identical_weights(recipe_path, tmp_path, monkeypatch):
     run_recipe(load_recipe(recipe_path), tmp_path / "straight", log=lambda _: None)
 
@@ -50,6 +52,7 @@ def test_interrupted_run_resumed_gives_identical_weights(recipe_path, tmp_path, 
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6]  # the lost step 5 is logged once
 
 
+@pytest.mark.slow
 def test_checkpoints_are_kept_and_loadable(recipe_path, tmp_path):
     run_recipe(load_recipe(recipe_path, ["train.keep_checkpoints=1"]), tmp_path / "out", log=lambda _: None)
     found = checkpoints(tmp_path / "out")
@@ -88,6 +91,7 @@ def test_resume_without_checkpoint_is_an_error(recipe_path, tmp_path):
         run_recipe(load_recipe(recipe_path), tmp_path / "empty", resume=True)
 
 
+@pytest.mark.slow
 def test_gradient_cache_setting_gives_the_same_run(recipe_path, tmp_path):
     """mini_batch_size switches the gradient cache on; with dropout off the weights match the plain run."""
     plain = ["train.dropout=false", "train.save_steps=0"]
@@ -98,6 +102,7 @@ def test_gradient_cache_setting_gives_the_same_run(recipe_path, tmp_path):
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
 
 
+@pytest.mark.slow
 def test_token_budget_setting_gives_the_same_run(recipe_path, tmp_path, monkeypatch):
     """[train] mini_batch_num_tokens switches the gradient cache on with mini-batches cut by real tokens."""
     from minilm.train import grad_cache
@@ -122,6 +127,7 @@ def test_token_budget_setting_gives_the_same_run(recipe_path, tmp_path, monkeypa
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
 
 
+@pytest.mark.slow
 def test_compile_setting_trains_like_eager(recipe_path, tmp_path):
     """train.compile: compiled layers, compiled AdamW step and fused MNRL give the eager run's weights (dropout off;
     float32 rounding of the fused kernels only); MNRL in another form keeps the reference loss."""
@@ -195,6 +201,7 @@ def head_recipe(tmp_path, tiny_base):
     return path
 
 
+@pytest.mark.slow
 def test_a_classifier_head_is_built_from_the_run_trained_and_saved_beside_the_model(head_recipe, tmp_path):
     from minilm.run.build import build_loss, load_train_data
 
@@ -215,6 +222,7 @@ def test_a_classifier_head_is_built_from_the_run_trained_and_saved_beside_the_mo
     assert all(0.0 <= r["stats"]["accuracy"] <= 1.0 for r in steps if "loss" in r)
 
 
+@pytest.mark.slow
 def test_a_head_with_gradient_cache_trains_like_the_plain_step(recipe_path, tmp_path):
     """Under the gradient cache the loss's parameters get their gradients in loss_and_grads (dropout off)."""
     head = tmp_path / "scaled.py"
@@ -277,6 +285,7 @@ def assert_same_state(a, b, where="state"):
         assert a == b, where
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", sorted(PARAMETER_LOSSES))
 def test_a_loss_with_parameters_killed_and_resumed_is_bit_identical(loss, tmp_path, tiny_base, monkeypatch):
     """Model weights, the loss's parameters (a classifier head, class proxies) and the optimiser's moments after a kill
@@ -325,6 +334,7 @@ loss_lr = 1e-2
     assert not all(torch.equal(start[k], v) for k, v in straight.loss_module.state_dict().items())  # it trained
 
 
+@pytest.mark.slow
 def test_resuming_with_a_different_kind_of_loss_is_refused(recipe_path, tmp_path):
     run_recipe(load_recipe(recipe_path, ["train.max_steps=2", "train.save_steps=1"]), tmp_path / "out",
                log=lambda _: None)
@@ -336,6 +346,7 @@ def test_resuming_with_a_different_kind_of_loss_is_refused(recipe_path, tmp_path
         run_recipe(other, tmp_path / "out", resume=True, log=lambda _: None)
 
 
+@pytest.mark.slow
 def test_statistics_are_logged_per_step_when_the_loss_reports(recipe_path, tmp_path):
     run_recipe(load_recipe(recipe_path, ["loss.report=true", "train.save_steps=0"]), tmp_path / "on",
                log=lambda _: None)
@@ -406,6 +417,7 @@ def test_a_layer_loss_step_equals_adaptive_layer_loss_on_the_models_per_layer_em
         assert (grad - reference_grad).abs().max().item() <= 1e-5 * scale, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", sorted(LAYER_LOSSES))
 def test_a_layer_loss_trains_from_a_recipe(loss, tmp_path, tiny_base):
     run_recipe(load_recipe(layer_recipe(tmp_path, tiny_base, loss, LAYER_LOSSES[loss])), tmp_path / "out",
@@ -419,6 +431,7 @@ def test_a_layer_loss_trains_from_a_recipe(loss, tmp_path, tiny_base):
     assert not torch.equal(final_weights(tmp_path / "out")[key], base[key])
 
 
+@pytest.mark.slow
 def test_a_layer_loss_killed_and_resumed_is_bit_identical_and_draws_the_same_layers(tmp_path, tiny_base, monkeypatch):
     """Dropout on, one of the two earlier layers drawn per step: after a kill at step 3 and a resume from the step-2
     checkpoint, the layers drawn at steps 3 and 4, the weights and the optimiser equal the uninterrupted run's."""

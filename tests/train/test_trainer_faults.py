@@ -68,6 +68,7 @@ def test_log_lines_are_json_even_when_a_metric_is_nan(recipe_path, tmp_path, mon
     assert [r["step"] for r in records if "loss" in r] == [1, 2]
 
 
+@pytest.mark.slow
 def test_checkpoints_are_built_under_a_temporary_name_of_this_process(recipe_path, tmp_path, monkeypatch):
     import os
 
@@ -94,6 +95,7 @@ def test_nonfinite_recipe_numbers_are_refused_by_key(recipe_path, override):
         load_recipe(recipe_path, [override])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps, message", [
     (6, r"step 2 \(epoch 0\): \w+ contains NaN or infinite values; the weights after step 1 overflow"),
     (1, r"after step 1 \(epoch 0\) the weights are finite but the model's embeddings are not"),
@@ -160,6 +162,7 @@ def resume(recipe_path, out):
     return said
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["trainer_state.pt", "model/model.safetensors", "model/config.json"])
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(recipe_path, interrupted, damage):
     straight, cut = interrupted
@@ -172,6 +175,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(recipe_path,
     assert [r["step"] for r in strict_json_lines(cut / "log.jsonl") if "loss" in r] == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow
 def test_every_checkpoint_damaged_is_an_error_naming_the_newest(recipe_path, interrupted):
     _, cut = interrupted
     for checkpoint in checkpoints(cut):
@@ -183,6 +187,7 @@ def test_every_checkpoint_damaged_is_an_error_naming_the_newest(recipe_path, int
         resume(recipe_path, cut)
 
 
+@pytest.mark.slow
 def test_a_torn_last_log_line_is_dropped_on_resume(recipe_path, interrupted):
     straight, cut = interrupted
     with open(cut / "log.jsonl", "a") as f:
@@ -193,6 +198,7 @@ def test_a_torn_last_log_line_is_dropped_on_resume(recipe_path, interrupted):
     assert_identical(final_weights(straight), final_weights(cut))
 
 
+@pytest.mark.slow
 def test_a_log_line_that_minilm_did_not_write_stops_the_resume_naming_it(recipe_path, interrupted):
     _, cut = interrupted
     lines = (cut / "log.jsonl").read_text().split("\n")

@@ -62,6 +62,8 @@ def batches_of(sampler, steps):
     return out[:steps]
 
 
+@pytest.mark.slow
+@pytest.mark.real_weights
 @pytest.mark.parametrize("case", ["triplet", "batch_hard", "mnrl"])
 def test_twenty_steps_match_sentence_transformers(case, minilm_dir):
     from sentence_transformers.sentence_transformer import losses as st_losses
