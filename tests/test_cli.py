@@ -34,6 +34,7 @@ def test_encode_from_stdin_and_file_and_similarity(minilm_dir, tmp_path):
     assert f"{float(emb[0] @ emb[1]):+.4f}" in lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_bad_model_and_missing_input_are_one_line_errors(tmp_path):
     result = run("encode", "--model", str(tmp_path / "nope"), "--input", "-", "--output", str(tmp_path / "o.npy"),

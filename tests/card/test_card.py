@@ -189,6 +189,7 @@ def tiny_training_card(**changes) -> TrainingCard:
     return card
 
 
+@pytest.mark.slow
 def test_training_sections_from_what_the_trainer_passes(model, tmp_path):
     log = [{"step": 0, "eval": {"cosine_accuracy": 0.5}}]
     log += [{"step": s, "epoch": 0, "loss": 1.0 / s, "lr": 1e-5, "grad_norm": 1.0} for s in range(1, 5)]

@@ -185,6 +185,7 @@ def test_shard_ranges_are_whole_chunks_and_cover_every_line():
         assert [first for first, _ in ranges] == sorted(first for first, _ in ranges)
 
 
+@pytest.mark.slow
 def test_torchrun_rank_and_world_size_pick_the_shard(model_dir, tmp_path, monkeypatch, capsys):
     corpus_file(tmp_path / "in.txt", 50)
     args = ["encode", "--model", str(model_dir), "--input", str(tmp_path / "in.txt"), "--output",

@@ -140,6 +140,7 @@ def test_runs_are_paired_same_rows_per_step_for_a_seed(swept):
     assert by_seed["seed-3"][0] != by_seed["seed-4"][0]  # seeds differ
 
 
+@pytest.mark.slow
 def test_a_sweep_run_is_the_run_minilm_train_makes(folder):
     """Model copied instead of re-read, tokenizer cache, shared evaluation: none of it changes a single bit."""
     text = SWEEP.replace("seeds = [3, 4]", 'seeds = [4]\nkeep = "final"').replace("[0.1, 0.4]", "[0.4]")

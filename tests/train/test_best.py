@@ -130,6 +130,7 @@ def test_load_best_at_end_final_is_the_best_checkpoint_kept_through_pruning(tmp_
     assert "the model saved here" in card
 
 
+@pytest.mark.slow
 def test_without_load_best_final_is_the_last_model_and_the_best_checkpoint_is_still_kept(tmp_path, tiny_base,
                                                                                          scripted):
     path = write_tiny_recipe(tmp_path, tiny_base, train="", evaluate=True)

@@ -63,6 +63,7 @@ def test_gist_trains_from_a_recipe_with_the_guide_frozen_and_never_saved(gist_re
     assert not (tmp_path / "out" / "final" / "loss.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_the_loss_gets_the_guides_embeddings_of_the_batch(gist_recipe, tmp_path, monkeypatch):
     calls = []
 

@@ -43,6 +43,7 @@ def test_a_recipe_with_a_teacher_model_reads_only_the_text_columns(teacher_recip
     assert len(data.columns) == 2 and data.targets is None and data.target_name is None
 
 
+@pytest.mark.slow
 def test_mse_trains_on_the_teachers_embeddings_with_the_teacher_frozen_and_never_saved(teacher_recipe, tmp_path,
                                                                                         tiny_base, monkeypatch):
     seen = keep_trainer(monkeypatch)

@@ -112,6 +112,7 @@ def test_feature_dicts_labels_and_matryoshka(tiny_model):
         _assert_same(cached, plain)
 
 
+@pytest.mark.slow
 def test_grads_accumulate_like_backward(tiny_model):
     tiny_model.eval()
     columns = [ANCHORS, POSITIVES]

@@ -33,6 +33,7 @@ def hidden_leftovers(output):
     return [p for p in output.rglob(".*") if p.name != ".lock"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_a_checkpoint_names_it_and_keeps_the_previous_one(recipe_path, tmp_path, monkeypatch):
     from minilm.train import trainer
 
