@@ -1,6 +1,6 @@
 """minilm.losses.distill (MSE / embedding distillation, Margin-MSE, KL distillation) and classifier.SoftmaxLoss:
 float64 loop oracles, gradcheck, bad input. Parity with sentence-transformers is in
-tests/test_losses_vs_st_catalogue.py.
+tests/parity/test_losses_vs_st_catalogue.py.
 
 Tolerances: float64 values vs the oracle rtol 1e-6, atol 1e-7; gradcheck at its float64 defaults.
 """

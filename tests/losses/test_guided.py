@@ -1,5 +1,5 @@
 """minilm.losses.guided (GISTEmbed): float64 loop oracle, gradcheck, bad input. Parity with sentence-transformers'
-GISTEmbedLoss and CachedGISTEmbedLoss is in tests/test_losses_vs_st_catalogue.py.
+GISTEmbedLoss and CachedGISTEmbedLoss is in tests/parity/test_losses_vs_st_catalogue.py.
 
 Tolerances: float64 values vs the oracle rtol 1e-6, atol 1e-7; gradcheck at its float64 defaults.
 """

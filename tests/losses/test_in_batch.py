@@ -1,6 +1,6 @@
-"""minilm.losses.in_batch beyond the classic MNRL (whose oracle is in tests/test_losses.py): the directions,
+"""minilm.losses.in_batch beyond the classic MNRL (whose oracle is in tests/losses/test_losses.py): the directions,
 partition modes and hardness weighting of sentence-transformers 6.2, and MegaBatchMargin. Float64 loop oracles,
-gradcheck, bad input; reference parity in tests/test_losses_vs_st_catalogue.py.
+gradcheck, bad input; reference parity in tests/parity/test_losses_vs_st_catalogue.py.
 
 Tolerances: float64 values vs the oracle rtol 1e-6, atol 1e-7; gradcheck at its float64 defaults.
 """

@@ -1,6 +1,6 @@
 """minilm.losses.layers (AdaptiveLayer and Matryoshka2d over per-layer embeddings): float64 loop oracle, gradcheck,
 bad input, layer choice. Parity with sentence-transformers (on a tiny real model's hidden states) is in
-tests/test_losses_vs_st_catalogue.py.
+tests/parity/test_losses_vs_st_catalogue.py.
 
 Tolerances: float64 values vs the oracle rtol 1e-6, atol 1e-7; gradcheck at its float64 defaults.
 """

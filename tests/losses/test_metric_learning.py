@@ -1,6 +1,6 @@
 """minilm.losses.metric_learning (SupCon, NT-Xent, Circle, Multi-Similarity + its miner) and proxies (ArcFace,
 CosFace, ProxyAnchor): float64 loop oracles, gradcheck, bad input. Parity with pytorch-metric-learning is in
-tests/test_losses_vs_pml.py.
+tests/parity/test_losses_vs_pml.py.
 
 Tolerances: float64 values vs the oracle rtol 1e-6, atol 1e-7; gradcheck at its float64 defaults.
 """

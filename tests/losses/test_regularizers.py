@@ -1,6 +1,6 @@
 """minilm.losses.regularizers (Global Orthogonal Regularization and the wrapper that adds it to a loss): float64 loop
 oracle, gradcheck, bad input, the recipe keys. Parity with sentence-transformers is in
-tests/test_losses_vs_st_catalogue.py.
+tests/parity/test_losses_vs_st_catalogue.py.
 
 Tolerances: float64 values vs the oracle rtol 1e-6, atol 1e-7; gradcheck at its float64 defaults.
 """

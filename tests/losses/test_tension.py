@@ -1,5 +1,5 @@
 """minilm.losses.tension (Contrastive Tension and its in-batch form): float64 loop oracles, gradcheck, bad input.
-Parity with sentence-transformers is in tests/test_losses_vs_st_catalogue.py.
+Parity with sentence-transformers is in tests/parity/test_losses_vs_st_catalogue.py.
 
 Tolerances: float64 values vs the oracle rtol 1e-6, atol 1e-7; gradcheck at its float64 defaults.
 """
