@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
 CROSS_CUTTING = {"integration": "end to end, executed docs, repository checks",
                  "parity": "the loss catalogue against sentence-transformers and pytorch-metric-learning"}
-RULE = ("tests/<group>/test_<module>[_<aspect>].py for minilm/<group>/<module>.py, tests/<group>/test_<group>[_<aspect>].py "
-        "for the package minilm/<group>/, tests/test_<module>[_<aspect>].py for minilm/<module>.py, or a cross-cutting "
+RULE = ("tests/<group>/test_<module>[_<aspect>].py for minilm/<group>/<module>.py, "
+        "tests/<group>/test_<group>[_<aspect>].py for the package minilm/<group>/, "
+        "tests/test_<module>[_<aspect>].py for minilm/<module>.py, or a cross-cutting "
         f"folder ({', '.join(f'tests/{name}/' for name in CROSS_CUTTING)})")
 
 

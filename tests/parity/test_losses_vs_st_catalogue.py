@@ -435,8 +435,8 @@ def test_adaptive_layer_and_matryoshka_2d(settings, kind, dtype, tiny_st):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# the losses minilm had before the catalogue (their full parity suite is tests/parity/test_losses_vs_st.py): measured here
-# through the same harness so docs/losses.md has their figures too
+# the losses minilm had before the catalogue (their full parity suite is tests/parity/test_losses_vs_st.py): measured
+# here through the same harness so docs/losses.md has their figures too
 
 
 BATCH_LABELS = {
