@@ -1,6 +1,6 @@
 """The map of every file at the end of docs/walkthrough.md: what each file holds (the first line of its docstring),
 which minilm modules it imports, and which test files import it (directly, or through a package that re-exports it). ``python docs/file_map.py`` rewrites the map;
-tests/test_walkthrough.py fails when the map in the page differs from what this computes."""
+tests/integration/test_walkthrough.py fails when the map in the page differs from what this computes."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def summary(path: Path) -> str:
 
 def render() -> str:
     known = modules()
-    tests = {p: tested_modules(p, known) for p in sorted((REPO / "tests").glob("test_*.py"))}
+    tests = {p: tested_modules(p, known) for p in sorted((REPO / "tests").rglob("test_*.py"))}
     lines = [
         HEADING,
         "",
@@ -76,7 +76,7 @@ def render() -> str:
     ]
     for name, path in known.items():
         uses = ", ".join(f"`{m}`" for m in sorted(imported(path, known) - {name})) or "—"
-        tested = ", ".join(f"`tests/{t.name}`" for t, mods in tests.items() if name in mods) or "—"
+        tested = ", ".join(f"`{t.relative_to(REPO).as_posix()}`" for t, mods in tests.items() if name in mods) or "—"
         lines.append(f"| `{path.relative_to(REPO)}` | {summary(path)} | {uses} | {tested} |")
     return "\n".join(lines) + "\n"
 

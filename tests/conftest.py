@@ -16,6 +16,19 @@ REPO = Path(__file__).resolve().parents[1]
 STS_DIR = REPO.parent / "shared" / "data" / "stsbenchmark"
 
 
+# Fixtures that load the real all-MiniLM-L6-v2 weights: a test using one (directly or through another fixture) is
+# marked real_weights. minilm_dir is only the checkpoint's path (most tests read just its tokenizer from it) and
+# tiny_base copies only the tokenizer beside random weights, so neither marks a test; a test that loads the real
+# weights itself from minilm_dir carries the mark by hand.
+REAL_WEIGHT_FIXTURES = {"real_model", "st_real_model"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if REAL_WEIGHT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_weights)
+
+
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """Directory of the real all-MiniLM-L6-v2 checkpoint (sentence-transformers layout)."""

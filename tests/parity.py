@@ -7,7 +7,7 @@ magnitude) -- absolute for values and gradients up to 1, relative above (a float
 dtype. The figures are
 the parity column of docs/losses.md: run
 
-    MINILM_PARITY_OUT=parity.json python -m pytest -q tests/test_losses_vs_st.py tests/test_losses_vs_pml.py
+    MINILM_PARITY_OUT=parity.json python -m pytest -q tests/parity/test_losses_vs_st.py tests/parity/test_losses_vs_pml.py
 
 and the conftest hook writes them (largest difference over all cases of a loss, per dtype) and prints a table.
 """

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 
 def run(*args, stdin=None):
@@ -11,6 +12,9 @@ def run(*args, stdin=None):
                           timeout=300)
 
 
+@pytest.mark.slow
+@pytest.mark.real_weights
+@pytest.mark.subprocess
 def test_encode_from_stdin_and_file_and_similarity(minilm_dir, tmp_path):
     out = tmp_path / "emb.npy"
     result = run("encode", "--model", str(minilm_dir), "--input", "-", "--output", str(out), stdin="a cat\na dog\n")
@@ -30,6 +34,8 @@ def test_encode_from_stdin_and_file_and_similarity(minilm_dir, tmp_path):
     assert f"{float(emb[0] @ emb[1]):+.4f}" in lines[0]
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_bad_model_and_missing_input_are_one_line_errors(tmp_path):
     result = run("encode", "--model", str(tmp_path / "nope"), "--input", "-", "--output", str(tmp_path / "o.npy"),
                  stdin="x\n")
@@ -39,6 +45,9 @@ def test_bad_model_and_missing_input_are_one_line_errors(tmp_path):
     assert result.returncode != 0 and "missing.txt does not exist" in result.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.real_weights
+@pytest.mark.subprocess
 def test_encode_quantized_model_flag(minilm_dir, tmp_path):
     """--quantized-model reaches encode(quantized_model=True): float output close to fp32 (cosine > 0.95; ~0.97
     measured)."""
@@ -69,6 +78,7 @@ def test_train_compile_flag_sets_the_recipe_key(monkeypatch, tmp_path):
     assert seen == [False, True]
 
 
+@pytest.mark.real_weights
 def test_encode_compile_flag_reaches_from_pretrained(monkeypatch, tmp_path, minilm_dir):
     from minilm.cli import main
     from minilm.encoder import SentenceEncoder

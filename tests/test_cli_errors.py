@@ -279,6 +279,7 @@ def run(*args, stdin=None, file_size_limit=None):
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
+@pytest.mark.subprocess
 def test_no_traceback_reaches_the_terminal(tmp_path, tiny_model):
     (tmp_path / "in.txt").write_bytes(b"\xff")
     done = run("encode", "--model", tiny_model, "--input", tmp_path / "in.txt", "--output", tmp_path / "o.npy")
@@ -286,6 +287,7 @@ def test_no_traceback_reaches_the_terminal(tmp_path, tiny_model):
     assert "in.txt:1: not UTF-8 text" in done.stderr
 
 
+@pytest.mark.subprocess
 def test_a_full_disk_leaves_the_previous_output(tmp_path, tiny_model):
     (tmp_path / "in.txt").write_text("".join(f"sentence {i}\n" for i in range(400)))  # 400 x 32 float32 = 51 kB
     np.save(tmp_path / "emb.npy", np.ones((2, 32), dtype=np.float32))
@@ -299,6 +301,8 @@ def test_a_full_disk_leaves_the_previous_output(tmp_path, tiny_model):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.npy", "in.txt"]
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_full_disk_during_training_leaves_no_half_checkpoint(tmp_path, tiny_base):
     recipe = write_tiny_recipe(tmp_path, tiny_base, steps=4)
     out = tmp_path / "out"
@@ -333,6 +337,8 @@ sys.exit(cli.main(sys.argv[3:]))
 """
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_two_trainings_on_one_output_the_second_fails_at_once(tmp_path, tiny_base):
     import time
 

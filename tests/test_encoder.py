@@ -22,6 +22,7 @@ def theirs(st_real_model):
     return st_real_model
 
 
+@pytest.mark.slow
 def test_sts_dev_embeddings_and_spearman_match_sentence_transformers(ours, theirs, sts_dir):
     from scipy.stats import spearmanr
 

@@ -110,6 +110,8 @@ def as_numpy(x):
     return x.numpy() if isinstance(x, torch.Tensor) else x
 
 
+@pytest.mark.slow
+@pytest.mark.real_weights
 def test_the_same_script_gives_equal_results(minilm_dir, sts_dir):
     texts = sentences(sts_dir)
     from sentence_transformers import SentenceTransformer  # the only lines that differ between the two runs:
@@ -126,6 +128,8 @@ def test_the_same_script_gives_equal_results(minilm_dir, sts_dir):
     print("\n".join(f"{case}: max |diff| {d:.3g}, entries differing {f:.4%}" for case, (d, f) in MEASURED.items()))
 
 
+@pytest.mark.slow
+@pytest.mark.real_weights
 def test_the_same_script_with_model_level_prompt_and_truncate_dim(minilm_dir, sts_dir):
     from sentence_transformers import SentenceTransformer
 
@@ -139,6 +143,7 @@ def test_the_same_script_with_model_level_prompt_and_truncate_dim(minilm_dir, st
         assert_equal_results(ours[case], theirs[case], case)
 
 
+@pytest.mark.real_weights
 @pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
 def test_precision_is_bit_identical_to_quantize_embeddings(minilm_dir, sts_dir, precision):
     from sentence_transformers.util.quantization import quantize_embeddings

@@ -1,5 +1,5 @@
-"""The course's tests: course/ on the import path (as check.py and run_lesson.py put it there), and the ``slow``
-marker for the lessons that train or encode hundreds of sentences."""
+"""The course's tests: course/ on the import path (as check.py and run_lesson.py put it there), and one torch thread
+per test."""
 
 import sys
 from pathlib import Path
@@ -9,10 +9,6 @@ import pytest
 COURSE = Path(__file__).resolve().parents[2] / "course"
 if str(COURSE) not in sys.path:
     sys.path.insert(0, str(COURSE))
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than about 5 s on two cores")
 
 
 @pytest.fixture(autouse=True)
