@@ -34,8 +34,11 @@ def pair_loss(folder, file="mine.py", name="pair", imports="", body="return (anc
 def test_a_loss_file_imports_a_module_beside_it_and_two_folders_keep_their_own(tmp_path):
     for folder, factor in (("a", 2.0), ("b", 3.0)):
         write(tmp_path / folder / "helpers.py", f"FACTOR = {factor}\n")
-        pair_loss(tmp_path / folder, imports="import helpers", body="return helpers.FACTOR * anchor.sum() * 0 + "
-                                                                    "helpers.FACTOR")
+        pair_loss(
+            tmp_path / folder,
+            imports="import helpers",
+            body="return helpers.FACTOR * anchor.sum() * 0 + helpers.FACTOR",
+        )
     import torch
 
     x = torch.zeros(2, 3)
@@ -54,8 +57,12 @@ def test_the_fingerprint_covers_the_file_and_what_it_imports_beside_it(tmp_path)
     write(tmp_path / "losses" / "unused.py", "X = 1\n")
     pair_loss(tmp_path / "losses", imports="import helpers\nimport math")
     files = loss_files("losses/mine.py:pair", tmp_path)
-    assert sorted(files) == ["losses/helpers.py", "losses/mine.py", "losses/tools/__init__.py",
-                             "losses/tools/scale.py"]  # not unused.py, not math
+    assert sorted(files) == [
+        "losses/helpers.py",
+        "losses/mine.py",
+        "losses/tools/__init__.py",
+        "losses/tools/scale.py",
+    ]  # not unused.py, not math
     before = code_fingerprint({"name": "losses/mine.py:pair"}, tmp_path)
     assert sorted(before) == sorted(files) and all(len(h) == 64 for h in before.values())
     write(tmp_path / "losses" / "tools" / "scale.py", "FACTOR = 3\n")
@@ -71,11 +78,14 @@ def test_the_card_names_a_users_loss_as_file_and_function(tmp_path):
     assert describe_loss("mnrl", {}).function == "minilm.losses.in_batch.multiple_negatives_ranking_loss"
 
 
-@pytest.mark.parametrize("body, said", [
-    ("import sys\nsys.exit(0)", r"it called sys.exit\(0\) \(at broken.py line 3, in <module>\)"),
-    ("x = 1 / 0", r"ZeroDivisionError: division by zero \(at broken.py line 2, in <module>\)"),
-    ("import no_such_module_here", r"ModuleNotFoundError: No module named 'no_such_module_here'"),
-])
+@pytest.mark.parametrize(
+    "body, said",
+    [
+        ("import sys\nsys.exit(0)", r"it called sys.exit\(0\) \(at broken.py line 3, in <module>\)"),
+        ("x = 1 / 0", r"ZeroDivisionError: division by zero \(at broken.py line 2, in <module>\)"),
+        ("import no_such_module_here", r"ModuleNotFoundError: No module named 'no_such_module_here'"),
+    ],
+)
 def test_an_error_or_exit_at_import_is_the_users_named(tmp_path, body, said):
     write(tmp_path / "broken.py", "\n" + body + "\n")
     with pytest.raises(UserCodeError, match=rf"^loss broken.py:f: importing {tmp_path / 'broken.py'} failed: {said}"):
@@ -101,15 +111,24 @@ class Scaled(nn.Module):
 """
 
 
-@pytest.mark.parametrize("init, forward, said", [
-    ("raise RuntimeError('no GPU here')", "pass",
-     r"loss scaled.py:Scaled failed when built \(its __init__\): RuntimeError: no GPU here \(at scaled.py line 11, in "
-     r"__init__\)"),
-    ("import sys; sys.exit(3)", "pass", r"failed when built \(its __init__\): it called sys.exit\(3\)"),
-    ("pass", "raise KeyError('anchor')",
-     r"loss scaled.py:Scaled failed on a tiny random batch \(the check before any model loads\): KeyError: 'anchor' "
-     r"\(at scaled.py line 15, in forward\)"),
-])
+@pytest.mark.parametrize(
+    "init, forward, said",
+    [
+        (
+            "raise RuntimeError('no GPU here')",
+            "pass",
+            r"loss scaled.py:Scaled failed when built \(its __init__\): RuntimeError: no GPU here "
+            r"\(at scaled.py line 11, in __init__\)",
+        ),
+        ("import sys; sys.exit(3)", "pass", r"failed when built \(its __init__\): it called sys.exit\(3\)"),
+        (
+            "pass",
+            "raise KeyError('anchor')",
+            r"loss scaled.py:Scaled failed on a tiny random batch \(the check before any model loads\): "
+            r"KeyError: 'anchor' \(at scaled.py line 15, in forward\)",
+        ),
+    ],
+)
 def test_an_error_in_init_or_in_the_check_is_the_users_named(tmp_path, init, forward, said):
     write(tmp_path / "scaled.py", CLASS_LOSS.replace("{init}", init).replace("{forward}", forward))
     with pytest.raises(UserCodeError, match=said):

@@ -10,7 +10,7 @@ from helpers import tiny_encoder
 
 from minilm import cli
 
-MODES = '''
+MODES = """
 import sys
 
 import torch
@@ -39,7 +39,7 @@ def step_loss(anchor, positive, mode: str = "ok"):
     if training and mode == "stat":
         return loss, {"row_norms": anchor.norm(dim=1)}
     return loss
-'''
+"""
 
 RECIPE = """name = "user-code"
 [model]
@@ -68,16 +68,25 @@ def recipe(tmp_path_factory, minilm_dir):
     return folder / "r.toml"
 
 
-@pytest.mark.parametrize("mode, said", [
-    ("raise", r"ZeroDivisionError: division by zero \(at modes.py line 9, in _divide\)"),
-    ("exit", r"it called sys.exit\(0\) \(at modes.py line 19, in step_loss\)"),
-    ("detached", r"it returned a loss that does not require grad: it is detached from the embeddings"),
-    ("inplace", r"RuntimeError: Output 0 of SplitWithSizes is a view and is being modified inplace.* \(at modes.py "
-                r"line 23, in step_loss\)"),
-    ("mutate", r"it changed the embeddings in place \(an in-place operation such as x.mul_\(2\)"),
-    ("stat", r"loss statistic 'row_norms' must be one number \(a float or a 0-d tensor\), got a tensor of shape "
-             r"\(4,\)"),
-])
+@pytest.mark.parametrize(
+    "mode, said",
+    [
+        ("raise", r"ZeroDivisionError: division by zero \(at modes.py line 9, in _divide\)"),
+        ("exit", r"it called sys.exit\(0\) \(at modes.py line 19, in step_loss\)"),
+        ("detached", r"it returned a loss that does not require grad: it is detached from the embeddings"),
+        (
+            "inplace",
+            r"RuntimeError: Output 0 of SplitWithSizes is a view and is being modified inplace.* \(at modes.py "
+            r"line 23, in step_loss\)",
+        ),
+        ("mutate", r"it changed the embeddings in place \(an in-place operation such as x.mul_\(2\)"),
+        (
+            "stat",
+            r"loss statistic 'row_norms' must be one number \(a float or a 0-d tensor\), got a tensor of shape "
+            r"\(4,\)",
+        ),
+    ],
+)
 def test_a_users_loss_failing_in_a_step_ends_the_run_naming_it(recipe, tmp_path, capfd, mode, said):
     code = cli.main(["train", str(recipe), "--output", str(tmp_path / "out"), "--set", f'loss.mode="{mode}"'])
     err = capfd.readouterr().err.strip().splitlines()
@@ -97,17 +106,32 @@ def test_a_bad_world_size_is_named(recipe, tmp_path, capfd, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "abc")
     assert cli.main(["train", str(recipe), "--output", str(tmp_path / "out")]) == 2
     err = capfd.readouterr().err.strip().splitlines()
-    assert err == ["minilm train: error: environment variable WORLD_SIZE='abc' is not a non-negative integer "
-                   "(torchrun sets it; unset it to train in one process)"]
+    assert err == [
+        "minilm train: error: environment variable WORLD_SIZE='abc' is not a non-negative integer "
+        "(torchrun sets it; unset it to train in one process)"
+    ]
 
 
-@pytest.mark.parametrize("mode, said", [
-    ("mutate", r"it changed the embeddings in place"),
-    ("exit", r"it called sys.exit\(0\) \(at modes.py line 19, in step_loss\)"),
-])
+@pytest.mark.parametrize(
+    "mode, said",
+    [
+        ("mutate", r"it changed the embeddings in place"),
+        ("exit", r"it called sys.exit\(0\) \(at modes.py line 19, in step_loss\)"),
+    ],
+)
 def test_under_the_gradient_cache_too(recipe, tmp_path, capfd, mode, said):
-    code = cli.main(["train", str(recipe), "--output", str(tmp_path / "out"), "--set", f'loss.mode="{mode}"',
-                     "--set", "train.mini_batch_size=2"])
+    code = cli.main(
+        [
+            "train",
+            str(recipe),
+            "--output",
+            str(tmp_path / "out"),
+            "--set",
+            f'loss.mode="{mode}"',
+            "--set",
+            "train.mini_batch_size=2",
+        ]
+    )
     err = capfd.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and re.search(said, err[0]), err
     assert err[0].startswith("minilm train: error: loss modes.py:step_loss failed at step 1 (epoch 0): "), err[0]
