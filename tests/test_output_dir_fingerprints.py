@@ -55,6 +55,7 @@ def killed_run(monkeypatch, recipe, out):
     killed_after_step(monkeypatch, 3, lambda: run_recipe(load_recipe(recipe), out, log=lambda _: None))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edited", ["weighted.py", "weights.py"])
 def test_resume_after_the_loss_code_changed_is_refused_naming_the_file(recipe, tmp_path, monkeypatch, edited):
     out = tmp_path / "out"
@@ -76,6 +77,7 @@ def test_resume_after_the_loss_code_changed_is_refused_naming_the_file(recipe, t
     assert (out / "final" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_the_command_line_says_it_in_one_line_and_overwrite_starts_over(recipe, tmp_path, monkeypatch, capfd):
     out = tmp_path / "out"
     killed_run(monkeypatch, recipe, out)

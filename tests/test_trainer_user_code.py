@@ -97,6 +97,7 @@ def test_a_users_loss_failing_in_a_step_ends_the_run_naming_it(recipe, tmp_path,
     assert not (tmp_path / "out" / "final").exists()
 
 
+@pytest.mark.slow
 def test_the_same_loss_trains_when_it_behaves(recipe, tmp_path):
     assert cli.main(["train", str(recipe), "--output", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "final" / "model.safetensors").is_file()
