@@ -31,7 +31,11 @@ def pair_loss(folder, file="mine.py", name="pair", imports="", body="return (anc
     return write(folder / file, PAIR_LOSS.format(imports=imports, name=name, body=body))
 
 
-def test_a_loss_file_imports_a_module_beside_it_and_two_folders_keep_their_own(tmp_path):
+def test_a_loss_file_imports_a_module_beside_it_and_two_folders_keep_their_own(tmp_path, monkeypatch):
+    import types
+
+    elsewhere = types.ModuleType("helpers")  # a top-level helpers imported before from elsewhere (tests/helpers.py)
+    monkeypatch.setitem(sys.modules, "helpers", elsewhere)
     for folder, factor in (("a", 2.0), ("b", 3.0)):
         write(tmp_path / folder / "helpers.py", f"FACTOR = {factor}\n")
         pair_loss(
@@ -44,7 +48,8 @@ def test_a_loss_file_imports_a_module_beside_it_and_two_folders_keep_their_own(t
     x = torch.zeros(2, 3)
     a = resolve_loss("a/mine.py:pair", tmp_path)
     b = resolve_loss("b/mine.py:pair", tmp_path)
-    assert a(x, x).item() == 2.0 and b(x, x).item() == 3.0  # b's helpers, not a's cached one
+    assert a(x, x).item() == 2.0 and b(x, x).item() == 3.0  # each its own helpers, not a's cached one
+    assert sys.modules["helpers"] is elsewhere  # put back once the files had loaded
     assert str(tmp_path / "a") not in sys.path and str(tmp_path / "b") not in sys.path  # importable while loading
     assert a.__module__.startswith(MODULE_PREFIX) and a.__module__ != b.__module__
     assert resolve_loss("a/mine.py:pair", tmp_path) is a  # loaded once per process

@@ -62,6 +62,11 @@ def makes_pairs(declared: Needs) -> bool:
     return declared.model_copy and declared.kind == "scores"
 
 
+# What a loss (or its extension) raises to refuse a setting before any model loads: named with the loss and, in a
+# recipe, the recipe; every other error of the user's code there is named as theirs (usercode.UserCodeError).
+SETTINGS_ERRORS = (ValueError, TypeError)
+
+
 class UnknownLossSettings(ValueError):
     """Settings a loss does not take; ``valid`` lists the ones it does (for messages that say what to keep)."""
 
@@ -125,15 +130,14 @@ def _load_file(path: Path, shown: str):
     usercode.register(folder)
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
-    # A module beside this file that another loss folder loaded under the same name (two folders with a helpers.py)
-    # steps aside while this file loads, so this file imports its own; the earlier one is put back afterwards.
+    # A module beside this file wins over one of the same name imported earlier from elsewhere (another loss folder's
+    # helpers.py, a library's top-level utils): it steps aside while this file loads, as it would for a script run
+    # from this folder, and is put back afterwards; this file keeps the module it imported.
     beside = {p.stem for p in folder.glob("*.py")} | {p.parent.name for p in folder.glob("*/__init__.py")}
     aside = {
         key: sys.modules.pop(key)
         for key in list(sys.modules)
-        if key.split(".")[0] in beside
-        and not _from_folder(sys.modules[key], folder)
-        and usercode.is_users(getattr(sys.modules[key], "__file__", None) or "")
+        if key.split(".")[0] in beside and not _from_folder(sys.modules[key], folder)
     }
     sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
     sys.path.insert(0, str(folder))
@@ -346,7 +350,7 @@ def _build(spec: LossSpec, context: dict | None) -> Callable[..., Tensor]:
         missing = [k for k in CONTEXT if k in wanted and k not in given and wanted[k].default is wanted[k].empty]
         if missing:
             raise ValueError(f"loss {name!r} needs {missing} from the run ({', '.join(CONTEXT[k] for k in missing)})")
-        with usercode.blame(found, "when built (its __init__)"):
+        with usercode.blame(found, "when built (its __init__)", never=SETTINGS_ERRORS):
             loss = found(**kwargs, **given)
     else:
         loss = functools.partial(found, **kwargs)
@@ -397,7 +401,7 @@ def _check(spec: LossSpec, dry_run: bool) -> None:
     width = max(dims) if isinstance(dims, (list, tuple)) and dims and all(isinstance(d, int) for d in dims) else 8
     width = min(width, 8192)  # a dry run, not an allocation test
     try:
-        with usercode.blame(found, "on a tiny random batch (the check before any model loads)"):
+        with usercode.blame(found, "on a tiny random batch (the check before any model loads)", never=SETTINGS_ERRORS):
             labels = {"num_labels": 2} if declared.target == "labels" else {}
             context = {"embedding_dim": width, **labels}  # as a run has
             bound = _build(spec, context)

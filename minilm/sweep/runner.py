@@ -26,9 +26,12 @@ batches (seed, batch_size, epochs, max_steps).
 every run), the training data and the evaluator are built once, and the evaluation before training, the same for
 every run, is computed once. **Resumable**: each run lives in ``OUTPUT/runs/<config>/seed-<s>/`` (the trainer's
 log.jsonl and checkpoints, ``run.json`` saying what it is, ``result.json`` once finished); a rerun skips finished
-runs and resumes unfinished ones from their newest checkpoint. ``jobs`` > 1 runs that many at a time in forked
-worker processes, each with its share of the CPU threads. Every file the sweep writes is written beside its target
-and renamed into place. Reading and checking the file: ``sweep_spec.py``; the tables and plots: ``sweep_report.py``.
+runs and resumes unfinished ones from their newest checkpoint, unless the loss code or data a run was recorded with
+changed (refused, naming the files; ``--restart-changed`` starts those runs over). ``jobs`` > 1 runs that many at a
+time in forked worker processes, each with its share of the CPU threads, which die with the sweep. The output folder
+is the sweep's alone, and one sweep's at a time (``output_dir.claim_directory``). Every file the sweep writes is
+written beside its target and renamed into place. Reading and checking the file: ``spec.py``; the tables and plots:
+``report.py``.
 """
 
 from __future__ import annotations
