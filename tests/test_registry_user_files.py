@@ -138,3 +138,19 @@ def test_an_error_in_init_or_in_the_check_is_the_users_named(tmp_path, init, for
     write(tmp_path / "scaled.py", CLASS_LOSS.replace("{init}", init).replace("{forward}", forward))
     with pytest.raises(UserCodeError, match=said):
         LossSpec.resolve("scaled.py:Scaled", {}, tmp_path).check()
+
+
+def test_a_setting_refused_by_the_users_init_is_still_a_valueerror_and_named(tmp_path):
+    """A loss refusing a setting (ValueError in __init__) is named as the user's and stays a ValueError: a recipe
+    names its own file around it, as for minilm's losses."""
+    write(
+        tmp_path / "scaled.py",
+        CLASS_LOSS.replace("{init}", "raise ValueError('scale must be > 0')").replace("{forward}", "pass"),
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"^loss scaled.py:Scaled failed when built \(its __init__\): ValueError: "
+        r"scale must be > 0 \(at scaled.py line 11, in __init__\)$",
+    ) as caught:
+        LossSpec.resolve("scaled.py:Scaled", {}, tmp_path).check()
+    assert isinstance(caught.value, UserCodeError)

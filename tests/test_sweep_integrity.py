@@ -178,15 +178,24 @@ def test_a_resumed_runs_time_counts_its_earlier_attempt(folder, tmp_path, monkey
 
 
 @pytest.mark.slow
-def test_a_finished_sweep_without_metric_reruns_and_leaves_sweep_csv_intact(folder, tmp_path):
+def test_a_finished_sweep_without_metric_reruns_and_leaves_sweep_csv_intact(folder, tmp_path, monkeypatch):
+    from minilm.sweep import report
+
     path, out = sweep_file(folder, "nometric"), tmp_path / "out"
     run_sweep(path, out, plots=False, log=quiet)
     csv_before = (out / "sweep.csv").read_bytes()
-    lines = []
-    run_sweep(path, out, plots=False, log=lines.append)
+    lines, figures, save = [], {}, report._save
+
+    def keep(fig, target):
+        figures[target.name] = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+        save(fig, target)
+
+    monkeypatch.setattr(report, "_save", keep)
+    run_sweep(path, out, plots=True, log=lines.append)  # the rerun draws the plots too
     assert "2 finished, 0 to run" in lines[0]
     assert (out / "sweep.csv").read_bytes() == csv_before and b"None_before" not in csv_before
     assert "cosine_accuracy_before" in csv_before.decode()
+    assert figures["loss.png"] == ["mnrl", "hinge"]  # one panel per configuration, each on its own scale
 
 
 def test_the_users_loss_failing_in_a_sweep_run_is_named(folder, tmp_path, capfd):

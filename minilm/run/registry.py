@@ -62,11 +62,6 @@ def makes_pairs(declared: Needs) -> bool:
     return declared.model_copy and declared.kind == "scores"
 
 
-# What a loss (or its extension) raises to refuse a setting before any model loads: named with the loss and, in a
-# recipe, the recipe; every other error of the user's code there is named as theirs (usercode.UserCodeError).
-SETTINGS_ERRORS = (ValueError, TypeError)
-
-
 class UnknownLossSettings(ValueError):
     """Settings a loss does not take; ``valid`` lists the ones it does (for messages that say what to keep)."""
 
@@ -350,7 +345,7 @@ def _build(spec: LossSpec, context: dict | None) -> Callable[..., Tensor]:
         missing = [k for k in CONTEXT if k in wanted and k not in given and wanted[k].default is wanted[k].empty]
         if missing:
             raise ValueError(f"loss {name!r} needs {missing} from the run ({', '.join(CONTEXT[k] for k in missing)})")
-        with usercode.blame(found, "when built (its __init__)", never=SETTINGS_ERRORS):
+        with usercode.blame(found, "when built (its __init__)"):
             loss = found(**kwargs, **given)
     else:
         loss = functools.partial(found, **kwargs)
@@ -401,7 +396,7 @@ def _check(spec: LossSpec, dry_run: bool) -> None:
     width = max(dims) if isinstance(dims, (list, tuple)) and dims and all(isinstance(d, int) for d in dims) else 8
     width = min(width, 8192)  # a dry run, not an allocation test
     try:
-        with usercode.blame(found, "on a tiny random batch (the check before any model loads)", never=SETTINGS_ERRORS):
+        with usercode.blame(found, "on a tiny random batch (the check before any model loads)"):
             labels = {"num_labels": 2} if declared.target == "labels" else {}
             context = {"embedding_dim": width, **labels}  # as a run has
             bound = _build(spec, context)
@@ -412,6 +407,8 @@ def _check(spec: LossSpec, dry_run: bool) -> None:
                 targets.update(extension.example_inputs(args))
             split_output(bound(*args, **targets))
     except (TypeError, ValueError) as e:
+        if isinstance(e, usercode.UserCodeError):  # named already, with the user's line
+            raise
         if str(e).startswith(f"loss {name!r}: "):  # make_loss named it already
             raise ValueError(str(e)) from e
         raise ValueError(f"loss {name!r}: {e}") from e

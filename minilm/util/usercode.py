@@ -25,6 +25,15 @@ class UserCodeError(Exception):
     The command line ends with exit status 2 and this one line."""
 
 
+class UserValueError(UserCodeError, ValueError):
+    """A ValueError of the user's code (a loss refusing a setting), named; still a ValueError for those who catch one
+    (a recipe names its file around it)."""
+
+
+class UserTypeError(UserCodeError, TypeError):
+    """A TypeError of the user's code, named; still a TypeError."""
+
+
 def register(folder: str | Path) -> None:
     """Code under ``folder`` is the user's: an error raised there is named as theirs."""
     _FOLDERS.add(Path(folder).resolve())
@@ -104,7 +113,8 @@ def users_error(
     if frame is None and not isinstance(error, always):
         return None
     said = describe(error) if frame is not None else one_line(error)  # minilm's check of the output says "it ..."
-    return UserCodeError(f"loss {loss} failed {when}: {said}{where(frame)}")
+    kind = UserValueError if isinstance(error, ValueError) else UserTypeError if isinstance(error, TypeError) else None
+    return (kind or UserCodeError)(f"loss {loss} failed {when}: {said}{where(frame)}")
 
 
 @contextmanager
