@@ -66,11 +66,11 @@ def differences(recorded: dict, now: dict) -> list[str]:
         return {k: v for k, v in flat.items() if k not in ("recipe.data.train", "recipe.eval.data")}
 
     a, b = comparable(recorded), comparable(now)
-    return code_changes(recorded, now) + [
+    return [
         f"{key}: {a.get(key, _ABSENT)!r} -> {b.get(key, _ABSENT)!r}"
         for key in sorted(set(a) | set(b))
         if a.get(key, _ABSENT) != b.get(key, _ABSENT)
-    ]
+    ] + code_changes(recorded, now)  # last: another loss named in the recipe is said first
 
 
 def code_changes(recorded: dict, now: dict) -> list[str]:
