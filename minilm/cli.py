@@ -12,7 +12,9 @@ import numpy as np
 
 from minilm.loading.hub import DEFAULT_MODEL
 from minilm.train.trainer import TrainingDiverged
+from minilm.util import usercode
 from minilm.util.extras import MissingExtra
+from minilm.util.usercode import UserCodeError
 
 
 def cmd_encode(args) -> int:
@@ -114,7 +116,7 @@ def cmd_train(args) -> int:
 def cmd_sweep(args) -> int:
     from minilm.sweep.runner import run_sweep
 
-    run_sweep(args.sweep, args.output, jobs=args.jobs, plots=not args.no_plots)
+    run_sweep(args.sweep, args.output, jobs=args.jobs, plots=not args.no_plots, restart_changed=args.restart_changed)
     return 0
 
 
@@ -292,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="output directory (default runs/<sweep name>)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
+    p.add_argument(
+        "--restart-changed",
+        action="store_true",
+        help="start over the runs whose loss code or data changed since they were recorded (refused otherwise); "
+        "their results are discarded",
+    )
     p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("eval", help="evaluate a model on a file")
@@ -330,14 +338,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (OSError, ValueError, TypeError, TrainingDiverged, MissingExtra) as e:
-        # a bad model, file or input; a diverged run; an optional package not installed
+    except (OSError, ValueError, TypeError, TrainingDiverged, MissingExtra, UserCodeError) as e:
+        # a bad model, file or input; a diverged run; an optional package not installed; the user's loss code raised
         print(f"minilm {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"minilm {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:
+    except (Exception, SystemExit) as e:
+        frame = usercode.culprit(e)
+        if frame is not None:  # the user's code raised or exited where no step names it (an extension's state_dict)
+            print(f"minilm {args.command}: error: {usercode.describe(e)}{usercode.where(frame)}", file=sys.stderr)
+            return 2
+        if isinstance(e, SystemExit):
+            raise
         if os.environ.get("MINILM_DEBUG"):
             raise
         print(

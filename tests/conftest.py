@@ -87,3 +87,7 @@ def st_real_model(minilm_dir):
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(minilm_dir), device="cpu")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: over ~5 s on an idle 2-core machine (deselect with -m 'not slow')")

@@ -6,7 +6,7 @@ min and max), ``calibration_embeddings``, or the embeddings themselves, which ne
 of embeddings (``minilm encode``) therefore takes ranges computed beforehand. binary and ubinary keep one sign bit
 per dimension (> 0), packed 8 to a byte, so D dimensions become ceil(D / 8) columns; binary stores each byte minus
 128 as int8. The arithmetic is float32 in numpy, step for step as ``sentence_transformers.quantize_embeddings``, so
-the codes are bit-identical to it on the same inputs and calibration (tests/test_quantization.py).
+the codes are bit-identical to it on the same inputs and calibration (tests/encoding/test_quantization.py).
 """
 
 from __future__ import annotations

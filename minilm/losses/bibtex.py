@@ -1,4 +1,4 @@
-"""The BibTeX of the papers behind the losses: as sentence-transformers 6.2 cites its counterparts (tests/test_card.py
+"""The BibTeX of the papers behind the losses: as sentence-transformers 6.2 cites its counterparts (tests/card/test_card.py
 compares them), or, for the metric-learning staples it lacks, the paper's own."""
 
 # noqa: E501 — BibTeX entries are data, kept as the sources print them

@@ -1,5 +1,5 @@
 """A classifier head over sentence pairs (SBERT's NLI objective): a loss with parameters, trained with the model and
-dropped afterwards. Matches sentence-transformers 6.2's SoftmaxLoss (tests/test_losses_vs_st_catalogue.py)."""
+dropped afterwards. Matches sentence-transformers 6.2's SoftmaxLoss (tests/parity/test_losses_vs_st_catalogue.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Distillation: a student fits a teacher's embeddings or scores, given per row as data (kinds "teacher_embeddings"
 and "teacher_scores", ``minilm/losses/inputs.py``). Values and gradients match sentence-transformers 6.2's MSELoss,
-EmbedDistillLoss, MarginMSELoss and DistillKLDivLoss (tests/test_losses_vs_st_catalogue.py).
+EmbedDistillLoss, MarginMSELoss and DistillKLDivLoss (tests/parity/test_losses_vs_st_catalogue.py).
 
 The losses see tensors only: teacher embeddings come from a data column, or from a teacher model a recipe names
 (``[loss] teacher``), which the trainer runs frozen on each batch (``minilm/train/frozen.py``). A teacher's scores

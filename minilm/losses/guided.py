@@ -1,6 +1,6 @@
 """Guided in-batch negatives: a frozen guide model's similarities decide which in-batch candidates are likely false
 negatives, and those are masked out of the softmax. Matches sentence-transformers 6.2's GISTEmbedLoss and (through
-the gradient cache) CachedGISTEmbedLoss (tests/test_losses_vs_st_catalogue.py).
+the gradient cache) CachedGISTEmbedLoss (tests/parity/test_losses_vs_st_catalogue.py).
 
 The guide's embeddings of every column are an input here (``guide=``), declared with ``@needs(..., guide=True)``:
 the loss stays a pure function of tensors. The trainer loads the guide model a recipe names (``[loss] guide``), keeps

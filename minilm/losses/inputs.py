@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
@@ -210,6 +210,34 @@ CONTEXT = {
 }
 
 
+class LossOutputError(TypeError):
+    """What a loss returned (or did to its inputs) cannot be trained on: not a 0-d tensor, a statistic that is not one
+    number, a loss detached from the embeddings, inputs changed in place. The trainer names the loss."""
+
+
+def call_loss(loss_fn: Callable, embeddings: Sequence[Tensor], inputs: dict) -> tuple[Tensor, dict[str, float]]:
+    """``loss_fn(*embeddings, **inputs)`` in a training step, as (loss, statistics), checked for what would train
+    silently wrong: inputs changed in place (their version counters moved: free to read, no copy; the columns'
+    embeddings are views of one tensor, so a change to one moves them all) and a loss that does not require grad
+    (nothing would be learnt; its backward would fail with torch's own words)."""
+    given = [("the embeddings", e) for e in embeddings] + [(k, v) for k, v in inputs.items() if isinstance(v, Tensor)]
+    versions = [t._version for _, t in given]
+    loss, stats = split_output(loss_fn(*embeddings, **inputs))
+    changed = list(dict.fromkeys(name for (name, t), v in zip(given, versions) if t._version != v))
+    if changed:
+        raise LossOutputError(
+            f"it changed {', '.join(changed)} in place (an in-place operation such as x.mul_(2), x += 1, x[i] = 0 or "
+            f"F.normalize(x, out=x)); a loss must leave its inputs as given (the step and its extensions use them "
+            f"after the loss): compute new tensors instead (x = x * 2)"
+        )
+    if not loss.requires_grad:
+        raise LossOutputError(
+            "it returned a loss that does not require grad: it is detached from the embeddings (.detach(), .item(), "
+            ".data, torch.tensor(...) or torch.no_grad() inside the loss?), so nothing would be learnt from it"
+        )
+    return loss, stats
+
+
 def split_output(output) -> tuple[Tensor, dict[str, float]]:
     """A loss's result as (loss, statistics).
 
@@ -218,21 +246,26 @@ def split_output(output) -> tuple[Tensor, dict[str, float]]:
     """
     if isinstance(output, tuple):
         if len(output) != 2 or not isinstance(output[1], dict):
-            raise TypeError(
+            raise LossOutputError(
                 f"a loss returns a 0-d tensor or (loss, dict of statistics), got a tuple of {len(output)} items"
             )
         loss, raw = output
     else:
         loss, raw = output, {}
     if not isinstance(loss, Tensor) or loss.ndim != 0:
-        raise TypeError(
+        raise LossOutputError(
             f"a loss must return a 0-d tensor, got {type(loss).__name__}"
             + (f" of shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else "")
         )
     stats = {}
     for name, value in raw.items():
+        if isinstance(value, Tensor) and value.numel() != 1:
+            raise LossOutputError(
+                f"loss statistic {name!r} must be one number (a float or a 0-d tensor), got a tensor of shape "
+                f"{tuple(value.shape)}: reduce it (.mean()) or report each value under its own name"
+            )
         number = float(value.detach()) if isinstance(value, Tensor) else value
         if not isinstance(name, str) or isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise TypeError(f"loss statistic {name!r} must be a number, got {type(value).__name__}")
+            raise LossOutputError(f"loss statistic {name!r} must be a number, got {type(value).__name__}")
         stats[name] = float(number) if math.isfinite(number) else None  # JSON has no NaN: None, and logs say so
     return loss, stats

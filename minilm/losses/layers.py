@@ -1,7 +1,7 @@
 """Losses over every layer of the encoder: AdaptiveLayer (Li et al. 2024, "2D Matryoshka Sentence Embeddings") trains
 the earlier layers' pooled outputs with the same loss and a KL term towards the last layer, so the model can be cut
 short; Matryoshka2d does so with a Matryoshka loss. Match sentence-transformers 6.2's AdaptiveLayerLoss and
-Matryoshka2dLoss (tests/test_losses_vs_st_catalogue.py).
+Matryoshka2dLoss (tests/parity/test_losses_vs_st_catalogue.py).
 
 These are functions of the embeddings they need: the last layer's pooled embeddings of each text column and those of
 the chosen earlier layers (the padded model exposes every layer's hidden states; pooling them the way the model pools

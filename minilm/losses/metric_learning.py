@@ -3,7 +3,7 @@ computes them: SupCon, NT-Xent, Circle and Multi-Similarity (with its miner). Cl
 
 Each takes (embeddings (B, D), labels (B,)) and compares every pair of rows: positives share a label, negatives do
 not (``miners.positive_mask`` / ``negative_mask``). pytorch-metric-learning reduces differently per loss; each
-docstring says how, and tests/test_losses_vs_pml.py checks values and gradients against it. Like PML, a batch
+docstring says how, and tests/parity/test_losses_vs_pml.py checks values and gradients against it. Like PML, a batch
 without a single positive pair or negative pair gives 0 (with a zero gradient).
 """
 

@@ -1,6 +1,6 @@
 """Contrastive Tension (Carlsson et al. 2021): two copies of the model, trained against each other without labels.
 Matches sentence-transformers 6.2's ContrastiveTensionLoss and ContrastiveTensionLossInBatchNegatives
-(tests/test_losses_vs_st_catalogue.py).
+(tests/parity/test_losses_vs_st_catalogue.py).
 
 Both take the embeddings of the first copy (``embeddings_a``) and of the second (``embeddings_b``), and declare it
 with ``@needs(..., model_copy=True)``: the trainer keeps a second trained copy of the model (built once from the

@@ -1,7 +1,7 @@
 """Triplet losses: triplets given as three columns, and triplets mined inside a labelled batch.
 
 Layers: ``distances.py`` (how far apart) -> ``miners.py`` (which triplets) -> here (how to penalise). Values and
-gradients match sentence-transformers 6.2 (tests/test_losses_vs_st.py).
+gradients match sentence-transformers 6.2 (tests/parity/test_losses_vs_st.py).
 
 ``report=True`` makes a loss return ``(loss, statistics)`` (see ``inputs.split_output``): the fraction of active
 triplets (those with a positive loss; for soft margin, those whose positive is farther than their negative) and the

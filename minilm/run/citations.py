@@ -22,6 +22,7 @@ from minilm.run.registry import (
     resolve_loss,
     settable,
 )
+from minilm.util import usercode
 
 
 def reference_of(name: str, settings: dict) -> Reference | None:
@@ -36,10 +37,10 @@ def describe_loss(name: str, settings: dict, base_dir: str | Path | None = None)
     signature = inspect.signature(loss).parameters
     given = {k: v for k, v in settings.items() if k not in MATRYOSHKA_KEYS}
     shown = {key: given.get(key, signature[key].default) for key in settable(loss)}
-    shown = {key: f"{v.__module__}.{v.__qualname__}" if callable(v) else v for key, v in shown.items()}  # an inner loss
+    shown = {key: usercode.name_of(v) if callable(v) else v for key, v in shown.items()}  # an inner loss
     if makes_pairs(needs_of(loss)):  # how its pairs were made is part of the method
         shown[PAIRS_KEY] = settings.get(PAIRS_KEY, PAIRS_DEFAULT)
-    function = f"{loss.__module__}.{loss.__qualname__}"
+    function = usercode.name_of(loss)  # a user's loss as file.py:function
     found = reference_of(name, settings)
     st_names, citations = [], {}
     if found is not None:

@@ -1,7 +1,8 @@
 """One run per output directory: a record of the run it holds (run.json) and a lock while a run uses it.
 
 The record says which run the directory belongs to: the recipe as checked (after ``--set`` / ``--data`` / ``--quick``),
-the sha256 of its data files, the seed and the overrides given. A second run into a directory that holds a run is
+the sha256 of its data files and of the user's loss code (the loss file and the modules beside it that it imports:
+``registry.loss_files``), the seed and the overrides given. A second run into a directory that holds a run is
 refused by name, unless it resumes (then the record must match, or what differs is named) or overwrites (which
 removes only what a run writes: run.json, log.jsonl, final/, checkpoints/). The lock is an ``flock`` on ``.lock``:
 a second concurrent run fails at once, and the kernel releases the lock when a run ends however it ends, so a killed
@@ -15,8 +16,9 @@ import os
 from pathlib import Path
 
 from minilm.loading.hub import sha256_of
+from minilm.run.registry import code_fingerprint
 from minilm.train.trainer import LOG_NAME
-from minilm.util.io import read_json, remove_tree, stale_temporaries, write_json
+from minilm.util.io import TEMP_MARK, read_json, remove_tree, stale_temporaries, write_json
 
 try:
     import fcntl
@@ -27,6 +29,7 @@ RECORD_NAME = "run.json"
 LOCK_NAME = ".lock"
 RUN_OUTPUTS = (RECORD_NAME, LOG_NAME, "final", "checkpoints")  # everything a run writes, and all --overwrite removes
 _ABSENT = "(absent)"
+FINGERPRINT = "code_sha256"  # the record's key for the sha256 of each file of the user's loss code
 
 
 class OutputDirError(ValueError):
@@ -34,24 +37,32 @@ class OutputDirError(ValueError):
 
 
 def run_record(recipe) -> dict:
-    """Which run this is: the checked recipe, the fingerprint of its data, its seed and the overrides given."""
-    data = {"train": sha256_of(Path(recipe.data["train"]))}
-    if recipe.eval is not None:
-        data["eval"] = sha256_of(Path(recipe.eval["data"]))
+    """Which run this is: the checked recipe, the fingerprint of its data and of the user's loss code, its seed and
+    the overrides given."""
     return {
         "recipe": recipe.as_dict(),
-        "data_sha256": data,
+        "data_sha256": data_fingerprint(recipe),
+        "code_sha256": code_fingerprint(recipe.loss, recipe.path.parent),
         "seed": recipe.train["seed"],
         "overrides": list(getattr(recipe, "overrides", ())),
     }
 
 
+def data_fingerprint(recipe) -> dict:
+    """The sha256 of the recipe's data files, by role (train, eval)."""
+    data = {"train": sha256_of(Path(recipe.data["train"]))}
+    if recipe.eval is not None:
+        data["eval"] = sha256_of(Path(recipe.eval["data"]))
+    return data
+
+
 def differences(recorded: dict, now: dict) -> list[str]:
     """What differs between two run records, as "key: recorded value -> value now"; data files are compared by
-    content (their sha256), not by path, and the overrides by their effect on the recipe."""
+    content (their sha256), not by path, and the overrides by their effect on the recipe. A file of the user's loss
+    code reads "loss code FILE: changed" (or "now imported" / "no longer imported")."""
 
     def comparable(record: dict) -> dict:
-        flat = _flatten({k: v for k, v in record.items() if k != "overrides"})
+        flat = _flatten({k: v for k, v in record.items() if k not in ("overrides", FINGERPRINT)})
         return {k: v for k, v in flat.items() if k not in ("recipe.data.train", "recipe.eval.data")}
 
     a, b = comparable(recorded), comparable(now)
@@ -59,7 +70,23 @@ def differences(recorded: dict, now: dict) -> list[str]:
         f"{key}: {a.get(key, _ABSENT)!r} -> {b.get(key, _ABSENT)!r}"
         for key in sorted(set(a) | set(b))
         if a.get(key, _ABSENT) != b.get(key, _ABSENT)
-    ]
+    ] + code_changes(recorded, now)  # last: another loss named in the recipe is said first
+
+
+def code_changes(recorded: dict, now: dict) -> list[str]:
+    """The files of the user's loss code that differ between two records, each named: "loss code FILE: changed"."""
+    before, after = recorded.get(FINGERPRINT, {}), now.get(FINGERPRINT, {})
+    if not isinstance(before, dict):
+        before = {}
+    changed = []
+    for file in sorted(set(before) | set(after)):
+        if file not in before:
+            changed.append(f"loss code {file}: not in the record (imported now, or recorded by an older minilm)")
+        elif file not in after:
+            changed.append(f"loss code {file}: no longer imported")
+        elif before[file] != after[file]:
+            changed.append(f"loss code {file}: changed (sha256 {before[file][:12]}... -> {after[file][:12]}...)")
+    return changed
 
 
 def _flatten(value, prefix: str = "") -> dict:
@@ -116,6 +143,32 @@ def claim(directory: Path, record: dict, resume: bool = False, overwrite: bool =
     return held
 
 
+def claim_directory(directory: Path, outputs: tuple[str, ...], what: str) -> Claim:
+    """Lock ``directory`` for one process (and the workers it forks) that writes only ``outputs`` there (a sweep):
+    a folder holding anything else is refused before anything is added to it, a second process while the first
+    holds the lock fails at once naming its pid, and a dead writer's temporaries are removed."""
+    directory = Path(directory)
+    if os.path.lexists(directory) and not directory.is_dir():
+        raise OutputDirError(f"output directory {directory} exists and is not a directory")
+    if directory.is_dir():
+        others = sorted(p.name for p in directory.iterdir() if p.name not in outputs and p.name != LOCK_NAME)
+        others = [name for name in others if not (name.startswith(".") and TEMP_MARK in name)]  # minilm's own
+        if others:
+            listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise OutputDirError(
+                f"output directory {directory} holds files that are not {what}'s ({listed}); choose another --output"
+            )
+    directory.mkdir(parents=True, exist_ok=True)
+    held = Claim(directory, _lock(directory))
+    try:
+        for leftover in stale_temporaries(directory):
+            remove_tree(leftover)
+    except BaseException:
+        held.release()
+        raise
+    return held
+
+
 def _lock(directory: Path) -> int | None:
     if fcntl is None:
         return None
@@ -156,7 +209,8 @@ def _check(directory: Path, record: dict, resume: bool, overwrite: bool) -> None
             shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
             raise OutputDirError(
                 f"--resume: {directory} holds another run ({RECORD_NAME} differs: {shown}); resume "
-                f"with the same recipe, data and --set values, or use --overwrite or another --output"
+                f"with the same recipe, data, loss code and --set values, or use --overwrite (starts the run over) "
+                f"or another --output"
             )
         return
     if overwrite:

@@ -8,11 +8,15 @@ follows from that declaration, not from the name.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import functools
+import hashlib
 import importlib
 import importlib.util
 import inspect
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +25,11 @@ import torch
 from torch import Tensor, nn
 
 from minilm import losses
+from minilm.loading.hub import sha256_of
 from minilm.losses.catalogue import LOSSES as CATALOGUE_LOSSES
 from minilm.losses.inputs import CONTEXT, MODEL_ROLES, Needs, module_of, needs_of, split_output
 from minilm.train.wiring import candidates, setting_keys
+from minilm.util import usercode
 
 LOSSES = CATALOGUE_LOSSES  # name -> loss, from the one catalogue table (minilm/losses/catalogue.py)
 
@@ -66,7 +72,12 @@ class UnknownLossSettings(ValueError):
 
 
 def resolve_loss(name: str, base_dir: str | Path | None = None) -> Callable[..., Tensor]:
-    """The loss function ``name`` refers to: a registry name, ``module:attribute`` or ``file.py:attribute``."""
+    """The loss function ``name`` refers to: a registry name, ``module:attribute`` or ``file.py:attribute``.
+
+    A loss file is loaded as a module of its own (named after its resolved path, so two files called ``losses.py``
+    stay apart); its folder is importable while it loads, so it can import modules beside it (``import helpers``;
+    import them at the top of the file: the folder leaves ``sys.path`` once the file has loaded). Its folder is the
+    user's code (``minilm.util.usercode``): anything raised there, at import or later, is named as the user's."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"a loss name must be a non-empty string, got {name!r}")
     if name in LOSSES:
@@ -81,22 +92,19 @@ def resolve_loss(name: str, base_dir: str | Path | None = None) -> Callable[...,
         path = Path(where) if base_dir is None else Path(base_dir) / where
         if not path.is_file():
             raise ValueError(f"loss {name!r}: file {path.resolve()} not found")
-        module_name = f"minilm_user_loss_{abs(hash(str(path.resolve())))}"
-        module = sys.modules.get(module_name)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
-            try:
-                spec.loader.exec_module(module)
-            except Exception as e:
-                del sys.modules[module_name]
-                raise ValueError(f"loss {name!r}: importing {path} failed: {type(e).__name__}: {e}") from e
+        module = _load_file(path.resolve(), f"{Path(where).name}:{attribute}")
     else:
         try:
             module = importlib.import_module(where)
         except ImportError as e:
             raise ValueError(f"loss {name!r}: cannot import module {where!r} ({e})") from None
+        except (Exception, SystemExit) as e:
+            raise usercode.UserCodeError(
+                f"loss {name}: importing module {where} failed: {usercode.describe(e)}"
+                f"{usercode.where(usercode.culprit(e) or _last_frame(e))}"
+            ) from e
+        if where.split(".")[0] != "minilm" and getattr(module, "__file__", None):
+            usercode.register(Path(module.__file__).parent)  # the user's own importable module
     loss = getattr(module, attribute, None)
     if not callable(loss):
         raise ValueError(f"loss {name!r}: {where} has no function {attribute!r}")
@@ -105,6 +113,116 @@ def resolve_loss(name: str, base_dir: str | Path | None = None) -> Callable[...,
     except TypeError as e:
         raise ValueError(f"loss {name!r}: {e}") from None
     return loss
+
+
+def _load_file(path: Path, shown: str):
+    """The module of the loss file ``path`` (resolved), loaded once per process."""
+    module_name = usercode.MODULE_PREFIX + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    module = sys.modules.get(module_name)
+    if module is not None:
+        return module
+    folder = path.parent
+    usercode.register(folder)
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    # A module beside this file wins over one of the same name imported earlier from elsewhere (another loss folder's
+    # helpers.py, a library's top-level utils): it steps aside while this file loads, as it would for a script run
+    # from this folder, and is put back afterwards; this file keeps the module it imported.
+    beside = {p.stem for p in folder.glob("*.py")} | {p.parent.name for p in folder.glob("*/__init__.py")}
+    aside = {
+        key: sys.modules.pop(key)
+        for key in list(sys.modules)
+        if key.split(".")[0] in beside and not _from_folder(sys.modules[key], folder)
+    }
+    sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
+    sys.path.insert(0, str(folder))
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as e:
+        del sys.modules[module_name]
+        raise usercode.UserCodeError(
+            f"loss {shown}: importing {path} failed: {usercode.describe(e)}"
+            f"{usercode.where(usercode.culprit(e) or _last_frame(e))}"
+        ) from e
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(folder))
+        for key, earlier in aside.items():
+            sys.modules[key] = earlier
+    return module
+
+
+def _from_folder(module, folder: Path) -> bool:
+    file = getattr(module, "__file__", None)
+    return bool(file) and folder in Path(file).resolve().parents
+
+
+def _last_frame(error: BaseException):
+    frames = traceback.extract_tb(error.__traceback__)
+    return frames[-1] if frames else None
+
+
+def loss_files(name: str, base_dir: str | Path | None = None) -> dict[str, Path]:
+    """The user's code behind loss ``name``: the file it names and the modules beside it that the file imports (and
+    they import), found by reading their import statements, as {the file as the recipe names it: path}. A loss of
+    minilm's library gives {}. An import hidden from the parser (``importlib.import_module(text)``) is not found."""
+    if not isinstance(name, str) or name in LOSSES or ":" not in name:
+        return {}
+    where = name.rpartition(":")[0]
+    if where.endswith(".py"):
+        path = (Path(where) if base_dir is None else Path(base_dir) / where).resolve()
+        shown = Path(where)
+    else:
+        module = sys.modules.get(where) or importlib.import_module(where)
+        if where.split(".")[0] == "minilm" or not getattr(module, "__file__", None):
+            return {}
+        path = Path(module.__file__).resolve()
+        shown = path
+    found = {}
+    for file in _sources(path):
+        found[str(shown.parent / file.relative_to(path.parent))] = file
+    return found
+
+
+def _sources(path: Path) -> list[Path]:
+    """``path`` and the files under its folder that it imports, transitively (``import x``, ``from x import y``,
+    ``import pkg.sub``; relative imports inside a package)."""
+    folder, found, todo = path.parent, [], [path]
+    while todo:
+        file = todo.pop()
+        if file in found or not file.is_file() or folder not in file.parents:
+            continue
+        found.append(file)
+        try:
+            tree = ast.parse(file.read_bytes())
+        except (SyntaxError, ValueError):  # loading it fails and says so; nothing more to find here
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                dotted = [(folder, alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = folder if not node.level else file.parents[node.level - 1]
+                module = node.module or ""
+                dotted = [(base, module)] if module else []
+                dotted += [(base, f"{module}.{alias.name}" if module else alias.name) for alias in node.names]
+            else:
+                continue
+            for base, name in dotted:
+                parts = name.split(".")
+                for i in range(1, len(parts) + 1):  # a package's __init__ runs on the way to its module
+                    stem = base.joinpath(*parts[:i])
+                    todo += [stem.with_suffix(".py"), stem / "__init__.py"]
+    return sorted(found, key=lambda p: (p != path, p))
+
+
+def code_fingerprint(loss: dict, base_dir: str | Path | None = None) -> dict[str, str]:
+    """The sha256 of every file of the user's code a ``[loss]`` table names (its loss, and a layer loss's inner
+    loss): what a run's record holds, so that a resume or a sweep rerun with changed code is refused."""
+    names = [loss.get("name"), loss.get(INNER_KEY)]
+    files = {}
+    for name in names:
+        files.update(loss_files(name, base_dir))
+    return {shown: sha256_of(path) for shown, path in sorted(files.items())}
 
 
 @dataclass(frozen=True)
@@ -227,7 +345,8 @@ def _build(spec: LossSpec, context: dict | None) -> Callable[..., Tensor]:
         missing = [k for k in CONTEXT if k in wanted and k not in given and wanted[k].default is wanted[k].empty]
         if missing:
             raise ValueError(f"loss {name!r} needs {missing} from the run ({', '.join(CONTEXT[k] for k in missing)})")
-        loss = found(**kwargs, **given)
+        with usercode.blame(found, "when built (its __init__)"):
+            loss = found(**kwargs, **given)
     else:
         loss = functools.partial(found, **kwargs)
         if needs_of(found).layers and INNER_KEY in kwargs:  # it consumes what its inner loss consumes
@@ -237,7 +356,7 @@ def _build(spec: LossSpec, context: dict | None) -> Callable[..., Tensor]:
 
 
 def _check(spec: LossSpec, dry_run: bool) -> None:
-    name, kwargs, declared = spec.name, spec.settings, spec.needs
+    name, kwargs, declared, found = spec.name, spec.settings, spec.needs, spec.function
     valid = settable(spec.function)
     if TEACHER_KEY in kwargs and declared.kind not in MODEL_ROLES:
         raise ValueError(teacher_refusal(name, declared))
@@ -277,15 +396,19 @@ def _check(spec: LossSpec, dry_run: bool) -> None:
     width = max(dims) if isinstance(dims, (list, tuple)) and dims and all(isinstance(d, int) for d in dims) else 8
     width = min(width, 8192)  # a dry run, not an allocation test
     try:
-        context = {"embedding_dim": width, **({"num_labels": 2} if declared.target == "labels" else {})}  # as a run has
-        bound = _build(spec, context)
-        # a loss that projects the student to a teacher's width says which width its teacher rows have
-        args, targets = dummy_inputs(declared, width, teacher_width=getattr(bound, "teacher_dim", width))
-        for extension in candidates(declared):  # its own settings, and what it would add at a step
-            extension.check_settings(kwargs)
-            targets.update(extension.example_inputs(args))
-        split_output(bound(*args, **targets))
+        with usercode.blame(found, "on a tiny random batch (the check before any model loads)"):
+            labels = {"num_labels": 2} if declared.target == "labels" else {}
+            context = {"embedding_dim": width, **labels}  # as a run has
+            bound = _build(spec, context)
+            # a loss that projects the student to a teacher's width says which width its teacher rows have
+            args, targets = dummy_inputs(declared, width, teacher_width=getattr(bound, "teacher_dim", width))
+            for extension in candidates(declared):  # its own settings, and what it would add at a step
+                extension.check_settings(kwargs)
+                targets.update(extension.example_inputs(args))
+            split_output(bound(*args, **targets))
     except (TypeError, ValueError) as e:
+        if isinstance(e, usercode.UserCodeError):  # named already, with the user's line
+            raise
         if str(e).startswith(f"loss {name!r}: "):  # make_loss named it already
             raise ValueError(str(e)) from e
         raise ValueError(f"loss {name!r}: {e}") from e

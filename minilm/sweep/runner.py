@@ -26,17 +26,24 @@ batches (seed, batch_size, epochs, max_steps).
 every run), the training data and the evaluator are built once, and the evaluation before training, the same for
 every run, is computed once. **Resumable**: each run lives in ``OUTPUT/runs/<config>/seed-<s>/`` (the trainer's
 log.jsonl and checkpoints, ``run.json`` saying what it is, ``result.json`` once finished); a rerun skips finished
-runs and resumes unfinished ones from their newest checkpoint. ``jobs`` > 1 runs that many at a time in forked
-worker processes, each with its share of the CPU threads. Every file the sweep writes is written beside its target
-and renamed into place. Reading and checking the file: ``sweep_spec.py``; the tables and plots: ``sweep_report.py``.
+runs and resumes unfinished ones from their newest checkpoint, unless the loss code or data a run was recorded with
+changed (refused, naming the files; ``--restart-changed`` starts those runs over). ``jobs`` > 1 runs that many at a
+time in forked worker processes, each with its share of the CPU threads, which die with the sweep. The output folder
+is the sweep's alone, and one sweep's at a time (``output_dir.claim_directory``). Every file the sweep writes is
+written beside its target and renamed into place. Reading and checking the file: ``spec.py``; the tables and plots:
+``report.py``.
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes
 import json
 import multiprocessing
-import shutil
+import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,11 +51,18 @@ from pathlib import Path
 
 import torch
 
-from minilm.sweep.spec import RESULT, RUN_RECORD, RunSpec, Sweep, SweepError, load_sweep
+from minilm.run.output_dir import claim_directory, code_changes
+from minilm.sweep.report import PLOTS, TABLES
+from minilm.sweep.spec import FINGERPRINTS, RESULT, RUN_RECORD, RunSpec, Sweep, SweepError, load_sweep
 from minilm.util.checks import check_texts
-from minilm.util.io import write_json
+from minilm.util.io import read_json, remove_tree, write_json
+from minilm.util.usercode import UserCodeError
 
 __all__ = ["run_sweep", "load_sweep", "SweepError", "train_run", "CachedTokenizer"]
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+RUN_OUTPUTS = (RUN_RECORD, "log.jsonl", "checkpoints", "final", RESULT)  # what a run of a sweep writes in its folder
+SWEEP_OUTPUTS = ("runs", *TABLES, *PLOTS)  # what a sweep writes in its output folder; anything else is the user's
 
 
 class CachedTokenizer:
@@ -107,44 +121,98 @@ def run_sweep(
     jobs: int = 1,
     plots: bool = True,
     log: Callable[[str], None] = print,
+    restart_changed: bool = False,
 ) -> list[dict]:
-    """Run every pending run of the sweep, then write sweep.csv, sweep.md and the plots; returns the results."""
+    """Run every pending run of the sweep, then write sweep.csv, sweep.md and the plots; returns the results.
+
+    The output directory is the sweep's alone (a folder holding other files is refused) and one sweep's at a time (a
+    lock, held until the sweep and its workers end). A run recorded with other loss code or data than the sweep's
+    now is refused, naming the file, unless ``restart_changed`` (``--restart-changed``) starts it over."""
     from minilm.sweep.report import write_plots, write_tables
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"--jobs must be a positive int, got {jobs!r}")
     sweep = load_sweep(path, output)
     output = Path(output) if output is not None else Path("runs") / sweep.name
-    pending = [run for run in sweep.runs if not _finished(run)]
-    pending.sort(key=lambda run: (sweep.seeds.index(run.seed), run.index))  # seed by seed: pairs complete early
-    log(
-        f"sweep {sweep.name}: {len(sweep.configs)} configurations x {len(sweep.seeds)} seeds; "
-        f"{len(sweep.runs) - len(pending)} finished, {len(pending)} to run"
-    )
-    if pending:
-        start = time.perf_counter()
-        shared = _prepare(sweep, log)
-        _check_metric(sweep, shared.before)
-        log(f"base model, data and evaluation before training ready in {time.perf_counter() - start:.1f} s")
-        for result in _execute(pending, shared, jobs):
-            log(f"[{result['label']} seed {result['seed']}] {result['status']} in {result['seconds']:.1f} s")
-            write_tables(sweep, output)
-    write_tables(sweep, output)
-    if plots:
-        write_plots(sweep, output, log)
-    return [json.loads((run.directory / RESULT).read_text(encoding="utf-8")) for run in sweep.runs if _finished(run)]
+    # its tables and plots are the sweep's only beside its runs/ folder: a lone sweep.md is someone else's
+    ours = SWEEP_OUTPUTS if (output / "runs").is_dir() else ("runs",)
+    with claim_directory(output, ours, "a minilm sweep"):
+        finished = _check_runs(sweep, restart_changed, log)
+        pending = [run for run in sweep.runs if run not in finished]
+        pending.sort(key=lambda run: (sweep.seeds.index(run.seed), run.index))  # seed by seed: pairs complete early
+        log(
+            f"sweep {sweep.name}: {len(sweep.configs)} configurations x {len(sweep.seeds)} seeds; "
+            f"{len(sweep.runs) - len(pending)} finished, {len(pending)} to run"
+        )
+        if pending:
+            start = time.perf_counter()
+            shared = _prepare(sweep, log)
+            _check_metric(sweep, shared.before)
+            log(f"base model, data and evaluation before training ready in {time.perf_counter() - start:.1f} s")
+            for result in _execute(pending, shared, jobs):
+                log(f"[{result['label']} seed {result['seed']}] {result['status']} in {result['seconds']:.1f} s")
+                write_tables(sweep, output)
+        else:
+            _metric_of_finished(sweep)
+        write_tables(sweep, output)
+        if plots:
+            write_plots(sweep, output, log)
+        return [_read_json(run.directory / RESULT) for run in sweep.runs if (run.directory / RESULT).is_file()]
 
 
-def _finished(run: RunSpec) -> bool:
-    """A finished run of this very configuration; a directory started for another one is refused, not reused."""
-    record = run.directory / RUN_RECORD
-    if record.is_file():
-        if json.loads(record.read_text(encoding="utf-8")) != json.loads(json.dumps(run.record())):
+def _read_json(path: Path) -> dict:
+    return read_json(path, dict, SweepError)
+
+
+def _check_runs(sweep: Sweep, restart_changed: bool, log) -> list[RunSpec]:
+    """The runs already finished. Each run folder must hold a run of this very configuration (one of another is
+    refused, not reused) with the same inputs: one recorded with other loss code or data is refused naming the
+    files, or, with ``restart_changed``, cleared to run again. A finished run's leftover checkpoints go."""
+    changed = []
+    for run in sweep.runs:
+        record = run.directory / RUN_RECORD
+        if not record.is_file():
+            continue
+        recorded, now = _read_json(record), json.loads(json.dumps(run.record()))
+        if recorded == now:
+            continue
+        if {k: v for k, v in recorded.items() if k not in FINGERPRINTS} != {
+            k: v for k, v in now.items() if k not in FINGERPRINTS
+        }:
             raise SweepError(
                 f"{run.directory} holds a run of another configuration (its {RUN_RECORD} differs from "
                 f"{run.label!r} seed {run.seed} of this sweep): use another --output, or remove it"
             )
-    return (run.directory / RESULT).is_file()
+        changed.append((run, _input_changes(recorded, now)))
+    if changed and not restart_changed:
+        shown = "; ".join(f"{run.label!r} seed {run.seed}: {', '.join(what)}" for run, what in changed[:3])
+        more = f"; and {len(changed) - 3} more runs" if len(changed) > 3 else ""
+        raise SweepError(
+            f"{sweep.path}: the inputs of {len(changed)} recorded run(s) changed since they ran, so their results "
+            f"would mix two versions ({shown}{more}); restore the files, or rerun with --restart-changed to start "
+            f"those runs over (their results are discarded)"
+        )
+    for run, what in changed:
+        log(f"[{run.label} seed {run.seed}] starting over: {', '.join(what)}")
+        for name in RUN_OUTPUTS:
+            if os.path.lexists(run.directory / name):
+                remove_tree(run.directory / name)
+    finished = [run for run in sweep.runs if (run.directory / RESULT).is_file()]
+    for run in finished:  # a kill between its result and the removal of its checkpoints
+        if (run.directory / "checkpoints").exists():
+            remove_tree(run.directory / "checkpoints")
+    return finished
+
+
+def _input_changes(recorded: dict, now: dict) -> list[str]:
+    """What changed in a run's inputs, by file: its loss code (as the loss names it) and its data (by role)."""
+    said = code_changes(recorded, now)
+    before, after = recorded.get("data_sha256") or {}, now.get("data_sha256") or {}
+    for role in sorted(set(before) | set(after)):
+        if before.get(role) != after.get(role):
+            file = now["recipe"]["data"]["train"] if role == "train" else now["recipe"].get("eval", {}).get("data")
+            said.append(f"{role} data {file}: changed" if role in before else f"{role} data {file}: not in the record")
+    return said or ["fingerprints not in the record (recorded by an older minilm)"]
 
 
 def _prepare(sweep: Sweep, log) -> Shared:
@@ -169,6 +237,16 @@ def _check_metric(sweep: Sweep, before: dict) -> None:
         raise SweepError(f"{sweep.path}: metric {sweep.metric!r} is not one the evaluation gives: {sorted(before)}")
 
 
+def _metric_of_finished(sweep: Sweep) -> None:
+    """With every run finished nothing is evaluated: the metric (the evaluation's first when the file names none)
+    comes from the finished runs' evaluation before training, which is the evaluation's own order."""
+    for run in sweep.runs:
+        history = _read_json(run.directory / RESULT).get("history") or []
+        if history:
+            _check_metric(sweep, {k: v for k, v in history[0].items() if k != "step"})
+            return
+
+
 _WORK: tuple[list[RunSpec], Shared] | None = None  # what forked workers inherit
 
 
@@ -183,11 +261,38 @@ def _execute(pending: list[RunSpec], shared: Shared, jobs: int):
     threads = max(1, torch.get_num_threads() // jobs)
     try:
         with multiprocessing.get_context("fork").Pool(
-            jobs, initializer=torch.set_num_threads, initargs=(threads,)
+            jobs, initializer=_start_worker, initargs=(threads, os.getpid())
         ) as pool:
             yield from pool.imap_unordered(_train_in_worker, range(len(pending)))
     finally:
         _WORK = None
+
+
+def _start_worker(threads: int, parent: int) -> None:
+    """A worker's start: its share of the threads, and its end with the sweep's: a worker left training after its
+    parent was killed would write into run folders a rerun resumes (Linux: the kernel sends it SIGKILL when the
+    parent dies, ``PR_SET_PDEATHSIG``; elsewhere a thread watches the parent's pid)."""
+    torch.set_num_threads(threads)
+    if not _die_with_parent():
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="minilm-parent-watch").start()
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _die_with_parent() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _train_in_worker(i: int) -> dict:
@@ -212,41 +317,46 @@ def train_run(run: RunSpec, shared: Shared) -> dict:
         load_weights(model.bert, found[-1] / "model")
         evaluate = shared.evaluate
     else:  # a fresh start: what an earlier attempt left before its first checkpoint goes
-        for stale in (directory / "log.jsonl", directory / "checkpoints", directory / "final"):
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+        for stale in RUN_OUTPUTS[1:]:
+            if os.path.lexists(directory / stale):
+                remove_tree(directory / stale)
         evaluate = _first_call_gives(shared.before, shared.evaluate)  # the base model's, evaluated once
     prefix = f"[{run.label} seed {run.seed}] "
-    trainer = build_trainer(
-        run.recipe,
-        model,
-        shared.data,
-        make_sampler(run.recipe, shared.data),
-        evaluate,
-        directory,
-        lambda line: shared.log(prefix + line),
-        load_model=shared.load_model,
-        card=False,
-    )
-    trainer.save_final = run.keep == "final"
-    if found:
-        trainer.resume_from(found[-1])
-        shared.log(f"{prefix}resumed from {found[-1].name}")
-    status, error = "done", None
     try:
-        trainer.train()
-    except TrainingDiverged as e:
-        status, error = "diverged", str(e)
+        trainer = build_trainer(
+            run.recipe,
+            model,
+            shared.data,
+            make_sampler(run.recipe, shared.data),
+            evaluate,
+            directory,
+            lambda line: shared.log(prefix + line),
+            load_model=shared.load_model,
+            card=False,
+        )
+        trainer.save_final = run.keep == "final"
+        if found:
+            trainer.resume_from(found[-1])
+            shared.log(f"{prefix}resumed from {found[-1].name}")
+        status, error = "done", None
+        try:
+            trainer.train()
+        except TrainingDiverged as e:
+            status, error = "diverged", str(e)
+    except UserCodeError as e:  # the sweep ends with it, naming the run
+        raise UserCodeError(f"{prefix}{e}") from None
     result = {
         **run.record(),
         "status": status,
         "error": error,
         "steps": trainer.step,
         "history": trainer.history,
-        "seconds": time.perf_counter() - start,
+        "seconds": trainer.seconds_before + time.perf_counter() - start,  # the attempts before a resume too
     }
     del result["recipe"]
     write_json(directory / RESULT, result)
-    shutil.rmtree(directory / "checkpoints", ignore_errors=True)  # only a resume needed them
+    if (directory / "checkpoints").exists():
+        remove_tree(directory / "checkpoints")  # only a resume needed them; renamed away first, then removed
     return result
 
 

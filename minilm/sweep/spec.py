@@ -8,6 +8,7 @@ runs of different configurations are paired; a loss file named in a sweep is rel
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass, field
 from itertools import product
@@ -15,10 +16,20 @@ from pathlib import Path
 
 import tomllib
 
+from minilm.run.output_dir import data_fingerprint
 from minilm.run.recipe import Recipe, RecipeError, apply_overrides, read_recipe, validate
-from minilm.run.registry import GUIDE_KEY, TEACHER_KEY, UnknownLossSettings, check_loss_kwargs, loss_needs, makes_pairs
+from minilm.run.registry import (
+    GUIDE_KEY,
+    TEACHER_KEY,
+    UnknownLossSettings,
+    check_loss_kwargs,
+    code_fingerprint,
+    loss_needs,
+    makes_pairs,
+)
 
-RUN_RECORD = "run.json"  # what a run is: its configuration, seed and full recipe
+RUN_RECORD = "run.json"  # what a run is: its configuration, seed, full recipe and the fingerprints of its inputs
+FINGERPRINTS = ("data_sha256", "code_sha256")  # the keys of a run record that say what its inputs were
 RESULT = "result.json"  # written last: the run is finished
 PAIRING_KEYS = ("seed", "batch_size", "epochs", "max_steps")  # what decides a run's batches: shared by every config
 TOP_KEYS = {
@@ -33,6 +44,7 @@ TOP_KEYS = {
 }
 CONFIG_KEYS = {"label": str, "loss": dict, "grid": dict, "lr": (float, int, list), "train": dict}
 KEEP = ("none", "final")  # what stays of a finished run besides its log: nothing more, or its final model
+MAX_RUNS = 10_000  # configurations x seeds: checked before anything is built
 
 
 class SweepError(ValueError):
@@ -54,9 +66,18 @@ class RunSpec:
     recipe: Recipe
     directory: Path
     keep: str = "none"  # KEEP: what stays of it besides its log and result
+    data_sha256: dict = field(default_factory=dict)  # of its data files, by role
+    code_sha256: dict = field(default_factory=dict)  # of every file of the user's loss code it runs
 
     def record(self) -> dict:
-        return {"label": self.label, "config": self.index, "seed": self.seed, "recipe": self.recipe.as_dict()}
+        return {
+            "label": self.label,
+            "config": self.index,
+            "seed": self.seed,
+            "recipe": self.recipe.as_dict(),
+            FINGERPRINTS[0]: self.data_sha256,
+            FINGERPRINTS[1]: self.code_sha256,
+        }
 
 
 @dataclass
@@ -88,6 +109,12 @@ def load_sweep(path: str | Path, output: str | Path | None = None) -> Sweep:
     for key in ("recipe", "seeds", "configs"):
         if key not in raw:
             raise SweepError(f"{path}: missing key {key}")
+    count = raw["seeds"] if isinstance(raw["seeds"], int) else len(raw["seeds"])
+    if count > MAX_RUNS:  # before any list is built: seeds = 1000000000 would be gigabytes
+        raise SweepError(
+            f"{path}: seeds asks for {count} runs per configuration; a sweep runs at most {MAX_RUNS} runs in all "
+            f"(configurations x seeds)"
+        )
     seeds = list(range(raw["seeds"])) if isinstance(raw["seeds"], int) else raw["seeds"]
     if (
         not seeds
@@ -111,18 +138,33 @@ def load_sweep(path: str | Path, output: str | Path | None = None) -> Sweep:
         [],
     )
     for i, table in enumerate(raw["configs"], 1):
-        sweep.configs += _expand(table, i, path)
+        sweep.configs += _expand(table, i, path, MAX_RUNS // len(seeds) - len(sweep.configs))
     labels = [c.label for c in sweep.configs]
     if len(set(labels)) != len(labels):
         raise SweepError(f"{path}: configuration labels must be distinct, got {labels}; give each a label")
+    folders: dict[str, str] = {}
+    for label in labels:  # one folder per configuration: two labels that slug alike would train into one
+        other = folders.setdefault(_slug(label).casefold(), label)
+        if other != label:
+            raise SweepError(
+                f"{path}: configurations {other!r} and {label!r} would share the run folder runs/{_slug(label)} "
+                f"(a folder name keeps letters, digits and ._=+-; case is ignored); give one of them another label"
+            )
     base_raw = _base_recipe(sweep, raw.get("set", []))
     sampler = _common_sampler(sweep, base_raw)
     output = Path(output) if output is not None else Path("runs") / sweep.name
+    data: dict[tuple, dict] = {}  # every run reads the base recipe's data: hashed once
     for index, config in enumerate(sweep.configs):
+        code = None
         for seed in seeds:
             recipe = _run_recipe(sweep, base_raw, config, seed, sampler)
             directory = output / "runs" / _slug(config.label) / f"seed-{seed}"
-            sweep.runs.append(RunSpec(index, config.label, seed, recipe, directory, keep))
+            files = (recipe.data["train"], recipe.eval["data"])
+            if files not in data:
+                data[files] = data_fingerprint(recipe)
+            if code is None:
+                code = code_fingerprint(recipe.loss, recipe.path.parent)
+            sweep.runs.append(RunSpec(index, config.label, seed, recipe, directory, keep, data[files], code))
     return sweep
 
 
@@ -136,8 +178,9 @@ def _check_types(table: dict, schema: dict, path: Path, where: str) -> None:
             raise SweepError(f"{path}: {where}{key} must be {names}, got {type(value).__name__} {value!r}")
 
 
-def _expand(table: dict, number: int, path: Path) -> list[Config]:
-    """One [[configs]] table -> its configurations: the product of its grid axes (and learning rates)."""
+def _expand(table: dict, number: int, path: Path, room: int) -> list[Config]:
+    """One [[configs]] table -> its configurations: the product of its grid axes (and learning rates), refused
+    before it is built when it is more than ``room`` (what MAX_RUNS leaves)."""
     where = f"[[configs]] {number}: "
     _check_types(table, CONFIG_KEYS, path, where)
     if "name" not in table.get("loss", {}):
@@ -174,6 +217,12 @@ def _expand(table: dict, number: int, path: Path) -> list[Config]:
         lr is None or (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0) for lr in lrs
     ):
         raise SweepError(f"{path}: {where}lr must be a positive number or a non-empty list of them, got {lrs!r}")
+    size = math.prod(len(values) for values in grid.values()) * len(lrs)
+    if size > room:
+        raise SweepError(
+            f"{path}: {where}grid and lr make {size} configurations; with the other configurations and the seeds "
+            f"that is more than the {MAX_RUNS} runs a sweep runs at most"
+        )
     short = loss["name"].rpartition(":")[2]
     configs = []
     for values in product(*grid.values(), lrs):

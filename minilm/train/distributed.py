@@ -31,15 +31,32 @@ from torch import Tensor, nn
 def init_from_env(timeout_s: float) -> bool:
     """Join the process group torchrun describes in the environment. True if this call created it (the caller
     then owns ``shutdown``); False when not launched by torchrun (WORLD_SIZE unset or 1) or already joined."""
-    if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if dist.is_initialized() or env_int("WORLD_SIZE", 1) <= 1:
         return False
     if not timeout_s > 0:
         raise ValueError(f"distributed_timeout_s must be > 0, got {timeout_s}")
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(env_int("LOCAL_RANK", 0))
     dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     return True
+
+
+def env_int(name: str, default: int) -> int:
+    """An environment variable torchrun sets, as a non-negative int; anything else is refused naming the variable."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(
+            f"environment variable {name}={text!r} is not a non-negative integer (torchrun sets it; unset it to "
+            f"train in one process)"
+        )
+    return value
 
 
 def shutdown() -> None:
@@ -198,7 +215,7 @@ def average_gradients(params: list[Tensor]) -> None:
 
 
 def mean_over_ranks(x: Tensor) -> Tensor:
-    """The average of a detached scalar over ranks (for logs and the divergence check, which all ranks must agree on)."""
+    """The average of a detached scalar over ranks (for logs and the divergence check, which all ranks agree on)."""
     if world_size() == 1:
         return x
     x = x.detach().clone()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from minilm.losses.inputs import split_output
+from minilm.losses.inputs import call_loss
 from minilm.train.columns import Column, bare_model, check_columns, model_device, rows_of
 
 
@@ -115,7 +115,7 @@ def loss_and_grads(
     """
     leaves = [e.detach().requires_grad_() for e in embeddings]
     with torch.enable_grad():
-        loss, stats = split_output(loss_fn(*leaves, **loss_kwargs))
+        loss, stats = call_loss(loss_fn, leaves, loss_kwargs)  # checked: attached, inputs left as given
         loss.backward()  # fills the leaves' .grad and the loss parameters' .grad in one pass
     grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in leaves]  # an unused column
     return loss.detach(), grads, stats

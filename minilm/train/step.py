@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from minilm.losses.inputs import split_output
+from minilm.losses.inputs import call_loss
 from minilm.train.columns import Column, check_columns, embed_columns
 from minilm.train.grad_cache import cached_step
 
@@ -65,7 +65,7 @@ def step(
         return StepResult(loss, stats, embeddings)
     check_columns(columns, 1)
     embeddings, more = embed(model, columns)
-    loss, stats = split_output(loss_fn(*embeddings, **inputs, **more))
+    loss, stats = call_loss(loss_fn, embeddings, {**inputs, **more})  # checked: attached, inputs left as given
     loss.backward()
     return StepResult(loss.detach(), stats, [e.detach() for e in embeddings])
 

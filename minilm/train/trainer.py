@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import math
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from safetensors.torch import save
 from minilm.card import TrainingCard
 from minilm.data.dataset import TrainData
 from minilm.loading.weights import load_weights
+from minilm.losses.inputs import LossOutputError
 from minilm.train import distributed
 from minilm.train.best import BestTracker
 from minilm.train.checkpoints import STATE_NAME, checkpoint_name, checkpoints, read_state, write_state
@@ -35,6 +37,7 @@ from minilm.train.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, para
 from minilm.train.reporting import TensorBoard, check_report_to
 from minilm.train.step import GradCache, embed_plain, step
 from minilm.train.wiring import build_extensions, check_extensions
+from minilm.util import usercode
 from minilm.util.checks import NonFiniteError
 from minilm.util.io import (
     WriteError,
@@ -63,6 +66,7 @@ TRAINER_KEYS = {
     "history",
     "extensions",
     "best",
+    "seconds",
 }
 
 __all__ = ["LOG_NAME", "TrainConfig", "TrainData", "Trainer", "TrainingDiverged"]
@@ -127,6 +131,9 @@ class Trainer:
         )
         self.step = 0
         self.epoch = 0
+        # run time: this attempt's (since the trainer was built), plus that of the attempts before a resume, as their
+        # checkpoint recorded it (what a killed attempt did after its last checkpoint is redone, not counted)
+        self.started, self.seconds_before = time.perf_counter(), 0.0
         self.history: list[dict] = []  # evaluation results, in order
         self.last_checkpoint: Path | None = None
         training = [part for part in self.parts.values() if part.trains]
@@ -216,17 +223,18 @@ class Trainer:
     def train_step(self, rows: list[int]) -> dict:
         """One step (the loss's inputs, forward and backward), clip, AdamW and schedule; the log record of the step."""
         columns, targets = self.data.batch(rows)
-        inputs = {k: v.to(self.device) for k, v in targets.items()}
-        for ext in self.extensions:
-            inputs.update(ext.loss_inputs(columns, self.step, self.device))
-        try:
-            result = step(self.forward_model, columns, self.loss_fn, inputs, self.embed, self.cache)
-        except NonFiniteError as e:  # finite weights can still overflow in the forward pass
-            self.optimizer.zero_grad()
-            raise TrainingDiverged(
-                f"step {self.step + 1} (epoch {self.epoch}): {e}; the weights after step {self.step} overflow "
-                f"(learning rate too high?); nothing from this step was saved{self._last_good()}"
-            ) from None
+        with self.users_code():  # the loss, and what its extensions add, may be the user's own code
+            inputs = {k: v.to(self.device) for k, v in targets.items()}
+            for ext in self.extensions:
+                inputs.update(ext.loss_inputs(columns, self.step, self.device))
+            try:
+                result = step(self.forward_model, columns, self.loss_fn, inputs, self.embed, self.cache)
+            except NonFiniteError as e:  # finite weights can still overflow in the forward pass
+                self.optimizer.zero_grad()
+                raise TrainingDiverged(
+                    f"step {self.step + 1} (epoch {self.epoch}): {e}; the weights after step {self.step} overflow "
+                    f"(learning rate too high?); nothing from this step was saved{self._last_good()}"
+                ) from None
         distributed.average_gradients(self.outside_ddp)  # DDP averages the model's; the parts' are outside it
         loss = distributed.mean_over_ranks(result.loss)  # every rank logs and checks the same number
         grad_norm = clip_grad_norm(self.params, self.config.max_grad_norm)  # DDP made the gradients equal on every rank
@@ -241,14 +249,27 @@ class Trainer:
         self.optimizer.step()
         self.schedule.step()
         self.optimizer.zero_grad()
-        for ext in self.extensions:
-            ext.after_step(result)
+        with self.users_code():
+            for ext in self.extensions:
+                ext.after_step(result)
         self.step += 1
         self.check_weights(lr)
         record = {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
         if result.stats:
             record["stats"] = self.mean_statistics(result.stats)
         return record
+
+    def users_code(self):
+        """A block that may run the user's code (their loss, their extension): what it raises, SystemExit included,
+        or a loss output the step refuses (detached, changed inputs), ends the run as one error naming the loss as
+        ``file.py:function``, the step and the error (``minilm/util/usercode.py``); a non-finite tensor stays a
+        diverged run."""
+        return usercode.blame(
+            self.loss_fn,
+            f"at step {self.step + 1} (epoch {self.epoch})",
+            always=(LossOutputError,),
+            never=(NonFiniteError, TrainingDiverged),
+        )
 
     def mean_statistics(self, stats: dict) -> dict:
         """The loss's statistics averaged over ranks (each rank's are of its shard unless the loss is gathered)."""
@@ -259,16 +280,22 @@ class Trainer:
         return {k: v if math.isfinite(v) else None for k, v in zip(stats, means)}
 
     def saved_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """Every tensor a checkpoint or the final save holds besides the optimiser's moments: the model's weights,
-        each checkpointed part's state and each extension's own state (a queue), by name."""
+        """Every tensor a checkpoint or the final save holds: the model's weights, each checkpointed part's state,
+        each extension's own state (a queue) and the optimiser's moments of every parameter, by name."""
         yield from self.model.named_parameters()
+        names = {id(p): name for name, p in self.model.named_parameters()}
         for name, part in self.parts.items():
+            names.update({id(p): f"{name}.{key}" for key, p in part.module.named_parameters()})
             if part.checkpointed or part.saved:
                 for key, value in part.module.state_dict().items():
                     yield f"{name}.{key}", value
         for ext in self.extensions:
             for key, value in ext.state_dict().items():
                 yield f"{ext.name}.{key}", value
+        for param, moments in self.optimizer.state.items():  # exp_avg_sq can overflow while the weights stay finite
+            for key, value in moments.items():
+                if isinstance(value, torch.Tensor):
+                    yield f"optimizer.{names.get(id(param), 'parameter')}.{key}", value
 
     def check_weights(self, lr: float) -> None:
         """Stop the run at the step that made any saved tensor NaN or infinite (e.g. a learning rate far too high):
@@ -280,8 +307,9 @@ class Trainer:
         bad = [name for name, t in named if not bool(torch.isfinite(t).all())]
         if not bad:  # a sum overflowed, the values themselves are finite
             return
+        what = "optimiser state" if bad[0].startswith("optimizer.") else "weight"
         raise TrainingDiverged(
-            f"step {self.step} (epoch {self.epoch}, lr {lr:.3g}) made weight {bad[0]} non-finite"
+            f"step {self.step} (epoch {self.epoch}, lr {lr:.3g}) made {what} {bad[0]} non-finite"
             f"{f' (and {len(bad) - 1} more tensors)' if len(bad) > 1 else ''} though its loss and gradient norm were "
             f"finite; the learning rate is likely too high. Nothing from this step was saved{self._last_good()}"
         )
@@ -455,7 +483,12 @@ class Trainer:
             **{name: part.module.state_dict() for name, part in self.parts.items() if part.checkpointed},
             "extensions": {ext.name: ext.state_dict() for ext in self.extensions if ext.state_dict()},
             "best": self.best.state_dict() if self.best is not None else None,
+            "seconds": self.seconds(),
         }
+
+    def seconds(self) -> float:
+        """The run's time so far, over every attempt (``started``)."""
+        return self.seconds_before + time.perf_counter() - self.started
 
     def load_state_dict(self, state: dict) -> None:
         kept = {name for name, part in self.parts.items() if part.checkpointed}
@@ -473,6 +506,7 @@ class Trainer:
                 f"loss does not have: was it written with another loss?"
             )
         self.step, self.epoch, self.history = state["step"], state["epoch"], list(state["history"])
+        self.seconds_before = float(state.get("seconds", 0.0))  # absent in a checkpoint of an older minilm
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.sampler.load_state_dict(state["sampler"])

@@ -177,7 +177,7 @@ def test_describe_loss_fills_in_defaults_and_cites_what_it_can(tmp_path):
         "def uncited(a, b):\n    return mnrl(a, b)\n", encoding="utf-8")
     mine = describe_loss("mine.py:cited", {}, tmp_path)
     assert mine.st_names == [] and mine.citations == {"cited": "@misc{me2025, title={Mine}}"}
-    assert mine.settings == {"scale": 5.0} and mine.function.endswith(".cited")
+    assert mine.settings == {"scale": 5.0} and mine.function == "mine.py:cited"  # issue 19: file.py:function
     assert describe_loss("mine.py:uncited", {}, tmp_path).citations == {}
 
 

@@ -73,7 +73,9 @@ def test_the_markdown_table_marks_intervals_that_exclude_zero(tmp_path):
     rows = [{"config_index": c, "seed": s + 1, "status": "done", "acc": v, "acc_before": 0.8, "seconds": 1.0,
              "final_loss": 0.5, "stat.active": 0.25} for c, vs in values.items() for s, v in enumerate(vs)]
     table = markdown(sweep, rows)
-    assert "| base | 3 | 0.8000 | 0.8800 | 0.0200 | [0.8303, 0.9297] | baseline | — |" in table
-    assert "| better | 3 | 0.8000 | 0.9100 | 0.0100 | [0.8852, 0.9348] | +0.0300 | [+0.0052, +0.0548] ✱ |" in table
-    assert "| +0.0100 | [-0.1390, +0.1590] |" in table and table.count("✱") == 2  # the legend, and better
-    assert "| better | 0.5000 | 0.2500 |" in table
+    assert "| base | 3 | 0.8000 | 0.8800 | 0.0200 | [0.8303, 0.9297] | baseline | — | — | — |" in table
+    # better: p 0.035 by the paired t-test, 0.070 after Holm over 2 comparisons: no star (issue 19)
+    assert ("| better | 3 | 0.8000 | 0.9100 | 0.0100 | [0.8852, 0.9348] | +0.0300 | [+0.0052, +0.0548] | 0.035 | "
+            "0.070 |") in table
+    assert "| +0.0100 | [-0.1390, +0.1590] | 0.800 | 0.800 |" in table and table.count("✱") == 1  # the legend
+    assert "| better | 0.5000 | — | — | — | 0.2500 |" in table
