@@ -16,16 +16,30 @@ from minilm.util.extras import MissingExtra
 
 
 def cmd_encode(args) -> int:
-    from minilm.corpus.encode import CorpusOptions, describe, encode_file, ranges_from_file
-    from minilm.corpus.npyfile import check_overwritable
+    from minilm.corpus.encode import (
+        CorpusOptions,
+        check_input_file,
+        describe,
+        encode_file,
+        ranges_from_file,
+        written_paths,
+    )
+    from minilm.corpus.npyfile import check_not_an_input, check_overwritable
     from minilm.corpus.shards import parse_shard, shard_from_env, target_path
     from minilm.encoder import SentenceEncoder
 
-    if args.input != "-" and not Path(args.input).is_file():  # before the model loads
-        raise FileNotFoundError(f"input file {args.input} does not exist")
+    if args.input != "-":  # before the model loads
+        check_input_file(Path(args.input))
     shard = parse_shard(args.shard) if args.shard else shard_from_env() or (0, 1)  # torchrun: RANK / WORLD_SIZE
     output = Path(args.output)
-    check_overwritable(target_path(output, shard), None if args.input == "-" else Path(args.input))
+    # Every file the command reads; the output may be none of them (a calibration .npy would pass as an old output).
+    inputs = {"--calibration": args.calibration, "--ranges": args.ranges}
+    inputs = {option: Path(path) for option, path in inputs.items() if path}
+    target = target_path(output, shard)
+    check_not_an_input(
+        written_paths(target, shard[1]), {**inputs, **({"input": Path(args.input)} if args.input != "-" else {})}
+    )
+    check_overwritable(target, None if args.input == "-" else Path(args.input))
     if args.ranges and args.calibration:
         raise ValueError("give --ranges or --calibration, not both")
     ranges = (
@@ -48,7 +62,14 @@ def cmd_encode(args) -> int:
     if args.max_seq_length is not None:
         model.max_seq_length = args.max_seq_length
     written = encode_file(
-        model, args.input, args.output, options, shard, restart=args.restart, progress=not args.no_progress
+        model,
+        args.input,
+        args.output,
+        options,
+        shard,
+        restart=args.restart,
+        progress=not args.no_progress,
+        inputs=inputs,
     )
     print(describe(written, args.input), file=sys.stderr)
     return 0
