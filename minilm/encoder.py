@@ -22,13 +22,13 @@ from minilm.fast.int8 import Int8Cache
 from minilm.fast.unpadded import forward_unpadded, forward_unpadded_layers, pool_unpadded
 from minilm.fast.workers import batch_workers, default_workers
 from minilm.util.io import building, check_replaceable
-from minilm.loading.layout import (DEFAULT_PROMPTS, SAVED_FILES, check_prompts, read_model_settings, read_modules, read_st_config,
-                     tokenizer_max_length, write_layout)
+from minilm.loading.folder import read_model_folder
+from minilm.loading.layout import DEFAULT_PROMPTS, SAVED_FILES, check_prompts, write_layout
 from minilm.model import POOLING_MODES, BertModel, pool
 from minilm.util.progress import Progress
 from minilm.encoding.quantization import check_precision
 from minilm.loading.tokenizer import WordPieceTokenizer
-from minilm.loading.weights import CheckpointError, load_weights, read_config
+from minilm.loading.weights import WEIGHTS_NAME, CheckpointError, load_state
 
 
 class SentenceEncoder(nn.Module):
@@ -77,21 +77,15 @@ class SentenceEncoder(nn.Module):
         another name is kept).
         """
         directory = resolve_model_dir(name_or_path)
-        if not (directory / "config.json").is_file():
-            raise CheckpointError(f"{directory} has no config.json; it is not a BERT checkpoint")
-        config = read_config(directory / "config.json")
-        pooling, normalize = read_modules(directory)
-        settings = read_model_settings(directory, prompts, default_prompt_name, truncate_dim)
-        max_seq_length, lower = read_st_config(directory / "sentence_bert_config.json")
-        max_seq_length = max_seq_length or tokenizer_max_length(directory, config)
+        # Every file read and checked (sizes against the weights' header, bounds, dtypes, token ids) from one save of
+        # the folder, before the model is allocated (minilm/loading/folder.py).
+        folder = read_model_folder(directory, prompts, default_prompt_name, truncate_dim)
+        settings, tokenizer = folder.settings, folder.tokenizer
+        bert = BertModel(folder.config)
+        load_state(bert, folder.state, directory / WEIGHTS_NAME)
+        del folder.state
         try:
-            tokenizer = WordPieceTokenizer.from_dir(directory, max_seq_length, lower)
-        except ValueError as e:
-            raise CheckpointError(f"{directory}: {e}") from None
-        bert = BertModel(config)
-        load_weights(bert, directory)
-        try:
-            model = cls(bert, tokenizer, pooling, normalize, prompts=settings.prompts,
+            model = cls(bert, tokenizer, folder.pooling, folder.normalize, prompts=settings.prompts,
                         default_prompt_name=settings.default_prompt_name, truncate_dim=settings.truncate_dim)
         except ValueError as e:
             raise CheckpointError(f"{directory}: {e}") from None
