@@ -17,6 +17,13 @@ from minilm.losses.bibtex import SBERT_CITATION
 from minilm.util import io
 
 MODEL_ID = "sentence_transformers_model_id"  # sentence-transformers' placeholder: its push_to_hub fills in the repo id
+# How sentence-transformers' cards name each similarity_fn_name.
+SIMILARITY_NAMES = {
+    "cosine": "Cosine Similarity",
+    "dot": "Dot Product",
+    "euclidean": "Euclidean Distance",
+    "manhattan": "Manhattan Distance",
+}
 EXAMPLES = ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]
 
 
@@ -41,7 +48,7 @@ def description(model, config: dict, modules: list, training: TrainingCard | Non
     lines += [
         f"- **Maximum Sequence Length:** {model.max_seq_length} tokens",
         f"- **Output Dimensionality:** {model.embedding_dim} dimensions",
-        "- **Similarity Function:** Cosine Similarity",
+        f"- **Similarity Function:** {SIMILARITY_NAMES.get(model.similarity_fn_name, model.similarity_fn_name)}",
     ]
     lines.append(
         f"- **Training Dataset:** {training.dataset_name}" if training else "<!-- - **Training Dataset:** Unknown -->"

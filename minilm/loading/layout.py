@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from minilm import __version__
+from minilm.encoding.similarity import SIMILARITY_FUNCTIONS
 from minilm.loading.tokenizer import TOKENIZER_FILES
 from minilm.loading.weights import WEIGHTS_NAME, CheckpointError, config_to_dict, save_weights
 from minilm.model import POOLING_MODES, BertConfig
@@ -118,6 +119,7 @@ class ModelSettings:
     prompts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PROMPTS))
     default_prompt_name: str | None = None
     truncate_dim: int | None = None
+    similarity_fn_name: str | None = None  # None: the default, "cosine"
 
 
 def check_prompts(prompts, where: str) -> dict[str, str]:
@@ -151,7 +153,10 @@ def read_model_settings(
         default_prompt_name = saved.get("default_prompt_name")
     if truncate_dim is None:
         truncate_dim = saved.get("truncate_dim")
-    return ModelSettings(merged, default_prompt_name, truncate_dim)
+    similarity_fn_name = saved.get("similarity_fn_name")
+    if similarity_fn_name is not None and similarity_fn_name not in SIMILARITY_FUNCTIONS:
+        raise CheckpointError(f"{path}: similarity_fn_name {similarity_fn_name!r} is not one of {SIMILARITY_FUNCTIONS}")
+    return ModelSettings(merged, default_prompt_name, truncate_dim, similarity_fn_name)
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -196,8 +201,8 @@ def write_layout(model, directory: Path) -> None:
         "model_type": ST_MODEL_TYPE,
         "prompts": model.prompts,
         "default_prompt_name": model.default_prompt_name,
-        "similarity_fn_name": "cosine",
-    }  # what similarity() computes
+        "similarity_fn_name": model.similarity_fn_name,  # what similarity() computes
+    }
     if model.truncate_dim is not None:
         settings["truncate_dim"] = model.truncate_dim
     write_json("config_sentence_transformers.json", settings)
