@@ -210,7 +210,7 @@ def column_stats(values: list, tokenizer) -> dict:
                 "max": f"{max(lengths)} tokens",
             },
         }
-    if isinstance(first, bool) or isinstance(first, int):
+    if isinstance(first, (bool, int)):
         counts: dict = {}
         for v in values:
             counts[v] = counts.get(v, 0) + 1
