@@ -90,6 +90,7 @@ class SentenceEncoder(nn.Module):
         except ValueError as e:
             raise CheckpointError(f"{directory}: {e}") from None
         model.similarity_fn_name = settings.similarity_fn_name
+        model.base_model = str(name_or_path)  # what a card of this model, saved as it is, names as its base
         model.eval()  # inference by default, like sentence-transformers; the trainer switches dropout on
         model = model.to(device) if device is not None else model
         if compile:

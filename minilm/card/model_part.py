@@ -38,11 +38,11 @@ def intro(model, base: str | None) -> str:
     )
 
 
-def description(model, config: dict, modules: list, training: TrainingCard | None) -> str:
+def description(model, config: dict, modules: list, training: TrainingCard | None, base: str | None = None) -> str:
     lines = ["### Model Description", "- **Model Type:** Sentence Transformer"]
     lines.append(
-        f"- **Base model:** {model_link(training.base_model)}"
-        if training
+        f"- **Base model:** {model_link(base)}"
+        if base
         else "<!-- - **Base model:** [Unknown](https://huggingface.co/unknown) -->"
     )
     lines += [
