@@ -177,8 +177,17 @@ def _copy(source, sink, size: int, hashed) -> int:
 
 def shard_from_env() -> tuple[int, int] | None:
     """(RANK, WORLD_SIZE) when launched by torchrun with more than one process, else None."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
+    world, rank = env_int("WORLD_SIZE", 1), env_int("RANK", 0)
+    return (rank, world) if world > 1 else None
+
+
+def env_int(name: str, default: int) -> int:
+    """An integer environment variable (torchrun's), or an error naming the variable and its value."""
+    text = os.environ.get(name)
+    try:
+        return default if text is None else int(text)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={text!r} is not an integer (torchrun sets it)") from None
 
 
 def parse_shard(text: str) -> tuple[int, int]:
