@@ -349,3 +349,11 @@ def test_a_sharded_encode_killed_and_joined_equals_one_process(model_dir, tmp_pa
     print(f"killed at (shard, status, rows recorded): {kills}")
     assert main(["encode-join", "--output", str(tmp_path / "e.npy")]) == 0
     assert (tmp_path / "e.npy").read_bytes() == (tmp_path / "one.npy").read_bytes()
+
+
+def test_join_never_writes_over_one_of_its_parts(three_parts, tmp_path):
+    """An output that is a symlink to a part (or to its manifest) would be replaced by the join reading it."""
+    (tmp_path / "e.npy").symlink_to(three_parts[1])
+    with pytest.raises(ValueError, match=rf"--output {tmp_path / 'e.npy'} is the part 1 file {three_parts[1]}"):
+        join_parts(tmp_path / "e.npy")
+    assert (tmp_path / "e.npy").is_symlink() and three_parts[1].is_file()
