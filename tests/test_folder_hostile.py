@@ -202,3 +202,24 @@ def test_a_checked_folder_still_loads_the_same_model(saved, minilm_dir):
     loaded = SentenceEncoder.from_pretrained(saved)
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_layers_the_file_lacks_are_refused_before_the_model_is_built(tiny, monkeypatch):
+    """One stray tensor of layer 399 makes 400 layers look held: every key the config needs must be in the header,
+    checked before BertModel allocates 400 layers."""
+    state = load_file(tiny / "model.safetensors")
+    state["encoder.layer.399.output.dense.bias"] = torch.zeros(32)
+    save_file(state, tiny / "model.safetensors")
+    edit_config(tiny, num_hidden_layers=400)
+    import minilm.encoder
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built before the checkpoint was checked")
+
+    monkeypatch.setattr(minilm.encoder, "BertModel", never)
+    with pytest.raises(
+        CheckpointError,
+        match=r"model.safetensors does not fit the config .*config.json:\n  missing "
+        r"keys: encoder.layer.2.attention.self.query.weight",
+    ):
+        SentenceEncoder.from_pretrained(tiny)

@@ -95,9 +95,12 @@ def expected_shapes(config: BertConfig, table: dict[str, str]) -> dict[str, tupl
     return out
 
 
-def check_header(weights: Path, config_path: Path, config: BertConfig, table: dict[str, str]) -> None:
+def check_header(
+    weights: Path, config_path: Path, config: BertConfig, table: dict[str, str], ignored: tuple[str, ...] = ()
+) -> None:
     """Refuse, before the model is built, a checkpoint whose tensors are not the ones ``config`` describes: the layer
-    count, every shape (naming config.json's keys), every dtype floating (naming the tensor)."""
+    count, every shape (naming config.json's keys), every dtype floating (naming the tensor), every key of ``table``
+    present and none beyond it (but ``ignored``): a config cannot make the model allocate what the file lacks."""
     tensors = {name.removeprefix("bert."): value for name, value in read_header(weights).items()}
     for name, (dtype, _) in tensors.items():
         if dtype not in FLOATING and name != "embeddings.position_ids":  # the position-id buffer is integer
@@ -116,4 +119,12 @@ def check_header(weights: Path, config_path: Path, config: BertConfig, table: di
                 f"{config_path}: {said} do not fit {weights}: {name}: checkpoint {tensors[name][1]}, the config "
                 f"makes it {shape}"
             )
-    # Missing and unexpected keys are listed, all of them, when the weights are copied (weights.load_state).
+    missing = [name for name in table if name not in tensors]
+    unexpected = [name for name in tensors if name not in table and name not in ignored]
+    problems = [
+        f"{what}: {', '.join(names)}"
+        for what, names in (("missing keys", missing), ("unexpected keys", unexpected))
+        if names
+    ]
+    if problems:
+        raise HeaderError(f"{weights} does not fit the config {config_path}:\n  " + "\n  ".join(problems))

@@ -151,7 +151,7 @@ def check_weights_header(directory: Path, config: BertConfig) -> None:
     """The folder's model.safetensors fits ``config`` (layer count, shapes, floating dtypes), from its header alone:
     call it before ``BertModel(config)`` allocates anything."""
     try:
-        check_header(weights_path(directory), directory / "config.json", config, key_table(config))
+        check_header(weights_path(directory), directory / "config.json", config, key_table(config), IGNORED)
     except HeaderError as e:
         raise CheckpointError(str(e)) from None
 
