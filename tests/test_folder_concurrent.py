@@ -9,6 +9,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,16 +73,16 @@ def test_every_load_while_another_process_saves_is_one_whole_model(two_models, t
     )
     try:
         assert saver.stdout.readline() == "saved\n"
-        seen = []
-        for _ in range(LOADS):
+        seen, saves, deadline = [], 0, time.monotonic() + 600
+        while (len(seen) < LOADS or saves < 10) and time.monotonic() < deadline:  # on a loaded machine, load on
             seen.append(known.get(signature(SentenceEncoder.from_pretrained(tmp_path / "m")), "a mix"))
-        saves = int((tmp_path / "saves").read_text() or 0)
+            saves = int((tmp_path / "saves").read_text() or 0) if (tmp_path / "saves").is_file() else 0
     finally:
         saver.kill()
         saver.wait()
     print(
-        f"{LOADS} loads during {saves} saves: {seen.count('a')} A, {seen.count('b')} B, "
-        f"{seen.count('a mix')} mixed; {len(reads) - LOADS} reads retried because a save swapped the folder"
+        f"{len(seen)} loads during {saves} saves: {seen.count('a')} A, {seen.count('b')} B, "
+        f"{seen.count('a mix')} mixed; {len(reads) - len(seen)} reads retried because a save swapped the folder"
     )
     assert "a mix" not in seen
     assert saves >= 10, "the saver was too slow to overlap the loads"
