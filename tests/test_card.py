@@ -51,8 +51,9 @@ def test_untrained_save_writes_a_minimal_card_that_sentence_transformers_loads(m
     assert "generated_from_trainer" not in meta["tags"] and "base_model" not in meta
     assert ModelCard.load(tmp_path / "m" / "README.md").data.library_name == "sentence-transformers"
     # a plain save names what the model was loaded from as its base (a local path: not in the front matter)
-    assert sections(text)[:7] == [f"SentenceTransformer based on {model.base_model}", "Model Details", "Model Description",
-                                  "Model Sources", "Full Model Architecture", "Usage", "Direct Usage (minilm)"]
+    assert sections(text)[:7] == [f"SentenceTransformer based on {model.base_model}", "Model Details",
+                                  "Model Description", "Model Sources", "Full Model Architecture", "Usage",
+                                  "Direct Usage (minilm)"]
     assert "Training Details" not in sections(text) and "Framework Versions" in sections(text)
     assert "- **Maximum Sequence Length:** 256 tokens" in text and "- **Output Dimensionality:** 384 dimensions" in text
     assert "(2): Normalize()" in text and "'pooling_mode_mean_tokens': True" in text
