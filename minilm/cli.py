@@ -4,6 +4,7 @@ fix (``ValueError`` / ``OSError`` naming the file or option) end with exit statu
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -18,16 +19,30 @@ from minilm.util.usercode import UserCodeError
 
 
 def cmd_encode(args) -> int:
-    from minilm.corpus.encode import CorpusOptions, describe, encode_file, ranges_from_file
-    from minilm.corpus.npyfile import check_overwritable
+    from minilm.corpus.encode import (
+        CorpusOptions,
+        check_input_file,
+        describe,
+        encode_file,
+        ranges_from_file,
+        written_paths,
+    )
+    from minilm.corpus.npyfile import check_not_an_input, check_overwritable
     from minilm.corpus.shards import parse_shard, shard_from_env, target_path
     from minilm.encoder import SentenceEncoder
 
-    if args.input != "-" and not Path(args.input).is_file():  # before the model loads
-        raise FileNotFoundError(f"input file {args.input} does not exist")
+    if args.input != "-":  # before the model loads
+        check_input_file(Path(args.input))
     shard = parse_shard(args.shard) if args.shard else shard_from_env() or (0, 1)  # torchrun: RANK / WORLD_SIZE
     output = Path(args.output)
-    check_overwritable(target_path(output, shard), None if args.input == "-" else Path(args.input))
+    # Every file the command reads; the output may be none of them (a calibration .npy would pass as an old output).
+    inputs = {"--calibration": args.calibration, "--ranges": args.ranges}
+    inputs = {option: Path(path) for option, path in inputs.items() if path}
+    target = target_path(output, shard)
+    check_not_an_input(
+        written_paths(target, shard[1]), {**inputs, **({"input": Path(args.input)} if args.input != "-" else {})}
+    )
+    check_overwritable(target, None if args.input == "-" else Path(args.input))
     if args.ranges and args.calibration:
         raise ValueError("give --ranges or --calibration, not both")
     ranges = (
@@ -50,7 +65,14 @@ def cmd_encode(args) -> int:
     if args.max_seq_length is not None:
         model.max_seq_length = args.max_seq_length
     written = encode_file(
-        model, args.input, args.output, options, shard, restart=args.restart, progress=not args.no_progress
+        model,
+        args.input,
+        args.output,
+        options,
+        shard,
+        restart=args.restart,
+        progress=not args.no_progress,
+        inputs=inputs,
     )
     print(describe(written, args.input), file=sys.stderr)
     return 0
@@ -67,8 +89,8 @@ def cmd_encode_join(args) -> int:
 def cmd_compare(args) -> int:
     from minilm.run.compare import read_sentences, report, run_compare
 
-    if args.tolerance < 0:
-        raise ValueError(f"--tolerance must be >= 0, got {args.tolerance}")
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):  # nan would pass every comparison as "not above"
+        raise ValueError(f"--tolerance must be >= 0 and finite, got {args.tolerance}")
     sentences = read_sentences(args.input, args.input_format)
     result = run_compare(args.model, sentences, args.pairs, args.pairs_format, args.batch_size, args.quantized_model)
     print(report(result, args.model, args.tolerance))
@@ -129,12 +151,17 @@ def cmd_eval(args) -> int:
             raise ValueError(f"--roles {item!r}: expected ROLE=COLUMN, e.g. anchor=question")
     roles = dict(item.split("=", 1) for item in args.roles) if args.roles else None
     evaluate = make_evaluator(args.task, args.data, args.format, roles, args.batch_size)
-    result = evaluate(SentenceEncoder.from_pretrained(args.model))
+    model = args.model or DEFAULT_MODEL
+    result = evaluate(SentenceEncoder.from_pretrained(model))
+    # which model scored what: the default model is said, never assumed silently
+    said = f"model {model}" + ("" if args.model else " (the default: no --model given)")
+    rows = getattr(evaluate, "rows", None)
+    print(f"{said}: {args.task} on {'?' if rows is None else f'{rows:,}'} rows of {args.data}")
     undefined = [key for key, value in result.items() if not np.isfinite(value)]
     if undefined:
         raise ValueError(
             f"{', '.join(undefined)} on {args.data} is undefined ({result[undefined[0]]}): model "
-            f"{args.model} gives every pair the same similarity"
+            f"{model} gives every pair the same similarity"
         )
     for key, value in result.items():
         print(f"{key:<20}{value:.6f}")
@@ -303,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("eval", help="evaluate a model on a file")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="local directory or hub id")
+    p.add_argument("--model", help=f"local directory or hub id (default {DEFAULT_MODEL}, said in the output)")
     p.add_argument("--data", required=True, help=".csv/.tsv/.jsonl file, or an STS-benchmark file with --format sts")
     p.add_argument("--task", required=True, choices=["triplet", "similarity", "retrieval"])
     p.add_argument("--format", default="auto", choices=["auto", "sts"])

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from minilm.card import CARD_NAME, TrainingCard, write_card
-from minilm.losses.distances import cosine_similarity_matrix
+from minilm.encoding.similarity import check_similarity_fn_name, similarity_pairwise
+from minilm.encoding.similarity import similarity as similarity_matrix
 from minilm.loading.hub import resolve_model_dir
 from minilm.encoding.options import (UNSET, as_text_list, check_output_value, check_truncate_dim, deprecated_names,
                              finish_sentences, finish_tokens, resolve_prompt)
@@ -22,13 +22,13 @@ from minilm.fast.int8 import Int8Cache
 from minilm.fast.unpadded import forward_unpadded, forward_unpadded_layers, pool_unpadded
 from minilm.fast.workers import batch_workers, default_workers
 from minilm.util.io import building, check_replaceable
-from minilm.loading.layout import (DEFAULT_PROMPTS, SAVED_FILES, check_prompts, read_model_settings, read_modules, read_st_config,
-                     tokenizer_max_length, write_layout)
+from minilm.loading.folder import read_model_folder
+from minilm.loading.layout import DEFAULT_PROMPTS, SAVED_FILES, check_prompts, write_layout
 from minilm.model import POOLING_MODES, BertModel, pool
 from minilm.util.progress import Progress
 from minilm.encoding.quantization import check_precision
 from minilm.loading.tokenizer import WordPieceTokenizer
-from minilm.loading.weights import CheckpointError, load_weights, read_config
+from minilm.loading.weights import WEIGHTS_NAME, CheckpointError, load_state
 
 
 class SentenceEncoder(nn.Module):
@@ -77,24 +77,20 @@ class SentenceEncoder(nn.Module):
         another name is kept).
         """
         directory = resolve_model_dir(name_or_path)
-        if not (directory / "config.json").is_file():
-            raise CheckpointError(f"{directory} has no config.json; it is not a BERT checkpoint")
-        config = read_config(directory / "config.json")
-        pooling, normalize = read_modules(directory)
-        settings = read_model_settings(directory, prompts, default_prompt_name, truncate_dim)
-        max_seq_length, lower = read_st_config(directory / "sentence_bert_config.json")
-        max_seq_length = max_seq_length or tokenizer_max_length(directory, config)
+        # Every file read and checked (sizes against the weights' header, bounds, dtypes, token ids) from one save of
+        # the folder, before the model is allocated (minilm/loading/folder.py).
+        folder = read_model_folder(directory, prompts, default_prompt_name, truncate_dim)
+        settings, tokenizer = folder.settings, folder.tokenizer
+        bert = BertModel(folder.config)
+        load_state(bert, folder.state, directory / WEIGHTS_NAME)
+        del folder.state
         try:
-            tokenizer = WordPieceTokenizer.from_dir(directory, max_seq_length, lower)
-        except ValueError as e:
-            raise CheckpointError(f"{directory}: {e}") from None
-        bert = BertModel(config)
-        load_weights(bert, directory)
-        try:
-            model = cls(bert, tokenizer, pooling, normalize, prompts=settings.prompts,
+            model = cls(bert, tokenizer, folder.pooling, folder.normalize, prompts=settings.prompts,
                         default_prompt_name=settings.default_prompt_name, truncate_dim=settings.truncate_dim)
         except ValueError as e:
             raise CheckpointError(f"{directory}: {e}") from None
+        model.similarity_fn_name = settings.similarity_fn_name
+        model.base_model = str(name_or_path)  # what a card of this model, saved as it is, names as its base
         model.eval()  # inference by default, like sentence-transformers; the trainer switches dropout on
         model = model.to(device) if device is not None else model
         if compile:
@@ -351,20 +347,42 @@ class SentenceEncoder(nn.Module):
                 progress.close()
         return out
 
-    @staticmethod
-    def similarity(a, b):
-        """Cosine similarity matrix (N, M) of two embedding sets (N, H) and (M, H); numpy in gives numpy out."""
-        as_numpy = isinstance(a, np.ndarray)
-        a, b = torch.as_tensor(a), torch.as_tensor(b)
-        a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
-        if a.shape[-1] != b.shape[-1]:
-            raise ValueError(f"similarity: embedding widths differ, a has {a.shape[-1]} and b has {b.shape[-1]}")
-        sim = cosine_similarity_matrix(a, b)  # (N, M)
-        return sim.numpy() if as_numpy else sim
+    # ------------------------------------------------------------------------------------------- similarity
+    # sentence-transformers' API, same names and meanings (minilm/encoding/similarity.py)
+
+    @property
+    def similarity_fn_name(self) -> str:
+        """The function ``similarity`` applies: "cosine" (the default), "dot", "euclidean" or "manhattan" (negative
+        distances). Read from and saved to config_sentence_transformers.json, as sentence-transformers does."""
+        return getattr(self, "_similarity_fn_name", None) or "cosine"
+
+    @similarity_fn_name.setter
+    def similarity_fn_name(self, value) -> None:
+        self._similarity_fn_name = None if value is None else check_similarity_fn_name(value)
+
+    def similarity(self, embeddings1, embeddings2) -> torch.Tensor:
+        """(N, M) similarity matrix of two embedding sets (tensors, arrays or lists of either; one embedding counts
+        as one row) under ``similarity_fn_name``: a float tensor, as sentence-transformers returns."""
+        return similarity_matrix(embeddings1, embeddings2, self.similarity_fn_name)
+
+    def similarity_pairwise(self, embeddings1, embeddings2) -> torch.Tensor:
+        """(N,) similarities of ``embeddings1[i]`` with ``embeddings2[i]`` under ``similarity_fn_name``."""
+        return similarity_pairwise(embeddings1, embeddings2, self.similarity_fn_name)
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """sentence-transformers' former name of ``get_embedding_dimension`` (what ``encode`` returns' width)."""
+        return self.get_embedding_dimension()
+
+    @contextmanager
+    def truncate_sentence_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
+        """sentence-transformers' former name of ``truncate_embeddings``: a context manager."""
+        with self.truncate_embeddings(truncate_dim):
+            yield
 
     # ------------------------------------------------------------------------------------------- saving
 
-    def save(self, path: str | Path, overwrite: bool = False, card: TrainingCard | None = None) -> None:
+    def save(self, path: str | Path, overwrite: bool = False, card: TrainingCard | None = None,
+             model_card: bool = True) -> None:
         """Write the sentence-transformers layout, built beside ``path`` and swapped into place in one step: a failure
         or a kill leaves what was there or the new model, never neither. Permissions follow the umask.
 
@@ -378,4 +396,17 @@ class SentenceEncoder(nn.Module):
         check_replaceable(path, SAVED_FILES, overwrite, "a model")
         with building(path) as tmp:
             write_layout(self, tmp)
-            write_card(self, tmp, card, previous=path / CARD_NAME)
+            if model_card:
+                write_card(self, tmp, card, previous=path / CARD_NAME)
+
+    def save_pretrained(self, path: str | Path, model_name: str | None = None, create_model_card: bool = True,
+                        train_datasets: list[str] | None = None, safe_serialization: bool = True, *,
+                        overwrite: bool = False) -> None:
+        """sentence-transformers' ``save_pretrained``: ``save`` (same refusals; ``overwrite`` as there), without the
+        README.md card if ``create_model_card`` is False. ``model_name`` and ``train_datasets`` only name things in
+        sentence-transformers' card; minilm's card takes them from the training run. Weights are safetensors only."""
+        if not safe_serialization:
+            raise ValueError("save_pretrained: safe_serialization=False (a pickle) is not supported; minilm writes "
+                             "model.safetensors only")
+        del model_name, train_datasets
+        self.save(path, overwrite=overwrite, model_card=create_model_card)

@@ -44,6 +44,10 @@ def sts_dir() -> Path:
     return STS_DIR
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
+
+
 def pytest_terminal_summary(terminalreporter):
     """The loss catalogue's measured parity figures (tests/parity.py), printed and, with MINILM_PARITY_OUT set,
     written as JSON: the source of the parity column in docs/losses.md."""

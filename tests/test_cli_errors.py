@@ -229,9 +229,10 @@ def test_eval_constant_gold_scores(capsys, tmp_path):
 
 
 def test_eval_undefined_metric(capsys, tmp_path, tiny_model, monkeypatch):
-    import minilm.run.build
+    import minilm.evaluation.evaluators
 
-    monkeypatch.setattr(minilm.run.build, "make_evaluator", lambda *a, **k: lambda m: {"spearman": float("nan")})
+    monkeypatch.setattr(minilm.evaluation.evaluators, "make_evaluator",  # where `minilm eval` takes it from
+                        lambda *a, **k: lambda m: {"spearman": float("nan")})
     fails(capsys, ["eval", "--model", tiny_model, "--data", tmp_path / "any.csv", "--task", "similarity"],
           "spearman on", "is undefined (nan)")
 

@@ -17,6 +17,13 @@ from minilm.losses.bibtex import SBERT_CITATION
 from minilm.util import io
 
 MODEL_ID = "sentence_transformers_model_id"  # sentence-transformers' placeholder: its push_to_hub fills in the repo id
+# How sentence-transformers' cards name each similarity_fn_name.
+SIMILARITY_NAMES = {
+    "cosine": "Cosine Similarity",
+    "dot": "Dot Product",
+    "euclidean": "Euclidean Distance",
+    "manhattan": "Manhattan Distance",
+}
 EXAMPLES = ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]
 
 
@@ -31,17 +38,17 @@ def intro(model, base: str | None) -> str:
     )
 
 
-def description(model, config: dict, modules: list, training: TrainingCard | None) -> str:
+def description(model, config: dict, modules: list, training: TrainingCard | None, base: str | None = None) -> str:
     lines = ["### Model Description", "- **Model Type:** Sentence Transformer"]
     lines.append(
-        f"- **Base model:** {model_link(training.base_model)}"
-        if training
+        f"- **Base model:** {model_link(base)}"
+        if base
         else "<!-- - **Base model:** [Unknown](https://huggingface.co/unknown) -->"
     )
     lines += [
         f"- **Maximum Sequence Length:** {model.max_seq_length} tokens",
         f"- **Output Dimensionality:** {model.embedding_dim} dimensions",
-        "- **Similarity Function:** Cosine Similarity",
+        f"- **Similarity Function:** {SIMILARITY_NAMES.get(model.similarity_fn_name, model.similarity_fn_name)}",
     ]
     lines.append(
         f"- **Training Dataset:** {training.dataset_name}" if training else "<!-- - **Training Dataset:** Unknown -->"

@@ -131,14 +131,98 @@ def dataset_section(training: TrainingCard, tokenizer) -> str:
     )
 
 
+# minilm's [train] keys -> sentence-transformers' (transformers' TrainingArguments) names, with the value translated
+# where the two say it differently (max_steps 0 is -1 there; no eval_steps means no evaluation strategy).
+ST_NAMES = {
+    "eval_steps": "eval_steps",
+    "batch_size": "per_device_train_batch_size",
+    "lr": "learning_rate",
+    "weight_decay": "weight_decay",
+    "max_grad_norm": "max_grad_norm",
+    "epochs": "num_train_epochs",
+    "max_steps": "max_steps",
+    "warmup_ratio": "warmup_ratio",
+    "warmup_steps": "warmup_steps",
+    "save_steps": "save_steps",
+    "keep_checkpoints": "save_total_limit",
+    "seed": "seed",
+    "compile": "torch_compile",
+    "metric_for_best": "metric_for_best_model",
+    "greater_is_better": "greater_is_better",
+    "load_best_at_end": "load_best_model_at_end",
+    "report_to": "report_to",
+    "sampler": "batch_sampler",
+}
+# What minilm's AdamW and schedule always are (minilm/train/optim.py), under sentence-transformers' names.
+FIXED = {
+    "gradient_accumulation_steps": 1,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.999,
+    "adam_epsilon": 1e-08,
+    "lr_scheduler_type": "linear",
+    "optim": "adamw_torch",  # minilm's own AdamW computes torch's (tests/train/test_optim.py)
+}
+# transformers' TrainingArguments defaults for those names: what "Non-Default" is measured against, as in its cards.
+ST_DEFAULTS = {
+    "eval_strategy": "no",
+    "per_device_train_batch_size": 8,
+    "learning_rate": 5e-05,
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "num_train_epochs": 3,
+    "max_steps": -1,
+    "warmup_ratio": 0.0,
+    "warmup_steps": 0,
+    "save_steps": 500,
+    "save_total_limit": None,
+    "seed": 42,
+    "torch_compile": False,
+    "metric_for_best_model": None,
+    "greater_is_better": None,
+    "load_best_model_at_end": False,
+    "report_to": "none",
+    "batch_sampler": "batch_sampler",
+    **FIXED,
+}
+
+
+def st_hyperparameters(hyperparameters: dict) -> dict:
+    """The run's settings under sentence-transformers' names (in its cards' order), then minilm's own settings,
+    which have no counterpart there, under their [train] names."""
+    out = {"eval_strategy": "steps" if hyperparameters.get("eval_steps") else "no"}
+    for ours, theirs in ST_NAMES.items():
+        if ours in hyperparameters:
+            value = hyperparameters[ours]
+            if ours == "max_steps" and value == 0:
+                value = -1
+            elif ours == "metric_for_best" and value == "":
+                value = None
+            elif ours == "greater_is_better" and not hyperparameters.get("metric_for_best"):
+                value = None  # as transformers: set only with a metric to compare
+            elif ours == "report_to":  # log.jsonl is always written; what else the run reported to
+                value = [r for r in value if r != "jsonl"] or "none"
+            out[theirs] = value
+        if theirs == "max_grad_norm":
+            out.update(FIXED)
+    out.update({k: v for k, v in hyperparameters.items() if k not in ST_NAMES})
+    return out
+
+
 def hyperparameters_section(training: TrainingCard) -> str:
+    every = st_hyperparameters(training.hyperparameters)
+    ours = {ST_NAMES.get(k, k) for k in training.non_default}
+    non_default = {
+        k: v
+        for k, v in every.items()
+        if (k in ST_DEFAULTS and v != ST_DEFAULTS[k]) or (k not in ST_DEFAULTS and k in ours)
+    }
     lines = ["### Training Hyperparameters"]
-    if training.non_default:
+    if non_default:
         lines += ["#### Non-Default Hyperparameters", ""]
-        lines += [f"- `{k}`: {v}" for k, v in training.non_default.items()]
+        lines += [f"- `{k}`: {v}" for k, v in non_default.items()]
         lines.append("")
     lines += ["#### All Hyperparameters", "<details><summary>Click to expand</summary>", ""]
-    lines += [f"- `{k}`: {v}" for k, v in training.hyperparameters.items()]
+    lines += [f"- `{k}`: {v}" for k, v in every.items()]
     lines += ["", "</details>"]
     return "\n".join(lines)
 
@@ -210,7 +294,7 @@ def column_stats(values: list, tokenizer) -> dict:
                 "max": f"{max(lengths)} tokens",
             },
         }
-    if isinstance(first, bool) or isinstance(first, int):
+    if isinstance(first, (bool, int)):
         counts: dict = {}
         for v in values:
             counts[v] = counts.get(v, 0) + 1

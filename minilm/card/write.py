@@ -55,13 +55,13 @@ def render_card(model, directory: Path, training: TrainingCard | None = None) ->
     examples = model_part.usage_examples(training)
     embeddings = model.encode(examples)
     similarities = model.similarity(embeddings, embeddings)
-    base = training.base_model if training else None
+    base = base_model(model, training)
     title = f"SentenceTransformer based on {base}" if base else "Sentence Transformer model (minilm)"
     sections = [
         f"# {title}",
-        model_part.intro(model, base),
+        model_part.intro(model, base if training else None),  # "finetuned from" only when trained here
         "## Model Details",
-        model_part.description(model, config, modules, training),
+        model_part.description(model, config, modules, training, base),
         model_part.sources(),
         "### Full Model Architecture\n\n```\n" + model_part.architecture(directory, config, modules) + "\n```",
         "## Usage",
@@ -78,7 +78,7 @@ def render_card(model, directory: Path, training: TrainingCard | None = None) ->
         ]
     sections += [model_part.versions(), model_part.citations(training)]
     body = "\n\n".join(s.strip("\n") for s in sections) + "\n"
-    head = "---\n" + "\n".join(yaml_lines(front_matter(training))) + "\n---\n"
+    head = "---\n" + "\n".join(yaml_lines(front_matter(training, base))) + "\n---\n"
     digest = _digest(head + body)
     return f"{head}<!-- minilm model card sha256:{digest} -->\n{body}"
 
@@ -87,15 +87,21 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def front_matter(training: TrainingCard | None) -> dict:
+def base_model(model, training: TrainingCard | None) -> str | None:
+    """The model this one started from: the training run's base, or, for a model saved as it was loaded, the name it
+    was loaded by (``from_pretrained`` records it)."""
+    return training.base_model if training is not None else getattr(model, "base_model", None)
+
+
+def front_matter(training: TrainingCard | None, base: str | None = None) -> dict:
     tags = ["sentence-transformers", "sentence-similarity", "feature-extraction", "dense", "minilm"]
     out: dict = {}
     if training is not None:
         tags += ["generated_from_trainer", f"dataset_size:{len(next(iter(training.columns.values()), []))}"]
         tags += [f"loss:{name}" for name in training.loss.st_names]
     out["tags"] = tags
-    if training is not None and model_part.is_hub_id(training.base_model):
-        out["base_model"] = training.base_model
+    if model_part.is_hub_id(base):
+        out["base_model"] = base
     if training is not None:
         out["widget"] = training_part.widget(training)
     out["pipeline_tag"] = "sentence-similarity"

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minilm.corpus.npyfile import check_overwritable, npy_header
+from minilm.corpus.npyfile import check_not_an_input, check_overwritable, lock_output, npy_header
 from minilm.corpus.shards import check_shard, manifest_path, shard_lines, target_path
 from minilm.encoding.options import check_truncate_dim, resolve_prompt
 from minilm.encoding.quantization import (
@@ -48,6 +48,7 @@ from minilm.encoding.quantization import (
     quantized_dtype,
     quantized_width,
 )
+from minilm.loading.hub import sha256_of
 from minilm.util.io import read_json, temp_path, write_failed, write_json
 from minilm.util.progress import Progress
 
@@ -160,28 +161,43 @@ def encode_file(
     restart: bool = False,
     progress: bool = True,
     log=lambda message: print(message, file=sys.stderr),
+    inputs: dict[str, Path] | None = None,
 ) -> Written:
     """Encode every line of ``input_path`` ("-" reads stdin) into ``output`` (.npy), or into its part ``shard``
-    (i, n) when n > 1. Resumes an interrupted run with the same settings unless ``restart``."""
+    (i, n) when n > 1. Resumes an interrupted run with the same settings unless ``restart``. ``inputs`` names the
+    command's other input files (option -> path, e.g. the calibration file), which the output may not be."""
     options = options or CorpusOptions()
     output = Path(output)
     i, n = shard
     check_shard(i, n)
     target = target_path(output, shard)
+    read = {"input": Path(input_path)} if str(input_path) != "-" else {}
+    check_not_an_input(written_paths(target, n), {**read, **(inputs or {})})
     target.parent.mkdir(parents=True, exist_ok=True)
-    spool, name = None, str(input_path)
-    if name == "-":  # stdin cannot be read twice: spooled to disk beside the output, never resumed
-        if n > 1:
-            raise ValueError("--input - (stdin) cannot be sharded; give a file")
-        spool, name = temp_path(target), "<stdin>"
-        with open(spool, "wb") as f:
-            shutil.copyfileobj(sys.stdin.buffer, f)
-        input_path, restart = spool, True
-    try:
-        return _encode_file(model, Path(input_path), name, target, options, i, n, restart, progress, log)
-    finally:
-        if spool is not None:
-            spool.unlink(missing_ok=True)
+    with lock_output(target):  # before anything beside the output is touched: a second writer changes nothing
+        spool, name = None, str(input_path)
+        if name == "-":  # stdin cannot be read twice: spooled to disk beside the output, never resumed
+            if n > 1:
+                raise ValueError("--input - (stdin) cannot be sharded; give a file")
+            spool, name = temp_path(target), "<stdin>"
+            try:
+                with open(spool, "wb") as f:
+                    shutil.copyfileobj(sys.stdin.buffer, f)
+            except OSError as e:
+                spool.unlink(missing_ok=True)
+                raise write_failed(target, e) from None
+            input_path, restart = spool, True
+        try:
+            return _encode_file(model, Path(input_path), name, target, options, i, n, restart, progress, log)
+        finally:
+            if spool is not None:
+                spool.unlink(missing_ok=True)
+
+
+def written_paths(target: Path, shards: int) -> list[Path]:
+    """Every path an encode into ``target`` writes: the output, its partial file and state, a shard's manifest."""
+    partial, state = partial_paths(target)
+    return [target, partial, state, *([manifest_path(target)] if shards > 1 else [])]
 
 
 def _settings(
@@ -257,8 +273,7 @@ def _encode_file(
     show_progress: bool,
     log,
 ) -> Written:
-    if not path.is_file():
-        raise FileNotFoundError(f"input file {path} does not exist")
+    check_input_file(path)
     check_overwritable(target, path)
     options, width, dtype = _check_options(model, options)
     total, chunk_starts, input_sha256 = scan_lines(path, options.chunk_lines, name)
@@ -300,7 +315,9 @@ def _encode_file(
         if progress:
             progress.close()
         if n > 1:
-            write_json(manifest_path(target), {"input": str(path.resolve()), "settings": settings})
+            # The part's hash and name: encode-join refuses a part swapped with another, or overwritten in place.
+            manifest = {"input": str(path.resolve()), "part": target.name, "part_sha256": sha256_of(partial)}
+            write_json(manifest_path(target), {**manifest, "settings": settings})
         os.replace(partial, target)
     except Exception as e:
         if done == 0:  # nothing worth resuming: leave no trace
@@ -314,6 +331,16 @@ def _encode_file(
         raise
     state_path.unlink()
     return Written(target, lines, width, np.dtype(dtype).name, options.precision, truncated, resumed_at)
+
+
+def check_input_file(path: Path, option: str = "input file") -> None:
+    """The input must be a regular file: it is read twice (count, then encode), which a FIFO or a device cannot be."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{option} {path} is a directory; give a text file, one input per line")
+    if not path.exists():
+        raise FileNotFoundError(f"{option} {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{option} {path} is not a regular file; give a text file (or '-' for stdin)")
 
 
 def _resume_point(partial: Path, state_path: Path, settings: dict, size: int, restart: bool, log) -> tuple[int, int]:

@@ -4,9 +4,12 @@ overwrite check the corpus encoder and the shard join share."""
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
+
+from minilm.util.io import Lock, lock, write_failed
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -43,3 +46,38 @@ def check_overwritable(target: Path, input_path: Path | None = None) -> None:
         with open(target, "rb") as f:
             if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
                 raise ValueError(f"--output {target} exists and is not a .npy file; not overwriting it")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True if ``a`` and ``b`` name one file: the same path once symlinks are resolved, or one inode (a hard link)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+        return os.path.realpath(a) == os.path.realpath(b)
+    except OSError:
+        return False
+
+
+def check_not_an_input(outputs: list[Path], inputs: dict[str, Path]) -> None:
+    """Refuse an output that is one of the command's inputs (``inputs``: option -> path), symlinks and hard links
+    seen through: writing it would replace what the command reads."""
+    for output in outputs:
+        for option, source in inputs.items():
+            if source is not None and same_file(Path(output), Path(source)):
+                raise ValueError(f"--output {output} is the {option} file {source}; choose another --output")
+
+
+def lock_output(path: Path) -> Lock:
+    """One writer per output: an flock on ``.NAME.lock`` beside ``path`` (removed on release), refused at once,
+    naming the holder's pid, while another minilm process writes ``path``."""
+
+    def busy(holder: str) -> ValueError:
+        return ValueError(
+            f"--output {path} is being written by another minilm process (pid {holder}); wait for it to end, or "
+            "choose another --output"
+        )
+
+    try:
+        return lock(path.with_name(f".{path.name}.lock"), busy, remove=True)
+    except OSError as e:  # a read-only folder: named by the output asked for, not the lock file
+        raise write_failed(path, e) from None

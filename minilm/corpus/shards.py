@@ -5,12 +5,15 @@ in input order, block by block, into ``NAME.npy``."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from minilm.corpus.npyfile import check_overwritable, npy_header, read_npy_header
+from minilm.corpus.npyfile import check_not_an_input, check_overwritable, lock_output, npy_header, read_npy_header
 from minilm.util.io import read_json, replacing
 
 # Settings that differ between the shards of one corpus; everything else in a shard's settings must agree.
@@ -44,19 +47,46 @@ def check_shard(shard: int, shards: int) -> None:
         raise ValueError(f"shard must be i/n with 0 <= i < n, got {shard}/{shards}")
 
 
+def find_manifests(output: Path) -> list[tuple[Path, int, int]]:
+    """(manifest, shard, shards) of every ``NAME.part-i-of-n.json`` beside ``output``: names matched literally (an
+    output named ``emb[1].npy`` is not a glob pattern)."""
+    directory = output.parent
+    pattern = re.compile(re.escape(output.stem) + r"\.part-(\d+)-of-(\d+)\.json")
+    found = []
+    for name in sorted(os.listdir(directory if str(directory) else ".")):
+        match = pattern.fullmatch(name)
+        if match:
+            found.append((directory / name, int(match.group(1)), int(match.group(2))))
+    return found
+
+
 def join_parts(output: str | Path, delete_parts: bool = False) -> tuple[int, int, np.dtype]:
-    """Concatenate the parts ``minilm encode --shard i/n --output OUTPUT`` wrote, in input order, into ``output``."""
+    """Concatenate the parts ``minilm encode --shard i/n --output OUTPUT`` wrote, in input order, into ``output``.
+    Each part must be where its manifest says (its own name, shard and lines) and hash to what its manifest
+    recorded; the output appears whole or not at all."""
     output = Path(output)
-    manifests = sorted(output.parent.glob(f"{output.stem}.part-*-of-*.json"))
+    manifests = find_manifests(output)
     if not manifests:
         raise ValueError(f"no shard manifests {output.stem}.part-*-of-*.json found in {output.parent or '.'}")
     found = {}
-    for path in manifests:
+    for path, shard, shards in manifests:
         try:
-            settings = read_json(path)["settings"]
-            found[(settings["shard"], settings["shards"])] = (path, settings)
+            manifest = read_json(path)
+            settings = manifest["settings"]
+            place = (settings["shard"], settings["shards"])
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path} is not a shard manifest: {e}") from None
+        if place != (shard, shards):
+            raise ValueError(
+                f"{path} describes shard {place[0]}/{place[1]}, not the shard {shard}/{shards} its name says; "
+                "the manifests were renamed or swapped: rerun the shards"
+            )
+        if manifest.get("part") != part_path(output, shard, shards).name or "part_sha256" not in manifest:
+            raise ValueError(
+                f"{path} does not name its part {part_path(output, shard, shards).name} with a hash (a manifest of "
+                f"another output, or of an older minilm); rerun `minilm encode --shard {shard}/{shards} ...`"
+            )
+        found[place] = (path, settings, manifest["part_sha256"])
     counts = {shards for _, shards in found}
     if len(counts) != 1:
         raise ValueError(
@@ -80,10 +110,10 @@ def join_parts(output: str | Path, delete_parts: bool = False) -> tuple[int, int
     width, dtype, total = shared[0]["width"], np.dtype(shared[0]["dtype"]), shared[0]["total_lines"]
     parts, next_line = [], 0
     for i in range(n):
-        settings = found[(i, n)][1]
+        manifest, settings, digest = found[(i, n)]
         part = part_path(output, i, n)
         if settings["first_line"] != next_line:
-            raise ValueError(f"{found[(i, n)][0]}: starts at line {settings['first_line']}, expected {next_line}")
+            raise ValueError(f"{manifest}: starts at line {settings['first_line']}, expected {next_line}")
         if not part.is_file():
             raise ValueError(f"{part} is missing (its manifest is there); rerun `minilm encode --shard {i}/{n} ...`")
         shape, part_dtype, offset = read_npy_header(part)
@@ -91,32 +121,55 @@ def join_parts(output: str | Path, delete_parts: bool = False) -> tuple[int, int
             raise ValueError(
                 f"{part}: holds {shape} {part_dtype}, its manifest says ({settings['lines']}, {width}) {dtype}"
             )
-        parts.append((part, offset, settings["lines"] * width * dtype.itemsize))
+        size = settings["lines"] * width * dtype.itemsize
+        if part.stat().st_size != offset + size:
+            actual = part.stat().st_size
+            raise ValueError(f"{part} is truncated or appended to: {actual} bytes, expected {offset + size}")
+        parts.append((part, offset, size, digest))
         next_line += settings["lines"]
     if next_line != total:
         raise ValueError(f"{output}: the shards cover {next_line} of {total} lines")
+    check_not_an_input([output], {f"part {i}": p for i, (p, *_) in enumerate(parts)})
+    check_not_an_input([output], {f"manifest {i}": found[(i, n)][0] for i in range(n)})
     check_overwritable(output)
-    with replacing(output) as sink:  # all of it or nothing; what was at output stays until the rename
-        sink.write(npy_header(total, width, dtype))
-        for part, offset, size in parts:
-            with open(part, "rb") as source:
-                source.seek(offset)
-                copied = _copy(source, sink, size)
-            if copied != size:
-                raise ValueError(f"{part} is truncated: {copied} of {size} data bytes")
-    if delete_parts:
-        for i in range(n):
-            part_path(output, i, n).unlink()
-            manifest_path(part_path(output, i, n)).unlink()
+    with ExitStack() as held:
+        held.enter_context(lock_output(output))
+        for part, *_ in parts:  # a part its shard is rewriting right now is not joined
+            held.enter_context(lock_output(part))
+        with replacing(output) as sink:  # all of it or nothing; what was at output stays until the rename
+            sink.write(npy_header(total, width, dtype))
+            for part, offset, size, digest in parts:
+                _copy_checked(part, offset, size, digest, sink)
+        if delete_parts:
+            for i in range(n):
+                part_path(output, i, n).unlink()
+                manifest_path(part_path(output, i, n)).unlink()
     return total, width, dtype
 
 
-def _copy(source, sink, size: int) -> int:
+def _copy_checked(part: Path, offset: int, size: int, digest: str, sink) -> None:
+    """Copy the ``size`` data bytes of ``part`` after its header into ``sink``, hashing the whole file on the way:
+    a part whose bytes are not the ones its shard wrote (swapped with another, overwritten) is refused by name."""
+    hashed = hashlib.sha256()
+    with open(part, "rb") as source:
+        hashed.update(source.read(offset))
+        copied = _copy(source, sink, size, hashed)
+    if copied != size:
+        raise ValueError(f"{part} is truncated: {copied} of {size} data bytes")
+    if hashed.hexdigest() != digest:
+        raise ValueError(
+            f"{part} is not the part its manifest describes (sha256 differs): swapped with another part or "
+            f"overwritten since it was encoded; rerun its shard"
+        )
+
+
+def _copy(source, sink, size: int, hashed) -> int:
     copied = 0
     while copied < size:
         block = source.read(min(COPY_BLOCK, size - copied))
         if not block:
             break
+        hashed.update(block)
         sink.write(block)
         copied += len(block)
     return copied
@@ -124,8 +177,17 @@ def _copy(source, sink, size: int) -> int:
 
 def shard_from_env() -> tuple[int, int] | None:
     """(RANK, WORLD_SIZE) when launched by torchrun with more than one process, else None."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
+    world, rank = env_int("WORLD_SIZE", 1), env_int("RANK", 0)
+    return (rank, world) if world > 1 else None
+
+
+def env_int(name: str, default: int) -> int:
+    """An integer environment variable (torchrun's), or an error naming the variable and its value."""
+    text = os.environ.get(name)
+    try:
+        return default if text is None else int(text)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={text!r} is not an integer (torchrun sets it)") from None
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -31,15 +31,21 @@ def make_evaluator(
     if task == "triplet":
         if len(got) != 3:
             raise ValueError(f"{path}: triplet evaluation needs anchor, positive and negative columns")
-        return lambda model: evaluate_triplets(model, *got, batch_size=batch_size)
+        return counted(lambda model: evaluate_triplets(model, *got, batch_size=batch_size), got)
     if task == "similarity":
-        return lambda model: evaluate_similarity(model, *got, batch_size=batch_size)
+        return counted(lambda model: evaluate_similarity(model, *got, batch_size=batch_size), got)
     anchors, positives = got[0], got[1]
     corpus_ids = {text: i for i, text in enumerate(dict.fromkeys(positives))}  # identical documents are one document
-    queries = {i: text for i, text in enumerate(anchors)}
+    queries = dict(enumerate(anchors))
     relevant = {i: {corpus_ids[positives[i]]} for i in range(len(anchors))}
     corpus = {i: text for text, i in corpus_ids.items()}
-    return lambda model: evaluate_retrieval(model, queries, corpus, relevant, batch_size=batch_size)
+    return counted(lambda model: evaluate_retrieval(model, queries, corpus, relevant, batch_size=batch_size), got)
+
+
+def counted(evaluate: Callable, got: list) -> Callable:
+    """``evaluate`` carrying how many rows it scores (``rows``), which ``minilm eval`` reports."""
+    evaluate.rows = len(got[0])
+    return evaluate
 
 
 def default_roles(task: str) -> dict:

@@ -6,12 +6,14 @@ writes the same files, which ``SentenceEncoder.save`` swaps into place."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from minilm import __version__
+from minilm.encoding.similarity import SIMILARITY_FUNCTIONS
 from minilm.loading.tokenizer import TOKENIZER_FILES
 from minilm.loading.weights import WEIGHTS_NAME, CheckpointError, config_to_dict, save_weights
 from minilm.model import POOLING_MODES, BertConfig
@@ -40,7 +42,8 @@ def read_json(path: Path, kind: type = dict) -> dict | list:
 
 
 def read_pooling_mode(path: Path) -> str:
-    """The pooling mode in a 1_Pooling/config.json, legacy (``pooling_mode_mean_tokens``...) or new (``pooling_mode``)."""
+    """The pooling mode in a 1_Pooling/config.json, legacy (``pooling_mode_mean_tokens``...) or new
+    (``pooling_mode``)."""
     raw = read_json(path)
     if "pooling_mode" in raw:
         modes = raw["pooling_mode"]
@@ -61,7 +64,7 @@ def read_pooling_mode(path: Path) -> str:
 def read_modules(directory: Path) -> tuple[str, bool]:
     """(pooling mode, normalise?) from modules.json; a bare transformers checkpoint gets mean pooling, no Normalize."""
     modules_path = directory / "modules.json"
-    if not modules_path.is_file():
+    if not os.path.lexists(modules_path):  # present but not a file (a FIFO, a folder): read, and refused by name
         return "mean", False
     modules = read_json(modules_path, list)
     pooling, normalize = None, False
@@ -91,7 +94,7 @@ def tokenizer_max_length(directory: Path, config: BertConfig) -> int:
     """Without a max_seq_length in sentence_bert_config.json: the tokenizer's model_max_length (where
     sentence-transformers 6 saves it), capped by the position table."""
     settings_path = directory / "tokenizer_config.json"
-    settings = read_json(settings_path) if settings_path.is_file() else {}
+    settings = read_json(settings_path) if os.path.lexists(settings_path) else {}
     limit = settings.get("model_max_length", config.max_position_embeddings)
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 1:
         raise CheckpointError(f"{settings_path}: model_max_length must be a positive number, got {limit!r}")
@@ -100,7 +103,7 @@ def tokenizer_max_length(directory: Path, config: BertConfig) -> int:
 
 def read_st_config(path: Path) -> tuple[int | None, bool]:
     """(max_seq_length or None, do_lower_case) from sentence_bert_config.json, each checked and named if wrong."""
-    raw = read_json(path) if path.is_file() else {}
+    raw = read_json(path) if os.path.lexists(path) else {}
     length, lower = raw.get("max_seq_length"), raw.get("do_lower_case", False)
     if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
         raise CheckpointError(f"{path}: max_seq_length must be a positive integer, got {length!r}")
@@ -116,6 +119,7 @@ class ModelSettings:
     prompts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PROMPTS))
     default_prompt_name: str | None = None
     truncate_dim: int | None = None
+    similarity_fn_name: str | None = None  # None: the default, "cosine"
 
 
 def check_prompts(prompts, where: str) -> dict[str, str]:
@@ -133,7 +137,7 @@ def read_model_settings(
     """The folder's settings, overridden as sentence-transformers' constructor does: the caller's prompts win over
     the saved ones of the same name, and a default prompt name or truncate_dim given by the caller wins."""
     path = directory / "config_sentence_transformers.json"
-    saved = read_json(path) if path.is_file() else {}
+    saved = read_json(path) if os.path.lexists(path) else {}
     model_type = saved.get("model_type", ST_MODEL_TYPE)
     if model_type != ST_MODEL_TYPE:
         raise CheckpointError(
@@ -149,7 +153,10 @@ def read_model_settings(
         default_prompt_name = saved.get("default_prompt_name")
     if truncate_dim is None:
         truncate_dim = saved.get("truncate_dim")
-    return ModelSettings(merged, default_prompt_name, truncate_dim)
+    similarity_fn_name = saved.get("similarity_fn_name")
+    if similarity_fn_name is not None and similarity_fn_name not in SIMILARITY_FUNCTIONS:
+        raise CheckpointError(f"{path}: similarity_fn_name {similarity_fn_name!r} is not one of {SIMILARITY_FUNCTIONS}")
+    return ModelSettings(merged, default_prompt_name, truncate_dim, similarity_fn_name)
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -194,8 +201,8 @@ def write_layout(model, directory: Path) -> None:
         "model_type": ST_MODEL_TYPE,
         "prompts": model.prompts,
         "default_prompt_name": model.default_prompt_name,
-        "similarity_fn_name": "cosine",
-    }  # what similarity() computes
+        "similarity_fn_name": model.similarity_fn_name,  # what similarity() computes
+    }
     if model.truncate_dim is not None:
         settings["truncate_dim"] = model.truncate_dim
     write_json("config_sentence_transformers.json", settings)

@@ -7,6 +7,7 @@ each batch is padded only to its own longest sequence.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -14,7 +15,7 @@ from tokenizers import Tokenizer, normalizers
 from tokenizers.implementations import BertWordPieceTokenizer
 
 from minilm.util.checks import check_texts
-from minilm.util.io import decode_utf8, read_json
+from minilm.util.io import SMALL_FILE_LIMIT, decode_utf8, read_bytes, read_json, split_lines
 
 # The files that make up a tokenizer; copied verbatim on save so a round trip changes nothing.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -44,7 +45,12 @@ class WordPieceTokenizer:
 
     @classmethod
     def from_dir(cls, directory: Path, max_seq_length: int, do_lower_case: bool = False) -> WordPieceTokenizer:
-        files = {name: (directory / name).read_bytes() for name in TOKENIZER_FILES if (directory / name).is_file()}
+        # Present means present: a tokenizer file that is a FIFO, a device or a folder is refused by name, not skipped.
+        files = {
+            name: read_bytes(directory / name, limit=SMALL_FILE_LIMIT)
+            for name in TOKENIZER_FILES
+            if os.path.lexists(directory / name)
+        }
         if "tokenizer.json" in files:
             text = decode_utf8(files["tokenizer.json"], directory / "tokenizer.json")
             try:
@@ -56,8 +62,10 @@ class WordPieceTokenizer:
                 ) from None
         elif "vocab.txt" in files:
             settings = read_json(directory / "tokenizer_config.json") if "tokenizer_config.json" in files else {}
+            lines = split_lines(decode_utf8(files["vocab.txt"], directory / "vocab.txt"))
             tokenizer = BertWordPieceTokenizer(
-                str(directory / "vocab.txt"),
+                # the bytes already read, not the path again; as tokenizers reads a vocab file: ends trimmed, last wins
+                {token.rstrip(): i for i, token in enumerate(lines)},
                 lowercase=settings.get("do_lower_case", True),
                 strip_accents=settings.get("strip_accents"),
                 handle_chinese_chars=settings.get("tokenize_chinese_chars", True),
@@ -71,6 +79,18 @@ class WordPieceTokenizer:
             if not any(isinstance(step, normalizers.Lowercase) for step in steps):
                 tokenizer.normalizer = normalizers.Sequence([normalizers.Lowercase(), *steps])
         return cls(tokenizer, max_seq_length, files)
+
+    def check_ids(self, vocab_size: int, where: Path, config_path: Path) -> None:
+        """Every id the tokenizer can emit indexes the model's embedding table: a token id >= ``vocab_size`` (from
+        ``config_path``) is refused naming the token, instead of an IndexError in the middle of an encode."""
+        vocab = self.tokenizer.get_vocab(with_added_tokens=True)
+        token, largest = max(vocab.items(), key=lambda item: item[1], default=("", -1))
+        if largest >= vocab_size:
+            file = "tokenizer.json" if "tokenizer.json" in self.files else "vocab.txt"
+            raise ValueError(
+                f"{where / file}: token {token!r} has id {largest}, beyond the vocabulary of {vocab_size} embeddings "
+                f"(vocab_size in {config_path})"
+            )
 
     def encode_ids(self, texts: list[str], truncated: list[int] | None = None) -> list[list[int]]:
         """Token ids of each text, with [CLS]/[SEP] and truncated to max_seq_length; no padding. The positions of the

@@ -8,6 +8,7 @@ when loaded, so a directory that has only ``pytorch_model.bin`` is refused.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -15,14 +16,30 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from minilm.loading.header import HeaderError, check_header
 from minilm.model import BertConfig, BertModel
-from minilm.util.io import read_json
+from minilm.util.io import open_regular, read_json
 
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
 # Checkpoint keys that carry nothing the encoder uses: the position-id buffer (recomputed) and the unused pooler.
 IGNORED = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
+# Of those, what a save writes back as it was read (CARRIED_ATTR on the BertModel): transformers' BertModel has a
+# pooler, and a folder without one makes it report the pooler "newly initialized" when sentence-transformers loads it.
+CARRIED = ("pooler.dense.weight", "pooler.dense.bias")
+CARRIED_ATTR = "carried_tensors"
+# Sane bounds on config.json's sizes, checked before anything is built from them: far beyond any BERT (the largest
+# have 48 layers, hidden 4096 and a 250k vocabulary), far below what would exhaust memory being allocated.
+MAX_SIZES = {
+    "vocab_size": 1 << 22,
+    "hidden_size": 1 << 14,
+    "num_hidden_layers": 512,
+    "num_attention_heads": 1 << 10,
+    "intermediate_size": 1 << 16,
+    "max_position_embeddings": 1 << 17,
+    "type_vocab_size": 1 << 10,
+}
 
 
 class CheckpointError(ValueError):
@@ -54,13 +71,7 @@ def config_to_dict(config: BertConfig) -> dict:
 
 # config.json values minilm checks before building a BertConfig: key -> (type, allowed?, what is allowed).
 CONFIG_VALUES = {
-    "vocab_size": (int, lambda v: v >= 1, ">= 1"),
-    "hidden_size": (int, lambda v: v >= 1, ">= 1"),
-    "num_hidden_layers": (int, lambda v: v >= 1, ">= 1"),
-    "num_attention_heads": (int, lambda v: v >= 1, ">= 1"),
-    "intermediate_size": (int, lambda v: v >= 1, ">= 1"),
-    "max_position_embeddings": (int, lambda v: v >= 1, ">= 1"),
-    "type_vocab_size": (int, lambda v: v >= 1, ">= 1"),
+    **{key: (int, lambda v: v >= 1, ">= 1") for key in MAX_SIZES},
     "pad_token_id": (int, lambda v: v >= 0, ">= 0"),
     "layer_norm_eps": (float, lambda v: 0 < v < 1, "in (0, 1)"),
     "hidden_dropout_prob": (float, lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -88,6 +99,11 @@ def check_config_json(path: Path) -> dict:
             raise CheckpointError(f"{path}: {key} must be {name}, got {type(value).__name__} {value!r}")
         if not allowed(value):
             raise CheckpointError(f"{path}: {key} must be {described}, got {value!r}")
+        if key in MAX_SIZES and value > MAX_SIZES[key]:
+            raise CheckpointError(
+                f"{path}: {key} is {value:,}, beyond the {MAX_SIZES[key]:,} minilm builds (far beyond any BERT); "
+                "refusing to allocate a model of that size"
+            )
     return raw
 
 
@@ -117,16 +133,32 @@ def key_table(config: BertConfig) -> dict[str, str]:
     return table
 
 
-def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
+def weights_path(directory: Path) -> Path:
+    """The folder's model.safetensors, or an error naming why there is none (a pickle-only checkpoint is refused)."""
     path = directory / WEIGHTS_NAME
-    if not path.is_file():
+    if not os.path.lexists(path):
         pickles = [name for name in PICKLE_NAMES if (directory / name).is_file()]
         if pickles:
             raise CheckpointError(
-                f"{directory} has only a pickle checkpoint ({', '.join(pickles)}); minilm reads safetensors only, because "
-                f"unpickling can execute arbitrary code. Convert it once with a trusted tool to {WEIGHTS_NAME}."
+                f"{directory} has only a pickle checkpoint ({', '.join(pickles)}); minilm reads safetensors only, "
+                f"because unpickling can execute arbitrary code. Convert it once with a trusted tool to {WEIGHTS_NAME}."
             )
         raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
+    return path
+
+
+def check_weights_header(directory: Path, config: BertConfig) -> None:
+    """The folder's model.safetensors fits ``config`` (layer count, shapes, floating dtypes), from its header alone:
+    call it before ``BertModel(config)`` allocates anything."""
+    try:
+        check_header(weights_path(directory), directory / "config.json", config, key_table(config), IGNORED)
+    except HeaderError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
+    path = weights_path(directory)
+    os.close(open_regular(path)[0])  # a FIFO or a device is refused by name, never read
     try:
         return load_file(path)
     except (SafetensorError, OSError) as e:
@@ -136,15 +168,24 @@ def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
 def load_weights(model: BertModel, directory: str | Path) -> None:
     """Copy the checkpoint in ``directory`` into ``model``; every key accounted for, every shape checked."""
     directory = Path(directory)
-    state = read_safetensors(directory)
+    check_weights_header(directory, model.config)
+    load_state(model, read_safetensors(directory), directory / WEIGHTS_NAME)
+
+
+def load_state(model: BertModel, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy the tensors ``state`` read from ``path`` into ``model``; every key accounted for, every shape and dtype
+    checked. The checkpoint's pooler (CARRIED) is kept on the model, for a save to write back."""
     table = key_table(model.config)
     ours = dict(model.named_parameters())
     assert set(table.values()) == set(ours), "key table out of step with BertModel"
 
     found: dict[str, torch.Tensor] = {}
+    carried: dict[str, torch.Tensor] = {}
     unexpected, duplicated = [], []
     for key, tensor in state.items():
         name = key.removeprefix("bert.")
+        if name in CARRIED:
+            carried[name] = tensor
         if name in IGNORED:
             continue
         if name not in table:
@@ -159,6 +200,7 @@ def load_weights(model: BertModel, directory: str | Path) -> None:
         for name in table
         if name in found and found[name].shape != ours[table[name]].shape
     ]
+    not_floating = [f"{name} ({t.dtype})" for name, t in {**found, **carried}.items() if not t.is_floating_point()]
     problems = []
     if missing:
         problems.append("missing keys: " + ", ".join(missing))
@@ -168,17 +210,18 @@ def load_weights(model: BertModel, directory: str | Path) -> None:
         problems.append("keys present both with and without the 'bert.' prefix: " + ", ".join(duplicated))
     if wrong_shape:
         problems.append("wrong shapes: " + "; ".join(wrong_shape))
+    if not_floating:
+        problems.append("weights that are not floating point: " + ", ".join(not_floating))
     if problems:
-        raise CheckpointError(f"{directory / WEIGHTS_NAME} does not fit the config:\n  " + "\n  ".join(problems))
+        raise CheckpointError(f"{path} does not fit the config:\n  " + "\n  ".join(problems))
 
-    bad = nonfinite(found)
+    bad = nonfinite({**found, **carried})
     if bad:
-        raise CheckpointError(
-            f"{directory / WEIGHTS_NAME}: {bad}; the checkpoint is damaged or came from a diverged run"
-        )
+        raise CheckpointError(f"{path}: {bad}; the checkpoint is damaged or came from a diverged run")
     with torch.no_grad():
         for name, tensor in found.items():
             ours[table[name]].copy_(tensor)
+    setattr(model, CARRIED_ATTR, {name: t.detach().clone().float() for name, t in carried.items()})
 
 
 def save_weights(model: BertModel, directory: str | Path) -> None:
@@ -186,11 +229,21 @@ def save_weights(model: BertModel, directory: str | Path) -> None:
     are not all finite are refused: a NaN model is never written."""
     ours = dict(model.named_parameters())
     state = {theirs: ours[name].detach().contiguous().cpu() for theirs, name in key_table(model.config).items()}
+    state.update(carried_tensors(model))
     bad = nonfinite({ours_name: state[theirs] for theirs, ours_name in key_table(model.config).items()})
     if bad:
         raise ValueError(f"refusing to save to {directory}: {bad}")
     # Serialised here and written by us: safetensors' own save_file creates its file 0600, whatever the umask.
     (Path(directory) / WEIGHTS_NAME).write_bytes(save(state, metadata={"format": "pt"}))
+
+
+def carried_tensors(model: BertModel) -> dict[str, torch.Tensor]:
+    """The checkpoint tensors minilm does not use but writes back (the pooler), if the model was loaded with them and
+    they still fit it."""
+    H = model.config.hidden_size
+    carried = getattr(model, CARRIED_ATTR, None) or {}
+    fits = {"pooler.dense.weight": (H, H), "pooler.dense.bias": (H,)}
+    return {name: t.contiguous().cpu() for name, t in carried.items() if tuple(t.shape) == fits.get(name)}
 
 
 def nonfinite(tensors: dict[str, torch.Tensor]) -> str:

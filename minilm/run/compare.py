@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minilm.corpus.encode import read_text_lines
+from minilm.corpus.encode import check_input_file, read_text_lines
 from minilm.data.readers import read_roles, read_sts
 from minilm.encoder import SentenceEncoder
 from minilm.evaluation.evaluators import default_roles
@@ -94,8 +94,7 @@ def read_sentences(path: str, fmt: str) -> list[str]:
     if fmt == "sts":
         s1, s2, _ = read_sts(path)
         return s1 + s2
-    if not Path(path).is_file():
-        raise ValueError(f"input file {path} does not exist")
+    check_input_file(Path(path))  # a folder is said to be one, not "does not exist"
     return read_text_lines(Path(path))
 
 

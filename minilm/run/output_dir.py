@@ -18,16 +18,13 @@ from pathlib import Path
 from minilm.loading.hub import sha256_of
 from minilm.run.registry import code_fingerprint
 from minilm.train.trainer import LOG_NAME
-from minilm.util.io import TEMP_MARK, read_json, remove_tree, stale_temporaries, write_json
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; runs are then not protected against a concurrent second run
-    fcntl = None
+from minilm.util.io import TEMP_MARK, lock, read_json, remove_tree, stale_temporaries, write_json
 
 RECORD_NAME = "run.json"
 LOCK_NAME = ".lock"
-RUN_OUTPUTS = (RECORD_NAME, LOG_NAME, "final", "checkpoints")  # everything a run writes, and all --overwrite removes
+PLOTS_NAME = "plots"  # minilm plot's default folder: the run's own, so a rerun or --resume never calls it foreign
+# everything a run (or minilm plot) writes there, and all --overwrite removes
+RUN_OUTPUTS = (RECORD_NAME, LOG_NAME, "final", "checkpoints", PLOTS_NAME)
 _ABSENT = "(absent)"
 FINGERPRINT = "code_sha256"  # the record's key for the sha256 of each file of the user's loss code
 
@@ -170,22 +167,13 @@ def claim_directory(directory: Path, outputs: tuple[str, ...], what: str) -> Cla
 
 
 def _lock(directory: Path) -> int | None:
-    if fcntl is None:
-        return None
-    path = directory / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        raise OutputDirError(
+    def busy(holder: str) -> OutputDirError:
+        return OutputDirError(
             f"output directory {directory} is in use by another minilm run (pid {holder}); wait "
             f"for it to end, or choose another --output"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+        )
+
+    return lock(directory / LOCK_NAME, busy).fd  # the .lock file stays: Claim closes the fd
 
 
 def _check(directory: Path, record: dict, resume: bool, overwrite: bool) -> None:

@@ -6,26 +6,31 @@ and every evaluation metric. matplotlib is an optional extra: ``pip install 'min
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
 
 from minilm.util.extras import require
-from minilm.util.io import read_text, split_lines
+from minilm.util.io import read_text, split_lines, write_bytes
 
 TITLES = {"loss": "training loss", "lr": "learning rate", "grad_norm": "gradient norm"}
 NOT_PLOTTED = ("step", "epoch")
 
 
 def read_log(path: Path) -> list[dict]:
-    """The records of a log.jsonl; a line that is not a JSON object is an error naming file and line."""
+    """The records of a log.jsonl; a line that is not a JSON object is an error naming file and line, except a torn
+    last line (a killed run's write cut short), which is dropped as the trainer drops it on resume."""
+    lines = split_lines(read_text(path))
     records = []
-    for number, line in enumerate(split_lines(read_text(path)), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
+            if number == len(lines):
+                break  # torn: a kill cut the last write short (read_json_lines drops it the same way)
             raise ValueError(f"{path}:{number}: not a JSON line ({e.msg})") from None
         if not isinstance(record, dict) or not isinstance(record.get("step"), int):
             raise ValueError(f"{path}:{number}: expected a JSON object with an integer 'step'")
@@ -47,7 +52,8 @@ def log_series(records: list[dict]) -> tuple[dict[str, dict[int, float]], dict[s
 
 
 def plot_run(run_dir: str | Path, output_dir: str | Path | None = None) -> list[Path]:
-    """Write one PNG per series of ``run_dir``/log.jsonl into ``output_dir`` (default ``run_dir``/plots); their paths."""
+    """Write one PNG per series of ``run_dir``/log.jsonl into ``output_dir`` (default ``run_dir``/plots); their
+    paths."""
     run_dir = Path(run_dir)
     log = run_dir / "log.jsonl"
     if not log.is_file():
@@ -77,8 +83,10 @@ def plot_run(run_dir: str | Path, output_dir: str | Path | None = None) -> list[
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out / f"{file_name(name)}.png"
-        fig.savefig(path, dpi=100)
+        image = io.BytesIO()
+        fig.savefig(image, format="png", dpi=100)
         plt.close(fig)
+        write_bytes(path, image.getvalue())  # a kill while plotting leaves the old chart or the new one
         written.append(path)
     return written
 

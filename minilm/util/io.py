@@ -19,10 +19,16 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; outputs are then not protected against a concurrent second writer
+    fcntl = None
 
 TEMP_MARK = ".minilm-tmp-"
 _TEMP = re.compile(r"^\..*\.minilm-tmp-(\d+)-[0-9a-f]+$")
@@ -41,6 +47,7 @@ class WriteError(OSError):
 
 def write_failed(path: Path, e: OSError) -> WriteError:
     """The error for ``path`` (the target the user asked for, not a temporary inside it), keeping the cause."""
+    # strerror alone: str(e) would name the temporary the error happened on, which the user never asked for
     reason = e.reason if isinstance(e, WriteError) else e.strerror or f"{e} (a short write: is the disk full?)"
     return WriteError(e.errno or errno.EIO, f"cannot write {path}: {reason}; what was at {path} is unchanged", reason)
 
@@ -282,7 +289,98 @@ def check_replaceable(path: Path, allowed: set[str], overwrite: bool, what: str)
         )
 
 
+# ------------------------------------------------------------------------------------------- one writer
+
+
+class Lock:
+    """An ``flock`` this process holds on a lock file until ``release()`` (or the end of a ``with`` block). The kernel
+    drops it when the process ends, however it ends, so a killed writer leaves no stale lock."""
+
+    def __init__(self, path: Path, fd: int | None, remove: bool):
+        self.path, self.fd, self.remove = path, fd, remove
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        if self.remove:  # unlinked while still locked: a process that opened it meanwhile sees the swap and retries
+            _unlink(self.path)
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lock(path: str | Path, busy: Callable[[str], Exception], remove: bool = False) -> Lock:
+    """Hold the lock file ``path`` (created if missing), or raise ``busy(pid of the holder)`` at once if another
+    process holds it. ``remove``: the file is deleted on release (an output file's lock leaves nothing behind);
+    otherwise it stays (a run directory's ``.lock``)."""
+    path = Path(path)
+    if fcntl is None:
+        return Lock(path, None, False)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise busy(holder) from None
+        try:
+            here, held = os.stat(path), os.fstat(fd)
+            current = (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)  # the previous holder removed the file we opened: lock the one now at ``path``
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return Lock(path, fd, remove)
+
+
 # ------------------------------------------------------------------------------------------- reading
+
+# What a configuration file may weigh: far above any real one (a large tokenizer.json is ~20 MB), far below memory.
+SMALL_FILE_LIMIT = 256 << 20
+
+
+def open_regular(path: str | Path, what: str = "", limit: int | None = None) -> tuple[int, int]:
+    """(fd, size) of ``path`` opened for reading, refused naming it unless it is a regular file of at most ``limit``
+    bytes: a FIFO would block (so it is opened non-blocking, then refused), /dev/zero would never end."""
+    label = f"{what} {path}" if what else str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except IsADirectoryError:
+        raise IsADirectoryError(errno.EISDIR, f"{label} is a directory, not a file") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, f"{label} is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) else "special"
+            raise ValueError(f"{label} is not a regular file ({kind}); refusing to read it")
+        if limit is not None and info.st_size > limit:
+            raise ValueError(f"{label} is {info.st_size:,} bytes, more than the {limit:,} such a file may have")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
+
+
+def read_bytes(path: str | Path, what: str = "", limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``path`` (see open_regular); one growing past ``limit`` while read is refused."""
+    fd, _ = open_regular(path, what, limit)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(-1 if limit is None else limit + 1)
+    if limit is not None and len(data) > limit:
+        raise ValueError(f"{f'{what} ' if what else ''}{path} grew past {limit:,} bytes while being read")
+    return data
 
 
 def decode_utf8(data: bytes, path) -> str:
@@ -298,8 +396,8 @@ def decode_utf8(data: bytes, path) -> str:
         ) from None
 
 
-def read_text(path: str | Path) -> str:
-    return decode_utf8(Path(path).read_bytes(), path)
+def read_text(path: str | Path, limit: int | None = None) -> str:
+    return decode_utf8(read_bytes(path, limit=limit), path)
 
 
 def split_lines(text: str) -> list[str]:
@@ -312,9 +410,10 @@ def split_lines(text: str) -> list[str]:
 
 
 def read_json(path: str | Path, kind: type = dict, error: type[Exception] = ValueError):
-    """The JSON value in ``path``, which must be of ``kind`` (dict or list); ``error`` names the file otherwise."""
+    """The JSON value in ``path``, which must be of ``kind`` (dict or list); ``error`` names the file otherwise. A
+    path that is not a regular file of at most SMALL_FILE_LIMIT bytes is refused (``error`` too), never read."""
     try:
-        value = json.loads(read_text(path))
+        value = json.loads(read_text(path, SMALL_FILE_LIMIT))
     except json.JSONDecodeError as e:
         raise error(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
     except ValueError as e:

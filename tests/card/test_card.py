@@ -51,8 +51,10 @@ def test_untrained_save_writes_a_minimal_card_that_sentence_transformers_loads(m
     assert meta["library_name"] == "sentence-transformers" and "sentence-transformers" in meta["tags"]
     assert "generated_from_trainer" not in meta["tags"] and "base_model" not in meta
     assert ModelCard.load(tmp_path / "m" / "README.md").data.library_name == "sentence-transformers"
-    assert sections(text)[:7] == ["Sentence Transformer model (minilm)", "Model Details", "Model Description",
-                                  "Model Sources", "Full Model Architecture", "Usage", "Direct Usage (minilm)"]
+    # a plain save names what the model was loaded from as its base (a local path: not in the front matter)
+    assert sections(text)[:7] == [f"SentenceTransformer based on {model.base_model}", "Model Details",
+                                  "Model Description", "Model Sources", "Full Model Architecture", "Usage",
+                                  "Direct Usage (minilm)"]
     assert "Training Details" not in sections(text) and "Framework Versions" in sections(text)
     assert "- **Maximum Sequence Length:** 256 tokens" in text and "- **Output Dimensionality:** 384 dimensions" in text
     assert "(2): Normalize()" in text and "'pooling_mode_mean_tokens': True" in text
@@ -221,7 +223,7 @@ def test_training_sections_from_what_the_trainer_passes(model, tmp_path):
                         ["**1.0**", "**2**", "**0.5000**", "**0.7500**"], ["1.5", "3", "0.3333", "-"],
                         ["2.0", "4", "0.2500", "0.6250"]]
     assert "* The bold row denotes the best `cosine_accuracy`: the model saved here." in text
-    assert "- `batch_size`: 2" in text.split("#### All Hyperparameters")[0]
+    assert "- `per_device_train_batch_size`: 2" in text.split("#### All Hyperparameters")[0]
     assert "#### MultipleNegativesRankingLoss" not in text  # the loss declares no citation: none is made up
     assert is_minilm_card(text)
 
@@ -259,9 +261,11 @@ def test_minilm_train_writes_the_card_of_the_run_and_sentence_transformers_loads
     assert f"<code>{rows['anchor'][0]}</code>" in text
     assert '"scale": 20.0,\n      "similarity": "cosine",' in text
     non_default = text.split("#### Non-Default Hyperparameters")[1].split("####")[0].split()
-    assert " ".join(non_default) == "- `batch_size`: 8 - `max_steps`: 6 - `lr`: 0.0001 - `eval_steps`: 3 - " \
-                                    "`save_steps`: 3"  # [data] sampler is "auto": the resolved one is not a choice
-    assert "- `sampler`: no_duplicates" in text.split("#### All Hyperparameters")[1]
+    # sentence-transformers' names, non-default against its defaults (batch size 8 is its default)
+    assert " ".join(non_default) == "- `eval_strategy`: steps - `eval_steps`: 3 - `learning_rate`: 0.0001 - " \
+        "`num_train_epochs`: 1 - `max_steps`: 6 - `save_steps`: 3 - `save_total_limit`: 2 - `batch_sampler`: " \
+        "no_duplicates"
+    assert "- `batch_sampler`: no_duplicates" in text.split("#### All Hyperparameters")[1]
     log_rows = [line for line in text.split("### Training Logs")[1].split("###")[0].splitlines()
                 if line.startswith("| ")][1:]
     assert [row.split("|")[2].strip() for row in log_rows] == ["0", "1", "2", "3", "4", "5", "6"]

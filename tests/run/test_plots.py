@@ -62,7 +62,7 @@ def test_plot_errors_name_the_file(tmp_path, capsys):
         capsys.readouterr().err
     run = write_run(tmp_path / "bad")
     with open(run / "log.jsonl", "a", encoding="utf-8") as f:
-        f.write("{not json\n")
+        f.write('{not json\n{"step": 99, "loss": 1.0}\n')  # not the last line: not a torn write
     assert cli.main(["plot", str(run)]) == 2
     assert f"{run / 'log.jsonl'}:{len(RECORDS) + 1}: not a JSON line" in capsys.readouterr().err
     empty = write_run(tmp_path / "empty", [])
