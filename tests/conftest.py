@@ -74,3 +74,7 @@ def st_real_model(minilm_dir):
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(minilm_dir), device="cpu")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than about 5 s on two cores")

@@ -1,4 +1,4 @@
-"""Turn a checked recipe into data, sampler, loss, evaluator and trainer, and run it (``minilm train`` / ``minilm eval``)."""
+"""Turn a checked recipe into data, sampler, loss, evaluator and trainer, and run it (``minilm train``)."""
 
 from __future__ import annotations
 
@@ -135,13 +135,14 @@ def sampler_name(recipe: Recipe) -> str:
 
 def make_sampler(recipe: Recipe, data: TrainData):
     name, batch_size, seed = sampler_name(recipe), recipe.train["batch_size"], recipe.train["seed"]
-    if name == "tension_pairs":
+    drop_last = recipe.data["drop_last"]
+    if name == "tension_pairs":  # whole batches only, whatever drop_last says: each batch has the same mix
         return TensionPairSampler(len(data), batch_size, recipe.loss.get(PAIRS_KEY, PAIRS_DEFAULT), seed=seed)
     if name == "group_by_label":
-        return GroupByLabelBatchSampler(data.targets, batch_size, seed=seed)
+        return GroupByLabelBatchSampler(data.targets, batch_size, seed=seed, drop_last=drop_last)
     if name == "no_duplicates":
-        return NoDuplicatesBatchSampler(data.columns, batch_size, seed=seed)
-    return RandomBatchSampler(len(data), batch_size, seed=seed)
+        return NoDuplicatesBatchSampler(data.columns, batch_size, seed=seed, drop_last=drop_last)
+    return RandomBatchSampler(len(data), batch_size, seed=seed, drop_last=drop_last)
 
 
 def recipe_evaluator(recipe: Recipe) -> Callable | None:
@@ -164,7 +165,9 @@ def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
     )
     values = data.columns + ([data.targets] if data.targets is not None else [])
     config = TrainConfig.from_dict(recipe.train)
-    sampler = {"sampler": sampler_name(recipe)}
+    sampler = {"sampler": sampler_name(recipe), "drop_last": d["drop_last"]}
+    chosen = {key: sampler[key] for key in ("sampler",) if d["sampler"] != "auto"}
+    chosen.update({"drop_last": True} if d["drop_last"] else {})
     e = recipe.eval
     loss = describe_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent)
     # a frozen guide or teacher model shapes what was learnt: the card names it with the loss's settings
@@ -175,7 +178,7 @@ def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
         columns=dict(zip(names, values)),
         loss=loss,
         hyperparameters={**asdict(config), **sampler},
-        non_default={**non_defaults(config), **(sampler if d["sampler"] != "auto" else {})},
+        non_default={**non_defaults(config), **chosen},
         eval_task=e["task"] if e else None,
         eval_dataset=Path(e["data"]).stem if e else None,
     )

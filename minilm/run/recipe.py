@@ -44,6 +44,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "columns": (list, []),
         "min_score": (float, 4.0),  # format "sts" with a pair loss: pairs scoring at least this are positives
         "sampler": (str, "auto"),  # "auto", "random", "no_duplicates" or "group_by_label"
+        "drop_last": (bool, False),  # true: a batch shorter than batch_size (an epoch's last) is left out
     },
     "loss": {"name": (str, REQUIRED)},  # registry name or import path; plus the loss's own settings
     "train": train_schema(REQUIRED),  # from minilm.train_config.TrainConfig: one place for keys and defaults
@@ -186,7 +187,7 @@ def _check_section(raw: dict, section: str, where: Path) -> dict:
     schema = SCHEMA[section]
     label = f"[{section}] " if section else ""
     out = {}
-    for key, value in raw.items():
+    for key in raw:
         if key not in schema:
             raise RecipeError(f"{where}: unknown key {label}{key}; known: {', '.join(schema)}")
     for key, (kind, default) in schema.items():
