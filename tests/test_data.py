@@ -74,7 +74,7 @@ def test_jsonl(tmp_path):
     ("j.jsonl", '{"a": "x"}\n["y"]\n', 2, "expected a JSON object"),
     ("j.jsonl", '{"a": "x"}\n{"b": "y"}\n', 2, "expected keys"),
     ("j.jsonl", '{"a": "x"}\n{"a": null}\n', 2, "empty cell"),
-    ("j.jsonl", '{"a": "x"}\n{"a": ["y"]}\n', 2, "expected a string or number"),
+    ("j.jsonl", '{"a": "x"}\n{"a": [["y"]]}\n', 2, "expected a string or number"),
     ("j.jsonl", '{"a": "x"}\n\n{"a": "y"}\n', 2, "blank line"),
 ])
 def test_bad_rows_name_file_and_line(tmp_path, name, text, line, reason):

@@ -52,13 +52,14 @@ def _check_cells(path, line: int, names: list[str], values: list) -> None:
     for name, value in zip(names, values):
         if _is_empty(value) or value == []:
             raise _fail(path, line, f"empty cell in column {name!r}")
-        if isinstance(value, list) and all(_is_number(v) for v in value):
-            continue  # a JSONL array of numbers: a teacher's scores or embedding
+        if isinstance(value, list) and (all(_is_number(v) for v in value) or all(isinstance(v, str) for v in value)):
+            continue  # a JSONL array of numbers (a teacher's scores or embedding) or of ids (a query's relevant ones)
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise _fail(
                 path,
                 line,
-                f"column {name!r}: expected a string or number (or a list of numbers), found {type(value).__name__}",
+                f"column {name!r}: expected a string or number (or a list of numbers or of strings), found "
+                f"{type(value).__name__}",
             )
 
 

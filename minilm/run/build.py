@@ -13,7 +13,7 @@ import torch
 from minilm.card import TrainingCard
 from minilm.data.dataset import TextPairs, TrainData
 from minilm.data.readers import STS_COLUMNS, read_roles, role_columns
-from minilm.evaluation.evaluators import make_evaluator
+from minilm.evaluation.evaluators import evaluate_all, make_evaluator
 from minilm.run.citations import describe_loss
 from minilm.run.output_dir import claim as output_dir_claim
 from minilm.run.output_dir import run_record
@@ -146,13 +146,28 @@ def make_sampler(recipe: Recipe, data: TrainData):
 
 
 def recipe_evaluator(recipe: Recipe) -> Callable | None:
-    """The evaluator the recipe's [eval] table describes, or None without one."""
-    if recipe.eval is None:
+    """The evaluator the recipe's [eval] table describes (its named evaluations run as one, metrics as name/metric),
+    or None without one. A file that cannot be read is an error naming the evaluation."""
+    evaluators = {}
+    for name, e in recipe.evaluations.items():
+        try:
+            evaluators[name] = make_evaluator(
+                e["task"],
+                e["data"],
+                e["format"],
+                e["roles"],
+                e["batch_size"],
+                e["limit"],
+                e["header"],
+                e["columns"],
+                corpus=e["corpus"] or None,
+                corpus_roles=e["corpus_roles"],
+            )
+        except ValueError as error:
+            raise ValueError(f"{recipe.path}: [eval{f'.{name}' if name else ''}] {error}") from None
+    if not evaluators:
         return None
-    e = recipe.eval
-    return make_evaluator(
-        e["task"], e["data"], e["format"], e["roles"], e["batch_size"], e["limit"], e["header"], e["columns"]
-    )
+    return evaluators[""] if "" in evaluators else evaluate_all(evaluators)
 
 
 def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
@@ -168,7 +183,7 @@ def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
     sampler = {"sampler": sampler_name(recipe), "drop_last": d["drop_last"]}
     chosen = {key: sampler[key] for key in ("sampler",) if d["sampler"] != "auto"}
     chosen.update({"drop_last": True} if d["drop_last"] else {})
-    e = recipe.eval
+    e = recipe.evaluations.get("")  # the one unnamed evaluation; named ones are listed as ``evaluations``
     loss = describe_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent)
     # a frozen guide or teacher model shapes what was learnt: the card names it with the loss's settings
     loss.settings.update({key: recipe.loss[key] for key in (GUIDE_KEY, TEACHER_KEY) if recipe.loss.get(key)})
@@ -181,6 +196,7 @@ def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
         non_default={**non_defaults(config), **chosen},
         eval_task=e["task"] if e else None,
         eval_dataset=Path(e["data"]).stem if e else None,
+        evaluations=[(name, e["task"], Path(e["data"]).stem) for name, e in recipe.evaluations.items() if name],
     )
 
 

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from minilm.loading.hub import sha256_of
+from minilm.run.recipe import SCHEMA
 from minilm.train.trainer import LOG_NAME
 from minilm.util.io import read_json, remove_tree, stale_temporaries, write_json
 
@@ -36,8 +37,7 @@ class OutputDirError(ValueError):
 def run_record(recipe) -> dict:
     """Which run this is: the checked recipe, the fingerprint of its data, its seed and the overrides given."""
     data = {"train": sha256_of(Path(recipe.data["train"]))}
-    if recipe.eval is not None:
-        data["eval"] = sha256_of(Path(recipe.eval["data"]))
+    data.update({key: sha256_of(Path(path)) for key, path in recipe.eval_files().items()})  # "eval", "eval.<name>"...
     return {
         "recipe": recipe.as_dict(),
         "data_sha256": data,
@@ -52,14 +52,31 @@ def differences(recorded: dict, now: dict) -> list[str]:
 
     def comparable(record: dict) -> dict:
         flat = _flatten({k: v for k, v in record.items() if k != "overrides"})
-        return {k: v for k, v in flat.items() if k not in ("recipe.data.train", "recipe.eval.data")}
+        return {k: v for k, v in flat.items() if not _is_data_path(k)}
 
     a, b = comparable(recorded), comparable(now)
     return [
         f"{key}: {a.get(key, _ABSENT)!r} -> {b.get(key, _ABSENT)!r}"
         for key in sorted(set(a) | set(b))
-        if a.get(key, _ABSENT) != b.get(key, _ABSENT)
+        if a.get(key, _ABSENT) != b.get(key, _ABSENT) and not (key not in a and _is_new_default(key, b[key]))
     ]
+
+
+def _is_data_path(key: str) -> bool:
+    """A data file's path in a flattened record (compared by its sha256 instead): [data] train, each evaluation's
+    data and corpus ("recipe.eval.data", "recipe.eval.<name>.corpus", ...)."""
+    return key == "recipe.data.train" or (
+        key.startswith("recipe.eval.") and key.rsplit(".", 1)[1] in ("data", "corpus")
+    )
+
+
+def _is_new_default(key: str, value) -> bool:
+    """A recipe key a run recorded before the key existed, now at its default: the run it records is the same."""
+    parts = key.split(".")
+    if parts[0] != "recipe" or len(parts) < 3 or parts[1] not in SCHEMA:
+        return False
+    entry = SCHEMA[parts[1]].get(parts[-1])
+    return entry is not None and value == entry[1]
 
 
 def _flatten(value, prefix: str = "") -> dict:
