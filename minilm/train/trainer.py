@@ -241,7 +241,7 @@ class Trainer:
         self.step += 1
         self.check_weights(lr)
         record = {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
-        stats = self.mean_statistics(result.stats) if result.stats else {}
+        stats = dict(self.mean_statistics(result.stats)) if result.stats else {}
         for ext in self.extensions:  # values as they are after the update (a learned temperature): equal on every rank
             stats.update(ext.statistics())
         if stats:
