@@ -104,10 +104,11 @@ def cmd_train(args) -> int:
     history = run_recipe(recipe, output, resume=args.resume, overwrite=args.overwrite)
     if len(history) >= 2:
         before, after = history[0], history[-1]
-        print("metric".ljust(20) + "before    after")
+        width = max(20, *(len(key) + 2 for key in before))  # named evaluations' keys run long: retrieval/recall@10
+        print("metric".ljust(width) + "before    after")
         for key in before:
             if key != "step":
-                print(f"{key:<20}{before[key]:.4f}    {after[key]:.4f}")
+                print(f"{key:<{width}}{before[key]:.4f}    {after[key]:.4f}")
     return 0
 
 
