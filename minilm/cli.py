@@ -128,10 +128,11 @@ def cmd_train(args) -> int:
     history = run_recipe(recipe, output, resume=args.resume, overwrite=args.overwrite)
     if len(history) >= 2:
         before, after = history[0], history[-1]
-        print("metric".ljust(20) + "before    after")
+        width = max(20, *(len(key) + 2 for key in before))  # named evaluations' keys run long: retrieval/recall@10
+        print("metric".ljust(width) + "before    after")
         for key in before:
             if key != "step":
-                print(f"{key:<20}{before[key]:.4f}    {after[key]:.4f}")
+                print(f"{key:<{width}}{before[key]:.4f}    {after[key]:.4f}")
     return 0
 
 
@@ -144,7 +145,7 @@ def cmd_sweep(args) -> int:
 
 def cmd_eval(args) -> int:
     from minilm.encoder import SentenceEncoder
-    from minilm.run.build import make_evaluator
+    from minilm.evaluation.evaluators import make_evaluator
 
     for item in args.roles or []:
         if "=" not in item or not all(part.strip() for part in item.split("=", 1)):

@@ -44,10 +44,6 @@ def sts_dir() -> Path:
     return STS_DIR
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
-
-
 def pytest_terminal_summary(terminalreporter):
     """The loss catalogue's measured parity figures (tests/parity.py), printed and, with MINILM_PARITY_OUT set,
     written as JSON: the source of the parity column in docs/losses.md."""
@@ -91,7 +87,3 @@ def st_real_model(minilm_dir):
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(minilm_dir), device="cpu")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: over ~5 s on an idle 2-core machine (deselect with -m 'not slow')")

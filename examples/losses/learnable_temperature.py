@@ -10,7 +10,8 @@ Name it in a recipe by path (relative to the recipe's folder); minilm needs no e
     loss_lr = 1e-2   # optional: its own learning rate (the encoder's 5e-5 would move it by ~0.1 % in 20 steps)
 
 The trainer builds the class once per run, optimises ``log_temperature`` with the encoder, checkpoints it, restores it
-on ``--resume``, and logs the reported statistics (the temperature included) with every step in ``log.jsonl``.
+on ``--resume``, saves it in ``final/loss.safetensors``, and logs the reported statistics with every step in
+``log.jsonl``: the temperature as ``statistics()`` gives it after the step's update.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class LearnableTemperatureInfoNCE(nn.Module):
 
     def temperature(self) -> Tensor:
         return self.log_temperature.clamp(self.min_log_temperature, 0.0).exp()
+
+    def statistics(self) -> dict:
+        """What the trainer logs after each update (the forward can report only the value before it): the
+        temperature the next step uses, and after the last step the one saved in final/loss.safetensors."""
+        return {"temperature": self.temperature()}
 
     def forward(self, anchors: Tensor, positives: Tensor, *hard_negatives: Tensor) -> tuple[Tensor, dict]:
         named = {f"hard_negatives[{i}]": n for i, n in enumerate(hard_negatives)}

@@ -43,6 +43,8 @@ class TrainingCard:
     non_default: dict  # those that differ from the defaults
     eval_task: str | None = None
     eval_dataset: str | None = None
+    # named evaluations ([eval.<name>] tables): (name, task, dataset) each; their metrics are logged as name/metric
+    evaluations: list[tuple[str, str, str]] = field(default_factory=list)
     log: list[dict] = field(default_factory=list)  # the run's log.jsonl records
     steps_per_epoch: int = 0
     evaluation: dict | None = None  # metrics of the model being saved (an evaluation at its own step), else None
@@ -60,15 +62,29 @@ class TrainingCard:
 
 
 def evaluation_section(training: TrainingCard) -> str:
-    task = training.eval_task or "evaluation"
-    evaluator = EVALUATORS.get(task)
+    """Its metrics at the saved model's step: one table, or one per named evaluation (headed by its name)."""
     metrics = metrics_of(training.evaluation)
-    rows = [
-        [
-            f"**{k}**" if k == training.metric_for_best else k,
-            f"**{number(v)}**" if k == training.metric_for_best else number(v),
+    if not training.evaluations:
+        parts = [_evaluation_part(training, training.eval_task or "evaluation", training.eval_dataset, "", metrics)]
+    else:
+        parts = [
+            _evaluation_part(
+                training,
+                task,
+                dataset,
+                name,
+                {k: v for k, v in metrics.items() if k.startswith(f"{name}/")},
+            )
+            for name, task, dataset in training.evaluations
         ]
-        for k, v in metrics.items()
+    return "\n\n".join(["## Evaluation\n\n### Metrics", *parts])
+
+
+def _evaluation_part(training: TrainingCard, task: str, dataset: str | None, name: str, metrics: dict) -> str:
+    evaluator = EVALUATORS.get(task)
+    best = training.metric_for_best
+    rows = [
+        [f"**{k}**" if k == best else k, f"**{number(v)}**" if k == best else number(v)] for k, v in metrics.items()
     ]
     used = (
         (
@@ -80,13 +96,9 @@ def evaluation_section(training: TrainingCard) -> str:
     )
     return "\n".join(
         [
-            "## Evaluation",
+            f"#### {name} ({task.title()})" if name else f"#### {task.title()}",
             "",
-            "### Metrics",
-            "",
-            f"#### {task.title()}",
-            "",
-            f"* Dataset: `{training.eval_dataset}`",
+            f"* Dataset: `{dataset}`",
             f"* Evaluated with {used} at step {training.evaluation.get('step', '?')}",
             "",
             table(["Metric", "Value"], rows),
@@ -237,7 +249,9 @@ def logs_section(training: TrainingCard) -> str:
     every = max(1, -(-last // 20))
     shown = sorted({s for s in steps if s % every == 0} | {last} | set(evals))
     metrics = list(dict.fromkeys(k for e in evals.values() for k in e))
-    prefix = snake(training.eval_dataset) + "_" if training.eval_dataset else ""
+    # one evaluation's metrics are prefixed with its dataset, as sentence-transformers' cards do; named ones are
+    # already name/metric
+    prefix = snake(training.eval_dataset) + "_" if training.eval_dataset and not training.evaluations else ""
     rows, since = [], 0
     for step in shown:
         window = [

@@ -109,19 +109,22 @@ def front_matter(training: TrainingCard | None, base: str | None = None) -> dict
     if training is not None and training.evaluation:
         metrics = training_part.metrics_of(training.evaluation)
         out["metrics"] = list(metrics)
-        dataset = training.eval_dataset or "evaluation"
+        # one result per evaluation: the one [eval] table's, or each named one's (its metrics without the name/)
+        evaluations = training.evaluations or [("", training.eval_task, training.eval_dataset or "evaluation")]
         out["model-index"] = [
             {
                 "name": f"SentenceTransformer based on {training.base_model}",
-                "results": [
-                    {
-                        "task": {"type": training.eval_task, "name": (training.eval_task or "").title()},
-                        "dataset": {"name": dataset, "type": training_part.snake(dataset)},
-                        "metrics": [
-                            {"type": k, "value": v, "name": k.replace("_", " ").title()} for k, v in metrics.items()
-                        ],
-                    }
-                ],
+                "results": [_result(name, task, dataset, metrics) for name, task, dataset in evaluations],
             }
         ]
     return out
+
+
+def _result(name: str, task: str | None, dataset: str, metrics: dict) -> dict:
+    prefix = f"{name}/" if name else ""
+    own = {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
+    return {
+        "task": {"type": task, "name": (task or "").title()},
+        "dataset": {"name": dataset, "type": training_part.snake(dataset)},
+        "metrics": [{"type": k, "value": v, "name": k.replace("_", " ").title()} for k, v in own.items()],
+    }

@@ -52,13 +52,14 @@ def _check_cells(path, line: int, names: list[str], values: list) -> None:
     for name, value in zip(names, values):
         if _is_empty(value) or value == []:
             raise _fail(path, line, f"empty cell in column {name!r}")
-        if isinstance(value, list) and all(_is_number(v) for v in value):
-            continue  # a JSONL array of numbers: a teacher's scores or embedding
+        if isinstance(value, list) and (all(_is_number(v) for v in value) or all(isinstance(v, str) for v in value)):
+            continue  # a JSONL array of numbers (a teacher's scores or embedding) or of ids (a query's relevant ones)
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise _fail(
                 path,
                 line,
-                f"column {name!r}: expected a string or number (or a list of numbers), found {type(value).__name__}",
+                f"column {name!r}: expected a string or number (or a list of numbers or of strings), found "
+                f"{type(value).__name__}",
             )
 
 
@@ -340,10 +341,33 @@ def role_columns(
     return columns + ([", ".join(names("teacher"))] if kind.startswith("teacher_") and not teacher_model else [])
 
 
-def read_sts(path: str | Path) -> tuple[list[str], list[str], list[float]]:
-    """Read an STS benchmark file: tab-separated genre, file, year, id, score (0-5), sentence1, sentence2.
+# The STS benchmark's two layouts, by the number of tab-separated cells (the main files and the companion files),
+# -> the cells' names; a row may carry two more trailing cells (the source of each sentence), which are ignored.
+STS_LAYOUTS = {
+    7: ("genre", "file", "year", "id", "score", "sentence1", "sentence2"),
+    6: ("file", "year", "id", "score", "sentence1", "sentence2"),
+}
 
-    Some rows carry two extra trailing columns (the source of each sentence); only those are ignored.
+
+def _sts_layout(path, line: int, count: int) -> int:
+    """The layout (its cell count without sources) of a row of ``count`` cells."""
+    for width in STS_LAYOUTS:
+        if count in (width, width + 2):
+            return width
+    raise _fail(
+        path,
+        line,
+        f"expected the STS layout of 7 cells (genre, file, year, id, score, sentence1, sentence2; 9 with the "
+        f"sentences' sources) or the companion files' 6 (without genre; 8 with sources), found {count}",
+    )
+
+
+def read_sts(path: str | Path) -> tuple[list[str], list[str], list[float]]:
+    """Read an STS benchmark file: tab-separated genre, file, year, id, score (0-5), sentence1, sentence2, or, in the
+    companion files, the same without genre (``STS_LAYOUTS``).
+
+    Some rows carry two extra trailing columns (the source of each sentence); only those are ignored. One file holds
+    one layout: a row of the other is an error naming its line (a shifted score column would otherwise be read).
     Quoting is off: sentences contain bare quote characters. Scores are returned on their 0-5 scale.
     """
     path = Path(path)
@@ -352,19 +376,30 @@ def read_sts(path: str | Path) -> tuple[list[str], list[str], list[float]]:
     s1, s2, scores = [], [], []
     reader = csv.reader(StringIO(read_text(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)  # no quotes
     rows = _drop_trailing_blank(list(enumerate(reader, 1)))
+    layout = first_line = None
     for line, cells in rows:
-        if len(cells) not in (7, 9):
-            raise _fail(path, line, f"expected 7 columns (or 9 with sources), found {len(cells)}")
+        width = _sts_layout(path, line, len(cells))
+        if layout is None:
+            layout, first_line = width, line
+        elif width != layout:
+            raise _fail(
+                path,
+                line,
+                f"{len(cells)} cells ({'with' if width == 7 else 'without'} genre), but line {first_line} has the "
+                f"{layout}-cell layout ({'with' if layout == 7 else 'without'} genre): one file holds one layout",
+            )
+        names = STS_LAYOUTS[width]
+        score_cell, first, second = (cells[names.index(n)] for n in ("score", "sentence1", "sentence2"))
         try:
-            score = float(cells[4])
+            score = float(score_cell)
         except ValueError:
-            raise _fail(path, line, f"score must be a number, found {cells[4]!r}") from None
+            raise _fail(path, line, f"score must be a number, found {score_cell!r}") from None
         if not 0 <= score <= 5:
             raise _fail(path, line, f"score must be in [0, 5], found {score}")
-        if not cells[5].strip() or not cells[6].strip():
+        if not first.strip() or not second.strip():
             raise _fail(path, line, "empty sentence")
-        s1.append(cells[5])
-        s2.append(cells[6])
+        s1.append(first)
+        s2.append(second)
         scores.append(score)
     if not scores:
         raise ValueError(f"{path}: file has no rows")

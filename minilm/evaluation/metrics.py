@@ -9,7 +9,10 @@ Definitions that matter for exact agreement:
 - similarity: Pearson and Spearman (Pearson of average ranks, so ties share a rank) of cosine vs gold.
 - retrieval: documents ranked by cosine, ties broken by ascending corpus id; queries without relevant
   documents are dropped; NDCG uses binary gains with 1/log2(rank + 1) discounts; MAP@k divides by
-  min(k, number of relevant documents); Recall@k divides by the number of relevant documents.
+  min(k, number of relevant documents); Recall@k divides by the number of relevant documents, Precision@k by k
+  (even when the corpus has fewer documents); Accuracy@k is the fraction of queries with a relevant document in
+  the top k. The cut-offs are InformationRetrievalEvaluator's defaults: accuracy, precision and recall at 1, 3, 5,
+  10; MRR and NDCG at 10; MAP at 100.
 """
 
 from __future__ import annotations
@@ -33,7 +36,12 @@ TASKS: dict[str, Needs] = {
 METRICS: dict[str, tuple[str, ...]] = {
     "triplet": ("cosine_accuracy",),
     "similarity": ("pearson", "spearman"),
-    "retrieval": ("mrr@10", "ndcg@10", "recall@1", "recall@5", "recall@10", "map@100"),
+    "retrieval": (
+        "mrr@10",
+        "ndcg@10",
+        "map@100",
+        *(f"{metric}@{k}" for metric in ("accuracy", "precision", "recall") for k in (1, 3, 5, 10)),
+    ),
 }
 
 Array = np.ndarray | torch.Tensor
@@ -129,10 +137,12 @@ def retrieval_metrics(
     tie_rank: Sequence[int] | None = None,
     mrr_at_k: int = 10,
     ndcg_at_k: int = 10,
-    recall_at_k: Sequence[int] = (1, 5, 10),
+    recall_at_k: Sequence[int] = (1, 3, 5, 10),
     map_at_k: int = 100,
+    accuracy_at_k: Sequence[int] = (1, 3, 5, 10),
+    precision_at_k: Sequence[int] = (1, 3, 5, 10),
 ) -> dict[str, float]:
-    """MRR@k, NDCG@k, Recall@k and MAP@k of cosine retrieval.
+    """MRR@k, NDCG@k, MAP@k, Accuracy@k, Precision@k and Recall@k of cosine retrieval (in that order).
 
     relevant[q] holds corpus row indices relevant to query row q; queries with an empty set are dropped.
     tie_rank[j] orders corpus rows with equal scores (lower first); default is row order. ST breaks ties by
@@ -149,7 +159,7 @@ def retrieval_metrics(
         bad = [j for j in rel if not (isinstance(j, (int, np.integer)) and 0 <= j < n_corpus)]
         if bad:
             raise ValueError(f"relevant[{q}] has indices outside corpus_emb rows 0..{n_corpus - 1}: {bad[:5]}")
-    ks = [mrr_at_k, ndcg_at_k, map_at_k, *recall_at_k]
+    ks = [mrr_at_k, ndcg_at_k, map_at_k, *accuracy_at_k, *precision_at_k, *recall_at_k]
     if any(not isinstance(k, int) or k < 1 for k in ks):
         raise ValueError(f"every @k must be a positive int, got {ks}")
 
@@ -188,12 +198,16 @@ def retrieval_metrics(
     dcg = (hits[:, :ndcg_at_k] * discount[: hits.shape[1]]).sum(dim=1)
     ideal = discount.cumsum(0)[n_rel.clamp(max=ndcg_at_k).long() - 1]
     metrics[f"ndcg@{ndcg_at_k}"] = (dcg / ideal).mean().item()
-    for r in recall_at_k:
-        metrics[f"recall@{r}"] = (hits[:, :r].sum(dim=1) / n_rel).mean().item()
     # MAP: mean over relevant hits of precision at that rank, normalised by min(k, |relevant|)
     h = hits[:, :map_at_k]
     precision = h.cumsum(dim=1) / torch.arange(1, h.shape[1] + 1, dtype=torch.float64)
     metrics[f"map@{map_at_k}"] = ((precision * h).sum(dim=1) / n_rel.clamp(max=map_at_k)).mean().item()
+    for r in accuracy_at_k:
+        metrics[f"accuracy@{r}"] = hits[:, :r].any(dim=1).double().mean().item()
+    for r in precision_at_k:  # divided by r, not by the documents there are: as sentence-transformers
+        metrics[f"precision@{r}"] = (hits[:, :r].sum(dim=1) / r).mean().item()
+    for r in recall_at_k:
+        metrics[f"recall@{r}"] = (hits[:, :r].sum(dim=1) / n_rel).mean().item()
     return metrics
 
 
@@ -232,7 +246,8 @@ def evaluate_retrieval(
     relevant: Mapping[Hashable, set],
     batch_size: int = 32,
 ) -> dict[str, float]:
-    """MRR@10, NDCG@10, Recall@1/5/10 and MAP@100 of retrieving `corpus` documents for `queries`.
+    """MRR@10, NDCG@10, MAP@100 and Accuracy, Precision, Recall @1/3/5/10 of retrieving `corpus` documents for
+    `queries` (``retrieval_metrics``).
 
     relevant maps a query id to the set of relevant corpus ids; queries absent from it or with an empty set
     are dropped, as are ids in it that are not queries. Equal scores rank by ascending corpus id.

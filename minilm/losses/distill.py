@@ -105,13 +105,16 @@ def margin_mse_loss(
 ) -> Tensor:
     """Margin-MSE (Hofstätter et al. 2020): mean over rows and negatives of
     ((s(q, p) - s(q, n_j)) - (t_p - t_{n_j}))^2. teacher_scores per row: the teacher's score of every candidate
-    (positive, negatives...), or directly the k margins t_p - t_{n_j}. similarity "dot" (default) or "cosine"."""
+    (positive, negatives...), or directly the k margins t_p - t_{n_j}; with one negative, a 1-D (B,) tensor of margins
+    too, as sentence-transformers takes it. similarity "dot" (default) or "cosine"."""
     if not negatives:
         raise ValueError("margin_mse_loss needs at least one negative column (query, positive, negative...)")
     named = _candidates(queries, positives, negatives)
     q, p, *n = named.values()
     sim = lookup(PAIRWISE_SIMILARITIES, similarity, "similarity")
     k = len(negatives)
+    if k == 1 and isinstance(teacher_scores, Tensor) and teacher_scores.shape == (q.shape[0],):
+        teacher_scores = teacher_scores[:, None]  # (B,) -> (B, 1): one margin per row, as sentence-transformers takes
     teacher = check_target_rows(teacher_scores, q.shape[0], "teacher_scores", widths=(k + 1, k)).to(q.dtype)
     margins = teacher[:, :1] - teacher[:, 1:] if teacher.shape[1] == k + 1 else teacher
     positive = sim(q, p)  # (B,)

@@ -233,5 +233,7 @@ def mega_batch_margin_loss(
     negative_margin = check_number(negative_margin, "negative_margin")
     cos = cosine_similarity_matrix(anchors, positives)  # (B, B)
     eye = torch.eye(cos.shape[0], dtype=torch.bool, device=cos.device)
-    hardest = cos.masked_fill(eye, -torch.inf).amax(dim=1)  # (B,) -inf for a batch of one: no negative, no loss
+    # max, not amax: when two negatives tie for the hardest, the whole gradient goes to the one max picks (the first),
+    # as in sentence-transformers; amax would split it between them (same sum, different rows updated)
+    hardest = cos.masked_fill(eye, -torch.inf).max(dim=1).values  # (B,) -inf for a batch of one: no negative, no loss
     return (F.relu(positive_margin - cos.diagonal()) + F.relu(hardest - negative_margin)).mean()

@@ -50,3 +50,7 @@ class ContrastiveTensionInBatchLoss(nn.Module):
         target = torch.arange(a.shape[0], device=a.device)
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
         return loss, {"scale": scale.detach()}
+
+    def statistics(self) -> dict[str, Tensor]:
+        """The scale as it is now: the trainer logs it after each update, over the forward's (the value before)."""
+        return {"scale": self.logit_scale.detach().exp()}

@@ -1,4 +1,4 @@
-"""Turn a checked recipe into data, sampler, loss, evaluator and trainer, and run it (``minilm train`` / ``minilm eval``)."""
+"""Turn a checked recipe into data, sampler, loss, evaluator and trainer, and run it (``minilm train``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from minilm.card import TrainingCard
 from minilm.data.dataset import TextPairs, TrainData
 from minilm.data.readers import STS_COLUMNS, read_roles, role_columns
-from minilm.evaluation.evaluators import make_evaluator
+from minilm.evaluation.evaluators import evaluate_all, make_evaluator
 from minilm.run.citations import describe_loss
 from minilm.run.output_dir import claim as output_dir_claim
 from minilm.run.output_dir import run_record
@@ -135,23 +135,39 @@ def sampler_name(recipe: Recipe) -> str:
 
 def make_sampler(recipe: Recipe, data: TrainData):
     name, batch_size, seed = sampler_name(recipe), recipe.train["batch_size"], recipe.train["seed"]
-    if name == "tension_pairs":
+    drop_last = recipe.data["drop_last"]
+    if name == "tension_pairs":  # whole batches only, whatever drop_last says: each batch has the same mix
         return TensionPairSampler(len(data), batch_size, recipe.loss.get(PAIRS_KEY, PAIRS_DEFAULT), seed=seed)
     if name == "group_by_label":
-        return GroupByLabelBatchSampler(data.targets, batch_size, seed=seed)
+        return GroupByLabelBatchSampler(data.targets, batch_size, seed=seed, drop_last=drop_last)
     if name == "no_duplicates":
-        return NoDuplicatesBatchSampler(data.columns, batch_size, seed=seed)
-    return RandomBatchSampler(len(data), batch_size, seed=seed)
+        return NoDuplicatesBatchSampler(data.columns, batch_size, seed=seed, drop_last=drop_last)
+    return RandomBatchSampler(len(data), batch_size, seed=seed, drop_last=drop_last)
 
 
 def recipe_evaluator(recipe: Recipe) -> Callable | None:
-    """The evaluator the recipe's [eval] table describes, or None without one."""
-    if recipe.eval is None:
+    """The evaluator the recipe's [eval] table describes (its named evaluations run as one, metrics as name/metric),
+    or None without one. A file that cannot be read is an error naming the evaluation."""
+    evaluators = {}
+    for name, e in recipe.evaluations.items():
+        try:
+            evaluators[name] = make_evaluator(
+                e["task"],
+                e["data"],
+                e["format"],
+                e["roles"],
+                e["batch_size"],
+                e["limit"],
+                e["header"],
+                e["columns"],
+                corpus=e["corpus"] or None,
+                corpus_roles=e["corpus_roles"],
+            )
+        except ValueError as error:
+            raise ValueError(f"{recipe.path}: [eval{f'.{name}' if name else ''}] {error}") from None
+    if not evaluators:
         return None
-    e = recipe.eval
-    return make_evaluator(
-        e["task"], e["data"], e["format"], e["roles"], e["batch_size"], e["limit"], e["header"], e["columns"]
-    )
+    return evaluators[""] if "" in evaluators else evaluate_all(evaluators)
 
 
 def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
@@ -164,8 +180,10 @@ def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
     )
     values = data.columns + ([data.targets] if data.targets is not None else [])
     config = TrainConfig.from_dict(recipe.train)
-    sampler = {"sampler": sampler_name(recipe)}
-    e = recipe.eval
+    sampler = {"sampler": sampler_name(recipe), "drop_last": d["drop_last"]}
+    chosen = {key: sampler[key] for key in ("sampler",) if d["sampler"] != "auto"}
+    chosen.update({"drop_last": True} if d["drop_last"] else {})
+    e = recipe.evaluations.get("")  # the one unnamed evaluation; named ones are listed as ``evaluations``
     loss = describe_loss(recipe.loss["name"], recipe.loss_settings(), recipe.path.parent)
     # a frozen guide or teacher model shapes what was learnt: the card names it with the loss's settings
     loss.settings.update({key: recipe.loss[key] for key in (GUIDE_KEY, TEACHER_KEY) if recipe.loss.get(key)})
@@ -175,9 +193,10 @@ def training_card(recipe: Recipe, data: TrainData) -> TrainingCard:
         columns=dict(zip(names, values)),
         loss=loss,
         hyperparameters={**asdict(config), **sampler},
-        non_default={**non_defaults(config), **(sampler if d["sampler"] != "auto" else {})},
+        non_default={**non_defaults(config), **chosen},
         eval_task=e["task"] if e else None,
         eval_dataset=Path(e["data"]).stem if e else None,
+        evaluations=[(name, e["task"], Path(e["data"]).stem) for name, e in recipe.evaluations.items() if name],
     )
 
 

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from minilm.loading.hub import sha256_of
+from minilm.run.recipe import SCHEMA
 from minilm.run.registry import code_fingerprint
 from minilm.train.trainer import LOG_NAME
 from minilm.util.io import TEMP_MARK, lock, read_json, remove_tree, stale_temporaries, write_json
@@ -46,10 +47,10 @@ def run_record(recipe) -> dict:
 
 
 def data_fingerprint(recipe) -> dict:
-    """The sha256 of the recipe's data files, by role (train, eval)."""
+    """The sha256 of the recipe's data files, by role: train, and each evaluation's files ("eval", "eval.<name>",
+    "eval.<name>.corpus", ...)."""
     data = {"train": sha256_of(Path(recipe.data["train"]))}
-    if recipe.eval is not None:
-        data["eval"] = sha256_of(Path(recipe.eval["data"]))
+    data.update({key: sha256_of(Path(path)) for key, path in recipe.eval_files().items()})
     return data
 
 
@@ -60,13 +61,13 @@ def differences(recorded: dict, now: dict) -> list[str]:
 
     def comparable(record: dict) -> dict:
         flat = _flatten({k: v for k, v in record.items() if k not in ("overrides", FINGERPRINT)})
-        return {k: v for k, v in flat.items() if k not in ("recipe.data.train", "recipe.eval.data")}
+        return {k: v for k, v in flat.items() if not _is_data_path(k)}
 
     a, b = comparable(recorded), comparable(now)
     return [
         f"{key}: {a.get(key, _ABSENT)!r} -> {b.get(key, _ABSENT)!r}"
         for key in sorted(set(a) | set(b))
-        if a.get(key, _ABSENT) != b.get(key, _ABSENT)
+        if a.get(key, _ABSENT) != b.get(key, _ABSENT) and not (key not in a and _is_new_default(key, b[key]))
     ] + code_changes(recorded, now)  # last: another loss named in the recipe is said first
 
 
@@ -84,6 +85,23 @@ def code_changes(recorded: dict, now: dict) -> list[str]:
         elif before[file] != after[file]:
             changed.append(f"loss code {file}: changed (sha256 {before[file][:12]}... -> {after[file][:12]}...)")
     return changed
+
+
+def _is_data_path(key: str) -> bool:
+    """A data file's path in a flattened record (compared by its sha256 instead): [data] train, each evaluation's
+    data and corpus ("recipe.eval.data", "recipe.eval.<name>.corpus", ...)."""
+    return key == "recipe.data.train" or (
+        key.startswith("recipe.eval.") and key.rsplit(".", 1)[1] in ("data", "corpus")
+    )
+
+
+def _is_new_default(key: str, value) -> bool:
+    """A recipe key a run recorded before the key existed, now at its default: the run it records is the same."""
+    parts = key.split(".")
+    if parts[0] != "recipe" or len(parts) < 3 or parts[1] not in SCHEMA:
+        return False
+    entry = SCHEMA[parts[1]].get(parts[-1])
+    return entry is not None and value == entry[1]
 
 
 def _flatten(value, prefix: str = "") -> dict:

@@ -1,7 +1,8 @@
 """``minilm plot RUN_DIR``: PNG charts of a training run from its log.jsonl.
 
 One chart per series: the training loss, the learning rate, the gradient norm (and any other number the steps log),
-and every evaluation metric. matplotlib is an optional extra: ``pip install 'minilm[plot]'``.
+and every evaluation metric; the statistics a loss reports (``"stats"`` in a step's record) share ``stats.png``, one
+panel each on its own scale. matplotlib is an optional extra: ``pip install 'minilm[plot]'``.
 """
 
 from __future__ import annotations
@@ -51,14 +52,51 @@ def log_series(records: list[dict]) -> tuple[dict[str, dict[int, float]], dict[s
     return train, evals
 
 
+def stats_series(records: list[dict]) -> dict[str, dict[int, float]]:
+    """The statistics the loss reported with each step: name -> {step: value}, numbers only (a value the run could
+    not log is null); a step logged twice keeps its last value."""
+    series: dict[str, dict[int, float]] = {}
+    for record in records:
+        stats = record.get("stats") if "eval" not in record else None
+        for key, value in (stats if isinstance(stats, dict) else {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                series.setdefault(key, {})[record["step"]] = float(value)
+    return series
+
+
+def stats_figure(title: str, series: dict[str, dict[int, float]]):
+    """One panel per statistic, each on its own scale (a temperature near 0.05 beside an accuracy near 1 would
+    otherwise be a flat line), two panels a row; the panel's title is the statistic's name."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    names = list(series)
+    columns = min(2, len(names))
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        steps = sorted(series[name])
+        ax.plot(steps, [series[name][s] for s in steps], marker="o" if len(steps) < 30 else None, linewidth=1)
+        ax.set(title=name, xlabel="step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.remove()
+    fig.suptitle(f"{title}: statistics the loss reported")
+    fig.tight_layout()
+    return fig
+
+
 def plot_run(run_dir: str | Path, output_dir: str | Path | None = None) -> list[Path]:
-    """Write one PNG per series of ``run_dir``/log.jsonl into ``output_dir`` (default ``run_dir``/plots); their
-    paths."""
+    """Write one PNG per series of ``run_dir``/log.jsonl into ``output_dir`` (default ``run_dir``/plots), and
+    ``stats.png`` when the loss reported statistics; their paths."""
     run_dir = Path(run_dir)
     log = run_dir / "log.jsonl"
     if not log.is_file():
         raise FileNotFoundError(f"{log} not found: RUN_DIR must be the output directory of minilm train")
-    train, evals = log_series(read_log(log))
+    records = read_log(log)
+    train, evals = log_series(records)
+    stats = stats_series(records)
     if not train and not evals:
         raise ValueError(f"{log} has no step or evaluation records to plot")
     matplotlib = require("matplotlib", "plot", "minilm plot")
@@ -87,6 +125,12 @@ def plot_run(run_dir: str | Path, output_dir: str | Path | None = None) -> list[
         fig.savefig(image, format="png", dpi=100)
         plt.close(fig)
         write_bytes(path, image.getvalue())  # a kill while plotting leaves the old chart or the new one
+        written.append(path)
+    if stats:
+        fig = stats_figure(run_dir.name, stats)
+        path = out / "stats.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
         written.append(path)
     return written
 

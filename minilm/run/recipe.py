@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
 
+from minilm.data.retrieval import CORPUS_ROLES, QUERY_ROLES
+from minilm.evaluation.evaluators import metric_key
 from minilm.evaluation.metrics import METRICS, TASKS
 from minilm.loading.hub import looks_like_path
 from minilm.losses.inputs import MODEL_ROLES, Needs, roles_of
@@ -44,20 +47,25 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "columns": (list, []),
         "min_score": (float, 4.0),  # format "sts" with a pair loss: pairs scoring at least this are positives
         "sampler": (str, "auto"),  # "auto", "random", "no_duplicates" or "group_by_label"
+        "drop_last": (bool, False),  # true: a batch shorter than batch_size (an epoch's last) is left out
     },
     "loss": {"name": (str, REQUIRED)},  # registry name or import path; plus the loss's own settings
     "train": train_schema(REQUIRED),  # from minilm.train_config.TrainConfig: one place for keys and defaults
+    # one evaluation's table, or several named ones: [eval.<name>] tables, each with these keys (``eval_tables``)
     "eval": {
         "task": (str, REQUIRED),  # "triplet", "similarity" or "retrieval"
-        "data": (str, REQUIRED),
+        "data": (str, REQUIRED),  # with a corpus: the queries and their relevant ids (minilm/data/retrieval.py)
         "format": (str, "auto"),
-        "roles": (dict, {}),
+        "roles": (dict, {}),  # with a corpus: {query = ..., relevant = ...}, by default those names
         "header": (bool, True),
         "columns": (list, []),
         "batch_size": (int, 32),
-        "limit": (int, 0),  # > 0: evaluate on the first this many rows only (quick checks)
+        "limit": (int, 0),  # > 0: this many rows (queries) drawn at random, the same ones every run (evaluators.py)
+        "corpus": (str, ""),  # retrieval: a file of documents with ids, distractors included; "": the positives
+        "corpus_roles": (dict, {}),  # the corpus file's columns: {id = ..., text = ...}, by default those names
     },
 }
+EVAL_NAME = re.compile(r"[A-Za-z0-9_-]+")  # a named evaluation's name: its metrics are logged as name/metric
 OPTIONAL_SECTIONS = {"eval"}
 SAMPLERS = ("auto", "random", "no_duplicates", "group_by_label")
 FORMATS = ("auto", "sts")
@@ -98,6 +106,29 @@ class Recipe:
         return {k: v for k, v in self.loss.items() if k != "name"}
 
     @property
+    def evaluations(self) -> dict[str, dict]:
+        """Every evaluation by name: the [eval.<name>] tables, or the one [eval] table under the name "" (whose
+        metrics keep their plain names)."""
+        if self.eval is None:
+            return {}
+        return {"": self.eval} if "task" in self.eval else self.eval
+
+    def metric_names(self) -> list[str]:
+        """What the evaluations log: ``name/metric`` for each metric of each named evaluation (plain names for the
+        one unnamed evaluation), in order: what metric_for_best and a sweep's metric choose from."""
+        return [metric_key(name, m) for name, e in self.evaluations.items() for m in METRICS[e["task"]]]
+
+    def eval_files(self) -> dict[str, str]:
+        """Every file the evaluations read, by a key naming it ("eval", "eval.corpus"; "eval.<name>", ...)."""
+        files = {}
+        for name, e in self.evaluations.items():
+            key = f"eval.{name}" if name else "eval"
+            files[key] = e["data"]
+            if e["corpus"]:
+                files[f"{key}.corpus"] = e["corpus"]
+        return files
+
+    @property
     def teacher_model(self) -> bool:
         """Whether a teacher model ([loss] teacher), not a data column, gives the teacher's embeddings."""
         return self.loss.get(TEACHER_KEY) is not None
@@ -129,8 +160,8 @@ def make_quick(recipe: Recipe) -> Recipe:
     )
     if t["mini_batch_size"]:
         t["mini_batch_size"] = min(t["mini_batch_size"], 8)
-    if recipe.eval is not None:
-        recipe.eval["limit"] = 32
+    for e in recipe.evaluations.values():
+        e["limit"] = 32
     return recipe
 
 
@@ -182,11 +213,12 @@ def apply_overrides(raw: dict, overrides: list[str]) -> str | None:
     return renamed
 
 
-def _check_section(raw: dict, section: str, where: Path) -> dict:
+def _check_section(raw: dict, section: str, where: Path, name: str = "") -> dict:
+    """``raw`` checked against SCHEMA[section] (``name``: a named table of it, e.g. [eval.sts]), defaults filled."""
     schema = SCHEMA[section]
-    label = f"[{section}] " if section else ""
+    label = f"[{section}.{name}] " if name else f"[{section}] " if section else ""
     out = {}
-    for key, value in raw.items():
+    for key in raw:
         if key not in schema:
             raise RecipeError(f"{where}: unknown key {label}{key}; known: {', '.join(schema)}")
     for key, (kind, default) in schema.items():
@@ -263,11 +295,75 @@ def validate(raw: dict, path: Path, renamed: str | None = None) -> Recipe:
         data=_check_section(sections["data"], "data", path),
         loss=loss,
         train=_check_section(sections["train"], "train", path),
-        eval=_check_section(sections["eval"], "eval", path) if "eval" in sections else None,
+        eval=eval_tables(sections["eval"], path) if "eval" in sections else None,
     )
     recipe._loss_spec = spec  # resolved and checked above: the run holds this one
     _check_values(recipe)
     return recipe
+
+
+def eval_tables(raw: dict, where: Path) -> dict:
+    """[eval]: one evaluation's settings (the single-table form), or named evaluations, one [eval.<name>] table each;
+    each checked against the schema. The one form or the other, never both in one recipe."""
+    nested = {k for k, (kind, _) in SCHEMA["eval"].items() if kind is dict}  # roles: a table inside one evaluation
+    named = {k: v for k, v in raw.items() if isinstance(v, dict) and k not in nested}
+    settings = [k for k in raw if k not in named]
+    if "task" in raw or not named:
+        if named:
+            raise RecipeError(
+                f"{where}: [eval] holds one evaluation's settings ({', '.join(settings)}) and named evaluations "
+                f"({', '.join(f'[eval.{k}]' for k in named)}): give every evaluation its own [eval.<name>] table"
+            )
+        return _check_section(raw, "eval", where)
+    if settings:
+        raise RecipeError(
+            f"{where}: [eval] has named evaluations ({', '.join(f'[eval.{k}]' for k in named)}) and also "
+            f"{', '.join(settings)} outside them: every setting goes inside an evaluation's own table"
+        )
+    for name in named:
+        if not EVAL_NAME.fullmatch(name):
+            raise RecipeError(
+                f"{where}: [eval.{name}]: an evaluation's name is letters, digits, _ and - (its metrics are logged "
+                f"as <name>/<metric>), got {name!r}"
+            )
+    return {name: _check_section(table, "eval", where, name) for name, table in named.items()}
+
+
+def _check_eval(where: Path, name: str, e: dict) -> None:
+    """One evaluation's values: task, format, sizes, files and the roles its task reads."""
+    label = f"[eval.{name}]" if name else "[eval]"
+    section = label[1:-1]
+    if e["task"] not in TASKS:
+        raise RecipeError(f"{where}: {label} task must be one of {sorted(TASKS)}, got {e['task']!r}")
+    if e["format"] not in FORMATS:
+        raise RecipeError(f"{where}: {label} format must be one of {FORMATS}, got {e['format']!r}")
+    if e["batch_size"] < 1 or e["limit"] < 0:
+        key, low = ("batch_size", ">= 1") if e["batch_size"] < 1 else ("limit", ">= 0 (0: every row)")
+        raise RecipeError(f"{where}: {label} {key} must be {low}, got {e[key]}")
+    e["data"] = _check_path(where, e["data"], f"{label} data")
+    if e["corpus_roles"] and not e["corpus"]:
+        raise RecipeError(f"{where}: {label} corpus_roles name the columns of a corpus file, but there is no corpus")
+    if e["corpus"]:
+        if e["task"] != "retrieval" or e["format"] != "auto":
+            got = f"task {e['task']!r}" if e["task"] != "retrieval" else f"format {e['format']!r}"
+            raise RecipeError(
+                f"{where}: {label} corpus is a file of documents to retrieve, for task 'retrieval' with files read "
+                f"by their suffix (.jsonl, .csv, .tsv), not {got}"
+            )
+        e["corpus"] = _check_path(where, e["corpus"], f"{label} corpus")
+        for key, known in (("roles", QUERY_ROLES), ("corpus_roles", CORPUS_ROLES)):
+            unknown = [role for role in e[key] if role not in known]
+            bad = [role for role, column in e[key].items() if not isinstance(column, str)]
+            if unknown or bad:
+                raise RecipeError(
+                    f"{where}: {label} {key} map {', '.join(known)} to a column name each"
+                    f"{f'; unknown {unknown}' if unknown else ''}{f'; not a name: {bad}' if bad else ''}"
+                )
+        if not e["header"] and not e["columns"]:
+            raise RecipeError(f"{where}: {label} header = false needs columns = [...] naming the cells in order")
+        return
+    _check_columns(where, section, e)
+    _check_roles(where, section, e, TASKS[e["task"]], f"task {e['task']!r}")
 
 
 def _check_values(r: Recipe) -> None:
@@ -346,33 +442,35 @@ def _check_values(r: Recipe) -> None:
     d["train"] = _check_path(where, d["train"], "[data] train")
     _check_columns(where, "data", d)
     _check_roles(where, "data", d, declared, f"loss {r.loss['name']!r}", r.teacher_model)
-    if r.eval is not None:
-        e = r.eval
-        if e["task"] not in TASKS:
-            raise RecipeError(f"{where}: [eval] task must be one of {sorted(TASKS)}, got {e['task']!r}")
-        if e["format"] not in FORMATS:
-            raise RecipeError(f"{where}: [eval] format must be one of {FORMATS}, got {e['format']!r}")
-        if e["batch_size"] < 1 or e["limit"] < 0:
-            key, low = ("batch_size", ">= 1") if e["batch_size"] < 1 else ("limit", ">= 0 (0: every row)")
-            raise RecipeError(f"{where}: [eval] {key} must be {low}, got {e[key]}")
-        e["data"] = _check_path(where, e["data"], "[eval] data")
-        _check_columns(where, "eval", e)
-        _check_roles(where, "eval", e, TASKS[e["task"]], f"task {e['task']!r}")
+    for name, e in r.evaluations.items():
+        _check_eval(where, name, e)
     _check_best(r)
 
 
+def metric_problem(r: Recipe, metric: str) -> str | None:
+    """Why ``metric`` is not one the recipe's evaluations log (``name/metric`` with named evaluations), or None."""
+    known = r.metric_names()
+    if metric in known:
+        return None
+    named = "" not in r.evaluations
+    hint = (
+        f" (a metric of a named evaluation is <name>/<metric>, e.g. {known[0]!r})"
+        if named and "/" not in metric
+        else ""
+    )
+    what = "the evaluations" if named else f"the [eval] task {r.eval['task']!r}"
+    return f"must be a metric of {what}: one of {known}, got {metric!r}{hint}"
+
+
 def _check_best(r: Recipe) -> None:
-    """metric_for_best names a metric of the [eval] task; what uses it has the evaluations it needs; report_to."""
+    """metric_for_best names a metric the evaluations log; what uses it has the evaluations it needs; report_to."""
     where, t = r.path, r.train
     if t["metric_for_best"]:
         if r.eval is None:
             raise RecipeError(f"{where}: [train] metric_for_best = {t['metric_for_best']!r} needs an [eval] section")
-        known = METRICS[r.eval["task"]]
-        if t["metric_for_best"] not in known:
-            raise RecipeError(
-                f"{where}: [train] metric_for_best must be a metric of the [eval] task "
-                f"{r.eval['task']!r}: one of {list(known)}, got {t['metric_for_best']!r}"
-            )
+        problem = metric_problem(r, t["metric_for_best"])
+        if problem is not None:
+            raise RecipeError(f"{where}: [train] metric_for_best {problem}")
     try:
         check_best_settings(TrainConfig.from_dict(t))
         check_report_to(t["report_to"])

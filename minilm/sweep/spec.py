@@ -159,12 +159,18 @@ def load_sweep(path: str | Path, output: str | Path | None = None) -> Sweep:
         for seed in seeds:
             recipe = _run_recipe(sweep, base_raw, config, seed, sampler)
             directory = output / "runs" / _slug(config.label) / f"seed-{seed}"
-            files = (recipe.data["train"], recipe.eval["data"])
+            files = (recipe.data["train"], *sorted(recipe.eval_files().items()))
             if files not in data:
                 data[files] = data_fingerprint(recipe)
             if code is None:
                 code = code_fingerprint(recipe.loss, recipe.path.parent)
             sweep.runs.append(RunSpec(index, config.label, seed, recipe, directory, keep, data[files], code))
+    known = sweep.runs[0].recipe.metric_names()  # "name/metric" with named evaluations; checked before models load
+    if sweep.metric is not None and sweep.metric not in known:
+        hint = (
+            " (a named evaluation's metric is <name>/<metric>)" if "/" in known[0] and "/" not in sweep.metric else ""
+        )
+        raise SweepError(f"{path}: metric {sweep.metric!r} is not one the evaluation gives: {known}{hint}")
     return sweep
 
 

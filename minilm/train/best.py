@@ -1,8 +1,9 @@
 """The best evaluation so far and the evaluations since it improved: what load_best_at_end and early stopping use.
 
-Only evaluations during and after training count (the one before training scores the base model, which no
-checkpoint holds). A value is better only if strictly better in the configured direction; NaN never is. The
-tracker's state is part of a checkpoint, so a resumed run keeps its best-so-far and its patience count.
+The metric is a key of the evaluation result: a metric name, or ``name/metric`` when the recipe has named evaluations
+(``[eval.<name>]``). Only evaluations during and after training count (the one before training scores the base
+model, which no checkpoint holds). A value is better only if strictly better in the configured direction; NaN never
+is. The tracker's state is part of a checkpoint, so a resumed run keeps its best-so-far and its patience count.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ class BestTracker:
     def update(self, step: int, result: dict) -> bool:
         """Record the evaluation made at ``step``; True if it is the best so far."""
         if self.metric not in result:
+            named = "/" in next(iter(result), "") and "/" not in self.metric
             raise ValueError(
                 f"metric_for_best {self.metric!r} is not in the evaluation result (it has {sorted(result)})"
+                + (": with named evaluations a metric is <name>/<metric>" if named else "")
             )
         value = float(result[self.metric])
         improved = not math.isnan(value) and (

@@ -33,7 +33,7 @@ class TrainConfig:
     gather_across_devices: bool = False  # under torchrun: the loss sees every rank's rows (docs/distributed.md)
     distributed_timeout_s: float = 1800.0  # under torchrun: a rank waiting this long for the others fails the job
     compile: bool = False  # torch.compile the layers, AdamW step and MNRL (minilm.kernels); see benchmarks/README.md
-    metric_for_best: str = ""  # a key of the evaluation result (e.g. "cosine_accuracy"): what makes a model the best
+    metric_for_best: str = ""  # a key of the evaluation result ("cosine_accuracy"; "sts/spearman" with named ones)
     greater_is_better: bool = True  # for metric_for_best
     load_best_at_end: bool = (
         False  # final/ is the best evaluated model, not the last (needs metric_for_best, eval_steps)

@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
-from minilm.losses.inputs import Needs, module_of
+from minilm.losses.inputs import Needs, module_of, split_output
 from minilm.train.config import TrainConfig
 from minilm.train.step import Embed, StepResult
 
@@ -107,6 +108,12 @@ class Extension:
     def after_step(self, result: StepResult) -> None:
         """What it keeps of a step that was applied (the loss, statistics and every column's embeddings)."""
 
+    def statistics(self) -> dict[str, float | None]:
+        """Numbers it reports once a step was applied (after the optimiser's update): logged with the step's
+        statistics, over the loss's own of the same name, so a learned value is logged as it is after the update
+        (what the next step uses, and after the last step what is saved)."""
+        return {}
+
     def state_dict(self) -> dict[str, Tensor]:
         """State beyond its parts' modules (a queue), checkpointed and checked finite with the weights."""
         return {}
@@ -118,7 +125,13 @@ class Extension:
 
 class LossParameters(Extension):
     """A loss with parameters (an nn.Module): optimised at ``[train] loss_lr`` when set, clipped and checkpointed with
-    the model, and, when the class says ``part_of_model = True`` (a classifier head), saved beside the final model."""
+    the model, and saved beside the final model (``final/loss.safetensors``), whatever it learns: a classifier head
+    or a temperature. ``part_of_model = True`` on the class says the saved part is used with the model (a classifier
+    head), not only in training (a temperature): ``final/loss.json`` records it.
+
+    After each update it reports the loss's learned values (``statistics``): what the module's own ``statistics()``
+    method returns if it has one (e.g. ``{"temperature": ...}`` from a log-temperature), else each 0-d parameter by
+    name. The loss's forward can only report the values it was called with, before the update."""
 
     name = "loss"
 
@@ -131,8 +144,15 @@ class LossParameters(Extension):
         return None if module is None else cls(module, run.config.loss_lr or None)
 
     def parts(self) -> dict[str, Part]:
-        saved = bool(getattr(self.module, "part_of_model", False))
-        return {"loss": Part(self.module, trains=True, lr=self.lr, checkpointed=True, saved=saved)}
+        return {"loss": Part(self.module, trains=True, lr=self.lr, checkpointed=True, saved=True)}
+
+    def statistics(self) -> dict[str, float | None]:
+        with torch.no_grad():
+            own = getattr(self.module, "statistics", None)
+            if callable(own):
+                return split_output((torch.zeros(()), own()))[1]  # its numbers checked and made floats, as a loss's
+            scalars = {name: p for name, p in self.module.named_parameters() if p.ndim == 0 and p.is_floating_point()}
+            return split_output((torch.zeros(()), scalars))[1]
 
 
 def loss_name(loss_fn: Callable) -> str:

@@ -2,7 +2,8 @@
 
 log.jsonl is the run's own record (``--resume`` trims it, the model card and ``minilm plot`` read it), so "jsonl" is
 always on; "tensorboard" also writes TensorBoard event files to OUTPUT/tensorboard/ (``pip install
-'minilm[tensorboard]'``): training scalars as ``train/<key>``, evaluation metrics as ``eval/<metric>``.
+'minilm[tensorboard]'``): training scalars as ``train/<key>``, the statistics a loss reports as ``stats/<name>`` (a
+section of their own), evaluation metrics as ``eval/<metric>`` (``eval/<name>/<metric>`` with several evaluations).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class TensorBoard:
         if "eval" in record:
             scalars = {f"eval/{k}": v for k, v in record["eval"].items()}
         else:
-            scalars = {f"train/{k}": v for k, v in record.items() if k != "step"}
+            scalars = {f"train/{k}": v for k, v in record.items() if k not in ("step", "stats")}
+            scalars.update({f"stats/{k}": v for k, v in record.get("stats", {}).items()})
         for tag, value in scalars.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):  # not None (a value not logged)
                 self.writer.add_scalar(tag, value, step)

@@ -2,10 +2,12 @@
 
 Same seed, same data -> bit-identical weights on CPU; a run resumed from a checkpoint continues exactly as the
 uninterrupted run would have (model, optimiser, schedule, sampler position, RNG state and every extension's state are
-all saved). What a loss needs besides the batch's embeddings comes as extension objects (``extensions.py``; which
-ones, from the loss's declaration: ``wiring.py``): the trainer optimises, clips, checkpoints and saves their parts as
-each ``Part`` says, and passes the loss what they add, without naming any.
-Statistics a loss reports go to ``log.jsonl`` with each step (``"stats"``).
+all saved). What a loss needs besides the batch's embeddings (its own parameters, a frozen guide or teacher model,
+every layer, a trained copy of the model, a user's memory queue) comes as extension objects
+(``extensions.py``; which ones, from the loss's declaration: ``wiring.py``): the trainer optimises, clips,
+checkpoints and saves their parts as each ``Part`` says, and passes the loss what they add, without naming any.
+Statistics a loss reports go to ``log.jsonl`` with each step (``"stats"``), with what the extensions report after the
+update (a learned parameter's value: the one the next step uses, and after the last step the one saved).
 Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
 (see minilm/train/distributed.py and docs/distributed.md). With ``metric_for_best`` the best evaluation is tracked
 (best.py): ``load_best_at_end`` makes it final/, ``early_stopping_patience`` stops the run; a resume keeps both.
@@ -255,8 +257,11 @@ class Trainer:
         self.step += 1
         self.check_weights(lr)
         record = {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
-        if result.stats:
-            record["stats"] = self.mean_statistics(result.stats)
+        stats = dict(self.mean_statistics(result.stats)) if result.stats else {}
+        for ext in self.extensions:  # values as they are after the update (a learned temperature): equal on every rank
+            stats.update(ext.statistics())
+        if stats:
+            record["stats"] = stats
         return record
 
     def users_code(self):
@@ -359,7 +364,7 @@ class Trainer:
             self.tensorboard.close()
 
     def save_parts_beside(self, directory: Path) -> None:
-        """Each part saved with the model (a classifier head that is part of the model): its state_dict to
+        """Each part saved with the model (a loss's parameters: a classifier head, a temperature): its state_dict to
         ``<name>.safetensors`` and its class and tensor shapes to ``<name>.json``, in ``directory``."""
         for name, part in self.parts.items():
             if not part.saved:
@@ -369,6 +374,8 @@ class Trainer:
             about = {
                 "class": f"{type(module).__module__}.{type(module).__qualname__}",
                 "tensors": {k: list(v.shape) for k, v in state.items()},
+                # used with the model (a classifier head), or learnt for training only (a temperature)
+                "part_of_model": bool(getattr(module, "part_of_model", False)),
             }
             write_bytes(directory / f"{name}.safetensors", save(state))  # each whole or absent
             write_json(directory / f"{name}.json", about)

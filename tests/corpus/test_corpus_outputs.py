@@ -25,7 +25,7 @@ from minilm.corpus.shards import join_parts, manifest_path, part_path
 from minilm.loading.tokenizer import WordPieceTokenizer
 from minilm.util import io
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORDS = [
     "the",
     "a",

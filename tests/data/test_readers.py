@@ -74,7 +74,7 @@ def test_jsonl(tmp_path):
     ("j.jsonl", '{"a": "x"}\n["y"]\n', 2, "expected a JSON object"),
     ("j.jsonl", '{"a": "x"}\n{"b": "y"}\n', 2, "expected keys"),
     ("j.jsonl", '{"a": "x"}\n{"a": null}\n', 2, "empty cell"),
-    ("j.jsonl", '{"a": "x"}\n{"a": ["y"]}\n', 2, "expected a string or number"),
+    ("j.jsonl", '{"a": "x"}\n{"a": [["y"]]}\n', 2, "expected a string or number"),
     ("j.jsonl", '{"a": "x"}\n\n{"a": "y"}\n', 2, "blank line"),
 ])
 def test_bad_rows_name_file_and_line(tmp_path, name, text, line, reason):
@@ -142,7 +142,8 @@ def test_read_sts_counts(sts_dir):
 def test_read_sts_extra_columns_and_errors(tmp_path):
     good = "g\tf\t2012\t0001\t3.5\tA \"b\tC\n" "g\tf\t2016\t0002\t1\tx\ty\tsrc1\tsrc2\n"
     assert read_sts(_write(tmp_path, "ok.csv", good)) == (['A "b', "x"], ["C", "y"], [3.5, 1.0])
-    for text, reason in [("g\tf\t2012\t1\t3\tx\n", "expected 7 columns"), ("g\tf\t2012\t1\tbad\tx\ty\n", "score"),
+    for text, reason in [("g\tf\t2012\t1\t3\n", "expected the STS layout of 7 cells"),
+                         ("g\tf\t2012\t1\tbad\tx\ty\n", "score"),
                          ("g\tf\t2012\t1\t6\tx\ty\n", "in [0, 5]"), ("g\tf\t2012\t1\t3\tx\t \n", "empty sentence")]:
         path = _write(tmp_path, "bad.csv", good + text)
         with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:3: .*{re.escape(reason)}"):

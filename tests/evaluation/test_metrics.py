@@ -31,7 +31,8 @@ from minilm.evaluation.metrics import (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is unreachable; the model is a local directory
 ST_EVAL = pytest.importorskip("sentence_transformers.sentence_transformer.evaluation")
 TOL = 1e-6  # float64 metrics over float32 cosines
-IR_KEYS = ["mrr@10", "ndcg@10", "recall@1", "recall@5", "recall@10", "map@100"]
+IR_KEYS = ["mrr@10", "ndcg@10", "map@100",
+           *(f"{m}@{k}" for m in ("accuracy", "precision", "recall") for k in (1, 3, 5, 10))]
 ST_IR_KEYS = {k: "cosine_" + k for k in IR_KEYS}
 
 

@@ -19,7 +19,7 @@ from minilm.encoder import SentenceEncoder
 from minilm.loading import folder
 from minilm.loading.tokenizer import WordPieceTokenizer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOADS = 25
 
 SAVER = """

@@ -21,7 +21,7 @@ from minilm.encoder import SentenceEncoder
 from minilm.loading.tokenizer import WordPieceTokenizer
 from minilm.loading.weights import CheckpointError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

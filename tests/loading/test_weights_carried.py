@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from minilm.encoder import SentenceEncoder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOAD_IN_ST = (
     "import sys\n"
     "from sentence_transformers import SentenceTransformer\n"

@@ -61,7 +61,7 @@ def test_log_lines_are_json_even_when_a_metric_is_nan(recipe_path, tmp_path, mon
     monkeypatch.setattr(run, "make_evaluator", lambda *a, **k: lambda model: {"spearman": float("nan")})
     recipe = load_recipe(recipe_path, ["train.save_steps=0", "train.max_steps=2"])
     recipe.eval = {"task": "similarity", "data": recipe.data["train"], "format": "auto", "roles": {}, "batch_size": 8,
-                   "limit": 0, "header": True, "columns": []}  # the file is only fingerprinted: the evaluator is a stub
+                   "limit": 0, "header": True, "columns": [], "corpus": "", "corpus_roles": {}}  # only fingerprinted: a stub
     run_recipe(recipe, tmp_path / "out", **QUIET)
     records = strict_json_lines(tmp_path / "out" / "log.jsonl")
     evals = [r for r in records if "eval" in r]
