@@ -19,7 +19,7 @@ from .encode_options import (UNSET, as_text_list, check_output_value, check_trun
                              finish_sentences, finish_tokens, resolve_prompt)
 from .fast import make_fast
 from .fast.int8 import Int8Cache
-from .fast.unpadded import forward_unpadded, forward_unpadded_layers, pool_unpadded
+from .fast.unpadded import forward_unpadded, pool_unpadded
 from .fast.workers import batch_workers, default_workers
 from .io import building, check_replaceable
 from .layout import (DEFAULT_PROMPTS, SAVED_FILES, check_prompts, read_model_settings, read_modules, read_st_config,
@@ -192,7 +192,8 @@ class SentenceEncoder(nn.Module):
         """Every hidden state pooled (and normalised) as the last layer is: L + 1 of (B, H), the embedding output
         first; the last equals ``forward``. What the layer losses (AdaptiveLayer, Matryoshka2d) train through."""
         if self.unpadded:
-            states, batch = forward_unpadded_layers(self.bert, input_ids, attention_mask, token_type_ids)
+            states, batch = forward_unpadded(self.bert, input_ids, attention_mask, token_type_ids,
+                                             output_hidden_states=True)
             pooled = [pool_unpadded(h, batch, self.pooling) for h in states]
         else:
             states = self.bert(input_ids, attention_mask, token_type_ids, output_hidden_states=True).hidden_states

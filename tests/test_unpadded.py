@@ -149,3 +149,41 @@ def test_several_attention_groups_match_padded(tokenizer, train):
         model.train()
         emb, grads = run(model, features, unpadded=True)
         assert emb.shape == (24, 32) and all(torch.isfinite(g).all() for g in grads.values())
+
+
+def test_model_py_modules_run_on_the_unpadded_path(tokenizer):
+    """Training and encoding call model.py's own modules: forward hooks on BertModel, Layer and SelfAttention fire once
+    per forward and once per layer per forward, on tokens in the unpadded layout (N, H); and a hook that edits a
+    layer's output changes padded and unpadded encodings alike, so an architecture experiment is made once."""
+    model = tiny_encoder(tokenizer)
+    L = model.bert.config.num_hidden_layers
+    calls = []
+
+    def record(module, args, output):
+        calls.append((type(module).__name__, tuple(args[0].shape)))
+
+    modules = [model.bert, *model.bert.layers, *(layer.attention for layer in model.bert.layers)]
+    handles = [m.register_forward_hook(record) for m in modules]
+    features = model.tokenize(TEXTS)
+    N = int(features["attention_mask"].sum())
+
+    one_forward = ["SelfAttention", "Layer"] * L + ["BertModel"]  # hooks fire as each module returns
+
+    model.train()
+    model(**features).sum().backward()
+    assert calls == [(name, (N,) if name == "BertModel" else (N, 32)) for name in one_forward]
+
+    calls.clear()
+    model.eval()
+    model.encode(TEXTS, batch_size=2, workers=1)  # 3 batches, one at a time
+    assert [name for name, _ in calls] == one_forward * 3
+    assert any(name == "Layer" and len(shape) == 2 for name, shape in calls)  # (N, H): a batch went unpadded
+    for h in handles:
+        h.remove()
+
+    last = model.bert.layers[-1]
+    last.register_forward_hook(lambda module, args, output: (output[0] * 0 + 1, output[1]))  # every token the same
+    for unpadded in (False, True):
+        model.unpadded = unpadded
+        emb = model.encode(TEXTS, batch_size=2)
+        assert np.abs(emb - emb[0]).max() <= 1e-6, unpadded  # the edited layer ran on either path

@@ -1,6 +1,6 @@
 """The speed machinery, kept beside the textbook model (``minilm/model.py``) and applied to it from outside.
 
-- ``unpadded.py``: run a ``BertModel``'s own submodules on the real tokens only (``forward_unpadded``,
+- ``unpadded.py``: run a ``BertModel``'s own forward on the real tokens only (``forward_unpadded``,
   ``pool_unpadded``); attention pads per group of similar-length sequences.
 - ``dropout.py``: cheap CPU dropout masks, swapped in for the model's ``nn.Dropout`` modules.
 - ``int8.py``: a dynamically int8-quantised copy of the model for ``encode(quantized_model=True)``.
