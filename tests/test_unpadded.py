@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import tiny_encoder
 
-from minilm.fast.unpadded import UnpaddedBatch, forward_unpadded, group_lengths, pool_unpadded
+from minilm.fast.unpadded import UNPAD_ABOVE, UnpaddedBatch, forward_unpadded, group_lengths, pool_unpadded, unpadding_pays
 from minilm.model import pool
 from minilm.tokenizer import WordPieceTokenizer
 
@@ -187,3 +187,52 @@ def test_model_py_modules_run_on_the_unpadded_path(tokenizer):
         model.unpadded = unpadded
         emb = model.encode(TEXTS, batch_size=2)
         assert np.abs(emb - emb[0]).max() <= 1e-6, unpadded  # the edited layer ran on either path
+
+
+def test_unpadding_pays_only_above_the_padding_share():
+    """A pure function of the (B, T) mask: unpadded once more than UNPAD_ABOVE of the grid is padding."""
+    def padded_by(pads: int, B: int = 10, T: int = 100) -> torch.Tensor:
+        lengths = torch.full((B,), T)
+        lengths[1:] -= pads // (B - 1)  # the first sequence sets T
+        lengths[1] -= pads % (B - 1)
+        return (torch.arange(T) < lengths[:, None]).long()  # (B, T)
+
+    share = int(UNPAD_ABOVE * 1000)  # padded positions of the 10 x 100 grid at the share
+    assert not unpadding_pays(padded_by(0)) and not unpadding_pays(padded_by(share - 1))
+    assert unpadding_pays(padded_by(share + 1)) and unpadding_pays(padded_by(500))
+    assert not unpadding_pays(torch.ones(1, 7, dtype=torch.long))  # one sentence
+
+
+BATCHES = {
+    "one length": ["one two three", "four five six", "seven eight nine"],
+    "one sentence": ["just a single sentence here"],
+    "ragged": TEXTS,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BATCHES))
+def test_each_batch_takes_its_path_and_both_paths_agree(tokenizer, monkeypatch, case):
+    """The forward (training or encode) runs a batch without padding, or a single sentence, padded and a ragged batch
+    unpadded; a hook on the first layer sees which: (B, T, H) or (N, H). The other path, forced, gives the same
+    embeddings and gradients within the tolerances above; ``unpadded = False`` forces the padded one for every batch."""
+    model = tiny_encoder(tokenizer)
+    features = model.tokenize(BATCHES[case])
+    unpadded = case == "ragged"
+    assert (features["attention_mask"] == 0).any() == unpadded  # the first two really have no padding
+    ranks = []
+    model.bert.layers[0].register_forward_hook(lambda module, args, output: ranks.append(args[0].dim()))
+    chosen = run(model, features, unpadded=True)  # the default: each batch chooses
+    model.unpadded = False
+    model.encode(BATCHES[case], batch_size=len(BATCHES[case]))
+    assert ranks == [2 if unpadded else 3, 3]
+    if unpadded:
+        other = run(model, features, unpadded=False)
+    else:
+        monkeypatch.setattr("minilm.encoder.unpadding_pays", lambda mask: True)
+        other = run(model, features, unpadded=True)
+        assert ranks[-1] == 2  # the unpadded path really ran
+    assert (chosen[0] - other[0]).abs().max() <= 1e-5
+    assert chosen[1].keys() == other[1].keys() and len(chosen[1]) > 0
+    for name in chosen[1]:
+        scale = max(1.0, chosen[1][name].abs().max().item())
+        assert (chosen[1][name] - other[1][name]).abs().max() <= 1e-5 * scale, name

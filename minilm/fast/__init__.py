@@ -8,7 +8,8 @@
 - compiled layers are in ``kernels/layer.py`` (``minilm.kernels.layer``), off by default.
 
 ``SentenceEncoder`` switches the model to the fast path by default: ``make_fast(bert)`` when built, its forward
-through ``forward_unpadded`` while ``encoder.unpadded`` is true, and ``encode(workers=...)`` defaulting to 2 on CPU.
+through ``forward_unpadded`` for each batch with enough padding to skip (``unpadding_pays``) while
+``encoder.unpadded`` is true, and ``encode(workers=...)`` defaulting to 2 on CPU.
 int8 (``encode(quantized_model=True)``) and compiled layers (``compile_kernels()``) are opt-in. Every piece has a test
 against the plain model path.
 """

@@ -26,6 +26,18 @@ GROUP_SHRINK = 0.75
 GROUP_MIN = 8
 
 
+# Unpadding costs a gather and a scatter around every layer's attention; it pays once the batch's grid is more than
+# this share padding (measured on CPU, benchmarks/README.md). Below it, one padded grid is cheaper.
+UNPAD_ABOVE = 0.1
+
+
+def unpadding_pays(attention_mask: torch.Tensor) -> bool:
+    """Whether a (B, T) batch should run unpadded: more than UNPAD_ABOVE of its grid is padding. Sentences of one
+    length, a single sentence among them, have none and take the padded path. A pure function of the mask."""
+    total = attention_mask.numel()
+    return total == 0 or int(attention_mask.sum()) < (1 - UNPAD_ABOVE) * total
+
+
 def group_lengths(sorted_lengths: list[int]) -> list[int]:
     """Sizes of consecutive attention groups for sequence lengths sorted longest first."""
     sizes, width = [], 0
