@@ -115,18 +115,19 @@ class SelfAttention(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.sdpa = True  # False forces the explicit matmul-softmax, the reference the tests compare SDPA against
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | Layout, output_attentions: bool = False):
-        """x (B, T, H) and its additive mask (B, 1, 1, T) -> (B, T, H), and the attention probabilities
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | Layout | None, output_attentions: bool = False):
+        """x (B, T, H) and its additive mask (B, 1, 1, T) or None -> (B, T, H), and the attention probabilities
         (B, nh, T, T) if ``output_attentions`` (else None). Given a ``Layout`` instead, x and the result are in it."""
         q, k, v = self.query(x), self.key(x), self.value(x)  # (B, T, H) each
-        if isinstance(mask, torch.Tensor):
+        if mask is None or isinstance(mask, torch.Tensor):
             y, probs = self.attend(q, k, v, mask, output_attentions)  # (B, T, H)
         else:
             y, probs = mask.attend(self, q, k, v, output_attentions)  # (N, H), as x
         return self.output(x, y), probs
 
     def attend(self, q, k, v, mask, output_attentions: bool = False):
-        """Multi-head scaled dot-product attention on one padded grid: q, k, v (B, T, H) -> (B, T, H), probs."""
+        """Multi-head scaled dot-product attention on one padded grid: q, k, v (B, T, H) -> (B, T, H), probs.
+        ``mask`` is additive (B, 1, 1, T), or None when no key is padding."""
         B, T, H = q.shape
         q, k, v = (t.view(B, T, self.n_head, H // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
         # SDPA can apply dropout itself, but with masks of its own; while dropout is on, the explicit path applies
@@ -136,8 +137,8 @@ class SelfAttention(nn.Module):
         if self.sdpa and not output_attentions and not dropping:
             y, probs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None  # (B, nh, T, hd)
         else:
-            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) + mask  # (B, nh, T, T)
-            probs = scores.softmax(dim=-1)
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, nh, T, T)
+            probs = (scores if mask is None else scores + mask).softmax(dim=-1)
             y = self.attn_dropout(probs) @ v  # (B, nh, T, hd)
         return y.transpose(1, 2).reshape(B, T, H), probs
 
@@ -164,7 +165,7 @@ class Layer(nn.Module):
         self.attention = SelfAttention(config)
         self.ffn = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | Layout, output_attentions: bool = False):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | Layout | None, output_attentions: bool = False):
         x, probs = self.attention(x, mask, output_attentions)  # (B, T, H)
         return self.ffn(x), probs
 
@@ -194,10 +195,10 @@ class BertModel(nn.Module):
         in place of the mask, the same layers run on the tokens as it lays them out: minilm.fast.unpadded passes
         the real tokens' ids (N,) and positions and gets (N, H) back.
         """
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, H)
-        if isinstance(attention_mask, torch.Tensor):
+        if attention_mask is None or isinstance(attention_mask, torch.Tensor) and attention_mask.all():
+            mask = None  # no padding, nothing to mask; SDPA runs a faster kernel without a mask
+        elif isinstance(attention_mask, torch.Tensor):
             mask = additive_mask(attention_mask, x.dtype)  # (B, 1, 1, T)
         else:
             mask = attention_mask  # a Layout: it runs attention on its own arrangement of the tokens
