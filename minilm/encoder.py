@@ -19,7 +19,7 @@ from minilm.encoding.options import (UNSET, as_text_list, check_output_value, ch
                              finish_sentences, finish_tokens, resolve_prompt)
 from minilm.fast import make_fast
 from minilm.fast.int8 import Int8Cache
-from minilm.fast.unpadded import forward_unpadded, forward_unpadded_layers, pool_unpadded
+from minilm.fast.unpadded import forward_unpadded, pool_unpadded, unpadding_pays
 from minilm.fast.workers import batch_workers, default_workers
 from minilm.util.io import building, check_replaceable
 from minilm.loading.folder import read_model_folder
@@ -49,8 +49,9 @@ class SentenceEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.normalize = normalize
-        # Per-token work on the real tokens only (minilm.fast.unpadded); False runs the padded reference. Measured
-        # faster on CPU for encoding and for training batches (benchmarks/README.md).
+        # Per-token work on the real tokens only (minilm.fast.unpadded) for batches with enough padding to skip;
+        # False runs the padded reference for every batch. Measured faster on CPU for encoding and for training
+        # batches (benchmarks/README.md).
         self.unpadded = True
         self._int8 = Int8Cache()  # the quantised copy of bert for encode(quantized_model=True), built on first use
         self._compiled = False  # compile_kernels() was called
@@ -172,8 +173,13 @@ class SentenceEncoder(nn.Module):
         """Pooled sentence embeddings (B, H), L2-normalised if ``normalize`` (default: as the checkpoint says)."""
         return self._embed_with(self.bert, input_ids, attention_mask, token_type_ids, normalize)
 
+    def _unpads(self, attention_mask: torch.Tensor) -> bool:
+        """Whether this batch runs on its real tokens only: ``unpadded`` allows it and the batch has enough padding
+        for that to pay (``minilm.fast.unpadded.unpadding_pays``); else the padded reference runs."""
+        return self.unpadded and unpadding_pays(attention_mask)
+
     def _embed_with(self, bert: nn.Module, input_ids, attention_mask, token_type_ids=None, normalize=None):
-        if self.unpadded:
+        if self._unpads(attention_mask):
             hidden, batch = forward_unpadded(bert, input_ids, attention_mask, token_type_ids)  # (N, H)
             emb = pool_unpadded(hidden, batch, self.pooling)  # (B, H)
         else:
@@ -187,8 +193,9 @@ class SentenceEncoder(nn.Module):
                      token_type_ids: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Every hidden state pooled (and normalised) as the last layer is: L + 1 of (B, H), the embedding output
         first; the last equals ``forward``. What the layer losses (AdaptiveLayer, Matryoshka2d) train through."""
-        if self.unpadded:
-            states, batch = forward_unpadded_layers(self.bert, input_ids, attention_mask, token_type_ids)
+        if self._unpads(attention_mask):
+            states, batch = forward_unpadded(self.bert, input_ids, attention_mask, token_type_ids,
+                                             output_hidden_states=True)
             pooled = [pool_unpadded(h, batch, self.pooling) for h in states]
         else:
             states = self.bert(input_ids, attention_mask, token_type_ids, output_hidden_states=True).hidden_states
@@ -297,7 +304,7 @@ class SentenceEncoder(nn.Module):
 
     def _tokens_of(self, bert: nn.Module, input_ids, attention_mask, token_type_ids=None) -> list[torch.Tensor]:
         """Last hidden state of each sequence at its real tokens: B tensors (length_i, H)."""
-        if self.unpadded:
+        if self._unpads(attention_mask):
             hidden, batch = forward_unpadded(bert, input_ids, attention_mask, token_type_ids)  # (N, H)
             grid = batch.pad(hidden)  # (B, T, H)
         else:

@@ -5,15 +5,16 @@ original BERT) -> hidden states -> pool -> one vector per sentence (SentenceEnco
 
 Everything here is the plain padded computation. The speed machinery (running on the real tokens only, cheap CPU
 dropout masks, int8, worker threads) lives in ``minilm/fast/`` and compiled layers in ``kernels/``; they are applied
-to a model from outside. Parameter names are short; ``weights.py`` maps them to the Hugging Face checkpoint's and
-reads and writes the config file.
+to a model from outside, and these modules stay the ones that run: the real-tokens path hands ``BertModel`` a
+``Layout`` in place of the padding mask, which only changes how attention sees the tokens. Parameter names are
+short; ``weights.py`` maps them to the Hugging Face checkpoint's and reads and writes the config file.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn as nn
@@ -89,6 +90,18 @@ def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Ten
     return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
+class Layout(Protocol):
+    """Tokens laid out other than as one padded (B, T) grid: minilm.fast.unpadded keeps only the real ones, (N, H).
+
+    Every step but attention handles each token on its own and runs on any layout as it is. Attention needs a
+    sequence's tokens side by side, so it asks the layout, which puts q, k, v on padded grids of its choosing, runs
+    ``attention.attend`` on them and returns the result (N, H) in its own layout.
+    """
+
+    def attend(self, attention: SelfAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               output_attentions: bool = False) -> tuple[torch.Tensor, None]: ...
+
+
 class SelfAttention(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -102,15 +115,19 @@ class SelfAttention(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.sdpa = True  # False forces the explicit matmul-softmax, the reference the tests compare SDPA against
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, output_attentions: bool = False):
-        """x (B, T, H) and its additive mask (B, 1, 1, T) -> (B, T, H), and the attention probabilities
-        (B, nh, T, T) if ``output_attentions`` (else None)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | Layout | None, output_attentions: bool = False):
+        """x (B, T, H) and its additive mask (B, 1, 1, T) or None -> (B, T, H), and the attention probabilities
+        (B, nh, T, T) if ``output_attentions`` (else None). Given a ``Layout`` instead, x and the result are in it."""
         q, k, v = self.query(x), self.key(x), self.value(x)  # (B, T, H) each
-        y, probs = self.attend(q, k, v, mask, output_attentions)  # (B, T, H)
+        if mask is None or isinstance(mask, torch.Tensor):
+            y, probs = self.attend(q, k, v, mask, output_attentions)  # (B, T, H)
+        else:
+            y, probs = mask.attend(self, q, k, v, output_attentions)  # (N, H), as x
         return self.output(x, y), probs
 
     def attend(self, q, k, v, mask, output_attentions: bool = False):
-        """Multi-head scaled dot-product attention on one padded grid: q, k, v (B, T, H) -> (B, T, H), probs."""
+        """Multi-head scaled dot-product attention on one padded grid: q, k, v (B, T, H) -> (B, T, H), probs.
+        ``mask`` is additive (B, 1, 1, T), or None when no key is padding."""
         B, T, H = q.shape
         q, k, v = (t.view(B, T, self.n_head, H // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
         # SDPA can apply dropout itself, but with masks of its own; while dropout is on, the explicit path applies
@@ -120,8 +137,8 @@ class SelfAttention(nn.Module):
         if self.sdpa and not output_attentions and not dropping:
             y, probs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None  # (B, nh, T, hd)
         else:
-            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) + mask  # (B, nh, T, T)
-            probs = scores.softmax(dim=-1)
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, nh, T, T)
+            probs = (scores if mask is None else scores + mask).softmax(dim=-1)
             y = self.attn_dropout(probs) @ v  # (B, nh, T, hd)
         return y.transpose(1, 2).reshape(B, T, H), probs
 
@@ -148,7 +165,7 @@ class Layer(nn.Module):
         self.attention = SelfAttention(config)
         self.ffn = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, output_attentions: bool = False):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | Layout | None, output_attentions: bool = False):
         x, probs = self.attention(x, mask, output_attentions)  # (B, T, H)
         return self.ffn(x), probs
 
@@ -169,17 +186,22 @@ class BertModel(nn.Module):
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | Layout | None = None,
                 token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
-                output_attentions: bool = False) -> torch.Tensor | BertOutput:
+                output_attentions: bool = False, position_ids: torch.Tensor | None = None) -> torch.Tensor | BertOutput:
         """Ids and 0/1 mask (B, T) -> the last hidden state (B, T, H), or a BertOutput if either flag is set.
 
-        Hidden states at padded positions are computed but meaningless; ``pool`` ignores them.
+        Hidden states at padded positions are computed but meaningless; ``pool`` ignores them. With a ``Layout``
+        in place of the mask, the same layers run on the tokens as it lays them out: minilm.fast.unpadded passes
+        the real tokens' ids (N,) and positions and gets (N, H) back.
         """
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
-        mask = additive_mask(attention_mask, x.dtype)  # (B, 1, 1, T)
+        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, H)
+        if attention_mask is None or isinstance(attention_mask, torch.Tensor) and attention_mask.all():
+            mask = None  # no padding, nothing to mask; SDPA runs a faster kernel without a mask
+        elif isinstance(attention_mask, torch.Tensor):
+            mask = additive_mask(attention_mask, x.dtype)  # (B, 1, 1, T)
+        else:
+            mask = attention_mask  # a Layout: it runs attention on its own arrangement of the tokens
         hidden_states, attentions = [x], []
         for layer in self.layers:
             x, probs = layer(x, mask, output_attentions)  # (B, T, H), (B, nh, T, T) or None

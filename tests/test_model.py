@@ -102,3 +102,21 @@ def test_sdpa_and_reference_attention_agree_forward_and_backward(minilm_dir, tmp
         # relative: the embedding-table gradients are sums over every token of the batch
         scale = max(1.0, grads[1][name].abs().max().item())
         assert (grads[0][name] - grads[1][name]).abs().max() <= 1e-5 * scale, name
+
+
+@pytest.mark.parametrize("sdpa", [True, False])
+def test_a_batch_without_padding_runs_unmasked_and_still_matches_transformers(tiny, sdpa):
+    """No padding, no mask (attend gets None): the same hidden states as transformers, through SDPA or the matmul."""
+    directory, reference = tiny
+    ours = SentenceEncoder.from_pretrained(directory)
+    for layer in ours.bert.layers:
+        layer.attention.sdpa = sdpa
+    features = ours.tokenize(["one two three", "four five six"])
+    assert features["attention_mask"].all()
+    masks = []
+    ours.bert.layers[0].attention.register_forward_pre_hook(lambda module, args: masks.append(args[1]))
+    with torch.no_grad():
+        mine = ours.bert(features["input_ids"], features["attention_mask"])
+        theirs = reference(**features).last_hidden_state
+    assert masks == [None]
+    assert (mine - theirs).abs().max() <= 1e-5

@@ -1,6 +1,6 @@
 """The speed machinery, kept beside the textbook model (``minilm/model.py``) and applied to it from outside.
 
-- ``unpadded.py``: run a ``BertModel``'s own submodules on the real tokens only (``forward_unpadded``,
+- ``unpadded.py``: run a ``BertModel``'s own forward on the real tokens only (``forward_unpadded``,
   ``pool_unpadded``); attention pads per group of similar-length sequences.
 - ``dropout.py``: cheap CPU dropout masks, swapped in for the model's ``nn.Dropout`` modules.
 - ``int8.py``: a dynamically int8-quantised copy of the model for ``encode(quantized_model=True)``.
@@ -8,7 +8,8 @@
 - compiled layers are in ``kernels/layer.py`` (``minilm.kernels.layer``), off by default.
 
 ``SentenceEncoder`` switches the model to the fast path by default: ``make_fast(bert)`` when built, its forward
-through ``forward_unpadded`` while ``encoder.unpadded`` is true, and ``encode(workers=...)`` defaulting to 2 on CPU.
+through ``forward_unpadded`` for each batch with enough padding to skip (``unpadding_pays``) while
+``encoder.unpadded`` is true, and ``encode(workers=...)`` defaulting to 2 on CPU.
 int8 (``encode(quantized_model=True)``) and compiled layers (``compile_kernels()``) are opt-in. Every piece has a test
 against the plain model path.
 """

@@ -1,12 +1,15 @@
 """Unpadded execution: a ``BertModel`` run on the real tokens of a padded batch only.
 
 A padded (B, T) batch holds N <= B * T real tokens. Every per-token op (embeddings, the linears, the feed-forward,
-the LayerNorms) runs here on those N tokens, (N, H), through the model's own submodules; only attention needs the
-tokens of one sequence side by side, so it goes back to padded grids. Not to one (B, T) grid, though: sequences are
-taken longest first and cut into groups of similar length (``group_lengths``), each padded only to its own longest,
-since a random training batch spends most of a (B, T, T) attention grid on padding. benchmarks/README.md compares this
-layout with one grid, a block-diagonal mask and nested tensors. Pooling indexes by original sequence, so the caller's
-order is kept and the results equal ``model.pool(bert(...), ...)`` at the real tokens.
+the LayerNorms) runs here on those N tokens, (N, H), and it is the model's own forward that runs them:
+``forward_unpadded`` calls ``bert`` with an ``UnpaddedBatch`` in place of the padding mask (a ``model.Layout``), so
+hooks and edits on ``model.py``'s modules apply here too. Only attention needs the tokens of one sequence side by
+side; it asks the layout (``UnpaddedBatch.attend``), which goes back to padded grids. Not to one (B, T) grid:
+sequences are taken longest first and cut into groups of similar length (``group_lengths``), each padded only to its
+own longest, since a random training batch spends most of a (B, T, T) attention grid on padding.
+benchmarks/README.md compares this layout with one grid, a block-diagonal mask and nested tensors. Pooling indexes by
+original sequence, so the caller's order is kept and the results equal ``model.pool(bert(...), ...)`` at the real
+tokens.
 """
 
 from __future__ import annotations
@@ -21,6 +24,18 @@ from minilm.model import POOLING_MODES, BertModel, SelfAttention, additive_mask
 # grid then falls below ~half) and the group already holds GROUP_MIN sequences (each group costs a few extra ops).
 GROUP_SHRINK = 0.75
 GROUP_MIN = 8
+
+
+# Unpadding costs a gather and a scatter around every layer's attention; it pays once the batch's grid is more than
+# this share padding (measured on CPU, benchmarks/README.md). Below it, one padded grid is cheaper.
+UNPAD_ABOVE = 0.1
+
+
+def unpadding_pays(attention_mask: torch.Tensor) -> bool:
+    """Whether a (B, T) batch should run unpadded: more than UNPAD_ABOVE of its grid is padding. Sentences of one
+    length, a single sentence among them, have none and take the padded path. A pure function of the mask."""
+    total = attention_mask.numel()
+    return total == 0 or int(attention_mask.sum()) < (1 - UNPAD_ABOVE) * total
 
 
 def group_lengths(sorted_lengths: list[int]) -> list[int]:
@@ -107,38 +122,33 @@ class UnpaddedBatch:
         B, T = self.mask.shape
         return x.new_zeros(B * T, x.shape[-1]).index_copy(0, self.index, x).view(B, T, -1)
 
+    def attend(self, attention: SelfAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               output_attentions: bool = False) -> tuple[torch.Tensor, None]:
+        """The ``model.Layout`` hook: ``attention.attend`` for unpadded q, k, v (N, H) -> (N, H), each group of
+        sequences on its own padded grid."""
+        if output_attentions:
+            raise ValueError("output_attentions needs the padded path: the unpadded one has no (B, nh, T, T) grid")
+        # One split per tensor, not a slice per group: a slice's backward writes into a fresh (N, H) of zeros.
+        sizes = [g.end - g.start for g in self.groups]
+        parts = [g.take(attention.attend(g.pad(qg), g.pad(kg), g.pad(vg), g.mask)[0])
+                 for g, qg, kg, vg in zip(self.groups, q.split(sizes), k.split(sizes), v.split(sizes))]
+        return (parts[0] if len(parts) == 1 else torch.cat(parts) if parts else torch.zeros_like(q)), None  # (N, H)
+
 
 def forward_unpadded(bert: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, UnpaddedBatch]:
-    """``bert``'s hidden states for the real tokens only: (N, H), longest sequence first, plus where they sit in
-    (B, T). Equal to ``bert(input_ids, attention_mask, token_type_ids)`` at the real positions."""
-    states, batch = forward_unpadded_layers(bert, input_ids, attention_mask, token_type_ids)
-    return states[-1], batch
+                     token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
+                     ) -> tuple[torch.Tensor | tuple[torch.Tensor, ...], UnpaddedBatch]:
+    """``bert``'s last hidden state for the real tokens only, (N, H), longest sequence first, plus where they sit in
+    (B, T): ``bert(input_ids, attention_mask, token_type_ids)`` at the real positions. With ``output_hidden_states``,
+    every hidden state instead, L + 1 of (N, H) with the embedding output first (the layer losses pool them all).
 
-
-def forward_unpadded_layers(bert: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                            token_type_ids: torch.Tensor | None = None) -> tuple[list[torch.Tensor], UnpaddedBatch]:
-    """Every hidden state for the real tokens only: L + 1 of (N, H), the embedding output first, as
-    ``bert(..., output_hidden_states=True).hidden_states`` at the real positions (the layer losses pool them all)."""
+    It is ``bert``'s own forward that runs, on the unpadded ids with the ``UnpaddedBatch`` as its layout.
+    """
     batch = UnpaddedBatch.from_mask(attention_mask, bert.embeddings.word.weight.dtype)
     positions = batch.index % input_ids.shape[1]  # (N,) each token's column in (B, T): its position, as padded
     types = None if token_type_ids is None else batch.take(token_type_ids)
-    states = [bert.embeddings(batch.take(input_ids), types, positions)]  # (N, H)
-    for layer in bert.layers:
-        states.append(layer.ffn(attention_unpadded(layer.attention, states[-1], batch)))  # (N, H)
-    return states, batch
-
-
-def attention_unpadded(attention: SelfAttention, x: torch.Tensor, batch: UnpaddedBatch) -> torch.Tensor:
-    """``attention(x, mask)`` for unpadded tokens x (N, H): projections and output block on the N tokens, the
-    attention math (``attention.attend``) on each group's padded grid."""
-    q, k, v = attention.query(x), attention.key(x), attention.value(x)  # (N, H) each
-    # One split per tensor, not a slice per group: a slice's backward writes into a fresh (N, H) of zeros.
-    sizes = [g.end - g.start for g in batch.groups]
-    parts = [g.take(attention.attend(g.pad(qg), g.pad(kg), g.pad(vg), g.mask)[0])
-             for g, qg, kg, vg in zip(batch.groups, q.split(sizes), k.split(sizes), v.split(sizes))]
-    y = parts[0] if len(parts) == 1 else torch.cat(parts) if parts else torch.zeros_like(q)  # (N, H)
-    return attention.output(x, y)
+    out = bert(batch.take(input_ids), batch, types, output_hidden_states, position_ids=positions)  # (N, H)
+    return (out.hidden_states if output_hidden_states else out), batch
 
 
 def pool_unpadded(x: torch.Tensor, batch: UnpaddedBatch, mode: str) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import tiny_encoder
 
-from minilm.fast.unpadded import UnpaddedBatch, forward_unpadded, group_lengths, pool_unpadded
+from minilm.fast.unpadded import UNPAD_ABOVE, UnpaddedBatch, forward_unpadded, group_lengths, pool_unpadded, unpadding_pays
 from minilm.model import pool
 from minilm.loading.tokenizer import WordPieceTokenizer
 
@@ -149,3 +149,90 @@ def test_several_attention_groups_match_padded(tokenizer, train):
         model.train()
         emb, grads = run(model, features, unpadded=True)
         assert emb.shape == (24, 32) and all(torch.isfinite(g).all() for g in grads.values())
+
+
+def test_model_py_modules_run_on_the_unpadded_path(tokenizer):
+    """Training and encoding call model.py's own modules: forward hooks on BertModel, Layer and SelfAttention fire once
+    per forward and once per layer per forward, on tokens in the unpadded layout (N, H); and a hook that edits a
+    layer's output changes padded and unpadded encodings alike, so an architecture experiment is made once."""
+    model = tiny_encoder(tokenizer)
+    L = model.bert.config.num_hidden_layers
+    calls = []
+
+    def record(module, args, output):
+        calls.append((type(module).__name__, tuple(args[0].shape)))
+
+    modules = [model.bert, *model.bert.layers, *(layer.attention for layer in model.bert.layers)]
+    handles = [m.register_forward_hook(record) for m in modules]
+    features = model.tokenize(TEXTS)
+    N = int(features["attention_mask"].sum())
+
+    one_forward = ["SelfAttention", "Layer"] * L + ["BertModel"]  # hooks fire as each module returns
+
+    model.train()
+    model(**features).sum().backward()
+    assert calls == [(name, (N,) if name == "BertModel" else (N, 32)) for name in one_forward]
+
+    calls.clear()
+    model.eval()
+    model.encode(TEXTS, batch_size=2, workers=1)  # 3 batches, one at a time
+    assert [name for name, _ in calls] == one_forward * 3
+    assert any(name == "Layer" and len(shape) == 2 for name, shape in calls)  # (N, H): a batch went unpadded
+    for h in handles:
+        h.remove()
+
+    last = model.bert.layers[-1]
+    last.register_forward_hook(lambda module, args, output: (output[0] * 0 + 1, output[1]))  # every token the same
+    for unpadded in (False, True):
+        model.unpadded = unpadded
+        emb = model.encode(TEXTS, batch_size=2)
+        assert np.abs(emb - emb[0]).max() <= 1e-6, unpadded  # the edited layer ran on either path
+
+
+def test_unpadding_pays_only_above_the_padding_share():
+    """A pure function of the (B, T) mask: unpadded once more than UNPAD_ABOVE of the grid is padding."""
+    def padded_by(pads: int, B: int = 10, T: int = 100) -> torch.Tensor:
+        lengths = torch.full((B,), T)
+        lengths[1:] -= pads // (B - 1)  # the first sequence sets T
+        lengths[1] -= pads % (B - 1)
+        return (torch.arange(T) < lengths[:, None]).long()  # (B, T)
+
+    share = int(UNPAD_ABOVE * 1000)  # padded positions of the 10 x 100 grid at the share
+    assert not unpadding_pays(padded_by(0)) and not unpadding_pays(padded_by(share - 1))
+    assert unpadding_pays(padded_by(share + 1)) and unpadding_pays(padded_by(500))
+    assert not unpadding_pays(torch.ones(1, 7, dtype=torch.long))  # one sentence
+
+
+BATCHES = {
+    "one length": ["one two three", "four five six", "seven eight nine"],
+    "one sentence": ["just a single sentence here"],
+    "ragged": TEXTS,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BATCHES))
+def test_each_batch_takes_its_path_and_both_paths_agree(tokenizer, monkeypatch, case):
+    """The forward (training or encode) runs a batch without padding, or a single sentence, padded and a ragged batch
+    unpadded; a hook on the first layer sees which: (B, T, H) or (N, H). The other path, forced, gives the same
+    embeddings and gradients within the tolerances above; ``unpadded = False`` forces the padded one for every batch."""
+    model = tiny_encoder(tokenizer)
+    features = model.tokenize(BATCHES[case])
+    unpadded = case == "ragged"
+    assert (features["attention_mask"] == 0).any() == unpadded  # the first two really have no padding
+    ranks = []
+    model.bert.layers[0].register_forward_hook(lambda module, args, output: ranks.append(args[0].dim()))
+    chosen = run(model, features, unpadded=True)  # the default: each batch chooses
+    model.unpadded = False
+    model.encode(BATCHES[case], batch_size=len(BATCHES[case]))
+    assert ranks == [2 if unpadded else 3, 3]
+    if unpadded:
+        other = run(model, features, unpadded=False)
+    else:
+        monkeypatch.setattr("minilm.encoder.unpadding_pays", lambda mask: True)
+        other = run(model, features, unpadded=True)
+        assert ranks[-1] == 2  # the unpadded path really ran
+    assert (chosen[0] - other[0]).abs().max() <= 1e-5
+    assert chosen[1].keys() == other[1].keys() and len(chosen[1]) > 0
+    for name in chosen[1]:
+        scale = max(1.0, chosen[1][name].abs().max().item())
+        assert (chosen[1][name] - other[1][name]).abs().max() <= 1e-5 * scale, name
