@@ -12,7 +12,17 @@ import numpy as np
 
 from minilm.loading.hub import DEFAULT_MODEL
 from minilm.train.trainer import TrainingDiverged
+from minilm.util.devices import check_cpu_only, resolve_device
 from minilm.util.extras import MissingExtra
+
+
+def chosen_device(args):
+    """``--device`` (default: CUDA, then MPS, then the CPU), refused before any model loads when it is not here, as is
+    a CPU-only option (``--quantized-model``) asked for on another device."""
+    device = resolve_device(args.device, "--device")
+    if getattr(args, "quantized_model", False):
+        check_cpu_only("--quantized-model", device)
+    return device
 
 
 def cmd_encode(args) -> int:
@@ -21,6 +31,7 @@ def cmd_encode(args) -> int:
     from minilm.corpus.shards import parse_shard, shard_from_env, target_path
     from minilm.encoder import SentenceEncoder
 
+    device = chosen_device(args)
     if args.input != "-" and not Path(args.input).is_file():  # before the model loads
         raise FileNotFoundError(f"input file {args.input} does not exist")
     shard = parse_shard(args.shard) if args.shard else shard_from_env() or (0, 1)  # torchrun: RANK / WORLD_SIZE
@@ -44,7 +55,7 @@ def cmd_encode(args) -> int:
         quantized_model=args.quantized_model,
         **({"chunk_lines": args.chunk_lines} if args.chunk_lines is not None else {}),
     )
-    model = SentenceEncoder.from_pretrained(args.model, compile=args.compile)
+    model = SentenceEncoder.from_pretrained(args.model, device=device, compile=args.compile)
     if args.max_seq_length is not None:
         model.max_seq_length = args.max_seq_length
     written = encode_file(
@@ -67,8 +78,11 @@ def cmd_compare(args) -> int:
 
     if args.tolerance < 0:
         raise ValueError(f"--tolerance must be >= 0, got {args.tolerance}")
+    device = chosen_device(args)
     sentences = read_sentences(args.input, args.input_format)
-    result = run_compare(args.model, sentences, args.pairs, args.pairs_format, args.batch_size, args.quantized_model)
+    result = run_compare(
+        args.model, sentences, args.pairs, args.pairs_format, args.batch_size, args.quantized_model, device
+    )
     print(report(result, args.model, args.tolerance))
     return 0 if result.max_abs_difference <= args.tolerance else 1
 
@@ -92,6 +106,7 @@ def cmd_train(args) -> int:
     from minilm.run.recipe import load_recipe, make_quick
 
     overrides = args.set + (["train.compile=true"] if args.compile else [])
+    overrides += [f"train.device={args.device}"] if args.device else []
     recipe = load_recipe(args.recipe, overrides, args.data)  # fully checked before any model loads
     if args.quick:
         recipe = make_quick(recipe)
@@ -114,7 +129,7 @@ def cmd_train(args) -> int:
 def cmd_sweep(args) -> int:
     from minilm.sweep.runner import run_sweep
 
-    run_sweep(args.sweep, args.output, jobs=args.jobs, plots=not args.no_plots)
+    run_sweep(args.sweep, args.output, jobs=args.jobs, plots=not args.no_plots, device=args.device)
     return 0
 
 
@@ -122,12 +137,13 @@ def cmd_eval(args) -> int:
     from minilm.encoder import SentenceEncoder
     from minilm.evaluation.evaluators import make_evaluator
 
+    device = chosen_device(args)
     for item in args.roles or []:
         if "=" not in item or not all(part.strip() for part in item.split("=", 1)):
             raise ValueError(f"--roles {item!r}: expected ROLE=COLUMN, e.g. anchor=question")
     roles = dict(item.split("=", 1) for item in args.roles) if args.roles else None
     evaluate = make_evaluator(args.task, args.data, args.format, roles, args.batch_size)
-    result = evaluate(SentenceEncoder.from_pretrained(args.model))
+    result = evaluate(SentenceEncoder.from_pretrained(args.model, device=device))
     undefined = [key for key, value in result.items() if not np.isfinite(value)]
     if undefined:
         raise ValueError(
@@ -162,6 +178,9 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
     return value
+
+
+DEVICE_HELP = "auto (default: CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a dynamically int8-quantised copy of the model (CPU; float output; benchmarks/README.md)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder layers (minilm.kernels)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--shard", metavar="I/N", help="encode the I-th of N parts of the input into OUTPUT's part file")
     p.add_argument(
         "--chunk-lines",
@@ -244,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs-format", choices=["auto", "sts"], default="auto")
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest max |difference| that passes (1e-4)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--quantized-model", action="store_true", help="minilm's side runs its int8 model")
+    p.add_argument("--quantized-model", action="store_true", help="minilm's side runs its int8 model (CPU)")
+    p.add_argument("--device", help=f"both models' device: {DEVICE_HELP}")
     p.set_defaults(run=cmd_compare)
 
     p = sub.add_parser("similarity", help="print the cosine similarity matrix of the given sentences")
@@ -280,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="same as --set train.compile=true: compiled layers, AdamW step and MNRL (minilm.kernels)",
     )
+    p.add_argument("--device", help=f"same as --set train.device=...: {DEVICE_HELP}")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser(
@@ -292,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="output directory (default runs/<sweep name>)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
+    p.add_argument("--device", help=f"every run's [train] device: {DEVICE_HELP}")
     p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("eval", help="evaluate a model on a file")
@@ -306,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which column plays which role (default: columns named anchor/positive/negative or a/b/score)",
     )
     p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser(

@@ -16,6 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 STS_DIR = REPO.parent / "shared" / "data" / "stsbenchmark"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
+
+
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """Directory of the real all-MiniLM-L6-v2 checkpoint (sentence-transformers layout)."""

@@ -1,11 +1,13 @@
 """One run per output directory: a record of the run it holds (run.json) and a lock while a run uses it.
 
 The record says which run the directory belongs to: the recipe as checked (after ``--set`` / ``--data`` / ``--quick``),
-the sha256 of its data files, the seed and the overrides given. A second run into a directory that holds a run is
-refused by name, unless it resumes (then the record must match, or what differs is named) or overwrites (which
-removes only what a run writes: run.json, log.jsonl, final/, checkpoints/). The lock is an ``flock`` on ``.lock``:
-a second concurrent run fails at once, and the kernel releases the lock when a run ends however it ends, so a killed
-run leaves no stale lock. Temporaries a killed run left behind (their writer's pid is gone) are removed on claim.
+the sha256 of its data files, the seed and the overrides given, and what it ran on (device, precision, torch and
+CUDA versions; not compared on resume, nor is ``[train] device``: a run may continue on another machine). A second
+run into a directory that holds a run is refused by name, unless it resumes (then the record must match, or what
+differs is named) or overwrites (which removes only what a run writes: run.json, log.jsonl, final/, checkpoints/).
+The lock is an ``flock`` on ``.lock``: a second concurrent run fails at once, and the kernel releases the lock when a
+run ends however it ends, so a killed run leaves no stale lock. Temporaries a killed run left behind (their writer's
+pid is gone) are removed on claim.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import os
 from pathlib import Path
 
 from minilm.loading.hub import sha256_of
+from minilm.train.distributed import process_device
 from minilm.train.trainer import LOG_NAME
+from minilm.util.devices import environment
 from minilm.util.io import read_json, remove_tree, stale_temporaries, write_json
 
 try:
@@ -27,6 +31,7 @@ RECORD_NAME = "run.json"
 LOCK_NAME = ".lock"
 RUN_OUTPUTS = (RECORD_NAME, LOG_NAME, "final", "checkpoints")  # everything a run writes, and all --overwrite removes
 _ABSENT = "(absent)"
+NOT_COMPARED = ("recipe.data.train", "recipe.eval.data", "recipe.train.device")  # paths differ, content is compared
 
 
 class OutputDirError(ValueError):
@@ -34,25 +39,29 @@ class OutputDirError(ValueError):
 
 
 def run_record(recipe) -> dict:
-    """Which run this is: the checked recipe, the fingerprint of its data, its seed and the overrides given."""
+    """Which run this is: the checked recipe, the fingerprint of its data, its seed and the overrides given; and
+    what it runs on (``environment``: its device, precision, torch and CUDA versions)."""
     data = {"train": sha256_of(Path(recipe.data["train"]))}
     if recipe.eval is not None:
         data["eval"] = sha256_of(Path(recipe.eval["data"]))
+    t = recipe.train
     return {
         "recipe": recipe.as_dict(),
         "data_sha256": data,
-        "seed": recipe.train["seed"],
+        "seed": t["seed"],
         "overrides": list(getattr(recipe, "overrides", ())),
+        "environment": environment(process_device(t.get("device", "auto")), t.get("precision", "fp32")),
     }
 
 
 def differences(recorded: dict, now: dict) -> list[str]:
     """What differs between two run records, as "key: recorded value -> value now"; data files are compared by
-    content (their sha256), not by path, and the overrides by their effect on the recipe."""
+    content (their sha256), not by path, and the overrides by their effect on the recipe; where the run ran (its
+    environment, its device setting) is not compared."""
 
     def comparable(record: dict) -> dict:
-        flat = _flatten({k: v for k, v in record.items() if k != "overrides"})
-        return {k: v for k, v in flat.items() if k not in ("recipe.data.train", "recipe.eval.data")}
+        flat = _flatten({k: v for k, v in record.items() if k not in ("overrides", "environment")})
+        return {k: v for k, v in flat.items() if k not in NOT_COMPARED}
 
     a, b = comparable(recorded), comparable(now)
     return [

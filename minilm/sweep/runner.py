@@ -45,7 +45,9 @@ from pathlib import Path
 import torch
 
 from minilm.sweep.spec import RESULT, RUN_RECORD, RunSpec, Sweep, SweepError, load_sweep
+from minilm.train.distributed import process_device
 from minilm.util.checks import check_texts
+from minilm.util.devices import check_precision, check_tf32
 from minilm.util.io import write_json
 
 __all__ = ["run_sweep", "load_sweep", "SweepError", "train_run", "CachedTokenizer"]
@@ -97,7 +99,7 @@ class Shared:
         from minilm.encoder import SentenceEncoder
 
         if name not in self.frozen:
-            self.frozen[name] = SentenceEncoder.from_pretrained(name)
+            self.frozen[name] = SentenceEncoder.from_pretrained(name, device=self.model.device)
         return self.frozen[name]
 
 
@@ -107,13 +109,23 @@ def run_sweep(
     jobs: int = 1,
     plots: bool = True,
     log: Callable[[str], None] = print,
+    device: str | None = None,
 ) -> list[dict]:
-    """Run every pending run of the sweep, then write sweep.csv, sweep.md and the plots; returns the results."""
+    """Run every pending run of the sweep, then write sweep.csv, sweep.md and the plots; returns the results.
+    ``device`` (``--device``) replaces every run's ``[train] device``; where a run trains is not what it is, so its
+    record (run.json) leaves it out."""
     from minilm.sweep.report import write_plots, write_tables
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"--jobs must be a positive int, got {jobs!r}")
     sweep = load_sweep(path, output)
+    if device is not None:
+        where = process_device(device, "--device")
+        for run in sweep.runs:
+            run.recipe.train["device"] = device
+            check_precision(run.recipe.train["precision"], where, f"{run.label!r}: [train] precision")
+            check_tf32(run.recipe.train["tf32"], where, f"{run.label!r}: [train] tf32")
+    check_jobs_on_device(jobs, process_device(sweep.runs[0].recipe.train["device"], "[train] device"))
     output = Path(output) if output is not None else Path("runs") / sweep.name
     pending = [run for run in sweep.runs if not _finished(run)]
     pending.sort(key=lambda run: (sweep.seeds.index(run.seed), run.index))  # seed by seed: pairs complete early
@@ -135,6 +147,15 @@ def run_sweep(
     return [json.loads((run.directory / RESULT).read_text(encoding="utf-8")) for run in sweep.runs if _finished(run)]
 
 
+def check_jobs_on_device(jobs: int, device: torch.device) -> None:
+    """Several jobs are forked processes: a CUDA context does not survive a fork, so a GPU sweep runs one at a time."""
+    if jobs > 1 and device.type != "cpu":
+        raise ValueError(
+            f"--jobs {jobs} forks worker processes, which CUDA does not survive; the runs are on {device}: use "
+            f"--jobs 1 (one run at a time has the whole GPU)"
+        )
+
+
 def _finished(run: RunSpec) -> bool:
     """A finished run of this very configuration; a directory started for another one is refused, not reused."""
     record = run.directory / RUN_RECORD
@@ -154,7 +175,8 @@ def _prepare(sweep: Sweep, log) -> Shared:
     first = sweep.runs[0].recipe  # data and evaluation are the base recipe's, the same for every run
     data = load_train_data(first)
     evaluate = recipe_evaluator(first)
-    model = SentenceEncoder.from_pretrained(first.model["base"])
+    device = process_device(first.train["device"], "[train] device")
+    model = SentenceEncoder.from_pretrained(first.model["base"], device=device)
     model.tokenizer = CachedTokenizer(model.tokenizer)
     model.tokenizer.encode_ids([text for column in data.columns for text in column])  # once, before any fork
     before = evaluate(model)

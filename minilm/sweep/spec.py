@@ -56,7 +56,10 @@ class RunSpec:
     keep: str = "none"  # KEEP: what stays of it besides its log and result
 
     def record(self) -> dict:
-        return {"label": self.label, "config": self.index, "seed": self.seed, "recipe": self.recipe.as_dict()}
+        """What the run is; not where it trains (``[train] device``: a rerun may finish it on another device)."""
+        recipe = self.recipe.as_dict()
+        recipe["train"].pop("device", None)
+        return {"label": self.label, "config": self.index, "seed": self.seed, "recipe": recipe}
 
 
 @dataclass
