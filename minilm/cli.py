@@ -14,8 +14,18 @@ import numpy as np
 from minilm.loading.hub import DEFAULT_MODEL
 from minilm.train.trainer import TrainingDiverged
 from minilm.util import usercode
+from minilm.util.devices import check_cpu_only, resolve_device
 from minilm.util.extras import MissingExtra
 from minilm.util.usercode import UserCodeError
+
+
+def chosen_device(args):
+    """``--device`` (default: CUDA, then MPS, then the CPU), refused before any model loads when it is not here, as is
+    a CPU-only option (``--quantized-model``) asked for on another device."""
+    device = resolve_device(args.device, "--device")
+    if getattr(args, "quantized_model", False):
+        check_cpu_only("--quantized-model", device)
+    return device
 
 
 def cmd_encode(args) -> int:
@@ -31,6 +41,7 @@ def cmd_encode(args) -> int:
     from minilm.corpus.shards import parse_shard, shard_from_env, target_path
     from minilm.encoder import SentenceEncoder
 
+    device = chosen_device(args)
     if args.input != "-":  # before the model loads
         check_input_file(Path(args.input))
     shard = parse_shard(args.shard) if args.shard else shard_from_env() or (0, 1)  # torchrun: RANK / WORLD_SIZE
@@ -61,7 +72,7 @@ def cmd_encode(args) -> int:
         quantized_model=args.quantized_model,
         **({"chunk_lines": args.chunk_lines} if args.chunk_lines is not None else {}),
     )
-    model = SentenceEncoder.from_pretrained(args.model, compile=args.compile)
+    model = SentenceEncoder.from_pretrained(args.model, device=device, compile=args.compile)
     if args.max_seq_length is not None:
         model.max_seq_length = args.max_seq_length
     written = encode_file(
@@ -91,8 +102,11 @@ def cmd_compare(args) -> int:
 
     if not (math.isfinite(args.tolerance) and args.tolerance >= 0):  # nan would pass every comparison as "not above"
         raise ValueError(f"--tolerance must be >= 0 and finite, got {args.tolerance}")
+    device = chosen_device(args)
     sentences = read_sentences(args.input, args.input_format)
-    result = run_compare(args.model, sentences, args.pairs, args.pairs_format, args.batch_size, args.quantized_model)
+    result = run_compare(
+        args.model, sentences, args.pairs, args.pairs_format, args.batch_size, args.quantized_model, device
+    )
     print(report(result, args.model, args.tolerance))
     return 0 if result.max_abs_difference <= args.tolerance else 1
 
@@ -116,6 +130,7 @@ def cmd_train(args) -> int:
     from minilm.run.recipe import load_recipe, make_quick
 
     overrides = args.set + (["train.compile=true"] if args.compile else [])
+    overrides += [f"train.device={args.device}"] if args.device else []
     recipe = load_recipe(args.recipe, overrides, args.data)  # fully checked before any model loads
     if args.quick:
         recipe = make_quick(recipe)
@@ -139,7 +154,14 @@ def cmd_train(args) -> int:
 def cmd_sweep(args) -> int:
     from minilm.sweep.runner import run_sweep
 
-    run_sweep(args.sweep, args.output, jobs=args.jobs, plots=not args.no_plots, restart_changed=args.restart_changed)
+    run_sweep(
+        args.sweep,
+        args.output,
+        jobs=args.jobs,
+        plots=not args.no_plots,
+        restart_changed=args.restart_changed,
+        device=args.device,
+    )
     return 0
 
 
@@ -147,13 +169,14 @@ def cmd_eval(args) -> int:
     from minilm.encoder import SentenceEncoder
     from minilm.evaluation.evaluators import make_evaluator
 
+    device = chosen_device(args)
     for item in args.roles or []:
         if "=" not in item or not all(part.strip() for part in item.split("=", 1)):
             raise ValueError(f"--roles {item!r}: expected ROLE=COLUMN, e.g. anchor=question")
     roles = dict(item.split("=", 1) for item in args.roles) if args.roles else None
     evaluate = make_evaluator(args.task, args.data, args.format, roles, args.batch_size)
     model = args.model or DEFAULT_MODEL
-    result = evaluate(SentenceEncoder.from_pretrained(model))
+    result = evaluate(SentenceEncoder.from_pretrained(model, device=device))
     # which model scored what: the default model is said, never assumed silently
     said = f"model {model}" + ("" if args.model else " (the default: no --model given)")
     rows = getattr(evaluate, "rows", None)
@@ -192,6 +215,9 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
     return value
+
+
+DEVICE_HELP = "auto (default: CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a dynamically int8-quantised copy of the model (CPU; float output; benchmarks/README.md)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder layers (minilm.kernels)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--shard", metavar="I/N", help="encode the I-th of N parts of the input into OUTPUT's part file")
     p.add_argument(
         "--chunk-lines",
@@ -274,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs-format", choices=["auto", "sts"], default="auto")
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest max |difference| that passes (1e-4)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--quantized-model", action="store_true", help="minilm's side runs its int8 model")
+    p.add_argument("--quantized-model", action="store_true", help="minilm's side runs its int8 model (CPU)")
+    p.add_argument("--device", help=f"both models' device: {DEVICE_HELP}")
     p.set_defaults(run=cmd_compare)
 
     p = sub.add_parser("similarity", help="print the cosine similarity matrix of the given sentences")
@@ -310,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="same as --set train.compile=true: compiled layers, AdamW step and MNRL (minilm.kernels)",
     )
+    p.add_argument("--device", help=f"same as --set train.device=...: {DEVICE_HELP}")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser(
@@ -328,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start over the runs whose loss code or data changed since they were recorded (refused otherwise); "
         "their results are discarded",
     )
+    p.add_argument("--device", help=f"every run's [train] device: {DEVICE_HELP}")
     p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("eval", help="evaluate a model on a file")
@@ -342,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which column plays which role (default: columns named anchor/positive/negative or a/b/score)",
     )
     p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser(

@@ -25,6 +25,7 @@ from minilm.util.io import building, check_replaceable
 from minilm.loading.folder import read_model_folder
 from minilm.loading.layout import DEFAULT_PROMPTS, SAVED_FILES, check_prompts, write_layout
 from minilm.model import POOLING_MODES, BertModel, pool
+from minilm.util.devices import resolve_device, resolve_dtype, unpadded_by_default
 from minilm.util.progress import Progress
 from minilm.encoding.quantization import check_precision
 from minilm.loading.tokenizer import WordPieceTokenizer
@@ -51,8 +52,8 @@ class SentenceEncoder(nn.Module):
         self.normalize = normalize
         # Per-token work on the real tokens only (minilm.fast.unpadded) for batches with enough padding to skip;
         # False runs the padded reference for every batch. Measured faster on CPU for encoding and for training
-        # batches (benchmarks/README.md).
-        self.unpadded = True
+        # batches (benchmarks/README.md). None: as the device decides.
+        self.unpadded = None
         self._int8 = Int8Cache()  # the quantised copy of bert for encode(quantized_model=True), built on first use
         self._compiled = False  # compile_kernels() was called
         # sentence-transformers' model-level settings (config_sentence_transformers.json), as its constructor takes them
@@ -69,14 +70,20 @@ class SentenceEncoder(nn.Module):
     def from_pretrained(
         cls, name_or_path: str | Path = "sentence-transformers/all-MiniLM-L6-v2", device=None, compile: bool = False,
         *, prompts: dict[str, str] | None = None, default_prompt_name: str | None = None,
-        truncate_dim: int | None = None,
+        truncate_dim: int | None = None, dtype: torch.dtype | str | None = None,
     ):
         """Load a sentence-transformers (or bare BERT) directory or hub id; ``compile=True`` calls compile_kernels().
 
+        ``device``: None or "auto" chooses as sentence-transformers does (CUDA, then MPS, then the CPU); "cpu",
+        "cuda", "cuda:N", "mps" or a torch.device name one (one not on this machine is refused before anything
+        loads). ``dtype`` (torch.float16, torch.bfloat16 or their names) converts the weights after loading, as
+        ``model.half()`` / ``model.bfloat16()`` do; ``encode`` still returns float32, as sentence-transformers' does.
         ``prompts``, ``default_prompt_name`` and ``truncate_dim`` are sentence-transformers' constructor arguments,
         with its meaning: they override what the folder's config_sentence_transformers.json says (a saved prompt of
         another name is kept).
         """
+        device = resolve_device(device, "device")
+        dtype = resolve_dtype(dtype, "dtype")
         directory = resolve_model_dir(name_or_path)
         # Every file read and checked (sizes against the weights' header, bounds, dtypes, token ids) from one save of
         # the folder, before the model is allocated (minilm/loading/folder.py).
@@ -93,7 +100,7 @@ class SentenceEncoder(nn.Module):
         model.similarity_fn_name = settings.similarity_fn_name
         model.base_model = str(name_or_path)  # what a card of this model, saved as it is, names as its base
         model.eval()  # inference by default, like sentence-transformers; the trainer switches dropout on
-        model = model.to(device) if device is not None else model
+        model = model.to(device=device, dtype=dtype)
         if compile:
             model.compile_kernels()
         return model
@@ -158,6 +165,16 @@ class SentenceEncoder(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.bert.embeddings.word.weight.device
+
+    @property
+    def unpadded(self) -> bool:
+        """Whether the forward runs on the real tokens only (minilm.fast.unpadded) rather than the padded grid. Unless
+        set, as it pays on the model's device: the CPU yes, a GPU no (``minilm.util.devices.unpadded_by_default``)."""
+        return unpadded_by_default(self.device) if self._unpadded is None else self._unpadded
+
+    @unpadded.setter
+    def unpadded(self, value: bool | None) -> None:
+        self._unpadded = value
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Token ids, attention mask and token types for ``texts``, each (B, T) padded to the longest."""

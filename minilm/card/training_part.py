@@ -50,6 +50,7 @@ class TrainingCard:
     evaluation: dict | None = None  # metrics of the model being saved (an evaluation at its own step), else None
     metric_for_best: str = ""
     best_step: int | None = None  # the saved model is the best checkpoint of this step: its log row is bold
+    environment: dict = field(default_factory=dict)  # what it trained on: device, precision, dtype, torch, cuda
     _stats: dict | None = field(default=None, repr=False)  # column statistics, computed once per run
 
     def text_columns(self) -> list[list[str]]:
@@ -237,6 +238,27 @@ def hyperparameters_section(training: TrainingCard) -> str:
     lines += [f"- `{k}`: {v}" for k, v in every.items()]
     lines += ["", "</details>"]
     return "\n".join(lines)
+
+
+def environment_section(training: TrainingCard) -> str:
+    """Where and in which precision the model was trained (``minilm.util.devices.environment``)."""
+    env = training.environment
+    if not env:
+        return ""
+    mixed = env.get("precision", "fp32") != "fp32"
+    precision = (
+        f"{env['precision']} (the forward under autocast in {env.get('dtype')}; float32 weights and optimiser state)"
+        if mixed
+        else "fp32 (float32 throughout)"
+    )
+    return "\n".join(
+        [
+            "### Training Environment",
+            f"- Device: {env.get('device')}",
+            f"- Precision: {precision}",
+            f"- PyTorch: {env.get('torch')}, CUDA: {env.get('cuda')}",
+        ]
+    )
 
 
 def logs_section(training: TrainingCard) -> str:

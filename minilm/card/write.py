@@ -74,6 +74,7 @@ def render_card(model, directory: Path, training: TrainingCard | None = None) ->
             "## Training Details",
             training_part.dataset_section(training, model.tokenizer),
             training_part.hyperparameters_section(training),
+            training_part.environment_section(training),
             training_part.logs_section(training),
         ]
     sections += [model_part.versions(), model_part.citations(training)]

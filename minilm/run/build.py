@@ -90,8 +90,9 @@ def build_trainer(
 
     config = TrainConfig.from_dict(recipe.train)
     loss_fn = build_loss(recipe, model, data)
-    if load_model is None:
-        load_model = functools.partial(SentenceEncoder.from_pretrained, device=distributed.device())
+    if load_model is None:  # frozen models embed on the run's device
+        device = distributed.process_device(config.device)
+        load_model = functools.partial(SentenceEncoder.from_pretrained, device=device)
     run = RunContext(
         model,
         loss_fn,
@@ -227,7 +228,8 @@ def run_recipe(
     Launched by torchrun, every process runs this: it joins the process group (and leaves it at the end), and only
     rank 0 logs; the others return an empty history.
     """
-    created = distributed.init_from_env(recipe.train["distributed_timeout_s"])
+    device = distributed.process_device(recipe.train["device"], "[train] device")  # checked with the recipe
+    created = distributed.init_from_env(recipe.train["distributed_timeout_s"], device)
     try:
         with ExitStack() as held:  # the output directory's lock, for as long as the run uses it
             return _run(
@@ -252,7 +254,7 @@ def _run(
     claim = claim_for(recipe, output_dir, resume, overwrite)  # held until the run ends (released by ``held``)
     if held is not None and claim is not None:
         held.enter_context(claim)
-    load = functools.partial(SentenceEncoder.from_pretrained, device=distributed.device())
+    load = functools.partial(SentenceEncoder.from_pretrained, device=distributed.process_device(recipe.train["device"]))
     found = newest_usable_checkpoint(output_dir, load, log) if resume else None
     model = found[2] if found else load(recipe.model["base"])
     trainer = build_trainer(recipe, model, data, sampler, evaluate, output_dir, log)

@@ -28,14 +28,14 @@ NEIGHBOURS = 10
 BLOCK_ROWS = 1024  # rows of the similarity matrix held at once
 
 
-def load_sentence_transformer(directory: Path):
+def load_sentence_transformer(directory: Path, device: torch.device | str = "cpu"):
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:  # main() prints it as one line, exit status 2
         raise MissingExtra(
             "minilm compare needs sentence-transformers, which is not installed: pip install 'minilm[compare]'"
         ) from None
-    return SentenceTransformer(str(directory), device="cpu")
+    return SentenceTransformer(str(directory), device=str(device))
 
 
 @dataclass
@@ -105,16 +105,17 @@ def run_compare(
     pairs_format: str = "auto",
     batch_size: int = 32,
     quantized_model: bool = False,
+    device: torch.device | str = "cpu",
 ) -> Comparison:
-    """Encode ``sentences`` (and the scored ``pairs``, a file ``minilm eval --task similarity`` reads) with both."""
+    """Encode ``sentences`` (and the scored ``pairs``, a file ``minilm eval --task similarity`` reads) with both, each
+    on ``device``."""
     if not sentences:
         raise ValueError("no sentences to compare")
     scored = read_roles(pairs, pairs_format, default_roles("similarity"), "scores") if pairs else None
     directory = resolve_model_dir(model)  # both read the same files, whether a path, a hub id or the packaged copy
-    theirs_model = load_sentence_transformer(directory)
-    ours_model = types.SimpleNamespace(
-        encode=functools.partial(SentenceEncoder.from_pretrained(directory).encode, quantized_model=quantized_model)
-    )
+    theirs_model = load_sentence_transformer(directory, device)
+    minilm_model = SentenceEncoder.from_pretrained(directory, device=device)
+    ours_model = types.SimpleNamespace(encode=functools.partial(minilm_model.encode, quantized_model=quantized_model))
     ours = ours_model.encode(sentences, batch_size=batch_size)
     theirs = theirs_model.encode(sentences, batch_size=batch_size, convert_to_numpy=True)
     result = compare_embeddings(ours, np.asarray(theirs, dtype=np.float32), sentences)

@@ -2,11 +2,13 @@
 
 The record says which run the directory belongs to: the recipe as checked (after ``--set`` / ``--data`` / ``--quick``),
 the sha256 of its data files and of the user's loss code (the loss file and the modules beside it that it imports:
-``registry.loss_files``), the seed and the overrides given. A second run into a directory that holds a run is
-refused by name, unless it resumes (then the record must match, or what differs is named) or overwrites (which
-removes only what a run writes: run.json, log.jsonl, final/, checkpoints/). The lock is an ``flock`` on ``.lock``:
-a second concurrent run fails at once, and the kernel releases the lock when a run ends however it ends, so a killed
-run leaves no stale lock. Temporaries a killed run left behind (their writer's pid is gone) are removed on claim.
+``registry.loss_files``), the seed and the overrides given, and what it ran on (device, precision, torch and CUDA
+versions; not compared on resume, nor is ``[train] device``: a run may continue on another machine). A second run into
+a directory that holds a run is refused by name, unless it resumes (then the record must match, or what differs is
+named) or overwrites (which removes only what a run writes: run.json, log.jsonl, final/, checkpoints/, plots/). The
+lock is an ``flock`` on ``.lock``: a second concurrent run fails at once, and the kernel releases the lock when a run
+ends however it ends, so a killed run leaves no stale lock. Temporaries a killed run left behind (their writer's pid is
+gone) are removed on claim.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from pathlib import Path
 from minilm.loading.hub import sha256_of
 from minilm.run.recipe import SCHEMA
 from minilm.run.registry import code_fingerprint
+from minilm.train.distributed import process_device
 from minilm.train.trainer import LOG_NAME
+from minilm.util.devices import environment
 from minilm.util.io import TEMP_MARK, lock, read_json, remove_tree, stale_temporaries, write_json
 
 RECORD_NAME = "run.json"
@@ -36,13 +40,15 @@ class OutputDirError(ValueError):
 
 def run_record(recipe) -> dict:
     """Which run this is: the checked recipe, the fingerprint of its data and of the user's loss code, its seed and
-    the overrides given."""
+    the overrides given; and what it runs on (``environment``: its device, precision, torch and CUDA versions)."""
+    t = recipe.train
     return {
         "recipe": recipe.as_dict(),
         "data_sha256": data_fingerprint(recipe),
         "code_sha256": code_fingerprint(recipe.loss, recipe.path.parent),
-        "seed": recipe.train["seed"],
+        "seed": t["seed"],
         "overrides": list(getattr(recipe, "overrides", ())),
+        "environment": environment(process_device(t.get("device", "auto")), t.get("precision", "fp32")),
     }
 
 
@@ -57,11 +63,12 @@ def data_fingerprint(recipe) -> dict:
 def differences(recorded: dict, now: dict) -> list[str]:
     """What differs between two run records, as "key: recorded value -> value now"; data files are compared by
     content (their sha256), not by path, and the overrides by their effect on the recipe. A file of the user's loss
-    code reads "loss code FILE: changed" (or "now imported" / "no longer imported")."""
+    code reads "loss code FILE: changed" (or "now imported" / "no longer imported"). Where the run ran (its
+    environment, its device setting) is not compared."""
 
     def comparable(record: dict) -> dict:
-        flat = _flatten({k: v for k, v in record.items() if k not in ("overrides", FINGERPRINT)})
-        return {k: v for k, v in flat.items() if not _is_data_path(k)}
+        flat = _flatten({k: v for k, v in record.items() if k not in ("overrides", FINGERPRINT, "environment")})
+        return {k: v for k, v in flat.items() if not _is_data_path(k) and k != "recipe.train.device"}
 
     a, b = comparable(recorded), comparable(now)
     return [

@@ -30,8 +30,10 @@ from minilm.run.registry import (
     makes_pairs,
 )
 from minilm.train.config import GRADIENT_CACHE_KEYS, TrainConfig, check_best_settings, train_schema
+from minilm.train.distributed import process_device
 from minilm.train.reporting import check_report_to
 from minilm.train.wiring import refusal as extension_refusal
+from minilm.util.devices import check_precision, check_tf32
 
 REQUIRED = object()
 
@@ -395,6 +397,7 @@ def _check_values(r: Recipe) -> None:
         )
     if t["warmup_steps"] and t["warmup_ratio"]:
         raise RecipeError(f"{where}: [train] give warmup_steps or warmup_ratio, not both")
+    _check_device(r)
     declared = r.loss_needs
     if declared.guide:
         if GUIDE_KEY not in r.loss:
@@ -460,6 +463,17 @@ def metric_problem(r: Recipe, metric: str) -> str | None:
     )
     what = "the evaluations" if named else f"the [eval] task {r.eval['task']!r}"
     return f"must be a metric of {what}: one of {known}, got {metric!r}{hint}"
+
+
+def _check_device(r: Recipe) -> None:
+    """[train] device is on this machine (each torchrun process's own GPU), and runs [train] precision and tf32."""
+    t = r.train
+    try:
+        device = process_device(t["device"], "[train] device")
+        check_precision(t["precision"], device, "[train] precision")
+        check_tf32(t["tf32"], device, "[train] tf32")
+    except ValueError as e:
+        raise RecipeError(f"{r.path}: {e}") from None
 
 
 def _check_best(r: Recipe) -> None:

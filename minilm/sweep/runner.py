@@ -54,7 +54,9 @@ import torch
 from minilm.run.output_dir import claim_directory, code_changes
 from minilm.sweep.report import PLOTS, TABLES
 from minilm.sweep.spec import FINGERPRINTS, RESULT, RUN_RECORD, RunSpec, Sweep, SweepError, load_sweep
+from minilm.train.distributed import process_device
 from minilm.util.checks import check_texts
+from minilm.util.devices import check_precision, check_tf32
 from minilm.util.io import read_json, remove_tree, write_json
 from minilm.util.usercode import UserCodeError
 
@@ -111,7 +113,7 @@ class Shared:
         from minilm.encoder import SentenceEncoder
 
         if name not in self.frozen:
-            self.frozen[name] = SentenceEncoder.from_pretrained(name)
+            self.frozen[name] = SentenceEncoder.from_pretrained(name, device=self.model.device)
         return self.frozen[name]
 
 
@@ -122,17 +124,27 @@ def run_sweep(
     plots: bool = True,
     log: Callable[[str], None] = print,
     restart_changed: bool = False,
+    device: str | None = None,
 ) -> list[dict]:
     """Run every pending run of the sweep, then write sweep.csv, sweep.md and the plots; returns the results.
 
     The output directory is the sweep's alone (a folder holding other files is refused) and one sweep's at a time (a
     lock, held until the sweep and its workers end). A run recorded with other loss code or data than the sweep's
-    now is refused, naming the file, unless ``restart_changed`` (``--restart-changed``) starts it over."""
+    now is refused, naming the file, unless ``restart_changed`` (``--restart-changed``) starts it over. ``device``
+    (``--device``) replaces every run's ``[train] device``; where a run trains is not what it is, so its record
+    (run.json) leaves it out."""
     from minilm.sweep.report import write_plots, write_tables
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"--jobs must be a positive int, got {jobs!r}")
     sweep = load_sweep(path, output)
+    if device is not None:
+        where = process_device(device, "--device")
+        for run in sweep.runs:
+            run.recipe.train["device"] = device
+            check_precision(run.recipe.train["precision"], where, f"{run.label!r}: [train] precision")
+            check_tf32(run.recipe.train["tf32"], where, f"{run.label!r}: [train] tf32")
+    check_jobs_on_device(jobs, process_device(sweep.runs[0].recipe.train["device"], "[train] device"))
     output = Path(output) if output is not None else Path("runs") / sweep.name
     # its tables and plots are the sweep's only beside its runs/ folder: a lone sweep.md is someone else's
     ours = SWEEP_OUTPUTS if (output / "runs").is_dir() else ("runs",)
@@ -158,6 +170,16 @@ def run_sweep(
         if plots:
             write_plots(sweep, output, log)
         return [_read_json(run.directory / RESULT) for run in sweep.runs if (run.directory / RESULT).is_file()]
+
+
+def check_jobs_on_device(jobs: int, device: torch.device) -> None:
+    """Several jobs are forked processes: a CUDA context does not survive a fork, so a GPU sweep runs one at a time."""
+    if jobs > 1 and device.type != "cpu":
+        raise ValueError(
+            f"--jobs {jobs} forks worker processes, which CUDA does not survive; the runs are on {device}: use "
+            f"--jobs 1 (one run at a time has the whole GPU)"
+        )
+
 
 
 def _read_json(path: Path) -> dict:
@@ -222,7 +244,8 @@ def _prepare(sweep: Sweep, log) -> Shared:
     first = sweep.runs[0].recipe  # data and evaluation are the base recipe's, the same for every run
     data = load_train_data(first)
     evaluate = recipe_evaluator(first)
-    model = SentenceEncoder.from_pretrained(first.model["base"])
+    device = process_device(first.train["device"], "[train] device")
+    model = SentenceEncoder.from_pretrained(first.model["base"], device=device)
     model.tokenizer = CachedTokenizer(model.tokenizer)
     model.tokenizer.encode_ids([text for column in data.columns for text in column])  # once, before any fork
     before = evaluate(model)

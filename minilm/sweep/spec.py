@@ -70,11 +70,14 @@ class RunSpec:
     code_sha256: dict = field(default_factory=dict)  # of every file of the user's loss code it runs
 
     def record(self) -> dict:
+        """What the run is; not where it trains (``[train] device``: a rerun may finish it on another device)."""
+        recipe = self.recipe.as_dict()
+        recipe["train"].pop("device", None)
         return {
             "label": self.label,
             "config": self.index,
             "seed": self.seed,
-            "recipe": self.recipe.as_dict(),
+            "recipe": recipe,
             FINGERPRINTS[0]: self.data_sha256,
             FINGERPRINTS[1]: self.code_sha256,
         }

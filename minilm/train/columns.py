@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from minilm.util.devices import to_device
+
 Column = Sequence[str] | Mapping[str, Tensor]  # texts, or already tokenised features (B, T) per key
 
 
@@ -35,14 +37,15 @@ def embed_columns_by_layer(model: nn.Module, columns: Sequence[Column]) -> list[
 
 
 def joint_features(model: nn.Module, columns: Sequence[Column]) -> dict[str, Tensor]:
-    """The columns' token features stacked row-wise into one batch (k * B, T), on the model's device."""
+    """The columns' token features stacked row-wise into one batch (k * B, T), on the model's device (copied there
+    without waiting, ``to_device``)."""
     device = model_device(model)
     if all(not isinstance(column, Mapping) for column in columns):
         features = bare_model(model).tokenize([text for column in columns for text in column])
     else:
         tokenised = [c if isinstance(c, Mapping) else bare_model(model).tokenize(list(c)) for c in columns]
         features = _stack_features([{k: v.to(device) for k, v in c.items()} for c in tokenised])
-    return {k: v.to(device) for k, v in features.items()}
+    return {k: to_device(v, device) for k, v in features.items()}
 
 
 def _stack_features(columns: list[Mapping[str, Tensor]]) -> dict[str, Tensor]:

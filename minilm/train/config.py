@@ -33,6 +33,9 @@ class TrainConfig:
     gather_across_devices: bool = False  # under torchrun: the loss sees every rank's rows (docs/distributed.md)
     distributed_timeout_s: float = 1800.0  # under torchrun: a rank waiting this long for the others fails the job
     compile: bool = False  # torch.compile the layers, AdamW step and MNRL (minilm.kernels); see benchmarks/README.md
+    device: str = "auto"  # "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N", "mps"; torchrun: each rank's GPU
+    precision: str = "fp32"  # "bf16" / "fp16": the forward under autocast, float32 weights (train/precision.py)
+    tf32: bool = False  # CUDA only: float32 matmuls in TF32 (Ampere and later; ~10 mantissa bits, faster)
     metric_for_best: str = ""  # a key of the evaluation result ("cosine_accuracy"; "sts/spearman" with named ones)
     greater_is_better: bool = True  # for metric_for_best
     load_best_at_end: bool = (

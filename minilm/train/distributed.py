@@ -3,6 +3,8 @@
 torchrun starts one process per worker (GPU or CPU slot) and tells each, through RANK / WORLD_SIZE / LOCAL_RANK /
 MASTER_ADDR / MASTER_PORT, who it is. Every process runs the same recipe; this module turns that into:
 
+- a device per process: with ``[train] device`` "auto" or "cuda", process LOCAL_RANK of a machine trains on its GPU
+  LOCAL_RANK (``process_device``);
 - a process group (gloo on CPU, nccl on CUDA) whose collectives give up after the recipe's timeout, so a stuck or
   dead peer ends the job with an error instead of a hang;
 - a shard of every global batch per rank: contiguous slices of B / W rows, so the global batch order is the
@@ -27,17 +29,52 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from minilm.util.devices import resolve_device
 
-def init_from_env(timeout_s: float) -> bool:
-    """Join the process group torchrun describes in the environment. True if this call created it (the caller
-    then owns ``shutdown``); False when not launched by torchrun (WORLD_SIZE unset or 1) or already joined."""
-    if dist.is_initialized() or env_int("WORLD_SIZE", 1) <= 1:
+
+def launched_processes() -> int:
+    """How many processes torchrun started for this job (1 without torchrun)."""
+    return env_int("WORLD_SIZE", 1)
+
+
+def process_device(setting: str | None, where: str = "[train] device") -> torch.device:
+    """The device this process trains on. Under torchrun with several processes, "auto" and "cuda" mean this
+    process's own GPU, cuda:LOCAL_RANK; a fixed "cuda:N" (every process on one GPU) and "mps" are refused by name."""
+    device = resolve_device(setting, where)
+    processes = launched_processes()
+    if processes <= 1 or device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise ValueError(
+            f"{where} {setting!r}: torchrun's {processes} processes train on CUDA (nccl) or the CPU "
+            f"(gloo); use device 'cuda' or 'cpu'"
+        )
+    if setting not in (None, "auto", "cuda"):
+        raise ValueError(
+            f"{where} {setting!r} would put all {processes} torchrun processes on one GPU; use 'cuda' "
+            f"(or 'auto'): each process takes its LOCAL_RANK GPU"
+        )
+    local = env_int("LOCAL_RANK", 0)
+    if local >= torch.cuda.device_count():
+        raise ValueError(
+            f"LOCAL_RANK {local}: this machine has {torch.cuda.device_count()} CUDA device(s); start at "
+            f"most that many processes per machine (torchrun --nproc_per_node)"
+        )
+    return torch.device("cuda", local)
+
+
+def init_from_env(timeout_s: float, device: torch.device | None = None) -> bool:
+    """Join the process group torchrun describes in the environment, over nccl when this process trains on a GPU
+    (``device``; None: whenever CUDA is there), else gloo. True if this call created it (the caller then owns
+    ``shutdown``); False when not launched by torchrun (WORLD_SIZE unset or 1) or already joined."""
+    if dist.is_initialized() or launched_processes() <= 1:
         return False
     if not timeout_s > 0:
         raise ValueError(f"distributed_timeout_s must be > 0, got {timeout_s}")
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    on_gpu = torch.cuda.is_available() if device is None else device.type == "cuda"
+    backend = "nccl" if on_gpu else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(env_int("LOCAL_RANK", 0))
+        torch.cuda.set_device(device if device is not None else env_int("LOCAL_RANK", 0))
     dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     return True
 

@@ -11,12 +11,15 @@ The loss itself only needs the (B, D) embeddings, so split the work:
 
 Peak memory is one mini-batch of activations; loss and parameter gradients equal the plain loss on the whole batch
 up to float rounding (with dropout on, the masks differ from a whole-batch forward, but two cached runs with the same
-seed agree). The trainer reaches this through ``step.step`` with a ``GradCache``.
+seed agree). The trainer reaches this through ``step.step`` with a ``GradCache``. Under mixed precision both passes
+run the model under autocast and the loss sees float32 embeddings; under fp16 the cached embedding gradients carry
+the loss scale into the second pass, as one backward would (``precision.py``).
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -27,6 +30,8 @@ from torch import Tensor, nn
 
 from minilm.losses.inputs import call_loss
 from minilm.train.columns import Column, bare_model, check_columns, model_device, rows_of
+from minilm.train.precision import Precision
+from minilm.util.devices import to_device
 
 
 @dataclass
@@ -91,7 +96,7 @@ def split_column(
         texts = list(column)
         chunks = [bare_model(model).tokenize(texts[b:e]) for b, e in spans]
     device = model_device(model)
-    return [{k: v.to(device) for k, v in c.items()} for c in chunks]
+    return [{k: to_device(v, device) for k, v in c.items()} for c in chunks]
 
 
 def _trim_padding(features: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -104,11 +109,11 @@ def _trim_padding(features: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def loss_and_grads(
-    loss_fn: Callable[..., Tensor], embeddings: list[Tensor], **loss_kwargs
+    loss_fn: Callable[..., Tensor], embeddings: list[Tensor], precision: Precision | None = None, **loss_kwargs
 ) -> tuple[Tensor, list[Tensor], dict[str, float | None]]:
     """The one step that sees the whole batch: loss on every column's embeddings (B, D), d loss / d embeddings, and
     the statistics the loss reported. The gradients of the loss's own parameters (an nn.Module loss) are accumulated
-    into their ``.grad`` here, as a plain ``loss.backward()`` would.
+    into their ``.grad`` here, as a plain ``loss.backward()`` would (all of them times the loss scale under fp16).
 
     Kept a single call so that a cross-process all-gather can wrap exactly this step (``distributed.gather_loss``
     wraps ``loss_fn``: the gather and its backward both happen inside here).
@@ -116,7 +121,10 @@ def loss_and_grads(
     leaves = [e.detach().requires_grad_() for e in embeddings]
     with torch.enable_grad():
         loss, stats = call_loss(loss_fn, leaves, loss_kwargs)  # checked: attached, inputs left as given
-        loss.backward()  # fills the leaves' .grad and the loss parameters' .grad in one pass
+        if precision is None:
+            loss.backward()  # fills the leaves' .grad and the loss parameters' .grad in one pass
+        else:
+            precision.backward(loss)
     grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in leaves]  # an unused column
     return loss.detach(), grads, stats
 
@@ -143,10 +151,12 @@ def cached_step(
     loss_fn: Callable[..., Tensor],
     mini_batch_size: int,
     mini_batch_num_tokens: int | None = None,
+    precision: Precision | None = None,
     **loss_kwargs,
 ) -> tuple[Tensor, dict[str, float | None], list[Tensor]]:
     """``cached_loss_backward``, also returning the statistics the loss reported and every column's embeddings (B, D)
-    from the no-grad pass (detached)."""
+    from the no-grad pass (detached); ``precision`` runs the model's forwards under autocast."""
+    forward = model if precision is None else functools.partial(precision.forward, model)
     check_columns(columns, mini_batch_size)
     device = model_device(model)
     chunks = [
@@ -159,9 +169,9 @@ def cached_step(
             parts = []
             for features in column_chunks:
                 states[-1].append(capture_rng(device))
-                parts.append(model(**features))  # (b, D)
+                parts.append(forward(**features))  # (b, D)
             embeddings.append(torch.cat(parts))  # (B, D)
-    loss, grads, stats = loss_and_grads(loss_fn, embeddings, **loss_kwargs)
+    loss, grads, stats = loss_and_grads(loss_fn, embeddings, precision, **loss_kwargs)
     work = []  # (features, rng state, d loss / d its embeddings) for every mini-batch of every column
     for column_chunks, column_states, grad in zip(chunks, states, grads):
         sizes = [rows_of(features) for features in column_chunks]
@@ -169,7 +179,7 @@ def cached_step(
     for i, (features, state, grad_part) in enumerate(work):
         with _sync_unless(model, accumulating=i < len(work) - 1):
             with replay_rng(state):
-                emb = model(**features)  # (b, D), same dropout masks as in the no-grad pass
+                emb = forward(**features)  # (b, D), same dropout masks as in the no-grad pass
             if emb.requires_grad:  # a frozen encoder has nothing to accumulate
                 emb.backward(grad_part)
     return loss, stats, embeddings

@@ -1,7 +1,9 @@
 """AdamW, a linear warmup/decay schedule and global gradient-norm clipping, written out in full.
 
-The arithmetic follows torch.optim.AdamW (foreach=False) op for op, so float32 results match it bit for bit;
-the schedule gives the same multipliers as transformers' get_linear_schedule_with_warmup.
+The arithmetic follows torch.optim.AdamW op for op, so float32 results match it bit for bit: the per-tensor form
+(foreach=False), chunked for the CPU's caches, and the multi-tensor form (foreach=True), a handful of kernels per
+step for all tensors together, which accelerators want (one launch per op, not one per op and tensor). The two forms
+give the same bits. The schedule gives the same multipliers as transformers' get_linear_schedule_with_warmup.
 """
 
 import math
@@ -38,6 +40,8 @@ class AdamW:
 
     `params` is an iterable of tensors or of dicts {"params": [...], "weight_decay": wd, "lr": lr}.
     Each group carries its own "lr" (the schedule rewrites it every step) and "weight_decay".
+    `foreach`: the multi-tensor form (True), the per-tensor form (False), or None: multi-tensor on an accelerator
+    (CUDA, MPS), per-tensor on the CPU, by where the parameters are.
     """
 
     def __init__(
@@ -47,7 +51,10 @@ class AdamW:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.01,
+        foreach: bool | None = None,
     ):
+        if foreach not in (None, True, False):
+            raise ValueError(f"foreach must be True, False or None (by device), got {foreach!r}")
         if lr < 0:
             raise ValueError(f"lr must be >= 0, got {lr}")
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
@@ -61,7 +68,7 @@ class AdamW:
             raise ValueError("params is empty")
         if isinstance(params[0], Tensor):
             params = [{"params": params}]
-        self.betas, self.eps = betas, eps
+        self.betas, self.eps, self.foreach = betas, eps, foreach
         self.param_groups = []
         for g in params:
             group = {"lr": lr, "weight_decay": weight_decay, **g, "params": list(g["params"])}
@@ -80,35 +87,65 @@ class AdamW:
 
     @torch.no_grad()
     def step(self) -> None:
-        beta1, beta2 = self.betas
         for group in self.param_groups:
-            lr, wd = group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue  # like torch: a parameter without a gradient does not advance its step count
-                st = self.state_of(p)
-                st["step"] += 1
-                t = st["step"]
-                bias_correction1 = 1 - beta1**t
-                bias_correction2_sqrt = (1 - beta2**t) ** 0.5
-                info = torch.finfo(p.dtype)
-                tiny = info.tiny
-                # sqrt(0) is far slower than sqrt(x > 0) on CPU (MKL; benchmarks/README.md), and the second
-                # moment of every word embedding row a batch never saw is exactly 0. Clamping v to the smallest
-                # normal number first gives the same bits whenever sqrt(tiny) / bias_correction2_sqrt is below half
-                # an ulp of eps (it then vanishes when eps is added, as 0 does); half an ulp of eps exceeds
-                # eps * info.eps / 4. For float32 that holds for any eps above ~1e-10. Otherwise: plain sqrt.
-                clamp = math.sqrt(tiny) / bias_correction2_sqrt < self.eps * info.eps / 4
-                for p_, g, m, v in self._chunks(p, p.grad, st["exp_avg"], st["exp_avg_sq"]):
-                    # Same op order and scalar arithmetic as torch's _single_tensor_adam, so rounding is identical.
-                    if wd != 0:
-                        p_.mul_(1 - lr * wd)  # decoupled decay: p -= lr * wd * p, before the Adam update
-                    m.lerp_(g, 1 - beta1)  # m = beta1 m + (1 - beta1) g
-                    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v = beta2 v + (1 - beta2) g^2
-                    denom = self._scratch(v)
-                    denom = torch.clamp_min(v, tiny, out=denom).sqrt_() if clamp else torch.sqrt(v, out=denom)
-                    denom.div_(bias_correction2_sqrt).add_(self.eps)  # eps outside the sqrt
-                    p_.addcdiv_(m, denom, value=-(lr / bias_correction1))
+            # like torch: a parameter without a gradient does not advance its step count
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if uses_foreach(self.foreach, params[0].device):
+                for same in by_device_and_dtype(params):
+                    self._multi_tensor_update(same, group["lr"], group["weight_decay"])
+            else:
+                self._per_tensor_update(params, group["lr"], group["weight_decay"])
+
+    def _per_tensor_update(self, params: list[Tensor], lr: float, wd: float) -> None:
+        beta1, beta2 = self.betas
+        for p in params:
+            st = self.state_of(p)
+            st["step"] += 1
+            t = st["step"]
+            bias_correction1 = 1 - beta1**t
+            bias_correction2_sqrt = (1 - beta2**t) ** 0.5
+            info = torch.finfo(p.dtype)
+            tiny = info.tiny
+            # sqrt(0) is far slower than sqrt(x > 0) on CPU (MKL; benchmarks/README.md), and the second
+            # moment of every word embedding row a batch never saw is exactly 0. Clamping v to the smallest
+            # normal number first gives the same bits whenever sqrt(tiny) / bias_correction2_sqrt is below half
+            # an ulp of eps (it then vanishes when eps is added, as 0 does); half an ulp of eps exceeds
+            # eps * info.eps / 4. For float32 that holds for any eps above ~1e-10. Otherwise: plain sqrt.
+            clamp = math.sqrt(tiny) / bias_correction2_sqrt < self.eps * info.eps / 4
+            for p_, g, m, v in self._chunks(p, p.grad, st["exp_avg"], st["exp_avg_sq"]):
+                # Same op order and scalar arithmetic as torch's _single_tensor_adam, so rounding is identical.
+                if wd != 0:
+                    p_.mul_(1 - lr * wd)  # decoupled decay: p -= lr * wd * p, before the Adam update
+                m.lerp_(g, 1 - beta1)  # m = beta1 m + (1 - beta1) g
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v = beta2 v + (1 - beta2) g^2
+                denom = self._scratch(v)
+                denom = torch.clamp_min(v, tiny, out=denom).sqrt_() if clamp else torch.sqrt(v, out=denom)
+                denom.div_(bias_correction2_sqrt).add_(self.eps)  # eps outside the sqrt
+                p_.addcdiv_(m, denom, value=-(lr / bias_correction1))
+
+    def _multi_tensor_update(self, params: list[Tensor], lr: float, wd: float) -> None:
+        """The update of ``params`` (one device and dtype) in multi-tensor kernels: torch's _multi_tensor_adam with
+        decoupled decay, op for op and with the same scalars, hence its bits (and the per-tensor form's: the clamp
+        there changes no result, see ``_per_tensor_update``)."""
+        beta1, beta2 = self.betas
+        states = [self.state_of(p) for p in params]
+        for st in states:
+            st["step"] += 1
+        grads = [p.grad for p in params]
+        exp_avgs, exp_avg_sqs = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
+        if wd != 0:
+            torch._foreach_mul_(params, 1 - lr * wd)  # decoupled decay, before the Adam update
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)  # m = beta1 m + (1 - beta1) g
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)  # v = beta2 v + (1 - beta2) g^2
+        step_sizes = [(lr / (1 - beta1 ** st["step"])) * -1 for st in states]  # per tensor: step counts may differ
+        bias_corrections2_sqrt = [(1 - beta2 ** st["step"]) ** 0.5 for st in states]
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denoms, bias_corrections2_sqrt)
+        torch._foreach_add_(denoms, self.eps)  # eps outside the sqrt
+        torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
 
     def state_of(self, p: Tensor) -> dict:
         """``p``'s moments and step count, created (zeros, step 0) on its first update."""
@@ -177,6 +214,20 @@ class AdamW:
                 "exp_avg": s["exp_avg"].to(p).clone(),
                 "exp_avg_sq": s["exp_avg_sq"].to(p).clone(),
             }
+
+
+def uses_foreach(foreach: bool | None, device: torch.device) -> bool:
+    """The multi-tensor form when asked for, or by default on an accelerator: on the CPU the per-tensor form's chunks
+    keep each pass in cache; on a GPU the per-tensor form's ~10 kernel launches per tensor are what a step waits on."""
+    return foreach if foreach is not None else device.type != "cpu"
+
+
+def by_device_and_dtype(params: list[Tensor]) -> list[list[Tensor]]:
+    """``params`` in lists of one device and dtype each (what a multi-tensor kernel takes), in order of first sight."""
+    groups: dict[tuple, list[Tensor]] = {}
+    for p in params:
+        groups.setdefault((p.device, p.dtype), []).append(p)
+    return list(groups.values())
 
 
 def linear_warmup_multiplier(step: int, warmup_steps: int, total_steps: int) -> float:

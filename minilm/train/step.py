@@ -8,6 +8,9 @@ A step is two choices composed, never a variant per loss:
 - **how the backward is done**: in one pass, or, with a ``GradCache`` (``grad_cache.py``), in mini-batches of bounded
   memory with the same gradients.
 
+Mixed precision (``precision.py``) wraps the model's forward in either: autocast in, float32 embeddings out, and the
+loss scaled for the backward under fp16. Without one (fp32) the step is the plain computation, untouched.
+
 The loss receives the embeddings, then the keyword inputs the step is given (targets, what extensions add) and what
 the embedding added. A loss with parameters (an nn.Module) gets their gradients accumulated in ``.grad`` either way.
 """
@@ -22,6 +25,7 @@ from torch import Tensor, nn
 from minilm.losses.inputs import call_loss
 from minilm.train.columns import Column, check_columns, embed_columns
 from minilm.train.grad_cache import cached_step
+from minilm.train.precision import Precision
 
 Embed = Callable[[nn.Module, Sequence[Column]], tuple[list[Tensor], dict]]
 
@@ -54,19 +58,26 @@ def step(
     inputs: dict | None = None,
     embed: Embed = embed_plain,
     cache: GradCache | None = None,
+    precision: Precision | None = None,
 ) -> StepResult:
-    """``loss_fn(*embeddings, **inputs)`` and its backward; parameter ``.grad`` is accumulated, not zeroed."""
+    """``loss_fn(*embeddings, **inputs)`` and its backward; parameter ``.grad`` is accumulated, not zeroed (and, under
+    fp16, multiplied by the loss scale: the trainer unscales it)."""
     inputs = inputs or {}
     if cache is not None:
         if embed is not embed_plain:  # the cache re-embeds each mini-batch through the one model
             raise ValueError("the gradient cache embeds every column through the model alone, not another embedding")
         # with a token budget the rows per mini-batch follow from the tokens: the row count is not used
-        loss, stats, embeddings = cached_step(model, columns, loss_fn, cache.rows or 1, cache.tokens, **inputs)
+        loss, stats, embeddings = cached_step(
+            model, columns, loss_fn, cache.rows or 1, cache.tokens, precision=precision, **inputs
+        )
         return StepResult(loss, stats, embeddings)
     check_columns(columns, 1)
-    embeddings, more = embed(model, columns)
+    embeddings, more = embed(model, columns) if precision is None else precision.embed(embed, model, columns)
     loss, stats = call_loss(loss_fn, embeddings, {**inputs, **more})  # checked: attached, inputs left as given
-    loss.backward()
+    if precision is None:
+        loss.backward()
+    else:
+        precision.backward(loss)
     return StepResult(loss.detach(), stats, [e.detach() for e in embeddings])
 
 

@@ -9,8 +9,12 @@ checkpoints and saves their parts as each ``Part`` says, and passes the loss wha
 Statistics a loss reports go to ``log.jsonl`` with each step (``"stats"``), with what the extensions report after the
 update (a learned parameter's value: the one the next step uses, and after the last step the one saved).
 Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
-(see minilm/train/distributed.py and docs/distributed.md). With ``metric_for_best`` the best evaluation is tracked
-(best.py): ``load_best_at_end`` makes it final/, ``early_stopping_patience`` stops the run; a resume keeps both.
+(see minilm/train/distributed.py and docs/distributed.md). The model trains on ``[train] device`` (its loss inputs and
+the extensions' parts follow it), under ``[train] precision`` (precision.py: autocast in the step, float32 weights and
+moments, fp16's loss scale checkpointed with the rest). A step reads the device back once: its loss, its gradient norm
+and whether the previous step left every weight finite; a step is logged once that is known. With ``metric_for_best``
+the best evaluation is tracked (best.py): ``load_best_at_end`` makes it final/, ``early_stopping_patience`` stops the
+run; a resume keeps both.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sys
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,11 +41,13 @@ from minilm.train.compiled import compiled_training
 from minilm.train.config import TrainConfig, check_best_settings
 from minilm.train.extensions import Extension, Part, RunContext
 from minilm.train.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
+from minilm.train.precision import make_precision, tf32_matmuls
 from minilm.train.reporting import TensorBoard, check_report_to
 from minilm.train.step import GradCache, embed_plain, step
 from minilm.train.wiring import build_extensions, check_extensions
 from minilm.util import usercode
 from minilm.util.checks import NonFiniteError
+from minilm.util.devices import check_tf32, environment, environment_line, to_device
 from minilm.util.io import (
     WriteError,
     append_line,
@@ -69,6 +76,7 @@ TRAINER_KEYS = {
     "extensions",
     "best",
     "seconds",
+    "precision",
 }
 
 __all__ = ["LOG_NAME", "TrainConfig", "TrainData", "Trainer", "TrainingDiverged"]
@@ -76,6 +84,15 @@ __all__ = ["LOG_NAME", "TrainConfig", "TrainData", "Trainer", "TrainingDiverged"
 
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient norm stopped being finite; the weights were not updated with it."""
+
+
+@dataclass
+class Unconfirmed:
+    """A step taken whose log record waits for the next read-back to say its update left every weight finite."""
+
+    weights_finite: torch.Tensor | None  # 0-d bool on the device, not read yet; None: no update (a skipped step)
+    record: dict
+    lr: float
 
 
 class Trainer:
@@ -101,7 +118,14 @@ class Trainer:
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0  # the one process that logs, evaluates and writes files
-        self.device = next(model.parameters()).device  # targets and extension inputs go where the embeddings are
+        # where the model trains; targets, extension inputs and parts go there too
+        self.device = distributed.process_device(config.device, "[train] device")
+        check_float32_weights(model)
+        self.precision = make_precision(config.precision, self.device)  # None for fp32: the plain step
+        self.scaler = self.precision.scaler if self.precision is not None else None  # fp16's loss scale
+        check_tf32(config.tf32, self.device)
+        self.environment = environment(self.device, config.precision)  # progress line, model card
+        model.to(self.device)
         run = RunContext(model, loss_fn, config, target_name=data.target_name, world_size=self.world_size)
         self.extensions = build_extensions(run, list(extensions))  # before compiling or wrapping: starting weights
         check_extensions(run, self.extensions)
@@ -157,6 +181,7 @@ class Trainer:
         self.card = card  # what the model card says about the run (filled in further at each save)
         self.tensorboard: TensorBoard | None = None  # opened at the first record (report_to = ["tensorboard"])
         self.log_records: list[dict] | None = None  # log.jsonl as records: read once (for a card), then kept in step
+        self.unconfirmed: Unconfirmed | None = None  # the last step, logged once its weights are known finite
 
     def extension(self, kind: type[Extension]) -> Extension | None:
         """This run's extension of class ``kind``, or None."""
@@ -189,12 +214,12 @@ class Trainer:
                 start=self.step,
                 every=max(1, self.total_steps // 20),
             )
-        for rows in self.batches():
-            record = self.train_step(rows)
-            self.log_step(record)
-            self.maybe_evaluate()
-            self.maybe_save()
-        self.finish()
+        with tf32_matmuls(self.config.tf32):
+            for rows in self.batches():
+                self.train_step(rows)  # logs the step before it
+                self.maybe_evaluate()
+                self.maybe_save()
+            self.finish()
         return self.history
 
     def batches(self) -> Iterator[list[int]]:
@@ -223,31 +248,42 @@ class Trainer:
                 part.module.train(self.config.dropout)
 
     def train_step(self, rows: list[int]) -> dict:
-        """One step (the loss's inputs, forward and backward), clip, AdamW and schedule; the log record of the step."""
+        """One step (the loss's inputs, forward and backward), clip, AdamW and schedule; the log record of the step,
+        logged when the next read-back (the next step's, an evaluation's, a save's or the end's) confirms it."""
         columns, targets = self.data.batch(rows)
         with self.users_code():  # the loss, and what its extensions add, may be the user's own code
-            inputs = {k: v.to(self.device) for k, v in targets.items()}
+            inputs = {k: to_device(v, self.device) for k, v in targets.items()}
             for ext in self.extensions:
                 inputs.update(ext.loss_inputs(columns, self.step, self.device))
             try:
-                result = step(self.forward_model, columns, self.loss_fn, inputs, self.embed, self.cache)
+                result = step(self.forward_model, columns, self.loss_fn, inputs, self.embed, self.cache, self.precision)
             except NonFiniteError as e:  # finite weights can still overflow in the forward pass
                 self.optimizer.zero_grad()
+                self.confirm_step()  # the step before made a weight non-finite: that is the error to report
+                if self.scaler is not None:  # fp16: an overflow in the forward, skipped as an overflow of the backward
+                    return self.skip_step(math.nan, math.nan)
                 raise TrainingDiverged(
                     f"step {self.step + 1} (epoch {self.epoch}): {e}; the weights after step {self.step} overflow "
                     f"(learning rate too high?); nothing from this step was saved{self._last_good()}"
                 ) from None
         distributed.average_gradients(self.outside_ddp)  # DDP averages the model's; the parts' are outside it
         loss = distributed.mean_over_ranks(result.loss)  # every rank logs and checks the same number
+        if self.scaler is not None:
+            self.scaler.unscale_(self.params)  # the gradients of the scaled loss, back to the loss's own
         grad_norm = clip_grad_norm(self.params, self.config.max_grad_norm)  # DDP made the gradients equal on every rank
-        loss_value, norm_value = loss.item(), grad_norm.item()  # one device sync each
+        loss_value, norm_value = self.read_back(loss, grad_norm)  # the step's one device sync
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
             self.optimizer.zero_grad()
+            if self.scaler is not None:  # fp16: the scale overflowed the gradients; skip, with a lower scale
+                return self.skip_step(loss_value, norm_value)
             raise TrainingDiverged(
                 f"loss {loss_value} / gradient norm {norm_value} at step {self.step + 1} "
                 f"(epoch {self.epoch}); weights were not updated{self._last_good()}"
             )
         lr = self.optimizer.param_groups[0]["lr"]
+        scale = self.scaler.scale if self.scaler is not None else None
+        if self.scaler is not None:
+            self.scaler.update(finite=True)
         self.optimizer.step()
         self.schedule.step()
         self.optimizer.zero_grad()
@@ -255,13 +291,58 @@ class Trainer:
             for ext in self.extensions:
                 ext.after_step(result)
         self.step += 1
-        self.check_weights(lr)
         record = {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
+        if scale is not None:
+            record["loss_scale"] = scale
         stats = dict(self.mean_statistics(result.stats)) if result.stats else {}
         for ext in self.extensions:  # values as they are after the update (a learned temperature): equal on every rank
             stats.update(ext.statistics())
         if stats:
             record["stats"] = stats
+        self.unconfirmed = Unconfirmed(self.weights_finite(), record, lr)
+        return record
+
+    def read_back(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> tuple[float, float]:
+        """The step's loss and gradient norm as numbers, in one device sync that also reads whether the previous
+        step's update left every weight finite (and logs that step, or stops the run naming it)."""
+        waiting = self.unconfirmed.weights_finite if self.unconfirmed is not None else None
+        values = [loss, grad_norm] + ([waiting] if waiting is not None else [])
+        numbers = torch.stack([v.detach().float().reshape(()).to(self.device) for v in values]).tolist()
+        self.confirm_step(bool(numbers[2]) if waiting is not None else None)
+        return numbers[0], numbers[1]
+
+    def confirm_step(self, weights_finite: bool | None = None) -> None:
+        """Log the last step now that its weights are known finite (``weights_finite`` read back with the next
+        step's numbers; None: read it here, at an evaluation, a save or the end), or stop the run naming it."""
+        last, self.unconfirmed = self.unconfirmed, None
+        if last is None:
+            return
+        if weights_finite is None:
+            weights_finite = last.weights_finite is None or bool(last.weights_finite)
+        if not weights_finite:  # names the tensor (or passes: a sum overflowed, the values are finite)
+            self.check_weights(last.lr, last.record["step"], last.record["epoch"])
+        self.log_step(last.record)
+
+    def skip_step(self, loss_value: float, norm_value: float) -> dict:
+        """fp16: the step's scaled gradients (or its forward) overflowed. No update: the weights, AdamW's moments and
+        the schedule stay as they were; the batch is used up and the loss scale halved. Too many in a row stop the
+        run."""
+        scale = self.scaler.scale
+        self.scaler.update(finite=False)
+        if self.scaler.collapsed:
+            first = self.step + 2 - self.scaler.skips_in_row
+            raise TrainingDiverged(
+                f"step {self.step + 1} (epoch {self.epoch}): the fp16 loss scale collapsed: steps {first} to "
+                f"{self.step + 1} ({self.scaler.skips_in_row} in a row) all had a non-finite loss or gradient, "
+                f"down to scale {self.scaler.scale:g}; the model's forward overflows float16 (or the run has "
+                f'diverged): train with [train] precision = "bf16" or "fp32". No weight was updated by '
+                f"these steps{self._last_good()}"
+            )
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.step += 1
+        record = {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
+        record.update(loss_scale=scale, skipped=True)
+        self.unconfirmed = Unconfirmed(None, record, lr)
         return record
 
     def users_code(self):
@@ -302,9 +383,16 @@ class Trainer:
                 if isinstance(value, torch.Tensor):
                     yield f"optimizer.{names.get(id(param), 'parameter')}.{key}", value
 
-    def check_weights(self, lr: float) -> None:
+    def weights_finite(self) -> torch.Tensor:
+        """0-d bool on the device, not read back: every saved tensor's sum is finite (one cheap reduction each; a
+        false alarm, a sum that overflowed, is told apart by ``check_weights``)."""
+        sums = [t.detach().sum().to(self.device) for _, t in self.saved_tensors() if t.is_floating_point()]
+        return torch.isfinite(torch.stack(sums)).all() if sums else torch.ones((), dtype=torch.bool)
+
+    def check_weights(self, lr: float, step: int | None = None, epoch: int | None = None) -> None:
         """Stop the run at the step that made any saved tensor NaN or infinite (e.g. a learning rate far too high):
         nothing non-finite is logged or saved, and the last checkpoint stays the last good one."""
+        step, epoch = self.step if step is None else step, self.epoch if epoch is None else epoch
         named = [(n, t.detach()) for n, t in self.saved_tensors() if t.is_floating_point()]
         sums = torch.stack([t.sum() for _, t in named]) if named else torch.zeros(0)  # one cheap reduction each
         if bool(torch.isfinite(sums).all()):
@@ -314,7 +402,7 @@ class Trainer:
             return
         what = "optimiser state" if bad[0].startswith("optimizer.") else "weight"
         raise TrainingDiverged(
-            f"step {self.step} (epoch {self.epoch}, lr {lr:.3g}) made {what} {bad[0]} non-finite"
+            f"step {step} (epoch {epoch}, lr {lr:.3g}) made {what} {bad[0]} non-finite"
             f"{f' (and {len(bad) - 1} more tensors)' if len(bad) > 1 else ''} though its loss and gradient norm were "
             f"finite; the learning rate is likely too high. Nothing from this step was saved{self._last_good()}"
         )
@@ -322,6 +410,7 @@ class Trainer:
     def check_outputs(self) -> None:
         """Before anything is saved: the model's embeddings of a few training texts must be finite. Weights can all be
         finite and still overflow in the forward pass (huge after one step of a far too high learning rate)."""
+        self.confirm_step()
         texts = [column[0] for column in self.data.columns]
         embeddings = self.model.encode(texts, convert_to_tensor=True, workers=1)
         if not bool(torch.isfinite(embeddings).all()):
@@ -336,11 +425,17 @@ class Trainer:
     def log_step(self, record: dict) -> None:
         self.write_log(record)
         if self.progress is not None:
-            self.progress.update(record["step"], f"loss {record['loss']:.4f}  lr {record['lr']:.2e}")
+            detail = f"loss {record['loss']:.4f}  lr {record['lr']:.2e}"
+            if record.get("skipped"):
+                detail += f"  skipped (fp16 loss scale {record['loss_scale']:g} overflowed)"
+            if self.progress.last_shown is None:  # the run's first line says what it runs on
+                detail += "  " + environment_line(self.environment)
+            self.progress.update(record["step"], detail)
 
     def maybe_evaluate(self) -> None:
         every = self.config.eval_steps
         if every and self.step % every == 0 and self.step < self.total_steps:
+            self.confirm_step()
             self.track_best(self.run_evaluation())
             self.model.train(self.config.dropout)
 
@@ -453,6 +548,7 @@ class Trainer:
         card.evaluation = next((h for h in reversed(self.history) if h["step"] == step), None)
         card.metric_for_best = self.config.metric_for_best
         card.best_step = self.best.best_step if self.best is not None else None
+        card.environment = self.environment
         return card
 
     def report(self, record: dict) -> None:
@@ -491,6 +587,10 @@ class Trainer:
             "extensions": {ext.name: ext.state_dict() for ext in self.extensions if ext.state_dict()},
             "best": self.best.state_dict() if self.best is not None else None,
             "seconds": self.seconds(),
+            "precision": {
+                "name": self.config.precision,
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            },
         }
 
     def seconds(self) -> float:
@@ -512,6 +612,12 @@ class Trainer:
                 f"the checkpoint holds the state of extension(s) {sorted(unknown)}, which this run's "
                 f"loss does not have: was it written with another loss?"
             )
+        precision = state.get("precision") or {"name": "fp32", "scaler": None}  # older checkpoints: float32 runs
+        if precision["name"] != self.config.precision:
+            raise ValueError(
+                f"the checkpoint was trained with [train] precision {precision['name']!r}, this run has "
+                f"{self.config.precision!r}: resume with the precision it was written with"
+            )
         self.step, self.epoch, self.history = state["step"], state["epoch"], list(state["history"])
         self.seconds_before = float(state.get("seconds", 0.0))  # absent in a checkpoint of an older minilm
         self.optimizer.load_state_dict(state["optimizer"])
@@ -525,6 +631,8 @@ class Trainer:
         torch.set_rng_state(by_rank[self.rank] if len(by_rank) == self.world_size else state["rng"])
         if self.best is not None and state.get("best") is not None:
             self.best.load_state_dict(state["best"])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(precision["scaler"])
 
     def save_checkpoint(self) -> Path:
         """checkpoints/step-N/{model/, trainer_state.pt}, built beside and renamed into place in one go (by rank 0)."""
@@ -569,3 +677,13 @@ class Trainer:
         kept = [r for r in records if r.get("step", 0) <= self.step] if self.step else []  # step 0: all is redone
         write_text(log, "".join(json_line(r) + "\n" for r in kept))
         self.log_records = None  # read again when a card needs it
+
+
+def check_float32_weights(model: torch.nn.Module) -> None:
+    """Training keeps float32 master weights (and AdamW moments); a half-precision model is refused by name."""
+    other = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32})
+    if other:
+        raise ValueError(
+            f"the model to train has {', '.join(other)} weights; training keeps float32 weights and runs the forward "
+            f'in bf16 or fp16 under autocast: load it in float32 and set [train] precision = "bf16" or "fp16"'
+        )
