@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from common import matmul_peak_flops, median_and_spread, read_sts_sentences, table, write_results  # noqa: E402
+
 from minilm.encoder import SentenceEncoder  # noqa: E402
 
 USEFUL_PARAMS = 10.6e6  # all-MiniLM-L6-v2 parameters outside the embedding tables: each does 2 FLOPs per token
@@ -58,7 +58,9 @@ def transformers_encoder(directory: Path, batch_size: int):
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
-                f = tok([sentences[i] for i in rows], padding=True, truncation=True, max_length=256, return_tensors="pt")
+                f = tok(
+                    [sentences[i] for i in rows], padding=True, truncation=True, max_length=256, return_tensors="pt"
+                )
                 hidden = bert(**f).last_hidden_state  # (B, T, H)
                 keep = f["attention_mask"].unsqueeze(-1).float()
                 out[rows] = F.normalize((hidden * keep).sum(1) / keep.sum(1).clamp(min=1e-9), dim=-1)
@@ -144,15 +146,17 @@ def rate_rows(seconds: dict[str, list[float]], texts: int, tokens: int, peak: fl
     rows = []
     for name, times in seconds.items():
         med, spread = median_and_spread(times)
-        rows.append({
-            "contender": name,
-            "texts/s": texts / med,
-            "ms/text": 1e3 * med / texts,
-            "spread": spread,
-            "x ST": st_med / med,
-            "peak frac": 2 * USEFUL_PARAMS * tokens / med / peak,
-            "spearman": spearman.get(name, ""),
-        })
+        rows.append(
+            {
+                "contender": name,
+                "texts/s": texts / med,
+                "ms/text": 1e3 * med / texts,
+                "spread": spread,
+                "x ST": st_med / med,
+                "peak frac": 2 * USEFUL_PARAMS * tokens / med / peak,
+                "spearman": spearman.get(name, ""),
+            }
+        )
     return rows
 
 
@@ -182,15 +186,19 @@ def train_step_seconds(directory: Path, batch_size: int, batches: int, repeats: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="300 sentences, 32 paragraphs, 40 latency calls, 2 repeats")
+    parser.add_argument(
+        "--quick", action="store_true", help="300 sentences, 32 paragraphs, 40 latency calls, 2 repeats"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--sentences", type=int, default=None, help="first N dev sentences (default: all 3000)")
     parser.add_argument("--paragraphs", type=int, default=None, help="256-token paragraphs (default: 128)")
     parser.add_argument("--latency", type=int, default=None, help="single-sentence encode calls (default: 200)")
-    parser.add_argument("--cases", default="short,paragraphs,latency,train",
-                        help="comma-separated subset of short, paragraphs, latency, train")
+    parser.add_argument(
+        "--cases",
+        default="short,paragraphs,latency,train",
+        help="comma-separated subset of short, paragraphs, latency, train",
+    )
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     args = parser.parse_args()
     cases = set(args.cases.split(","))
@@ -231,15 +239,17 @@ def main() -> None:
         chunks = [paragraphs[i : i + 2 * args.batch_size] for i in range(0, len(paragraphs), 2 * args.batch_size)]
         seconds, _ = interleaved(runs, chunks, repeats)
         rows = rate_rows(seconds, len(paragraphs), tokens, peak, {})
-        title = (f"paragraphs: {len(paragraphs)} of {tokenizer.max_seq_length} tokens (consecutive STS-dev sentences), "
-                 f"batch {args.batch_size}")
+        title = (
+            f"paragraphs: {len(paragraphs)} of {tokenizer.max_seq_length} tokens (consecutive STS-dev sentences), "
+            f"batch {args.batch_size}"
+        )
         tables.append((title, rows, ["contender", "texts/s", "spread", "x ST", "peak frac"]))
         results["paragraphs"] = {"paragraphs": len(paragraphs), "tokens": tokens, "seconds": seconds, "rows": rows}
         print("paragraphs done", file=sys.stderr)
 
     if "latency" in cases:
         # Every 7th dev sentence: a spread of lengths rather than the first pairs' topics.
-        alone = all_sentences[:: 7][: args.latency or (40 if args.quick else 200)]
+        alone = all_sentences[::7][: args.latency or (40 if args.quick else 200)]
         tokens = sum(len(x) for x in tokenizer.encode_ids(alone))
         chunks = [alone[i : i + 10] for i in range(0, len(alone), 10)]
         seconds, _ = interleaved(runs, chunks, repeats, alone=True)
@@ -259,9 +269,11 @@ def main() -> None:
     if "train" in cases:
         train = train_step_seconds(directory, args.batch_size, batches=3 if args.quick else 8, repeats=repeats)
         med = {k: median_and_spread(v)[0] for k, v in train.items()}
-        print(f"training step (embed + backward, random STS-train batch of {args.batch_size}): "
-              f"padded {1e3 * med['train padded']:.0f} ms, unpadded {1e3 * med['train unpadded']:.0f} ms, "
-              f"speed-up {med['train padded'] / med['train unpadded']:.2f}x")
+        print(
+            f"training step (embed + backward, random STS-train batch of {args.batch_size}): "
+            f"padded {1e3 * med['train padded']:.0f} ms, unpadded {1e3 * med['train unpadded']:.0f} ms, "
+            f"speed-up {med['train padded'] / med['train unpadded']:.2f}x"
+        )
         results["train_step_seconds"] = train
     path = write_results("bench_encode", results)
     print(f"wrote {path}")

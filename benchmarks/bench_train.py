@@ -49,13 +49,16 @@ def make_batches(kind: str, batch_size: int, count: int, seed: int = 0) -> list[
 
 def minilm_stepper(model_dir: str, kind: str, total_steps: int, compile: bool = False):
     from minilm.encoder import SentenceEncoder
-    from minilm.train.step import loss_backward
     from minilm.run.registry import make_loss
     from minilm.train.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
+    from minilm.train.step import loss_backward
 
     model = SentenceEncoder.from_pretrained(model_dir).train()
-    loss_fn = make_loss("mnrl", {"scale": 20.0}) if kind == "mnrl" else make_loss("triplet", {"distance": "cosine",
-                                                                                            "margin": 0.3})
+    loss_fn = (
+        make_loss("mnrl", {"scale": 20.0})
+        if kind == "mnrl"
+        else make_loss("triplet", {"distance": "cosine", "margin": 0.3})
+    )
     optimizer_class = AdamW
     if compile:  # exactly what [train] compile = true switches on
         from minilm.train.compiled import compiled_training
@@ -136,8 +139,13 @@ def child_memory(side: str, kind: str, batch_size: int, model_dir: str) -> None:
 
 
 def measure_memory(side: str, kind: str, batch_size: int, model_dir: str) -> float:
-    out = subprocess.run([sys.executable, __file__, "--child", side, kind, str(batch_size), "--model", model_dir],
-                         capture_output=True, text=True, check=True, timeout=1200)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", side, kind, str(batch_size), "--model", model_dir],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1200,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
@@ -152,8 +160,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed steps per block")
     parser.add_argument("--repeats", type=int, default=3, help="blocks per side, alternating")
     parser.add_argument("--model", default=None, help="model directory (default: the packaged all-MiniLM-L6-v2)")
-    parser.add_argument("--compile", action="store_true",
-                        help="also time minilm with [train] compile = true (compile time reported apart)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time minilm with [train] compile = true (compile time reported apart)",
+    )
     parser.add_argument("--child", nargs=3, metavar=("SIDE", "KIND", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.model is None:
@@ -181,7 +192,7 @@ def main() -> None:
             first_step[side] = time.perf_counter() - start
         times = {side: [] for side in steppers}
         for r in range(args.repeats):
-            block = batches[1 + r * args.steps: 1 + (r + 1) * args.steps]
+            block = batches[1 + r * args.steps : 1 + (r + 1) * args.steps]
             for side, (step, _) in steppers.items():
                 start = time.perf_counter()
                 for columns in block:
@@ -191,9 +202,15 @@ def main() -> None:
         st_med = median_and_spread(times["sentence-transformers"])[0]
         for side in steppers:
             med, spread = median_and_spread(times[side])
-            row = {"config": f"{kind} b{batch_size}", "side": side, "s/step": med, "spread": spread,
-                   "speedup": st_med / med, "roofline": 6 * PARAMS * tokens / med / peak,
-                   "first step s": first_step[side]}
+            row = {
+                "config": f"{kind} b{batch_size}",
+                "side": side,
+                "s/step": med,
+                "spread": spread,
+                "speedup": st_med / med,
+                "roofline": 6 * PARAMS * tokens / med / peak,
+                "first step s": first_step[side],
+            }
             if not args.quick and side in STEPPERS:
                 row["peak MB"] = measure_memory(side, kind, batch_size, args.model)
             rows.append(row)

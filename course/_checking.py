@@ -32,14 +32,16 @@ class Tolerance:
 # operations (a sum over 384 numbers in another order moves the last digits); float64 leaves almost none, so a
 # formula that is only nearly right shows up there. Gradients pass through more operations, hence their slack.
 VALUE_TOLERANCES = {torch.float32: Tolerance(rtol=1e-4, atol=1e-5), torch.float64: Tolerance(rtol=1e-9, atol=1e-12)}
-GRADIENT_TOLERANCES = {torch.float32: Tolerance(rtol=1e-3, atol=1e-5),
-                       torch.float64: Tolerance(rtol=1e-7, atol=1e-10)}
+GRADIENT_TOLERANCES = {torch.float32: Tolerance(rtol=1e-3, atol=1e-5), torch.float64: Tolerance(rtol=1e-7, atol=1e-10)}
 
 
 def tolerance_text() -> str:
     """The tolerances as the report and the lesson texts state them."""
-    return "; ".join(f"{str(dtype).removeprefix('torch.')}: |yours - minilm| <= {VALUE_TOLERANCES[dtype]} "
-                     f"(gradients {GRADIENT_TOLERANCES[dtype]})" for dtype in VALUE_TOLERANCES)
+    return "; ".join(
+        f"{str(dtype).removeprefix('torch.')}: |yours - minilm| <= {VALUE_TOLERANCES[dtype]} "
+        f"(gradients {GRADIENT_TOLERANCES[dtype]})"
+        for dtype in VALUE_TOLERANCES
+    )
 
 
 @dataclass
@@ -96,8 +98,10 @@ def describe(value) -> str:
 def describe_inputs(kwargs: Mapping) -> str:
     """``q (2, 4) float32, n_head=2``; positional arguments (under the key ``"*"``) by the names they are given."""
     shown = {**kwargs.get(POSITIONAL, {}), **{k: v for k, v in kwargs.items() if k != POSITIONAL}}
-    return ", ".join(f"{name} {describe(value)}" if isinstance(value, (Tensor, Mapping))
-                     else f"{name}={describe(value)}" for name, value in shown.items())
+    return ", ".join(
+        f"{name} {describe(value)}" if isinstance(value, (Tensor, Mapping)) else f"{name}={describe(value)}"
+        for name, value in shown.items()
+    )
 
 
 # Inputs passed by position (a function with *args) sit in the kwargs under this key, as a dict name -> value in
@@ -154,8 +158,7 @@ def measure(fn: Callable, kwargs: dict, grads: Sequence = (), seed: int = 0) -> 
     if not any(v.requires_grad for v in differentiable):
         raise NoGradient()
     g = generator(seed + 7919)
-    total = sum((v * torch.randn(v.shape, generator=g, dtype=v.dtype)).sum()
-                for v in differentiable if v.requires_grad)
+    total = sum((v * torch.randn(v.shape, generator=g, dtype=v.dtype)).sum() for v in differentiable if v.requires_grad)
     found = torch.autograd.grad(total, leaves, allow_unused=True)
     for path, grad in zip(grads, found):
         results[f"gradient of {path_name(path)}"] = Unused() if grad is None else grad
@@ -178,8 +181,16 @@ def call_with(module: torch.nn.Module, parameters: Mapping[str, Tensor], *args, 
     return torch.func.functional_call(module, dict(parameters), args, kwargs)
 
 
-def function_case(name: str, hint: str, inputs: Callable[[torch.Generator], dict], reference: Callable,
-                  grads: Sequence = (), seed: int = 0, dtype: torch.dtype = torch.float32, **tolerances) -> Case:
+def function_case(
+    name: str,
+    hint: str,
+    inputs: Callable[[torch.Generator], dict],
+    reference: Callable,
+    grads: Sequence = (),
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    **tolerances,
+) -> Case:
     """A case for a function of tensors: ``inputs(generator)`` builds fresh keyword arguments, ``reference`` is
     minilm's implementation with the exercise's signature."""
     shown = describe_inputs(inputs(generator(seed)))
@@ -239,8 +250,10 @@ def compare_tensors(name: str, yours, expected: Tensor, tol: Tolerance) -> str |
         return f"{name}: shape {tuple(yours.shape)}, but minilm's is {tuple(expected.shape)}"
     if yours.dtype != expected.dtype:
         advice = " (keep the inputs' dtype)" if expected.is_floating_point() else ""
-        return (f"{name}: dtype {str(yours.dtype).removeprefix('torch.')}, but minilm's is "
-                f"{str(expected.dtype).removeprefix('torch.')}{advice}")
+        return (
+            f"{name}: dtype {str(yours.dtype).removeprefix('torch.')}, but minilm's is "
+            f"{str(expected.dtype).removeprefix('torch.')}{advice}"
+        )
     yours, expected = yours.detach(), expected.detach()
     if not expected.is_floating_point():
         wrong = yours != expected
@@ -250,8 +263,9 @@ def compare_tensors(name: str, yours, expected: Tensor, tol: Tolerance) -> str |
     bad_finite = ~torch.isfinite(yours) & torch.isfinite(expected)
     if bad_finite.any():
         kind = "NaN" if torch.isnan(yours[bad_finite]).any() else "inf"
-        return (f"{name}: {kind} at {int(bad_finite.sum())} of {yours.numel()} entries, "
-                f"the first at {index_of(bad_finite)}")
+        return (
+            f"{name}: {kind} at {int(bad_finite.sum())} of {yours.numel()} entries, the first at {index_of(bad_finite)}"
+        )
     same_special = ~torch.isfinite(expected) & (yours == expected)  # matching infinities
     allowed = tol.atol + tol.rtol * expected.abs()
     error = torch.where(same_special, 0, (yours - expected).abs())
@@ -262,8 +276,10 @@ def compare_tensors(name: str, yours, expected: Tensor, tol: Tolerance) -> str |
         return f"{name}: yours differs from minilm's by {error.item():.3g} (allowed {tol})"
     worst = torch.where(wrong, error - allowed, -1).argmax()
     where = list(torch.unravel_index(worst, yours.shape))
-    message = (f"{name}: max |yours - minilm| = {error.max().item():.3g} at {[int(i) for i in where]} "
-               f"(allowed {tol}); differs at {int(wrong.sum())} of {wrong.numel()} entries")
+    message = (
+        f"{name}: max |yours - minilm| = {error.max().item():.3g} at {[int(i) for i in where]} "
+        f"(allowed {tol}); differs at {int(wrong.sum())} of {wrong.numel()} entries"
+    )
     symptom = symptom_of(yours, expected)
     return message + (f"\n      symptom: {symptom}" if symptom else "")
 
@@ -285,8 +301,11 @@ def symptom_of(yours: Tensor, expected: Tensor) -> str | None:
     big = finite & (e.abs() > 1e-3 * scale)
     if int(big.sum()) >= 2 and scale > 1e-6:  # below that, minilm's values are rounding noise around 0
         factor = (y[big] / e[big]).median().item()
-        if (abs(factor - 1) > 1e-3 and abs(factor) > 1e-3
-                and torch.allclose(y[big], factor * e[big], rtol=1e-3, atol=1e-6 * scale)):
+        if (
+            abs(factor - 1) > 1e-3
+            and abs(factor) > 1e-3
+            and torch.allclose(y[big], factor * e[big], rtol=1e-3, atol=1e-6 * scale)
+        ):
             if abs(factor + 1) < 1e-3:
                 return "yours is minilm's with the sign flipped"
             return f"yours is {factor:.4g} times minilm's everywhere: a constant factor is missing or extra"
@@ -320,8 +339,7 @@ def where_raised(error: BaseException, learner_file: Path | None) -> str:
 def run_exercise(exercise: Exercise, module, learner_file: Path | None = None) -> Outcome:
     fn = getattr(module, exercise.function, None)
     if not callable(fn):
-        return Outcome(exercise.function, "missing",
-                       lines=[f"your file has no function named {exercise.function}"])
+        return Outcome(exercise.function, "missing", lines=[f"your file has no function named {exercise.function}"])
     cases = exercise.cases()
     for number, case in enumerate(cases, 1):
         shown_dtype = f" [{str(case.dtype).removeprefix('torch.')}]" if case.dtype is not None else ""
@@ -329,20 +347,36 @@ def run_exercise(exercise: Exercise, module, learner_file: Path | None = None) -
         try:
             yours = case.yours(fn)
         except NotImplementedError:
-            return Outcome(exercise.function, "not written",
-                           lines=["not written yet: it still raises NotImplementedError (or calls a function "
-                                  "that does)"])
+            return Outcome(
+                exercise.function,
+                "not written",
+                lines=["not written yet: it still raises NotImplementedError (or calls a function that does)"],
+            )
         except NoGradient:
-            return Outcome(exercise.function, "failed", number, [
-                header, f"    inputs: {case.inputs}",
-                "    your result carries no gradient: was it computed under torch.no_grad(), detached, or turned "
-                "into Python numbers (.item(), .tolist(), numpy) on the way?",
-                f"    hint: {case.hint}"])
+            return Outcome(
+                exercise.function,
+                "failed",
+                number,
+                [
+                    header,
+                    f"    inputs: {case.inputs}",
+                    "    your result carries no gradient: was it computed under torch.no_grad(), detached, or turned "
+                    "into Python numbers (.item(), .tolist(), numpy) on the way?",
+                    f"    hint: {case.hint}",
+                ],
+            )
         except Exception as error:  # the learner's code may raise anything; say what and where
-            return Outcome(exercise.function, "failed", number, [
-                header, f"    inputs: {case.inputs}",
-                f"    your function raised {type(error).__name__}: {error}{where_raised(error, learner_file)}",
-                f"    hint: {case.hint}"])
+            return Outcome(
+                exercise.function,
+                "failed",
+                number,
+                [
+                    header,
+                    f"    inputs: {case.inputs}",
+                    f"    your function raised {type(error).__name__}: {error}{where_raised(error, learner_file)}",
+                    f"    hint: {case.hint}",
+                ],
+            )
         expected = case.minilm()
         dtype = case.dtype or torch.float32
         value_tol = case.value_tolerance or VALUE_TOLERANCES[dtype]
@@ -368,11 +402,15 @@ def run_exercise(exercise: Exercise, module, learner_file: Path | None = None) -
             else:
                 lines += shortened(problems)
                 if case.autograd_note and any(": NaN at" in p for p in problems):
-                    lines.append("    your values are right but a gradient is NaN: some operation of yours has an "
-                                 "infinite derivative at these inputs")
+                    lines.append(
+                        "    your values are right but a gradient is NaN: some operation of yours has an "
+                        "infinite derivative at these inputs"
+                    )
                 elif case.autograd_note:
-                    lines.append("    your values are right but the gradients are not: look for .detach(), .data, "
-                                 "in-place edits of tensors autograd needs, or a step done outside autograd")
+                    lines.append(
+                        "    your values are right but the gradients are not: look for .detach(), .data, "
+                        "in-place edits of tensors autograd needs, or a step done outside autograd"
+                    )
             lines.append(f"    hint: {case.hint}")
             return Outcome(exercise.function, "failed", number, lines)
     return Outcome(exercise.function, "ok", len(cases))
@@ -399,6 +437,5 @@ def render(title: str, source: str, outcomes: list[Outcome]) -> str:
         else:
             lines.append(f"{o.function} {dots} {o.lines[0]}")
     passed = sum(o.status == "ok" for o in outcomes)
-    lines += ["", f"{passed} of {len(outcomes)} functions pass.",
-              f"Tolerances, elementwise: {tolerance_text()}."]
+    lines += ["", f"{passed} of {len(outcomes)} functions pass.", f"Tolerances, elementwise: {tolerance_text()}."]
     return "\n".join(lines) + "\n"

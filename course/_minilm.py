@@ -10,23 +10,48 @@ from __future__ import annotations
 import functools
 
 from minilm.encoder import SentenceEncoder
-from minilm.util.extras import MissingExtra, require
 from minilm.loading.hub import DEFAULT_MODEL, resolve_model_dir
+from minilm.loading.tokenizer import WordPieceTokenizer
 from minilm.losses import multiple_negatives_ranking_loss, triplet_loss
 from minilm.losses.distances import cosine_distance, cosine_similarity_matrix, euclidean_distance
 from minilm.model import BertConfig, BertModel, Embeddings, FeedForward, Layer, SelfAttention, additive_mask, pool
-from minilm.loading.tokenizer import WordPieceTokenizer
+from minilm.sweep.stats import paired_difference, t_interval, t_quantile
 from minilm.train.grad_cache import cached_loss_backward, split_column
 from minilm.train.optim import AdamW, LinearWarmupSchedule, clip_grad_norm
 from minilm.train.step import loss_backward
-from minilm.sweep.stats import paired_difference, t_interval, t_quantile
+from minilm.util.extras import MissingExtra, require
 
 __all__ = [
-    "AdamW", "BertConfig", "BertModel", "DEFAULT_MODEL", "Embeddings", "FeedForward", "Layer", "LinearWarmupSchedule",
-    "MissingExtra", "SelfAttention", "SentenceEncoder", "WordPieceTokenizer", "additive_mask",
-    "cached_loss_backward", "clip_grad_norm", "cosine_distance", "cosine_similarity_matrix", "euclidean_distance",
-    "loss_backward", "multiple_negatives_ranking_loss", "paired_difference", "pool",
-    "pretrained", "pyplot", "require", "split_column", "t_interval", "t_quantile", "tiny_encoder", "tokenizer",
+    "AdamW",
+    "BertConfig",
+    "BertModel",
+    "DEFAULT_MODEL",
+    "Embeddings",
+    "FeedForward",
+    "Layer",
+    "LinearWarmupSchedule",
+    "MissingExtra",
+    "SelfAttention",
+    "SentenceEncoder",
+    "WordPieceTokenizer",
+    "additive_mask",
+    "cached_loss_backward",
+    "clip_grad_norm",
+    "cosine_distance",
+    "cosine_similarity_matrix",
+    "euclidean_distance",
+    "loss_backward",
+    "multiple_negatives_ranking_loss",
+    "paired_difference",
+    "pool",
+    "pretrained",
+    "pyplot",
+    "require",
+    "split_column",
+    "t_interval",
+    "t_quantile",
+    "tiny_encoder",
+    "tokenizer",
     "triplet_loss",
 ]
 
@@ -55,9 +80,16 @@ def tiny_encoder(seed: int = 0, dropout: float = 0.0, **config) -> SentenceEncod
     import torch
 
     torch.manual_seed(seed)
-    settings = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
-                "max_position_embeddings": 256, "hidden_dropout_prob": dropout,
-                "attention_probs_dropout_prob": dropout, **config}
+    settings = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 256,
+        "hidden_dropout_prob": dropout,
+        "attention_probs_dropout_prob": dropout,
+        **config,
+    }
     return SentenceEncoder(BertModel(BertConfig(**settings)), tokenizer(), "mean", True).eval()
 
 

@@ -20,9 +20,8 @@ for folder in (COURSE.parent, COURSE):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-import torch  # noqa: E402
-
 import _checking  # noqa: E402
+import torch  # noqa: E402
 
 
 @dataclass
@@ -35,8 +34,9 @@ def lesson_name(number: int) -> str:
     """``3`` -> ``"03_encoder"``: the stem shared by the lesson's text, exercise and checker."""
     found = sorted(p.stem for p in COURSE.glob(f"{number:02d}_*.md"))
     if not found:
-        raise SystemExit(f"there is no lesson {number}; the lessons are "
-                         f"{', '.join(str(int(stem[:2])) for stem in lessons())}")
+        raise SystemExit(
+            f"there is no lesson {number}; the lessons are {', '.join(str(int(stem[:2])) for stem in lessons())}"
+        )
     return found[0]
 
 
@@ -91,8 +91,9 @@ def check_file(number: int, path: Path | None = None) -> Report:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("lesson", type=int, help="lesson number, 1 to 9")
-    parser.add_argument("file", nargs="?", type=Path,
-                        help="your solution (default: the lesson's file in course/exercises/)")
+    parser.add_argument(
+        "file", nargs="?", type=Path, help="your solution (default: the lesson's file in course/exercises/)"
+    )
     args = parser.parse_args(argv)
     report = check_file(args.lesson, args.file)
     print(report.text, end="")

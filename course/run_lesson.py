@@ -20,8 +20,8 @@ COURSE = Path(__file__).resolve().parent
 if str(COURSE) not in sys.path:
     sys.path.insert(0, str(COURSE))
 
-from check import lesson_name  # noqa: E402  (check.py also puts the minilm beside the course on the path)
 from _minilm import MissingExtra  # noqa: E402
+from check import lesson_name  # noqa: E402  (check.py also puts the minilm beside the course on the path)
 
 
 @dataclass
@@ -70,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args.lesson, args.figures)
     except MissingExtra as error:
-        print(f"\nLesson {args.lesson} draws its figure with matplotlib, which is not installed.\n{error}",
-              file=sys.stderr)
+        print(
+            f"\nLesson {args.lesson} draws its figure with matplotlib, which is not installed.\n{error}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

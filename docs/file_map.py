@@ -1,6 +1,7 @@
 """The map of every file at the end of docs/walkthrough.md: what each file holds (the first line of its docstring),
-which minilm modules it imports, and which test files import it (directly, or through a package that re-exports it). ``python docs/file_map.py`` rewrites the map;
-tests/integration/test_walkthrough.py fails when the map in the page differs from what this computes."""
+which minilm modules it imports, and which test files import it (directly, or through a package that re-exports it).
+``python docs/file_map.py`` rewrites the map; tests/integration/test_walkthrough.py fails when the map in the page
+differs from what this computes."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ class FusedAdamW(AdamW):
             for t, params in buckets.items():
                 like = params[0]
 
-                def scalar(x: float) -> Tensor:
+                def scalar(x: float, like: Tensor = like) -> Tensor:
                     return torch.tensor(x, dtype=like.dtype, device=like.device)
 
                 _compiled_update(

@@ -1,4 +1,5 @@
-"""SentenceEncoder: BERT + pooling + optional L2 normalisation, loaded from and saved to the sentence-transformers layout."""
+"""SentenceEncoder: BERT + pooling + optional L2 normalisation, loaded from and saved to the sentence-transformers
+layout."""
 
 from __future__ import annotations
 
@@ -12,32 +13,48 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minilm.card import CARD_NAME, TrainingCard, write_card
+from minilm.encoding.options import (
+    UNSET,
+    as_text_list,
+    check_output_value,
+    check_truncate_dim,
+    deprecated_names,
+    finish_sentences,
+    finish_tokens,
+    resolve_prompt,
+)
+from minilm.encoding.quantization import check_precision
 from minilm.encoding.similarity import check_similarity_fn_name, similarity_pairwise
 from minilm.encoding.similarity import similarity as similarity_matrix
-from minilm.loading.hub import resolve_model_dir
-from minilm.encoding.options import (UNSET, as_text_list, check_output_value, check_truncate_dim, deprecated_names,
-                             finish_sentences, finish_tokens, resolve_prompt)
 from minilm.fast import make_fast
 from minilm.fast.int8 import Int8Cache
 from minilm.fast.unpadded import forward_unpadded, pool_unpadded, unpadding_pays
 from minilm.fast.workers import batch_workers, default_workers
-from minilm.util.io import building, check_replaceable
 from minilm.loading.folder import read_model_folder
+from minilm.loading.hub import resolve_model_dir
 from minilm.loading.layout import DEFAULT_PROMPTS, SAVED_FILES, check_prompts, write_layout
-from minilm.model import POOLING_MODES, BertModel, pool
-from minilm.util.devices import resolve_device, resolve_dtype, unpadded_by_default
-from minilm.util.progress import Progress
-from minilm.encoding.quantization import check_precision
 from minilm.loading.tokenizer import WordPieceTokenizer
 from minilm.loading.weights import WEIGHTS_NAME, CheckpointError, load_state
+from minilm.model import POOLING_MODES, BertModel, pool
+from minilm.util.devices import resolve_device, resolve_dtype, unpadded_by_default
+from minilm.util.io import building, check_replaceable
+from minilm.util.progress import Progress
 
 
 class SentenceEncoder(nn.Module):
     """BERT + pooling + optional L2 normalisation. ``bert`` is switched to the fast path in place (minilm.fast)."""
 
-    def __init__(self, bert: BertModel, tokenizer: WordPieceTokenizer, pooling: str = "mean", normalize: bool = True,
-                 *, prompts: dict[str, str] | None = None, default_prompt_name: str | None = None,
-                 truncate_dim: int | None = None):
+    def __init__(
+        self,
+        bert: BertModel,
+        tokenizer: WordPieceTokenizer,
+        pooling: str = "mean",
+        normalize: bool = True,
+        *,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        truncate_dim: int | None = None,
+    ):
         super().__init__()
         if pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
@@ -59,8 +76,9 @@ class SentenceEncoder(nn.Module):
         # sentence-transformers' model-level settings (config_sentence_transformers.json), as its constructor takes them
         self.prompts = {**DEFAULT_PROMPTS, **(check_prompts(prompts, "prompts") if prompts is not None else {})}
         if default_prompt_name is not None and default_prompt_name not in self.prompts:
-            raise ValueError(f"default_prompt_name {default_prompt_name!r} is not one of the prompts "
-                             f"{sorted(self.prompts)}")
+            raise ValueError(
+                f"default_prompt_name {default_prompt_name!r} is not one of the prompts {sorted(self.prompts)}"
+            )
         self.default_prompt_name = default_prompt_name
         self.truncate_dim = truncate_dim
 
@@ -68,9 +86,15 @@ class SentenceEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path = "sentence-transformers/all-MiniLM-L6-v2", device=None, compile: bool = False,
-        *, prompts: dict[str, str] | None = None, default_prompt_name: str | None = None,
-        truncate_dim: int | None = None, dtype: torch.dtype | str | None = None,
+        cls,
+        name_or_path: str | Path = "sentence-transformers/all-MiniLM-L6-v2",
+        device=None,
+        compile: bool = False,
+        *,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        truncate_dim: int | None = None,
+        dtype: torch.dtype | str | None = None,
     ):
         """Load a sentence-transformers (or bare BERT) directory or hub id; ``compile=True`` calls compile_kernels().
 
@@ -93,8 +117,15 @@ class SentenceEncoder(nn.Module):
         load_state(bert, folder.state, directory / WEIGHTS_NAME)
         del folder.state
         try:
-            model = cls(bert, tokenizer, folder.pooling, folder.normalize, prompts=settings.prompts,
-                        default_prompt_name=settings.default_prompt_name, truncate_dim=settings.truncate_dim)
+            model = cls(
+                bert,
+                tokenizer,
+                folder.pooling,
+                folder.normalize,
+                prompts=settings.prompts,
+                default_prompt_name=settings.default_prompt_name,
+                truncate_dim=settings.truncate_dim,
+            )
         except ValueError as e:
             raise CheckpointError(f"{directory}: {e}") from None
         model.similarity_fn_name = settings.similarity_fn_name
@@ -105,7 +136,7 @@ class SentenceEncoder(nn.Module):
             model.compile_kernels()
         return model
 
-    def compile_kernels(self) -> "SentenceEncoder":
+    def compile_kernels(self) -> SentenceEncoder:
         """Run every encoder layer through torch.compile (fused bias+GELU, residual+LayerNorm, softmax).
 
         Dynamic shapes: batches and lengths reuse the compiled graphs (a one-sequence attention group compiles once
@@ -206,13 +237,15 @@ class SentenceEncoder(nn.Module):
             emb = F.normalize(emb, p=2, dim=-1)
         return emb
 
-    def embed_layers(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     token_type_ids: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def embed_layers(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """Every hidden state pooled (and normalised) as the last layer is: L + 1 of (B, H), the embedding output
         first; the last equals ``forward``. What the layer losses (AdaptiveLayer, Matryoshka2d) train through."""
         if self._unpads(attention_mask):
-            states, batch = forward_unpadded(self.bert, input_ids, attention_mask, token_type_ids,
-                                             output_hidden_states=True)
+            states, batch = forward_unpadded(
+                self.bert, input_ids, attention_mask, token_type_ids, output_hidden_states=True
+            )
             pooled = [pool_unpadded(h, batch, self.pooling) for h in states]
         else:
             states = self.bert(input_ids, attention_mask, token_type_ids, output_hidden_states=True).hidden_states
@@ -274,13 +307,16 @@ class SentenceEncoder(nn.Module):
         opt out. ``sentences``, ``normalize`` and ``convert_to`` are minilm's former names, deprecated.
         """
         inputs, normalize_embeddings, convert_to_numpy, convert_to_tensor, skip_normalize = deprecated_names(
-            inputs, sentences, normalize, convert_to, normalize_embeddings, convert_to_numpy, convert_to_tensor)
+            inputs, sentences, normalize, convert_to, normalize_embeddings, convert_to_numpy, convert_to_tensor
+        )
         tokens = check_output_value(output_value) == "token_embeddings"
         check_precision(precision)
         truncate_dim = self.truncate_dim if truncate_dim is None else check_truncate_dim(truncate_dim)
         if isinstance(device, (list, tuple)):
-            raise ValueError("device: a list of devices (multi-process encoding) is not supported; encode a file over "
-                             "several processes with `minilm encode --shard i/n`")
+            raise ValueError(
+                "device: a list of devices (multi-process encoding) is not supported; encode a file over "
+                "several processes with `minilm encode --shard i/n`"
+            )
         single = isinstance(inputs, str)
         texts = as_text_list(inputs)
         prompt = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
@@ -302,8 +338,15 @@ class SentenceEncoder(nn.Module):
         if tokens:
             return finish_tokens([row.to(self.device) for row in rows], precision, single)
         emb = torch.stack(rows) if rows else torch.zeros(0, self.embedding_dim)  # (N, H) float32, CPU
-        return finish_sentences(emb.to(self.device), truncate_dim, normalize_embeddings, precision, convert_to_numpy,
-                                convert_to_tensor, single)
+        return finish_sentences(
+            emb.to(self.device),
+            truncate_dim,
+            normalize_embeddings,
+            precision,
+            convert_to_numpy,
+            convert_to_tensor,
+            single,
+        )
 
     def encode_query(self, inputs=None, prompt_name: str | None = None, prompt: str | None = None, *args, **kwargs):
         """``encode`` with the "query" prompt unless a prompt or prompt name is given (sentence-transformers')."""
@@ -311,8 +354,7 @@ class SentenceEncoder(nn.Module):
             prompt_name = "query"
         return self.encode(inputs, prompt_name, prompt, *args, **kwargs)
 
-    def encode_document(self, inputs=None, prompt_name: str | None = None, prompt: str | None = None, *args,
-                        **kwargs):
+    def encode_document(self, inputs=None, prompt_name: str | None = None, prompt: str | None = None, *args, **kwargs):
         """``encode`` with the first of the "document", "passage", "corpus" prompts the model has, unless a prompt or
         prompt name is given (sentence-transformers')."""
         if prompt_name is None and prompt is None:
@@ -328,8 +370,9 @@ class SentenceEncoder(nn.Module):
             grid = bert(input_ids, attention_mask, token_type_ids)  # (B, T, H)
         return [grid[i, :n] for i, n in enumerate(attention_mask.sum(1).tolist())]
 
-    def _run_batches(self, run, bert: nn.Module, ids: list[list[int]], batch_size: int, show_progress_bar,
-                     workers: int | None) -> list:
+    def _run_batches(
+        self, run, bert: nn.Module, ids: list[list[int]], batch_size: int, show_progress_bar, workers: int | None
+    ) -> list:
         """``run(bert, **features)`` over length-sorted batches of ``ids``; one result per input, in input order,
         float32 on CPU (a row tensor, or whatever ``run`` returns per sequence)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -337,7 +380,7 @@ class SentenceEncoder(nn.Module):
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first: little padding per batch
-        batches = [order[start: start + batch_size] for start in range(0, len(ids), batch_size)]
+        batches = [order[start : start + batch_size] for start in range(0, len(ids), batch_size)]
         if show_progress_bar is None:
             show_progress_bar = len(batches) > 8 and sys.stderr.isatty()
         progress = Progress(len(ids), "texts") if show_progress_bar else None
@@ -405,8 +448,9 @@ class SentenceEncoder(nn.Module):
 
     # ------------------------------------------------------------------------------------------- saving
 
-    def save(self, path: str | Path, overwrite: bool = False, card: TrainingCard | None = None,
-             model_card: bool = True) -> None:
+    def save(
+        self, path: str | Path, overwrite: bool = False, card: TrainingCard | None = None, model_card: bool = True
+    ) -> None:
         """Write the sentence-transformers layout, built beside ``path`` and swapped into place in one step: a failure
         or a kill leaves what was there or the new model, never neither. Permissions follow the umask.
 
@@ -423,14 +467,23 @@ class SentenceEncoder(nn.Module):
             if model_card:
                 write_card(self, tmp, card, previous=path / CARD_NAME)
 
-    def save_pretrained(self, path: str | Path, model_name: str | None = None, create_model_card: bool = True,
-                        train_datasets: list[str] | None = None, safe_serialization: bool = True, *,
-                        overwrite: bool = False) -> None:
+    def save_pretrained(
+        self,
+        path: str | Path,
+        model_name: str | None = None,
+        create_model_card: bool = True,
+        train_datasets: list[str] | None = None,
+        safe_serialization: bool = True,
+        *,
+        overwrite: bool = False,
+    ) -> None:
         """sentence-transformers' ``save_pretrained``: ``save`` (same refusals; ``overwrite`` as there), without the
         README.md card if ``create_model_card`` is False. ``model_name`` and ``train_datasets`` only name things in
         sentence-transformers' card; minilm's card takes them from the training run. Weights are safetensors only."""
         if not safe_serialization:
-            raise ValueError("save_pretrained: safe_serialization=False (a pickle) is not supported; minilm writes "
-                             "model.safetensors only")
+            raise ValueError(
+                "save_pretrained: safe_serialization=False (a pickle) is not supported; minilm writes "
+                "model.safetensors only"
+            )
         del model_name, train_datasets
         self.save(path, overwrite=overwrite, model_card=create_model_card)

@@ -63,17 +63,23 @@ class Embeddings(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Ids (B, T) -> (B, T, H): word + position + segment vectors, then LayerNorm.
 
         Positions default to 0..T-1; callers that lay tokens out differently (minilm.fast.unpadded) pass their own.
         """
         if position_ids is None:
             T = input_ids.shape[-1]
-            if T > self.position.num_embeddings:
-                raise ValueError(f"input_ids has {T} positions but the model has only "
-                                 f"{self.position.num_embeddings} position embeddings")
+            if self.position.num_embeddings < T:
+                raise ValueError(
+                    f"input_ids has {T} positions but the model has only "
+                    f"{self.position.num_embeddings} position embeddings"
+                )
             position_ids = torch.arange(T, device=input_ids.device)  # (T,)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
@@ -98,8 +104,14 @@ class Layout(Protocol):
     ``attention.attend`` on them and returns the result (N, H) in its own layout.
     """
 
-    def attend(self, attention: SelfAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-               output_attentions: bool = False) -> tuple[torch.Tensor, None]: ...
+    def attend(
+        self,
+        attention: SelfAttention,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, None]: ...
 
 
 class SelfAttention(nn.Module):
@@ -186,9 +198,15 @@ class BertModel(nn.Module):
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | Layout | None = None,
-                token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
-                output_attentions: bool = False, position_ids: torch.Tensor | None = None) -> torch.Tensor | BertOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | Layout | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor | BertOutput:
         """Ids and 0/1 mask (B, T) -> the last hidden state (B, T, H), or a BertOutput if either flag is set.
 
         Hidden states at padded positions are computed but meaningless; ``pool`` ignores them. With a ``Layout``
@@ -209,8 +227,9 @@ class BertModel(nn.Module):
             attentions.append(probs)
         if not (output_hidden_states or output_attentions):
             return x
-        return BertOutput(x, tuple(hidden_states) if output_hidden_states else None,
-                          tuple(attentions) if output_attentions else None)
+        return BertOutput(
+            x, tuple(hidden_states) if output_hidden_states else None, tuple(attentions) if output_attentions else None
+        )
 
 
 # ----------------------------------------------------------------------------------------------- pooling

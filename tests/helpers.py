@@ -10,8 +10,14 @@ import pytest
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
-def write_st_files(directory: Path, pooling: str = "mean", normalize: bool = False, max_seq_length: int = 64,
-                   legacy_pooling: bool = True, hidden: int = 64) -> None:
+def write_st_files(
+    directory: Path,
+    pooling: str = "mean",
+    normalize: bool = False,
+    max_seq_length: int = 64,
+    legacy_pooling: bool = True,
+    hidden: int = 64,
+) -> None:
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -22,25 +28,43 @@ def write_st_files(directory: Path, pooling: str = "mean", normalize: bool = Fal
     (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length}))
     (directory / "1_Pooling").mkdir(exist_ok=True)
     if legacy_pooling:
-        cfg = {"word_embedding_dimension": hidden, "pooling_mode_cls_token": pooling == "cls",
-               "pooling_mode_mean_tokens": pooling == "mean", "pooling_mode_max_tokens": pooling == "max",
-               "pooling_mode_mean_sqrt_len_tokens": False}
+        cfg = {
+            "word_embedding_dimension": hidden,
+            "pooling_mode_cls_token": pooling == "cls",
+            "pooling_mode_mean_tokens": pooling == "mean",
+            "pooling_mode_max_tokens": pooling == "max",
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        }
     else:
         cfg = {"embedding_dimension": hidden, "pooling_mode": pooling}
     (directory / "1_Pooling" / "config.json").write_text(json.dumps(cfg))
 
 
-def make_tiny_checkpoint(directory: Path, tokenizer_dir: Path, seed: int = 0, layers: int = 2, hidden: int = 64,
-                         heads: int = 4, intermediate: int = 128, pooling: str = "mean", normalize: bool = False,
-                         legacy_pooling: bool = True, max_seq_length: int = 64):
+def make_tiny_checkpoint(
+    directory: Path,
+    tokenizer_dir: Path,
+    seed: int = 0,
+    layers: int = 2,
+    hidden: int = 64,
+    heads: int = 4,
+    intermediate: int = 128,
+    pooling: str = "mean",
+    normalize: bool = False,
+    legacy_pooling: bool = True,
+    max_seq_length: int = 64,
+):
     """Save a random transformers BertModel plus tokenizer and ST config files; returns the BertModel."""
     import torch
     import transformers
 
     torch.manual_seed(seed)
     config = transformers.BertConfig(
-        vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=intermediate, max_position_embeddings=128,
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=128,
     )
     bert = transformers.BertModel(config).eval()
     directory.mkdir(parents=True, exist_ok=True)
@@ -54,15 +78,22 @@ def make_tiny_checkpoint(directory: Path, tokenizer_dir: Path, seed: int = 0, la
 
 def tiny_encoder(tokenizer, pooling: str = "mean", normalize: bool = True, seed: int = 0, **config):
     """A random minilm SentenceEncoder over ``tokenizer`` in eval mode, built right after torch.manual_seed(seed):
-    2 layers, hidden 32, 4 heads, feed-forward 64, 64 positions, unless ``config`` (BertConfig fields) says otherwise."""
+    2 layers, hidden 32, 4 heads, feed-forward 64, 64 positions, unless ``config`` (BertConfig fields) says
+    otherwise."""
     import torch
 
     from minilm.encoder import SentenceEncoder
     from minilm.model import BertConfig, BertModel
 
     torch.manual_seed(seed)
-    settings = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
-                "max_position_embeddings": 64, **config}
+    settings = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+        **config,
+    }
     return SentenceEncoder(BertModel(BertConfig(**settings)), tokenizer, pooling, normalize).eval()
 
 
@@ -87,8 +118,14 @@ roles = {{ anchor = "anchor", positive = "positive", negative = "negative" }}
 """
 
 
-def write_tiny_recipe(directory: Path, base: Path, steps: int = 6, rows: int = 40,
-                      train: str = "save_steps = 2\nkeep_checkpoints = 5", evaluate: bool = False) -> Path:
+def write_tiny_recipe(
+    directory: Path,
+    base: Path,
+    steps: int = 6,
+    rows: int = 40,
+    train: str = "save_steps = 2\nkeep_checkpoints = 5",
+    evaluate: bool = False,
+) -> Path:
     """A recipe training ``base`` with MNRL on ``rows`` made-up pairs for ``steps`` steps; ``train`` is the rest of
     its [train] table (by default: checkpoint every 2 steps); ``evaluate`` adds a 12-triplet evaluation."""
     data = directory / "pairs.csv"
@@ -163,8 +200,8 @@ def assert_resume_is_exact(monkeypatch, recipe: Path, directory: Path, killed_af
     import torch
     from safetensors.torch import load_file
 
-    from minilm.run.recipe import load_recipe
     from minilm.run.build import run_recipe
+    from minilm.run.recipe import load_recipe
 
     def run(name: str, **kwargs):
         return run_recipe(load_recipe(recipe), directory / name, log=lambda _: None, **kwargs)

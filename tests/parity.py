@@ -7,7 +7,8 @@ magnitude) -- absolute for values and gradients up to 1, relative above (a float
 dtype. The figures are
 the parity column of docs/losses.md: run
 
-    MINILM_PARITY_OUT=parity.json python -m pytest -q tests/parity/test_losses_vs_st.py tests/parity/test_losses_vs_pml.py
+    MINILM_PARITY_OUT=parity.json python -m pytest -q tests/parity/test_losses_vs_st.py \
+        tests/parity/test_losses_vs_pml.py
 
 and the conftest hook writes them (largest difference over all cases of a loss, per dtype) and prints a table.
 """
@@ -48,9 +49,15 @@ def _value_and_grads(fn: Callable, inputs: Sequence[Tensor], params: Sequence[Te
     return value.detach(), [torch.zeros_like(w) if g is None else g for w, g in zip(wrt, grads)]
 
 
-def compare(name: str, ours: Callable, theirs: Callable, inputs: Sequence[Tensor],
-            our_params: Sequence = (), their_params: Sequence = (), dtype: torch.dtype | None = None
-            ) -> tuple[float, float]:
+def compare(
+    name: str,
+    ours: Callable,
+    theirs: Callable,
+    inputs: Sequence[Tensor],
+    our_params: Sequence = (),
+    their_params: Sequence = (),
+    dtype: torch.dtype | None = None,
+) -> tuple[float, float]:
     """ours(leaves) and theirs(leaves) -> 0-d loss; gradients w.r.t. the floating inputs and the paired parameters
     (a reference parameter may be given as (tensor, fn mapping its gradient to our layout)). ``dtype`` names the
     precision in the record when there are no inputs (a model's parameters are the leaves)."""
@@ -58,8 +65,14 @@ def compare(name: str, ours: Callable, theirs: Callable, inputs: Sequence[Tensor
     v2, g2 = _run(theirs, inputs, their_params)
     assert len(g1) == len(g2)
     value_diff = abs(v1.double().item() - v2.double().item()) / max(1.0, abs(v2.double().item()))
-    grad_diff = max([(a.double() - b.double()).abs().max().item() / max(1.0, b.double().abs().max().item())
-                     for a, b in zip(g1, g2) if a.numel()], default=0.0)
+    grad_diff = max(
+        [
+            (a.double() - b.double()).abs().max().item() / max(1.0, b.double().abs().max().item())
+            for a, b in zip(g1, g2)
+            if a.numel()
+        ],
+        default=0.0,
+    )
     assert torch.isfinite(v1) and all(torch.isfinite(g).all() for g in g1), f"{name}: non-finite value or gradient"
     assert value_diff <= VALUE_BOUND, f"{name}: value {v1.item()} vs reference {v2.item()} (|diff| {value_diff:.2e})"
     assert grad_diff <= GRAD_BOUND, f"{name}: gradient max |diff| {grad_diff:.2e}"

@@ -8,8 +8,9 @@ import pytest
 
 
 def run(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "minilm", *args], input=stdin, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "minilm", *args], input=stdin, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
@@ -37,8 +38,9 @@ def test_encode_from_stdin_and_file_and_similarity(minilm_dir, tmp_path):
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_bad_model_and_missing_input_are_one_line_errors(tmp_path):
-    result = run("encode", "--model", str(tmp_path / "nope"), "--input", "-", "--output", str(tmp_path / "o.npy"),
-                 stdin="x\n")
+    result = run(
+        "encode", "--model", str(tmp_path / "nope"), "--input", "-", "--output", str(tmp_path / "o.npy"), stdin="x\n"
+    )
     assert result.returncode == 2
     assert "cannot find model" in result.stderr and "Traceback" not in result.stderr
     result = run("encode", "--input", str(tmp_path / "missing.txt"), "--output", str(tmp_path / "o.npy"))
@@ -55,8 +57,16 @@ def test_encode_quantized_model_flag(minilm_dir, tmp_path):
     outs = {}
     for name, flags in (("float32", []), ("int8", ["--quantized-model"])):
         outs[name] = tmp_path / f"{name}.npy"
-        result = run("encode", "--model", str(minilm_dir), "--input", str(tmp_path / "in.txt"),
-                     "--output", str(outs[name]), *flags)
+        result = run(
+            "encode",
+            "--model",
+            str(minilm_dir),
+            "--input",
+            str(tmp_path / "in.txt"),
+            "--output",
+            str(outs[name]),
+            *flags,
+        )
         assert result.returncode == 0, result.stderr
     a, b = np.load(outs["float32"]), np.load(outs["int8"])
     assert not np.array_equal(a, b) and ((a * b).sum(1) > 0.95).all()
@@ -68,9 +78,12 @@ def test_train_compile_flag_sets_the_recipe_key(monkeypatch, tmp_path):
 
     (tmp_path / "d.csv").write_text("anchor,positive\nq1,a1\nq2,a2\n", encoding="utf-8")
     recipe = tmp_path / "r.toml"
-    recipe.write_text('name = "r"\n[model]\nbase = "x"\n[data]\ntrain = "d.csv"\n'
-                      'roles = { anchor = "anchor", positive = "positive" }\n[loss]\nname = "mnrl"\n'
-                      "[train]\nbatch_size = 2\n", encoding="utf-8")
+    recipe.write_text(
+        'name = "r"\n[model]\nbase = "x"\n[data]\ntrain = "d.csv"\n'
+        'roles = { anchor = "anchor", positive = "positive" }\n[loss]\nname = "mnrl"\n'
+        "[train]\nbatch_size = 2\n",
+        encoding="utf-8",
+    )
     seen = []
     monkeypatch.setattr(minilm.run.build, "run_recipe", lambda r, *a, **k: seen.append(r.train["compile"]) or [])
     assert main(["train", str(recipe), "--output", str(tmp_path / "out")]) == 0
@@ -93,8 +106,16 @@ def test_encode_compile_flag_reaches_from_pretrained(monkeypatch, tmp_path, mini
     monkeypatch.setattr(SentenceEncoder, "from_pretrained", classmethod(spy))
     (tmp_path / "in.txt").write_text("a cat\n", encoding="utf-8")
     for flags in ([], ["--compile"]):
-        args = ["encode", "--model", str(minilm_dir), "--input", str(tmp_path / "in.txt"),
-                "--output", str(tmp_path / "e.npy"), *flags]
+        args = [
+            "encode",
+            "--model",
+            str(minilm_dir),
+            "--input",
+            str(tmp_path / "in.txt"),
+            "--output",
+            str(tmp_path / "e.npy"),
+            *flags,
+        ]
         assert main(args) == 0
     assert seen == [False, True]
 

@@ -109,8 +109,9 @@ def test_bert_outputs_match_transformers_bert_model(ours, minilm_dir):
     import transformers
 
     reference = transformers.BertModel.from_pretrained(str(minilm_dir), attn_implementation="eager").eval()
-    features = ours.tokenize(["A man is playing a guitar.", "Two dogs run through a snowy field near a fence.",
-                              "Markets fell."])
+    features = ours.tokenize(
+        ["A man is playing a guitar.", "Two dogs run through a snowy field near a fence.", "Markets fell."]
+    )
     keep = features["attention_mask"].bool()  # (B, T)
     with torch.no_grad():
         mine = ours.bert(**features, output_hidden_states=True, output_attentions=True)

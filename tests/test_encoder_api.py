@@ -90,15 +90,17 @@ def test_max_seq_length_is_settable_and_truncation_is_reported(model):
 def test_token_embeddings_pool_to_the_sentence_embedding(model):
     model.normalize = False
     tokens = model.encode(TEXTS, output_value="token_embeddings")
-    assert isinstance(tokens, list) and [t.shape[0] for t in tokens] == [len(ids) for ids in
-                                                                         model.tokenizer.encode_ids(TEXTS)]
+    assert isinstance(tokens, list) and [t.shape[0] for t in tokens] == [
+        len(ids) for ids in model.tokenizer.encode_ids(TEXTS)
+    ]
     pooled = model.encode(TEXTS)
     assert close(torch.stack([t.mean(0) for t in tokens]), pooled, 1e-5)  # mean pooling over the real tokens
     one = model.encode(TEXTS[2], output_value="token_embeddings")
     assert isinstance(one, torch.Tensor) and torch.allclose(one, tokens[2], atol=1e-6)
     model.unpadded = False  # the padded reference path gives the same token vectors
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(model.encode(TEXTS, output_value="token_embeddings"),
-                                                                tokens))
+    assert all(
+        torch.allclose(a, b, atol=1e-5) for a, b in zip(model.encode(TEXTS, output_value="token_embeddings"), tokens)
+    )
     with pytest.warns(UserWarning, match="only 29 embeddings"):  # 29 token vectors calibrate the int8 range
         codes = model.encode(TEXTS, output_value="token_embeddings", precision="int8")
     assert [c.dtype for c in codes] == [np.int8] * 4
@@ -179,7 +181,11 @@ def test_settings_round_trip_through_minilm_and_sentence_transformers(model, tmp
 
     again = SentenceEncoder.from_pretrained(tmp_path / "m")
     assert (again.prompts, again.default_prompt_name, again.truncate_dim, again.max_seq_length) == (
-        model.prompts, "p", 16, 24)
+        model.prompts,
+        "p",
+        16,
+        24,
+    )
     assert np.array_equal(again.encode(TEXTS), expected)
 
     st = SentenceTransformer(str(tmp_path / "m"), device="cpu")
@@ -192,14 +198,23 @@ def test_settings_round_trip_through_minilm_and_sentence_transformers(model, tmp
     st.save(str(tmp_path / "st"))
     back = SentenceEncoder.from_pretrained(tmp_path / "st")
     assert (back.prompts["query"], back.default_prompt_name, back.truncate_dim, back.max_seq_length) == (
-        "q: ", "p", 16, 12)
+        "q: ",
+        "p",
+        16,
+        12,
+    )
     assert close(back.encode(TEXTS), st.encode(TEXTS), 1e-5)
 
     # the constructor's arguments win over the saved ones, as in sentence-transformers
-    override = SentenceEncoder.from_pretrained(tmp_path / "m", prompts={"query": "Q "}, default_prompt_name="query",
-                                               truncate_dim=8)
+    override = SentenceEncoder.from_pretrained(
+        tmp_path / "m", prompts={"query": "Q "}, default_prompt_name="query", truncate_dim=8
+    )
     assert (override.prompts["query"], override.prompts["p"], override.default_prompt_name, override.truncate_dim) == (
-        "Q ", "passage: ", "query", 8)
+        "Q ",
+        "passage: ",
+        "query",
+        8,
+    )
 
 
 def test_folders_minilm_cannot_encode_like_sentence_transformers_are_refused(model, tmp_path):

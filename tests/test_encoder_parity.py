@@ -65,8 +65,9 @@ def script(model, texts: list[str]) -> dict:
             out[precision] = model.encode(texts, precision=precision)
             out[precision + ", tensor"] = model.encode(texts, precision=precision, convert_to_tensor=True)
             out[precision + ", list"] = model.encode(texts, precision=precision, convert_to_numpy=False)
-            out[precision + ", truncated + normalised"] = model.encode(texts, precision=precision, truncate_dim=100,
-                                                                       normalize_embeddings=True)
+            out[precision + ", truncated + normalised"] = model.encode(
+                texts, precision=precision, truncate_dim=100, normalize_embeddings=True
+            )
         out["token_embeddings, int8"] = model.encode(texts[:5], output_value="token_embeddings", precision="int8")
     model.max_seq_length = 16
     out["max_seq_length=16"] = model.encode(texts + [LONG])
@@ -77,8 +78,12 @@ def script(model, texts: list[str]) -> dict:
 
 def script_with_model_settings(model, texts: list[str]) -> dict:
     """A model built with a default prompt and a truncate_dim (config_sentence_transformers.json's settings)."""
-    return {"default prompt + truncate_dim": model.encode(texts), "override prompt": model.encode(texts, prompt=""),
-            "encode_query": model.encode_query(texts), "dimension": model.get_embedding_dimension()}
+    return {
+        "default prompt + truncate_dim": model.encode(texts),
+        "override prompt": model.encode(texts, prompt=""),
+        "encode_query": model.encode_query(texts),
+        "dimension": model.get_embedding_dimension(),
+    }
 
 
 def assert_equal_results(ours, theirs, case: str) -> None:

@@ -22,8 +22,14 @@ def test_round_trip_through_sentence_transformers_and_minilm(model, tmp_path):
 
     model.save(tmp_path / "saved")
     expected = model.encode(TEXTS)
-    for name in ("modules.json", "config.json", "model.safetensors", "tokenizer.json", "sentence_bert_config.json",
-                 "1_Pooling/config.json"):
+    for name in (
+        "modules.json",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+    ):
         assert (tmp_path / "saved" / name).is_file(), name
     assert (tmp_path / "saved" / "2_Normalize").is_dir()
     theirs = SentenceTransformer(str(tmp_path / "saved"), device="cpu").encode(TEXTS)

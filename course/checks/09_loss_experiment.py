@@ -1,8 +1,7 @@
 """Lesson 9's checker: t_interval and paired_difference against minilm.sweep.stats (through _minilm)."""
 
-import torch
-
 import _minilm
+import torch
 from _checking import Case, Exercise
 
 TITLE = "a loss experiment over seeds"
@@ -44,15 +43,21 @@ def paired_case(name, hint, values, baseline, confidence=0.95) -> Case:
     return Case(name, shown, hint, yours, minilm, torch.float64)
 
 
-T_HINT = ("mean = sum / n; std = the sample standard deviation (squared deviations summed, divided by n - 1); the "
-          "interval is mean -/+ t x std / sqrt(n), with t = t_quantile(0.5 + confidence / 2, n - 1).")
+T_HINT = (
+    "mean = sum / n; std = the sample standard deviation (squared deviations summed, divided by n - 1); the "
+    "interval is mean -/+ t x std / sqrt(n), with t = t_quantile(0.5 + confidence / 2, n - 1)."
+)
 ONE_HINT = "One value has no spread to estimate: return (1, that value, None, None, None)."
-TWO_HINT = ("Two values leave one degree of freedom: t_quantile(0.975, 1) is 12.7, not the normal 1.96. Use the t "
-            "quantile with n - 1 degrees of freedom whatever n is.")
+TWO_HINT = (
+    "Two values leave one degree of freedom: t_quantile(0.975, 1) is 12.7, not the normal 1.96. Use the t "
+    "quantile with n - 1 degrees of freedom whatever n is."
+)
 CONFIDENCE_HINT = "A 90 % interval leaves 5 % in each tail: the quantile is at 0.5 + confidence / 2."
 PAIR_HINT = "The differences values[seed] - baseline[seed] (this configuration minus the baseline), then t_interval."
-BY_SEED_HINT = ("Pair by seed, not by position: the dicts list their seeds in different orders here, and a difference "
-                "only means something between two runs that shared a seed (the same batches, the same start).")
+BY_SEED_HINT = (
+    "Pair by seed, not by position: the dicts list their seeds in different orders here, and a difference "
+    "only means something between two runs that shared a seed (the same batches, the same start)."
+)
 COMMON_HINT = "Use only the seeds both dicts have; a seed that ran in one configuration only has no partner."
 NONE_HINT = "No seed in common: nothing to pair, return None."
 
@@ -71,12 +76,21 @@ def interval_cases():
 
 def paired_cases():
     return [
-        paired_case("the same seeds in the same order", PAIR_HINT, {1: 0.93, 2: 0.95, 3: 0.92},
-                    {1: 0.95, 2: 0.96, 3: 0.95}),
-        paired_case("the same seeds in another order", BY_SEED_HINT, {3: 0.92, 1: 0.93, 2: 0.95, 4: 0.94},
-                    {1: 0.95, 2: 0.96, 3: 0.95, 4: 0.97}),
-        paired_case("a seed only one side has", COMMON_HINT, {1: 0.93, 2: 0.95, 3: 0.92, 5: 0.99},
-                    {1: 0.95, 2: 0.96, 3: 0.95, 4: 0.90}),
+        paired_case(
+            "the same seeds in the same order", PAIR_HINT, {1: 0.93, 2: 0.95, 3: 0.92}, {1: 0.95, 2: 0.96, 3: 0.95}
+        ),
+        paired_case(
+            "the same seeds in another order",
+            BY_SEED_HINT,
+            {3: 0.92, 1: 0.93, 2: 0.95, 4: 0.94},
+            {1: 0.95, 2: 0.96, 3: 0.95, 4: 0.97},
+        ),
+        paired_case(
+            "a seed only one side has",
+            COMMON_HINT,
+            {1: 0.93, 2: 0.95, 3: 0.92, 5: 0.99},
+            {1: 0.95, 2: 0.96, 3: 0.95, 4: 0.90},
+        ),
         paired_case("no seed in common", NONE_HINT, {1: 0.93, 2: 0.95}, {3: 0.95, 4: 0.96}),
     ]
 

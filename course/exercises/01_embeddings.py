@@ -29,8 +29,16 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
     raise NotImplementedError
 
 
-def embed(input_ids: Tensor, token_type_ids: Tensor, word: Tensor, position: Tensor, token_type: Tensor,
-          norm_weight: Tensor, norm_bias: Tensor, eps: float) -> Tensor:
+def embed(
+    input_ids: Tensor,
+    token_type_ids: Tensor,
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    norm_weight: Tensor,
+    norm_bias: Tensor,
+    eps: float,
+) -> Tensor:
     """BERT's embedding layer: ids (B, T) -> token vectors (B, T, H).
 
     input_ids: (B, T) WordPiece ids; token_type_ids: (B, T) segment ids (0 for sentence A, 1 for sentence B).

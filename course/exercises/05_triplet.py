@@ -22,8 +22,9 @@ def cosine_distance(a: Tensor, b: Tensor) -> Tensor:
     raise NotImplementedError
 
 
-def triplet_loss(anchor: Tensor, positive: Tensor, negative: Tensor, distance: str = "euclidean",
-                 margin: float = 5.0) -> Tensor:
+def triplet_loss(
+    anchor: Tensor, positive: Tensor, negative: Tensor, distance: str = "euclidean", margin: float = 5.0
+) -> Tensor:
     """The triplet loss of a batch of (anchor, positive, negative) rows, each (B, D) -> a 0-d tensor.
 
     distance is "euclidean", "cosine" (1 - cos) or "manhattan" (sum of |a - b|). A triplet costs nothing once its

@@ -9,9 +9,17 @@ import torch
 from torch import Tensor
 
 
-def adamw_update(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, step: int, lr: float,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+def adamw_update(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    step: int,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> tuple[Tensor, Tensor, Tensor]:
     """One AdamW update of one parameter tensor; returns (param, exp_avg, exp_avg_sq) after it.
 
     exp_avg and exp_avg_sq are the running first and second moments of the gradient (zeros before the first

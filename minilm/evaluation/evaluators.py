@@ -71,7 +71,9 @@ def make_evaluator(
     queries = dict(enumerate(anchors))
     relevant = {i: {corpus_ids[positives[i]]} for i in range(len(anchors))}
     documents = {i: text for text, i in corpus_ids.items()}
-    return counted(lambda model: evaluate_retrieval(model, queries, documents, relevant, batch_size=batch_size), len(got[0]))
+    return counted(
+        lambda model: evaluate_retrieval(model, queries, documents, relevant, batch_size=batch_size), len(got[0])
+    )
 
 
 def corpus_evaluator(

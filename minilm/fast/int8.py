@@ -25,8 +25,11 @@ def quantize_int8(bert: BertModel) -> nn.Module:
     """A dynamically int8-quantised copy of ``bert`` (CPU only), in eval mode; ``bert`` is unchanged."""
     from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
-    spec = {name: default_dynamic_qconfig for name, module in bert.named_modules()
-            if isinstance(module, nn.Linear) and name not in INT8_KEEP_FP32}
+    spec = {
+        name: default_dynamic_qconfig
+        for name, module in bert.named_modules()
+        if isinstance(module, nn.Linear) and name not in INT8_KEEP_FP32
+    }
     # A fresh, uncompiled module (quantised linears are not for torch.compile), built without touching the global
     # RNG that seeded dropout draws rely on; it keeps each layer's choice of attention math.
     with torch.random.fork_rng(devices=[]):

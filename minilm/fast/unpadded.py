@@ -80,7 +80,7 @@ class UnpaddedBatch:
     groups: list[Group]  # attention groups, covering the unpadded rows in order
 
     @classmethod
-    def from_mask(cls, attention_mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> "UnpaddedBatch":
+    def from_mask(cls, attention_mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> UnpaddedBatch:
         """Unpad by the 0/1 mask (B, T); ``dtype`` is that of the hidden states (for the additive masks)."""
         keep = attention_mask.bool()  # (B, T)
         B, T = keep.shape
@@ -99,12 +99,13 @@ class UnpaddedBatch:
         column = torch.arange(N, device=device) - torch.repeat_interleave(starts, sorted_lengths, output_size=N)
         groups, start, s0 = [], 0, 0
         for n in group_lengths(lengths_list):
-            width, rows = lengths_list[s0], sum(lengths_list[s0: s0 + n])
+            width, rows = lengths_list[s0], sum(lengths_list[s0 : s0 + n])
             if rows:  # a group of empty sequences has nothing to attend
-                local = torch.repeat_interleave(torch.arange(n, device=device), sorted_lengths[s0: s0 + n],
-                                                output_size=rows)
-                mask = torch.arange(width, device=device) < sorted_lengths[s0: s0 + n, None]  # (n, width)
-                group_index = local * width + column[start: start + rows]
+                local = torch.repeat_interleave(
+                    torch.arange(n, device=device), sorted_lengths[s0 : s0 + n], output_size=rows
+                )
+                mask = torch.arange(width, device=device) < sorted_lengths[s0 : s0 + n, None]  # (n, width)
+                group_index = local * width + column[start : start + rows]
                 groups.append(Group(start, start + rows, n, width, group_index, additive_mask(mask, dtype)))
             start, s0 = start + rows, s0 + n
         return cls(index, attention_mask, seq, first, groups)
@@ -122,22 +123,34 @@ class UnpaddedBatch:
         B, T = self.mask.shape
         return x.new_zeros(B * T, x.shape[-1]).index_copy(0, self.index, x).view(B, T, -1)
 
-    def attend(self, attention: SelfAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-               output_attentions: bool = False) -> tuple[torch.Tensor, None]:
+    def attend(
+        self,
+        attention: SelfAttention,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, None]:
         """The ``model.Layout`` hook: ``attention.attend`` for unpadded q, k, v (N, H) -> (N, H), each group of
         sequences on its own padded grid."""
         if output_attentions:
             raise ValueError("output_attentions needs the padded path: the unpadded one has no (B, nh, T, T) grid")
         # One split per tensor, not a slice per group: a slice's backward writes into a fresh (N, H) of zeros.
         sizes = [g.end - g.start for g in self.groups]
-        parts = [g.take(attention.attend(g.pad(qg), g.pad(kg), g.pad(vg), g.mask)[0])
-                 for g, qg, kg, vg in zip(self.groups, q.split(sizes), k.split(sizes), v.split(sizes))]
+        parts = [
+            g.take(attention.attend(g.pad(qg), g.pad(kg), g.pad(vg), g.mask)[0])
+            for g, qg, kg, vg in zip(self.groups, q.split(sizes), k.split(sizes), v.split(sizes))
+        ]
         return (parts[0] if len(parts) == 1 else torch.cat(parts) if parts else torch.zeros_like(q)), None  # (N, H)
 
 
-def forward_unpadded(bert: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
-                     ) -> tuple[torch.Tensor | tuple[torch.Tensor, ...], UnpaddedBatch]:
+def forward_unpadded(
+    bert: BertModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    token_type_ids: torch.Tensor | None = None,
+    output_hidden_states: bool = False,
+) -> tuple[torch.Tensor | tuple[torch.Tensor, ...], UnpaddedBatch]:
     """``bert``'s last hidden state for the real tokens only, (N, H), longest sequence first, plus where they sit in
     (B, T): ``bert(input_ids, attention_mask, token_type_ids)`` at the real positions. With ``output_hidden_states``,
     every hidden state instead, L + 1 of (N, H) with the embedding output first (the layer losses pool them all).

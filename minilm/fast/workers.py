@@ -34,8 +34,9 @@ def _pool(n: int, share: int) -> ThreadPoolExecutor:
     with _POOLS_LOCK:
         pid, pool = _POOLS.get((n, share), (None, None))
         if pool is None or pid != os.getpid():  # a forked child has the pool object but not its threads
-            pool = ThreadPoolExecutor(n, initializer=torch.set_num_threads, initargs=(share,),
-                                      thread_name_prefix="minilm-encode")
+            pool = ThreadPoolExecutor(
+                n, initializer=torch.set_num_threads, initargs=(share,), thread_name_prefix="minilm-encode"
+            )
             _POOLS[(n, share)] = (os.getpid(), pool)
         return pool
 

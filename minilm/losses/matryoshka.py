@@ -44,7 +44,7 @@ def matryoshka(
         total, reported = 0.0, {}
         for dim, weight in zip(dims, weights):
 
-            def shrink(x):
+            def shrink(x, dim=dim):
                 return F.normalize(x[:, :dim], dim=-1) if is_embedding(x) else x
 
             loss, stats = split_output(loss_fn(*map(shrink, args), **kwargs))

@@ -1,7 +1,8 @@
 """Losses on pairs (a_i, b_i) with a per-pair target: 1 similar / 0 dissimilar, or a gold similarity score.
 
 Values and gradients match sentence-transformers 6.2's ContrastiveLoss, OnlineContrastiveLoss and
-CosineSimilarityLoss (tests/parity/test_losses_vs_st.py). AnglE, a ranking loss like CoSENT, lives beside it in scored.py.
+CosineSimilarityLoss (tests/parity/test_losses_vs_st.py). AnglE, a ranking loss like CoSENT, lives beside it in
+scored.py.
 """
 
 from __future__ import annotations

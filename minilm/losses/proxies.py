@@ -1,7 +1,7 @@
 """Class-proxy losses: one learnable vector per class (``proxies``, (num_labels, embedding_dim)), so these are
 ``nn.Module`` losses whose parameters the trainer optimises with the model. Values and gradients match
-pytorch-metric-learning 2.9 (tests/parity/test_losses_vs_pml.py; PML's ``W`` is our ``proxies.T``, its ArcFace margin is in
-degrees where ours is in radians).
+pytorch-metric-learning 2.9 (tests/parity/test_losses_vs_pml.py; PML's ``W`` is our ``proxies.T``, its ArcFace margin is
+in degrees where ours is in radians).
 
 Each takes (embeddings (B, D), labels (B,)); the run supplies ``embedding_dim`` and ``num_labels``.
 """

@@ -1,6 +1,7 @@
 """Regularisers added to another loss: Global Orthogonal Regularization (Zhang et al. 2017) spreads a batch's
 embeddings out, pushing non-matching pairs towards orthogonality. Matches sentence-transformers 6.2's
-GlobalOrthogonalRegularizationLoss, which its trainer adds to the main loss (tests/parity/test_losses_vs_st_catalogue.py).
+GlobalOrthogonalRegularizationLoss, which its trainer adds to the main loss
+(tests/parity/test_losses_vs_st_catalogue.py).
 """
 
 from __future__ import annotations

@@ -181,7 +181,6 @@ def check_jobs_on_device(jobs: int, device: torch.device) -> None:
         )
 
 
-
 def _read_json(path: Path) -> dict:
     return read_json(path, dict, SweepError)
 

@@ -48,7 +48,8 @@ class FrozenEncoder:
             for i, column in enumerate(columns):
                 if isinstance(column, (str, Mapping)):
                     raise TypeError(
-                        f"the {self.role} embeds texts: columns[{i}] must be a list of texts, got {type(column).__name__}"
+                        f"the {self.role} embeds texts: columns[{i}] must be a list of texts, "
+                        f"got {type(column).__name__}"
                     )
                 texts = list(column)
                 parts = []

@@ -20,8 +20,8 @@ run; a resume keeps both.
 from __future__ import annotations
 
 import json
-import sys
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass

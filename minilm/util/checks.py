@@ -162,7 +162,8 @@ def check_nonempty_texts(texts: Sequence[str], name: str, n: int | None = None, 
 
 
 def as_float_matrix(x, name: str) -> Tensor:
-    """A detached 2-D floating tensor (from a tensor or an array); half precisions go to float32 so near scores do not tie."""
+    """A detached 2-D floating tensor (from a tensor or an array); half precisions go to float32 so near scores do not
+    tie."""
     t = torch.as_tensor(x).detach()  # metrics never need autograd
     if not torch.is_floating_point(t):
         raise TypeError(f"{name} must hold floating-point embeddings, got dtype {t.dtype}")

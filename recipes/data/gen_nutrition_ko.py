@@ -161,6 +161,6 @@ def make_nutrition_notes_ko(n: int = 160) -> list[tuple[str, int]]:
     rows = []
     for label in (1, 0):
         k = n // 2 if label else n - n // 2
-        rows += take_unique(lambda: (_note(label, rng), label), k, keys=lambda r: (r[0],), seen=seen)
+        rows += take_unique(lambda label=label: (_note(label, rng), label), k, keys=lambda r: (r[0],), seen=seen)
     rng.shuffle(rows)
     return rows

@@ -52,9 +52,15 @@ def test_untrained_save_writes_a_minimal_card_that_sentence_transformers_loads(m
     assert "generated_from_trainer" not in meta["tags"] and "base_model" not in meta
     assert ModelCard.load(tmp_path / "m" / "README.md").data.library_name == "sentence-transformers"
     # a plain save names what the model was loaded from as its base (a local path: not in the front matter)
-    assert sections(text)[:7] == [f"SentenceTransformer based on {model.base_model}", "Model Details",
-                                  "Model Description", "Model Sources", "Full Model Architecture", "Usage",
-                                  "Direct Usage (minilm)"]
+    assert sections(text)[:7] == [
+        f"SentenceTransformer based on {model.base_model}",
+        "Model Details",
+        "Model Description",
+        "Model Sources",
+        "Full Model Architecture",
+        "Usage",
+        "Direct Usage (minilm)",
+    ]
     assert "Training Details" not in sections(text) and "Framework Versions" in sections(text)
     assert "- **Maximum Sequence Length:** 256 tokens" in text and "- **Output Dimensionality:** 384 dimensions" in text
     assert "(2): Normalize()" in text and "'pooling_mode_mean_tokens': True" in text
@@ -112,11 +118,51 @@ def test_a_card_that_fails_to_render_does_not_fail_the_save(model, tmp_path, mon
 
 
 def test_front_matter_yaml_reads_back_unchanged():
-    tricky = ["a: b", "a:b", "Trousers", "Rice Cooker", "#Sweaters", "<b>x</b>", "yes", "No", "null", "123", "1e5",
-              "-x", "it's", "'q'", '"dq"', "a #b", "tab\tx", "new\nline", "ünï", "中文", "x:", "x ", " x", "[a]",
-              "{a}", "a, b", "@x", "~", "loss:MultipleNegativesRankingLoss", "?x", "!x", "%x", "&x", "*x", "|x", ">x"]
-    value = {"tags": tricky, "widget": [{"source_sentence": t, "sentences": tricky[:3]} for t in tricky],
-             "metrics": [], "model-index": [{"results": [{"metrics": [{"type": "a", "value": 0.5}]}]}], "n": 3}
+    tricky = [
+        "a: b",
+        "a:b",
+        "Trousers",
+        "Rice Cooker",
+        "#Sweaters",
+        "<b>x</b>",
+        "yes",
+        "No",
+        "null",
+        "123",
+        "1e5",
+        "-x",
+        "it's",
+        "'q'",
+        '"dq"',
+        "a #b",
+        "tab\tx",
+        "new\nline",
+        "ünï",
+        "中文",
+        "x:",
+        "x ",
+        " x",
+        "[a]",
+        "{a}",
+        "a, b",
+        "@x",
+        "~",
+        "loss:MultipleNegativesRankingLoss",
+        "?x",
+        "!x",
+        "%x",
+        "&x",
+        "*x",
+        "|x",
+        ">x",
+    ]
+    value = {
+        "tags": tricky,
+        "widget": [{"source_sentence": t, "sentences": tricky[:3]} for t in tricky],
+        "metrics": [],
+        "model-index": [{"results": [{"metrics": [{"type": "a", "value": 0.5}]}]}],
+        "n": 3,
+    }
     assert yaml.safe_load("\n".join(yaml_lines(value))) == value
 
 
@@ -129,12 +175,19 @@ def test_token_statistics_match_sentence_transformers(model, st_model, sts_dir):
     lengths = st_model.preprocess(texts)["attention_mask"].sum(dim=1).tolist()
     assert max(lengths) == 256
     stats = column_stats(texts, model.tokenizer)
-    assert stats == {"dtype": "string", "data": {"min": f"{min(lengths)} tokens",
-                                                 "mean": f"{round(sum(lengths) / len(lengths), 2)} tokens",
-                                                 "max": f"{max(lengths)} tokens"}}
+    assert stats == {
+        "dtype": "string",
+        "data": {
+            "min": f"{min(lengths)} tokens",
+            "mean": f"{round(sum(lengths) / len(lengths), 2)} tokens",
+            "max": f"{max(lengths)} tokens",
+        },
+    }
     assert column_stats([0, 1, 1, 1], model.tokenizer) == {"dtype": "int", "data": {0: "~25.00%", 1: "~75.00%"}}
-    assert column_stats([0.0, 0.5, 1.0], model.tokenizer) == {"dtype": "float",
-                                                             "data": {"min": 0.0, "mean": 0.5, "max": 1.0}}
+    assert column_stats([0.0, 0.5, 1.0], model.tokenizer) == {
+        "dtype": "float",
+        "data": {"min": 0.0, "mean": 0.5, "max": 1.0},
+    }
 
 
 def test_every_shipped_loss_is_cited_as_sentence_transformers_cites_it():
@@ -163,8 +216,9 @@ def test_describe_loss_fills_in_defaults_and_cites_what_it_can(tmp_path):
     card = describe_loss("triplet", {"margin": 0.3})
     assert card.settings["margin"] == 0.3 and "distance" in card.settings
     assert card.st_names == ["TripletLoss"] and list(card.citations) == ["TripletLoss"]
-    assert describe_loss("mnrl", {"symmetric": True}).citations["MultipleNegativesRankingLoss"] == \
-        MNRL_SYMMETRIC.citation
+    assert (
+        describe_loss("mnrl", {"symmetric": True}).citations["MultipleNegativesRankingLoss"] == MNRL_SYMMETRIC.citation
+    )
     wrapped = describe_loss("mnrl", {"matryoshka_dims": [384, 64]})
     assert wrapped.st_names == ["MatryoshkaLoss", "MultipleNegativesRankingLoss"]
     assert wrapped.settings["matryoshka_dims"] == [384, 64] and wrapped.settings["loss_settings"]["scale"] == 20.0
@@ -176,7 +230,9 @@ def test_describe_loss_fills_in_defaults_and_cites_what_it_can(tmp_path):
         "def cited(a, b, scale=5.0):\n    return mnrl(a, b, scale=scale)\n"
         "cited.citation = '@misc{me2025, title={Mine}}'\n"
         "@needs('columns', columns=2, in_batch_negatives=True)\n"
-        "def uncited(a, b):\n    return mnrl(a, b)\n", encoding="utf-8")
+        "def uncited(a, b):\n    return mnrl(a, b)\n",
+        encoding="utf-8",
+    )
     mine = describe_loss("mine.py:cited", {}, tmp_path)
     assert mine.st_names == [] and mine.citations == {"cited": "@misc{me2025, title={Mine}}"}
     assert mine.settings == {"scale": 5.0} and mine.function == "mine.py:cited"  # issue 19: file.py:function
@@ -185,9 +241,14 @@ def test_describe_loss_fills_in_defaults_and_cites_what_it_can(tmp_path):
 
 def tiny_training_card(**changes) -> TrainingCard:
     loss = LossCard("mine.py:uncited", "mine.uncited", {}, [], {})
-    card = TrainingCard(base_model="/local/base", dataset_name="pairs.csv",
-                        columns={"q": ["what is a | pipe", "b", "c", "d"], "label": [0, 1, 0, 1]}, loss=loss,
-                        hyperparameters={"batch_size": 2, "lr": 5e-5}, non_default={"batch_size": 2})
+    card = TrainingCard(
+        base_model="/local/base",
+        dataset_name="pairs.csv",
+        columns={"q": ["what is a | pipe", "b", "c", "d"], "label": [0, 1, 0, 1]},
+        loss=loss,
+        hyperparameters={"batch_size": 2, "lr": 5e-5},
+        non_default={"batch_size": 2},
+    )
     for key, value in changes.items():
         setattr(card, key, value)
     return card
@@ -198,30 +259,59 @@ def test_training_sections_from_what_the_trainer_passes(model, tmp_path):
     log = [{"step": 0, "eval": {"cosine_accuracy": 0.5}}]
     log += [{"step": s, "epoch": 0, "loss": 1.0 / s, "lr": 1e-5, "grad_norm": 1.0} for s in range(1, 5)]
     log += [{"step": 2, "eval": {"cosine_accuracy": 0.75}}, {"step": 4, "eval": {"cosine_accuracy": 0.625}}]
-    card = tiny_training_card(log=log, steps_per_epoch=2, evaluation={"step": 2, "cosine_accuracy": 0.75},
-                              eval_task="triplet", eval_dataset="my eval", metric_for_best="cosine_accuracy",
-                              best_step=2)
+    card = tiny_training_card(
+        log=log,
+        steps_per_epoch=2,
+        evaluation={"step": 2, "cosine_accuracy": 0.75},
+        eval_task="triplet",
+        eval_dataset="my eval",
+        metric_for_best="cosine_accuracy",
+        best_step=2,
+    )
     model.save(tmp_path / "m", card=card)
     text = (tmp_path / "m" / "README.md").read_text(encoding="utf-8")
     meta = front_matter(text)
     assert "dataset_size:4" in meta["tags"] and "base_model" not in meta  # a local path is no hub id
-    assert meta["model-index"][0]["results"][0]["metrics"][0] == {"type": "cosine_accuracy", "value": 0.75,
-                                                                  "name": "Cosine Accuracy"}
-    expected = ["Evaluation", "Metrics", "Triplet", "Training Details", "Training Dataset", "pairs.csv",
-                "Training Hyperparameters", "Non-Default Hyperparameters", "All Hyperparameters", "Training Logs",
-                "Framework Versions", "Citation", "BibTeX", "Sentence Transformers"]
+    assert meta["model-index"][0]["results"][0]["metrics"][0] == {
+        "type": "cosine_accuracy",
+        "value": 0.75,
+        "name": "Cosine Accuracy",
+    }
+    expected = [
+        "Evaluation",
+        "Metrics",
+        "Triplet",
+        "Training Details",
+        "Training Dataset",
+        "pairs.csv",
+        "Training Hyperparameters",
+        "Non-Default Hyperparameters",
+        "All Hyperparameters",
+        "Training Logs",
+        "Framework Versions",
+        "Citation",
+        "BibTeX",
+        "Sentence Transformers",
+    ]
     heads = sections(text)
     assert [heads.index(h) for h in expected] == sorted(heads.index(h) for h in expected)
     assert "| **cosine_accuracy** | **0.7500** |" in text
     assert "* Size: 4 training samples" in text and "<code>q</code> and <code>label</code>" in text
     assert "<code>what is a \\| pipe</code>" in text  # a pipe inside a cell does not split the table
     assert "<li>0: ~50.00%</li><li>1: ~50.00%</li>" in text
-    rows = [[cell.strip() for cell in line.split("|")[1:-1]]
-            for line in text.split("### Training Logs")[1].splitlines() if line.startswith("| ")]
+    rows = [
+        [cell.strip() for cell in line.split("|")[1:-1]]
+        for line in text.split("### Training Logs")[1].splitlines()
+        if line.startswith("| ")
+    ]
     assert rows[0] == ["Epoch", "Step", "Training Loss", "my_eval_cosine_accuracy"]
-    assert rows[1:] == [["0.0", "0", "-", "0.5000"], ["0.5", "1", "1.0000", "-"],
-                        ["**1.0**", "**2**", "**0.5000**", "**0.7500**"], ["1.5", "3", "0.3333", "-"],
-                        ["2.0", "4", "0.2500", "0.6250"]]
+    assert rows[1:] == [
+        ["0.0", "0", "-", "0.5000"],
+        ["0.5", "1", "1.0000", "-"],
+        ["**1.0**", "**2**", "**0.5000**", "**0.7500**"],
+        ["1.5", "3", "0.3333", "-"],
+        ["2.0", "4", "0.2500", "0.6250"],
+    ]
     assert "* The bold row denotes the best `cosine_accuracy`: the model saved here." in text
     assert "- `per_device_train_batch_size`: 2" in text.split("#### All Hyperparameters")[0]
     assert "#### MultipleNegativesRankingLoss" not in text  # the loss declares no citation: none is made up
@@ -232,13 +322,13 @@ def test_training_sections_from_what_the_trainer_passes(model, tmp_path):
 def test_minilm_train_writes_the_card_of_the_run_and_sentence_transformers_loads_it(tmp_path, tiny_base):
     """Filled from the run: data statistics from the training file with the model's tokenizer (checked against
     sentence-transformers' preprocess, exact), the recipe's loss and settings, the log and the final evaluation."""
+    from helpers import write_tiny_recipe
     from sentence_transformers import SentenceTransformer
 
     from minilm.data.readers import read_rows
-    from minilm.run.recipe import load_recipe
     from minilm.run.build import run_recipe
+    from minilm.run.recipe import load_recipe
     from minilm.train.checkpoints import checkpoints
-    from helpers import write_tiny_recipe
 
     path = write_tiny_recipe(tmp_path, tiny_base, evaluate=True, train="save_steps = 3\neval_steps = 3\nlr = 1e-4")
     history = run_recipe(load_recipe(path), tmp_path / "out", log=lambda _: None)
@@ -247,27 +337,42 @@ def test_minilm_train_writes_the_card_of_the_run_and_sentence_transformers_loads
     meta = front_matter(text)
     assert {"generated_from_trainer", "dataset_size:40", "loss:MultipleNegativesRankingLoss"} <= set(meta["tags"])
     assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == history[-1]["cosine_accuracy"]
-    for heading in ["Model Details", "Full Model Architecture", "Usage", "Evaluation", "Training Details",
-                    "pairs.csv", "Training Hyperparameters", "Non-Default Hyperparameters", "Training Logs",
-                    "Framework Versions", "MultipleNegativesRankingLoss"]:
+    for heading in [
+        "Model Details",
+        "Full Model Architecture",
+        "Usage",
+        "Evaluation",
+        "Training Details",
+        "pairs.csv",
+        "Training Hyperparameters",
+        "Non-Default Hyperparameters",
+        "Training Logs",
+        "Framework Versions",
+        "MultipleNegativesRankingLoss",
+    ]:
         assert heading in sections(text), heading
 
     st = SentenceTransformer(str(tmp_path / "out" / "final"), device="cpu")
     rows = read_rows(tmp_path / "pairs.csv").columns
     for column in ("anchor", "positive"):
         lengths = st.preprocess(rows[column])["attention_mask"].sum(dim=1).tolist()
-        assert (f"<ul><li>min: {min(lengths)} tokens</li><li>mean: {round(sum(lengths) / len(lengths), 2)} tokens"
-                f"</li><li>max: {max(lengths)} tokens</li></ul>") in text, column
+        assert (
+            f"<ul><li>min: {min(lengths)} tokens</li><li>mean: {round(sum(lengths) / len(lengths), 2)} tokens"
+            f"</li><li>max: {max(lengths)} tokens</li></ul>"
+        ) in text, column
     assert f"<code>{rows['anchor'][0]}</code>" in text
     assert '"scale": 20.0,\n      "similarity": "cosine",' in text
     non_default = text.split("#### Non-Default Hyperparameters")[1].split("####")[0].split()
     # sentence-transformers' names, non-default against its defaults (batch size 8 is its default)
-    assert " ".join(non_default) == "- `eval_strategy`: steps - `eval_steps`: 3 - `learning_rate`: 0.0001 - " \
-        "`num_train_epochs`: 1 - `max_steps`: 6 - `save_steps`: 3 - `save_total_limit`: 2 - `batch_sampler`: " \
+    assert (
+        " ".join(non_default) == "- `eval_strategy`: steps - `eval_steps`: 3 - `learning_rate`: 0.0001 - "
+        "`num_train_epochs`: 1 - `max_steps`: 6 - `save_steps`: 3 - `save_total_limit`: 2 - `batch_sampler`: "
         "no_duplicates"
+    )
     assert "- `batch_sampler`: no_duplicates" in text.split("#### All Hyperparameters")[1]
-    log_rows = [line for line in text.split("### Training Logs")[1].split("###")[0].splitlines()
-                if line.startswith("| ")][1:]
+    log_rows = [
+        line for line in text.split("### Training Logs")[1].split("###")[0].splitlines() if line.startswith("| ")
+    ][1:]
     assert [row.split("|")[2].strip() for row in log_rows] == ["0", "1", "2", "3", "4", "5", "6"]
     assert log_rows[3].split("|")[4].strip() == f"{history[1]['cosine_accuracy']:.4f}"
     assert "(minilm's task `triplet`, which reproduces it) at step 6" in text

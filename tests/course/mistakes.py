@@ -51,8 +51,11 @@ def mean_pool_over_padding(hidden, attention_mask):
 
 
 def triplet_loss_sign_flipped(anchor, positive, negative, distance="euclidean", margin=5.0):
-    distances = {"euclidean": lambda a, b: (a - b).norm(dim=-1), "cosine": lambda a, b: 1 - F.cosine_similarity(a, b),
-                 "manhattan": lambda a, b: (a - b).abs().sum(-1)}[distance]
+    distances = {
+        "euclidean": lambda a, b: (a - b).norm(dim=-1),
+        "cosine": lambda a, b: 1 - F.cosine_similarity(a, b),
+        "manhattan": lambda a, b: (a - b).abs().sum(-1),
+    }[distance]
     return F.relu(distances(anchor, negative) - distances(anchor, positive) + margin).mean()
 
 
@@ -66,8 +69,9 @@ def mnrl_without_scale(anchors, positives, *hard_negatives, scale=20.0):
 
 
 @torch.no_grad()
-def adamw_update_without_bias_correction(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8,
-                                         weight_decay=0.0):
+def adamw_update_without_bias_correction(
+    param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
+):
     beta1, beta2 = betas
     param = param * (1 - lr * weight_decay)
     exp_avg = beta1 * exp_avg + (1 - beta1) * grad
@@ -109,8 +113,9 @@ MISTAKES = [
     Mistake(1, "layer_norm", layer_norm_unbiased_variance, "divide by H, not H - 1"),
     Mistake(1, "layer_norm", layer_norm_eps_outside, "eps is added to the variance, under the square root"),
     Mistake(2, "attention_probs", attention_probs_unscaled, "divided by the square root of the head dimension"),
-    Mistake(2, "attention_probs", attention_probs_masked_after_softmax,
-            "Add the mask to the scores before the softmax"),
+    Mistake(
+        2, "attention_probs", attention_probs_masked_after_softmax, "Add the mask to the scores before the softmax"
+    ),
     Mistake(3, "feed_forward", feed_forward_pre_layer_norm, "BERT is post-LayerNorm"),
     Mistake(4, "mean_pool", mean_pool_over_padding, "Average over the real tokens only"),
     Mistake(5, "triplet_loss", triplet_loss_sign_flipped, "The sign matters"),

@@ -91,8 +91,10 @@ def test_a_failure_names_the_case_the_shapes_and_where():
 
 def test_an_error_in_the_learners_code_is_reported_with_its_line(tmp_path):
     mine = tmp_path / "mine.py"
-    mine.write_text("def t_interval(values, confidence=0.95):\n    return values[99]\n\n"
-                    "def paired_difference(values, baseline, confidence=0.95):\n    raise NotImplementedError\n")
+    mine.write_text(
+        "def t_interval(values, confidence=0.95):\n    return values[99]\n\n"
+        "def paired_difference(values, baseline, confidence=0.95):\n    raise NotImplementedError\n"
+    )
     report = check.check_file(9, mine)
     assert not report.passed
     assert "your function raised IndexError: list index out of range (mine.py line 2: return values[99])" in report.text
@@ -112,8 +114,9 @@ def test_the_command_line():
         assert check.main(["9", str(solution(9))]) == 0
     assert "2 of 2 functions pass." in out.getvalue()
     # one real process, as a learner runs it: from the repository root, the default exercise file
-    done = subprocess.run([sys.executable, "course/check.py", "9"], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "course/check.py", "9"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 1, done.stderr
     assert "t_interval ........... not written yet: it still raises NotImplementedError" in done.stdout
 
@@ -127,8 +130,10 @@ def same_output(expected: str, actual: str) -> bool:
     for e, a in zip(exp_lines, act_lines):
         if NUMBER.sub("#", e) != NUMBER.sub("#", a):
             return False
-        if not all(math.isclose(float(x), float(y), rel_tol=1e-4, abs_tol=1e-6)
-                   for x, y in zip(NUMBER.findall(e), NUMBER.findall(a))):
+        if not all(
+            math.isclose(float(x), float(y), rel_tol=1e-4, abs_tol=1e-6)
+            for x, y in zip(NUMBER.findall(e), NUMBER.findall(a))
+        ):
             return False
     return True
 
@@ -154,7 +159,8 @@ def test_the_lesson_text_runs_prints_what_it_says_and_draws_its_figures(number, 
             assert not block.printed.strip(), f"block {block.number} prints but no ```text block follows it"
         else:
             assert same_output(block.shown, block.printed), (
-                f"{page.name} block {block.number} printed:\n{block.printed}\nbut the lesson says:\n{block.shown}")
+                f"{page.name} block {block.number} printed:\n{block.printed}\nbut the lesson says:\n{block.shown}"
+            )
     drawn = re.findall(r"!\[[^\]]*\]\(figures/([^)]+)\)", page.read_text(encoding="utf-8"))
     if number == 2:
         assert "02_attention_map.png" in drawn  # the attention map of a real sentence

@@ -16,21 +16,30 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_csv_with_header_quotes_and_unicode(tmp_path):
-    path = _write(tmp_path, "t.csv", 'anchor,positive,negative\n'
-                  '"a, with comma",b,c\n'
-                  '"multi\nline ""quoted""",고양이가 앉아 있다,猫が座っている\n'
-                  'x,y,z\n')
+    path = _write(
+        tmp_path,
+        "t.csv",
+        "anchor,positive,negative\n"
+        '"a, with comma",b,c\n'
+        '"multi\nline ""quoted""",고양이가 앉아 있다,猫が座っている\n'
+        "x,y,z\n",
+    )
     ds = read_rows(path)
     assert list(ds.columns) == ["anchor", "positive", "negative"] and len(ds) == 3
     assert ds.lines == [2, 3, 5]  # a quoted cell spanning lines moves later rows down
     cols = to_roles(ds, {"anchor": "anchor", "positive": "positive", "negative": "negative"}, "columns")
-    assert cols == [["a, with comma", 'multi\nline "quoted"', "x"], ["b", "고양이가 앉아 있다", "y"],
-                    ["c", "猫が座っている", "z"]]
+    assert cols == [
+        ["a, with comma", 'multi\nline "quoted"', "x"],
+        ["b", "고양이가 앉아 있다", "y"],
+        ["c", "猫が座っている", "z"],
+    ]
     # selecting and reordering columns by header name; negatives may be a list
     ds2 = read_rows(path, columns=["positive", "anchor"])
     assert list(ds2.columns) == ["positive", "anchor"] and ds2.columns["anchor"][2] == "x"
-    assert to_roles(ds, {"anchor": "anchor", "positive": "positive", "negative": ["negative", "anchor"]},
-                    "columns")[3] == cols[0]
+    assert (
+        to_roles(ds, {"anchor": "anchor", "positive": "positive", "negative": ["negative", "anchor"]}, "columns")[3]
+        == cols[0]
+    )
 
 
 def test_csv_without_header_and_bom(tmp_path):
@@ -64,19 +73,22 @@ def test_jsonl(tmp_path):
     assert list(read_rows(path, columns=["p"]).columns) == ["p"]  # extra keys ignored when columns are named
 
 
-@pytest.mark.parametrize("name,text,line,reason", [
-    ("e.csv", "a,b\nx,y\nx,\n", 3, "empty cell in column 'b'"),
-    ("e.csv", "a,b\nx,y\nx, \n", 3, "empty cell"),
-    ("w.csv", "a,b\nx,y\nx,y,z\n", 3, "expected 2 columns, found 3"),
-    ("w.tsv", "a\tb\nx\ty\n\nx\ty\n", 3, "expected 2 columns, found 0"),
-    ("q.csv", 'a,b\nx,"y\n', 2, "cannot parse row"),
-    ("j.jsonl", '{"a": "x"}\n{"a": "y"\n', 2, "invalid JSON"),
-    ("j.jsonl", '{"a": "x"}\n["y"]\n', 2, "expected a JSON object"),
-    ("j.jsonl", '{"a": "x"}\n{"b": "y"}\n', 2, "expected keys"),
-    ("j.jsonl", '{"a": "x"}\n{"a": null}\n', 2, "empty cell"),
-    ("j.jsonl", '{"a": "x"}\n{"a": [["y"]]}\n', 2, "expected a string or number"),
-    ("j.jsonl", '{"a": "x"}\n\n{"a": "y"}\n', 2, "blank line"),
-])
+@pytest.mark.parametrize(
+    "name,text,line,reason",
+    [
+        ("e.csv", "a,b\nx,y\nx,\n", 3, "empty cell in column 'b'"),
+        ("e.csv", "a,b\nx,y\nx, \n", 3, "empty cell"),
+        ("w.csv", "a,b\nx,y\nx,y,z\n", 3, "expected 2 columns, found 3"),
+        ("w.tsv", "a\tb\nx\ty\n\nx\ty\n", 3, "expected 2 columns, found 0"),
+        ("q.csv", 'a,b\nx,"y\n', 2, "cannot parse row"),
+        ("j.jsonl", '{"a": "x"}\n{"a": "y"\n', 2, "invalid JSON"),
+        ("j.jsonl", '{"a": "x"}\n["y"]\n', 2, "expected a JSON object"),
+        ("j.jsonl", '{"a": "x"}\n{"b": "y"}\n', 2, "expected keys"),
+        ("j.jsonl", '{"a": "x"}\n{"a": null}\n', 2, "empty cell"),
+        ("j.jsonl", '{"a": "x"}\n{"a": [["y"]]}\n', 2, "expected a string or number"),
+        ("j.jsonl", '{"a": "x"}\n\n{"a": "y"}\n', 2, "blank line"),
+    ],
+)
 def test_bad_rows_name_file_and_line(tmp_path, name, text, line, reason):
     path = _write(tmp_path, name, text)
     with pytest.raises(ValueError) as err:
@@ -84,10 +96,13 @@ def test_bad_rows_name_file_and_line(tmp_path, name, text, line, reason):
     assert str(err.value).startswith(f"{path}:{line}: ") and reason in str(err.value), str(err.value)
 
 
-@pytest.mark.parametrize("text,roles,kind,line,reason", [
-    ("t,s\na,1\nb,high\n", {"a": "t", "b": "t", "score": "s"}, "scores", 3, "score must be a finite number"),
-    ("t,s\na,nan\n", {"a": "t", "b": "t", "score": "s"}, "scores", 2, "score must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "text,roles,kind,line,reason",
+    [
+        ("t,s\na,1\nb,high\n", {"a": "t", "b": "t", "score": "s"}, "scores", 3, "score must be a finite number"),
+        ("t,s\na,nan\n", {"a": "t", "b": "t", "score": "s"}, "scores", 2, "score must be a finite number"),
+    ],
+)
 def test_bad_values_name_file_and_line(tmp_path, text, roles, kind, line, reason):
     path = _write(tmp_path, "v.csv", text)
     with pytest.raises(ValueError) as err:
@@ -101,8 +116,9 @@ def test_bad_jsonl_types_name_line(tmp_path):
     with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:2: column 't': expected text"):
         to_roles(ds, {"text": "t", "label": "y"}, "labels")
     with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:2: column 'y': label must be an int or a string"):
-        to_roles(Dataset(ds.path, {"t": ["a", "b"], "y": ds.columns["y"]}, ds.lines), {"text": "t", "label": "y"},
-                 "labels")
+        to_roles(
+            Dataset(ds.path, {"t": ["a", "b"], "y": ds.columns["y"]}, ds.lines), {"text": "t", "label": "y"}, "labels"
+        )
 
 
 def test_bad_arguments(tmp_path):
@@ -134,17 +150,23 @@ def test_read_sts_counts(sts_dir):
         assert len(s1) == len(s2) == len(scores) == n
         assert min(scores) == 0.0 and max(scores) == 5.0
     s1, s2, scores = read_sts(sts_dir / "sts-dev.csv")
-    assert (s1[0], s2[0], scores[0]) == ("A man with a hard hat is dancing.",
-                                         "A man wearing a hard hat is dancing.", 5.0)
+    assert (s1[0], s2[0], scores[0]) == (
+        "A man with a hard hat is dancing.",
+        "A man wearing a hard hat is dancing.",
+        5.0,
+    )
     assert any('"' in s for s in s1 + s2)  # quotes kept verbatim (quoting is off)
 
 
 def test_read_sts_extra_columns_and_errors(tmp_path):
-    good = "g\tf\t2012\t0001\t3.5\tA \"b\tC\n" "g\tf\t2016\t0002\t1\tx\ty\tsrc1\tsrc2\n"
+    good = 'g\tf\t2012\t0001\t3.5\tA "b\tC\ng\tf\t2016\t0002\t1\tx\ty\tsrc1\tsrc2\n'
     assert read_sts(_write(tmp_path, "ok.csv", good)) == (['A "b', "x"], ["C", "y"], [3.5, 1.0])
-    for text, reason in [("g\tf\t2012\t1\t3\n", "expected the STS layout of 7 cells"),
-                         ("g\tf\t2012\t1\tbad\tx\ty\n", "score"),
-                         ("g\tf\t2012\t1\t6\tx\ty\n", "in [0, 5]"), ("g\tf\t2012\t1\t3\tx\t \n", "empty sentence")]:
+    for text, reason in [
+        ("g\tf\t2012\t1\t3\n", "expected the STS layout of 7 cells"),
+        ("g\tf\t2012\t1\tbad\tx\ty\n", "score"),
+        ("g\tf\t2012\t1\t6\tx\ty\n", "in [0, 5]"),
+        ("g\tf\t2012\t1\t3\tx\t \n", "empty sentence"),
+    ]:
         path = _write(tmp_path, "bad.csv", good + text)
         with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:3: .*{re.escape(reason)}"):
             read_sts(path)
@@ -153,31 +175,65 @@ def test_read_sts_extra_columns_and_errors(tmp_path):
 def test_pair_labels_and_teacher_kinds(tmp_path):
     """The input kinds of the loss catalogue: a pair with a class label (a classifier head), and texts with a
     teacher's scores or embedding per row (JSONL lists of numbers, or one number per named column)."""
-    rows = [{"q": "a", "p": "b", "n": "c", "y": "entail", "t": [0.5, 0.1], "e": [1, 2, 3], "s1": 3, "s2": -1.5},
-            {"q": "d", "p": "e", "n": "f", "y": "neutral", "t": [0.2, 0.3], "e": [4, 5, 6.5], "s1": 0, "s2": 2}]
+    rows = [
+        {"q": "a", "p": "b", "n": "c", "y": "entail", "t": [0.5, 0.1], "e": [1, 2, 3], "s1": 3, "s2": -1.5},
+        {"q": "d", "p": "e", "n": "f", "y": "neutral", "t": [0.2, 0.3], "e": [4, 5, 6.5], "s1": 0, "s2": 2},
+    ]
     ds = read_rows(_write(tmp_path, "t.jsonl", "".join(json.dumps(r) + "\n" for r in rows)))
     assert to_roles(ds, {"a": "q", "b": "p", "label": "y"}, "pair_labels") == (["a", "d"], ["b", "e"], [0, 1])
     assert to_roles(ds, {"anchor": "q", "positive": "p", "negative": "n", "teacher": "t"}, "teacher_scores") == [
-        ["a", "d"], ["b", "e"], ["c", "f"], [[0.5, 0.1], [0.2, 0.3]]]
+        ["a", "d"],
+        ["b", "e"],
+        ["c", "f"],
+        [[0.5, 0.1], [0.2, 0.3]],
+    ]
     assert to_roles(ds, {"anchor": "q", "positive": "p", "teacher": ["s1", "s2"]}, "teacher_scores")[2] == [
-        [3.0, -1.5], [0.0, 2.0]]
+        [3.0, -1.5],
+        [0.0, 2.0],
+    ]
     assert to_roles(ds, {"text": ["q", "p"], "teacher": "e"}, "teacher_embeddings") == [
-        ["a", "d"], ["b", "e"], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]]]
+        ["a", "d"],
+        ["b", "e"],
+        [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]],
+    ]
     mixed = to_roles(ds, {"text": "q", "teacher": ["s1", "e"]}, "teacher_embeddings")
     assert mixed[1] == [[3, 1, 2, 3], [0, 4, 5, 6.5]]
 
 
-@pytest.mark.parametrize("rows, roles, kind, line, reason", [
-    ([{"q": "a", "t": [1, 2]}, {"q": "b", "t": [1]}], {"text": "q", "teacher": "t"}, "teacher_embeddings", 2,
-     "1 teacher values, but the first row has 2"),
-    ([{"q": "a", "t": 1}, {"q": "b", "t": "x"}], {"text": "q", "teacher": "t"}, "teacher_embeddings", 2,
-     "teacher values must be finite numbers"),
-    ([{"q": "a", "t": [1, 2]}, {"q": [1, 2], "t": [1, 2]}], {"text": "q", "teacher": "t"}, "teacher_embeddings", 2,
-     "expected text"),
-    ([{"q": "a", "p": "b", "y": [1]}], {"a": "q", "b": "p", "label": "y"}, "pair_labels", 1,
-     "label must be an int or a string"),
-    ([{"q": "a", "p": "b", "y": [1]}], {"a": "q", "b": "p", "score": "y"}, "scores", 1, "score must be a finite"),
-])
+@pytest.mark.parametrize(
+    "rows, roles, kind, line, reason",
+    [
+        (
+            [{"q": "a", "t": [1, 2]}, {"q": "b", "t": [1]}],
+            {"text": "q", "teacher": "t"},
+            "teacher_embeddings",
+            2,
+            "1 teacher values, but the first row has 2",
+        ),
+        (
+            [{"q": "a", "t": 1}, {"q": "b", "t": "x"}],
+            {"text": "q", "teacher": "t"},
+            "teacher_embeddings",
+            2,
+            "teacher values must be finite numbers",
+        ),
+        (
+            [{"q": "a", "t": [1, 2]}, {"q": [1, 2], "t": [1, 2]}],
+            {"text": "q", "teacher": "t"},
+            "teacher_embeddings",
+            2,
+            "expected text",
+        ),
+        (
+            [{"q": "a", "p": "b", "y": [1]}],
+            {"a": "q", "b": "p", "label": "y"},
+            "pair_labels",
+            1,
+            "label must be an int or a string",
+        ),
+        ([{"q": "a", "p": "b", "y": [1]}], {"a": "q", "b": "p", "score": "y"}, "scores", 1, "score must be a finite"),
+    ],
+)
 def test_teacher_and_pair_label_errors_name_file_and_line(tmp_path, rows, roles, kind, line, reason):
     path = _write(tmp_path, "t.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(ValueError) as err:
@@ -194,11 +250,14 @@ def test_teacher_cells_must_be_numbers(tmp_path):
         read_rows(path)
 
 
-@pytest.mark.parametrize("name, content, line", [
-    ("d.csv", b"anchor,positive\nq1,a1\nq2,caf\xe9\n", 3),
-    ("d.tsv", b"anchor\tpositive\nq1\t\xff\n", 2),
-    ("d.jsonl", b'{"anchor": "q1", "positive": "a1"}\n{"anchor": "\xc3", "positive": "a2"}\n', 2),
-])
+@pytest.mark.parametrize(
+    "name, content, line",
+    [
+        ("d.csv", b"anchor,positive\nq1,a1\nq2,caf\xe9\n", 3),
+        ("d.tsv", b"anchor\tpositive\nq1\t\xff\n", 2),
+        ("d.jsonl", b'{"anchor": "q1", "positive": "a1"}\n{"anchor": "\xc3", "positive": "a2"}\n', 2),
+    ],
+)
 def test_non_utf8_input_names_file_and_line(tmp_path, name, content, line):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(ValueError, match=rf"{name}:{line}: not UTF-8 text"):
@@ -226,7 +285,8 @@ def test_one_label_written_two_ways_is_refused(tmp_path):
 
 
 def test_jsonl_lines_split_on_newline_only(tmp_path):
-    (tmp_path / "d.jsonl").write_bytes('{"anchor": "a\u2028b",\r "positive": "c"}\r\n{"anchor": "d", "positive": "e"}'
-                                       .encode())
+    (tmp_path / "d.jsonl").write_bytes(
+        '{"anchor": "a\u2028b",\r "positive": "c"}\r\n{"anchor": "d", "positive": "e"}'.encode()
+    )
     ds = read_rows(tmp_path / "d.jsonl")
     assert ds.columns["anchor"] == ["a\u2028b", "d"] and ds.lines == [1, 2]

@@ -1,5 +1,5 @@
-"""minilm.encoding.quantization.quantize_embeddings against sentence_transformers.quantize_embeddings: bit-identical codes
-(np.array_equal and the same dtype, no tolerance) for every precision, with ranges from the embeddings, from given
+"""minilm.encoding.quantization.quantize_embeddings against sentence_transformers.quantize_embeddings: bit-identical
+codes (np.array_equal and the same dtype, no tolerance) for every precision, with ranges from the embeddings, from given
 ranges and from calibration embeddings, on arrays, tensors, token-embedding lists and the edge cases."""
 
 import warnings
@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from minilm.encoding.quantization import PRECISIONS, quantization_ranges, quantize_embeddings, quantized_dtype, quantized_width
+from minilm.encoding.quantization import (
+    PRECISIONS,
+    quantization_ranges,
+    quantize_embeddings,
+    quantized_dtype,
+    quantized_width,
+)
 
 
 def theirs(*args, **kwargs):
@@ -47,8 +53,12 @@ def test_every_precision_is_bit_identical_with_every_calibration(precision):
     x = embeddings()
     calibration = embeddings(500, seed=1)
     ranges = np.stack([np.full(37, -1.5), np.full(37, 1.0)]).astype(np.float32)  # values outside are clipped
-    for kwargs in ({}, {"ranges": ranges}, {"calibration_embeddings": calibration},
-                   {"ranges": ranges, "calibration_embeddings": calibration}):
+    for kwargs in (
+        {},
+        {"ranges": ranges},
+        {"calibration_embeddings": calibration},
+        {"ranges": ranges, "calibration_embeddings": calibration},
+    ):
         expected = theirs(x, precision, **kwargs)
         assert_identical(ours(x, precision, **kwargs), expected)
         assert_identical(ours(torch.from_numpy(x), precision, **kwargs), expected)
@@ -67,9 +77,14 @@ def test_float64_input_constant_dimension_and_one_row(precision):
 
 
 @settings(max_examples=60, deadline=None)
-@given(arrays(np.float32, st.tuples(st.integers(2, 40), st.integers(1, 20)),
-              elements=st.floats(-4, 4, width=32, allow_nan=False)),
-       st.sampled_from(PRECISIONS))
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(2, 40), st.integers(1, 20)),
+        elements=st.floats(-4, 4, width=32, allow_nan=False),
+    ),
+    st.sampled_from(PRECISIONS),
+)
 def test_random_arrays_are_bit_identical(x, precision):
     assert_identical(ours(x, precision), theirs(x, precision))
 
@@ -80,15 +95,16 @@ def test_token_embedding_lists_share_one_calibration(precision):
     tokens = [torch.from_numpy(embeddings(n, 16, seed=n)) for n in (3, 9, 1)]
     assert_identical(ours(tokens, precision), theirs(tokens, precision))
     calibration = embeddings(100, 16, seed=7)
-    assert_identical(ours(tokens, precision, calibration_embeddings=calibration),
-                     theirs(tokens, precision, calibration_embeddings=calibration))
+    assert_identical(
+        ours(tokens, precision, calibration_embeddings=calibration),
+        theirs(tokens, precision, calibration_embeddings=calibration),
+    )
     assert ours([], precision) == theirs([], precision) == []
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_empty_matrix_keeps_its_width_and_dtype(precision):
-    assert_identical(ours(np.zeros((0, 37), np.float32), precision),
-                     theirs(np.zeros((0, 37), np.float32), precision))
+    assert_identical(ours(np.zeros((0, 37), np.float32), precision), theirs(np.zeros((0, 37), np.float32), precision))
 
 
 def test_refusals_name_the_problem():

@@ -31,8 +31,12 @@ from minilm.evaluation.metrics import (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is unreachable; the model is a local directory
 ST_EVAL = pytest.importorskip("sentence_transformers.sentence_transformer.evaluation")
 TOL = 1e-6  # float64 metrics over float32 cosines
-IR_KEYS = ["mrr@10", "ndcg@10", "map@100",
-           *(f"{m}@{k}" for m in ("accuracy", "precision", "recall") for k in (1, 3, 5, 10))]
+IR_KEYS = [
+    "mrr@10",
+    "ndcg@10",
+    "map@100",
+    *(f"{m}@{k}" for m in ("accuracy", "precision", "recall") for k in (1, 3, 5, 10)),
+]
 ST_IR_KEYS = {k: "cosine_" + k for k in IR_KEYS}
 
 
@@ -87,7 +91,8 @@ def all_texts(pairs):
 
 
 class TableModel:
-    """The `encode` contract (sentence-transformers', which minilm's follows) answered from a text -> embedding table."""
+    """The `encode` contract (sentence-transformers', which minilm's follows) answered from a text -> embedding
+    table."""
 
     def __init__(self, table: dict):
         self.table = table

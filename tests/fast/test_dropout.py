@@ -85,8 +85,16 @@ def test_other_dtypes_keep_dtype_and_mean(dtype):
 
 def tiny_bert() -> BertModel:
     torch.manual_seed(0)
-    return BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                intermediate_size=64, max_position_embeddings=16))
+    return BertModel(
+        BertConfig(
+            vocab_size=100,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=16,
+        )
+    )
 
 
 def test_make_fast_swaps_every_dropout_module_and_keeps_eval_outputs():

@@ -9,9 +9,16 @@ import pytest
 import torch
 from helpers import tiny_encoder
 
-from minilm.fast.unpadded import UNPAD_ABOVE, UnpaddedBatch, forward_unpadded, group_lengths, pool_unpadded, unpadding_pays
-from minilm.model import pool
+from minilm.fast.unpadded import (
+    UNPAD_ABOVE,
+    UnpaddedBatch,
+    forward_unpadded,
+    group_lengths,
+    pool_unpadded,
+    unpadding_pays,
+)
 from minilm.loading.tokenizer import WordPieceTokenizer
+from minilm.model import pool
 
 TEXTS = [
     "a short one",
@@ -65,7 +72,8 @@ def test_forward_unpadded_equals_padded_at_real_tokens(tokenizer):
 @pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
 def test_embed_layers_unpadded_matches_padded_forward_and_backward(tokenizer, pooling):
     """Every layer's pooled embeddings (what AdaptiveLayer / Matryoshka2d train) from the unpadded path equal the padded
-    reference's (the textbook model's hidden_states, pooled), forward and backward, within 1e-5; the last is forward's."""
+    reference's (the textbook model's hidden_states, pooled), forward and backward, within 1e-5; the last is
+    forward's."""
     model = tiny_encoder(tokenizer, pooling, num_hidden_layers=3)
     features = model.tokenize(TEXTS)
     results = {}
@@ -131,7 +139,7 @@ def test_several_attention_groups_match_padded(tokenizer, train):
     """A random-length batch split into several attention groups still equals the padded reference, forward and
     backward, in the caller's order. Dropout draws differ between the layouts, so train mode checks only shapes
     and finite gradients."""
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
     texts = [" ".join(words[: 1 + (7 * i) % 12]) for i in range(24)]
     model = tiny_encoder(tokenizer, "mean")
     features = model.tokenize(texts)
@@ -191,6 +199,7 @@ def test_model_py_modules_run_on_the_unpadded_path(tokenizer):
 
 def test_unpadding_pays_only_above_the_padding_share():
     """A pure function of the (B, T) mask: unpadded once more than UNPAD_ABOVE of the grid is padding."""
+
     def padded_by(pads: int, B: int = 10, T: int = 100) -> torch.Tensor:
         lengths = torch.full((B,), T)
         lengths[1:] -= pads // (B - 1)  # the first sequence sets T

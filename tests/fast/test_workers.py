@@ -8,7 +8,22 @@ from helpers import tiny_encoder
 
 from minilm.loading.tokenizer import WordPieceTokenizer
 
-WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi".split()
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+]
 TEXTS = [" ".join(WORDS[: 1 + (5 * i) % 14]) for i in range(37)]  # 37 ragged texts: 5 batches of 8, one short
 
 
@@ -66,7 +81,6 @@ def test_compiled_model_encodes_one_batch_at_a_time(model, monkeypatch):
     monkeypatch.setattr(model, "_compiled", True)
     model.encode(TEXTS, batch_size=8)
     assert seen == [2 if torch.get_num_threads() >= 2 else 1, 1]
-
 
 
 def test_batch_workers_map_in_order_on_shared_threads_and_restore_the_count():

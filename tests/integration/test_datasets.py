@@ -1,4 +1,5 @@
 """The small recipe datasets under recipes/data: shape, uniqueness and byte-exact regeneration."""
+
 from __future__ import annotations
 
 import csv
@@ -125,8 +126,9 @@ def test_generator_reproduces_committed_files(tmp_path: Path) -> None:
     script = DATA / "make_datasets.py"
     # A different hash seed and cwd must not matter: the output depends on the script alone.
     env = {"PYTHONHASHSEED": "123", "PYTHONDONTWRITEBYTECODE": "1", "PATH": ""}
-    subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], check=True, cwd=tmp_path, env=env,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path)], check=True, cwd=tmp_path, env=env, capture_output=True
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(ALL_FILES)
     for name in ALL_FILES:
         assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), f"{name} differs from the generator"

@@ -18,9 +18,9 @@ from helpers import killed_after_step, tiny_encoder
 from safetensors.torch import load_file
 
 from minilm.losses.inputs import needs_of, split_output
+from minilm.run.build import run_recipe
 from minilm.run.recipe import load_recipe
 from minilm.run.registry import make_loss, resolve_loss
-from minilm.run.build import run_recipe
 from minilm.train.step import loss_backward
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "losses"
@@ -83,8 +83,10 @@ def test_learnable_temperature_infonce_matches_oracle(temperature, negatives):
     # d loss / d log_temperature, against a central difference of the oracle
     (grad,) = torch.autograd.grad(loss(*cols)[0], [loss.log_temperature])
     h = 1e-6
-    numeric = (o_infonce(*[c.tolist() for c in cols], temperature=temperature * math.exp(h))
-               - o_infonce(*[c.tolist() for c in cols], temperature=temperature * math.exp(-h))) / (2 * h)
+    numeric = (
+        o_infonce(*[c.tolist() for c in cols], temperature=temperature * math.exp(h))
+        - o_infonce(*[c.tolist() for c in cols], temperature=temperature * math.exp(-h))
+    ) / (2 * h)
     assert grad.item() == pytest.approx(numeric, rel=1e-6)
 
 
@@ -106,8 +108,9 @@ def test_masked_in_batch_loss_matches_oracle(margin, negatives):
     assert value.item() == pytest.approx(want, rel=1e-9)
     assert stats["masked_fraction"] == pytest.approx(fraction)
     assert stats.get("masked_hard_negatives") == (pytest.approx(hard) if hard is not None else None)
-    assert torch.autograd.gradcheck(lambda *x: loss(*x, scale=20.0, margin=margin)[0],
-                                    [c.clone().requires_grad_() for c in cols])
+    assert torch.autograd.gradcheck(
+        lambda *x: loss(*x, scale=20.0, margin=margin)[0], [c.clone().requires_grad_() for c in cols]
+    )
 
 
 def test_masking_nothing_is_mnrl():
@@ -143,8 +146,10 @@ loss_lr = 1e-2
 @pytest.fixture()
 def recipe_path(tmp_path, tiny_base):
     data = tmp_path / "triplets.csv"
-    rows = [f"question {i} about topic {i % 7},answer {i} on topic {i % 7},note {i} on topic {(i + 3) % 7}"
-            for i in range(40)]
+    rows = [
+        f"question {i} about topic {i % 7},answer {i} on topic {i % 7},note {i} on topic {(i + 3) % 7}"
+        for i in range(40)
+    ]
     data.write_text("anchor,positive,negative\n" + "\n".join(rows) + "\n", encoding="utf-8")
     path = tmp_path / "temperature.toml"
     path.write_text(RECIPE.format(base=tiny_base, data=data, loss=INFONCE), encoding="utf-8")
@@ -179,16 +184,18 @@ def test_kill_and_resume_gives_identical_weights_and_temperature(recipe_path, tm
 
     monkeypatch.setattr(trainer.Trainer, "finish", keep_loss_state)
     run_recipe(load_recipe(recipe_path), tmp_path / "straight", log=lambda _: None)
-    killed_after_step(monkeypatch, 5,
-                      lambda: run_recipe(load_recipe(recipe_path), tmp_path / "resumed", log=lambda _: None))
+    killed_after_step(
+        monkeypatch, 5, lambda: run_recipe(load_recipe(recipe_path), tmp_path / "resumed", log=lambda _: None)
+    )
     run_recipe(load_recipe(recipe_path), tmp_path / "resumed", resume=True, log=lambda _: None)
 
     a, b = (load_file(tmp_path / name / "final" / "model.safetensors") for name in ("straight", "resumed"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert torch.equal(finished["straight"]["log_temperature"], finished["resumed"]["log_temperature"])
     assert finished["straight"]["log_temperature"].item() != pytest.approx(math.log(0.1))  # it did move
-    logged = [[r["stats"]["temperature"] for r in _logged(tmp_path / name) if "loss" in r]
-              for name in ("straight", "resumed")]
+    logged = [
+        [r["stats"]["temperature"] for r in _logged(tmp_path / name) if "loss" in r] for name in ("straight", "resumed")
+    ]
     assert logged[0] == logged[1]
 
 
@@ -197,8 +204,11 @@ def test_gradient_cache_equals_the_plain_step(minilm_dir):
     from minilm.loading.tokenizer import WordPieceTokenizer
 
     model = tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 64))  # eval mode: dropout off
-    columns = [[f"question {i} about topic {i % 3}" + " please" * (i % 4) for i in range(9)],
-               [f"answer {i} on topic {i % 3}" for i in range(9)], [f"note {i} elsewhere" for i in range(9)]]
+    columns = [
+        [f"question {i} about topic {i % 3}" + " please" * (i % 4) for i in range(9)],
+        [f"answer {i} on topic {i % 3}" for i in range(9)],
+        [f"note {i} elsewhere" for i in range(9)],
+    ]
     results = []
     for mini_batch_size in (None, 4):
         loss_fn = make_loss(INFONCE, {"init_temperature": 0.07}, context={"embedding_dim": 32})
@@ -223,8 +233,9 @@ def test_the_shipped_sweep_is_checked_in_full_without_a_model(monkeypatch, tmp_p
     sweep = load_sweep(EXAMPLES.parent / "sweeps" / "loss_comparison.toml", tmp_path)
     assert [c.label for c in sweep.configs] == ["mnrl", "triplet", "infonce-learned-t", "masked"]
     assert len(sweep.runs) == 12 and {r.recipe.data["sampler"] for r in sweep.runs} == {"no_duplicates"}
-    assert {r.recipe.data["train"] for r in sweep.runs} == {str(EXAMPLES.parents[1] / "recipes" / "data" /
-                                                                "default_triplets.csv")}
+    assert {r.recipe.data["train"] for r in sweep.runs} == {
+        str(EXAMPLES.parents[1] / "recipes" / "data" / "default_triplets.csv")
+    }
 
 
 # ------------------------------------------------------------------------------------------- cross-batch memory (XBM)
@@ -319,8 +330,10 @@ def test_xbm_trains_from_a_recipe_and_resumes_bit_identically_after_sigkill(tmp_
 
     a, b = (load_file(tmp_path / name / "final" / "model.safetensors") for name in ("straight", "killed"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    states = [torch.load(tmp_path / name / "checkpoints" / "step-0000005" / "trainer_state.pt", weights_only=False)
-              for name in ("straight", "killed")]
+    states = [
+        torch.load(tmp_path / name / "checkpoints" / "step-0000005" / "trainer_state.pt", weights_only=False)
+        for name in ("straight", "killed")
+    ]
     queues = [state["extensions"]["xbm"] for state in states]
     assert queues[0].keys() == queues[1].keys() == {"0", "1"}  # memory_batches = 2: the last two batches
     assert all(torch.equal(queues[0][k], queues[1][k]) for k in queues[0])

@@ -40,8 +40,14 @@ max_steps = 6
 save_steps = 1
 keep_checkpoints = 2
 """
-MODEL_FILES = ("modules.json", "config.json", "model.safetensors", "sentence_bert_config.json", "1_Pooling/config.json",
-               "tokenizer.json")
+MODEL_FILES = (
+    "modules.json",
+    "config.json",
+    "model.safetensors",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+    "tokenizer.json",
+)
 
 
 def train(args: list[str]) -> None:
@@ -153,5 +159,7 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(forked, recipe, t
         log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6], where
         assert not list(out.rglob("*.minilm-tmp-*")), f"{where}: temporaries left after the resumed run"
-    print(f"fault test: {POINTS} points in {time.monotonic() - began:.1f} s (one run {length:.2f} s): "
-          + ", ".join(f"{k}: {v}" for k, v in sorted(seen.items())))
+    print(
+        f"fault test: {POINTS} points in {time.monotonic() - began:.1f} s (one run {length:.2f} s): "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(seen.items()))
+    )

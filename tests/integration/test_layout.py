@@ -62,8 +62,11 @@ def modules():
 
 
 def test_every_part_of_the_package_has_a_layer():
-    parts = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
-             if (p.suffix == ".py" or (p / "__init__.py").is_file()) and p.name not in ("__init__.py", "__main__.py")}
+    parts = {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" or (p / "__init__.py").is_file()) and p.name not in ("__init__.py", "__main__.py")
+    }
     assert parts == set(LAYERS)
 
 
@@ -98,8 +101,10 @@ def test_references_are_test_only():
 @pytest.mark.subprocess
 def test_kernels_import_from_a_bare_checkout():
     """No install, no site-packages (-S: the editable install's finder is not there): the checkout alone."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import importlib.util, minilm; "
-            "spec = importlib.util.find_spec('minilm.kernels.mnrl'); print(spec.origin)")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import importlib.util, minilm; "
+        "spec = importlib.util.find_spec('minilm.kernels.mnrl'); print(spec.origin)"
+    )
     out = subprocess.run([sys.executable, "-S", "-c", code, str(REPO)], capture_output=True, text=True, check=True)
     assert Path(out.stdout.strip()) == REPO / "kernels" / "mnrl.py"
 

@@ -14,13 +14,17 @@ import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
-CROSS_CUTTING = {"integration": "end to end, executed docs, repository checks",
-                 "parity": "the loss catalogue against sentence-transformers and pytorch-metric-learning",
-                 "course": "the course/ folder beside minilm: its checkers, mistakes and lesson texts"}
-RULE = ("tests/<group>/test_<module>[_<aspect>].py for minilm/<group>/<module>.py, "
-        "tests/<group>/test_<group>[_<aspect>].py for the package minilm/<group>/, "
-        "tests/test_<module>[_<aspect>].py for minilm/<module>.py, or a cross-cutting "
-        f"folder ({', '.join(f'tests/{name}/' for name in CROSS_CUTTING)})")
+CROSS_CUTTING = {
+    "integration": "end to end, executed docs, repository checks",
+    "parity": "the loss catalogue against sentence-transformers and pytorch-metric-learning",
+    "course": "the course/ folder beside minilm: its checkers, mistakes and lesson texts",
+}
+RULE = (
+    "tests/<group>/test_<module>[_<aspect>].py for minilm/<group>/<module>.py, "
+    "tests/<group>/test_<group>[_<aspect>].py for the package minilm/<group>/, "
+    "tests/test_<module>[_<aspect>].py for minilm/<module>.py, or a cross-cutting "
+    f"folder ({', '.join(f'tests/{name}/' for name in CROSS_CUTTING)})"
+)
 
 
 def source_of(package: str) -> Path:
@@ -65,7 +69,8 @@ def test_basenames_are_unique_across_folders():
     # conftest.py is per folder by design; pytest imports each by its path, not its basename.
     counts = Counter(p.name for p in TESTS.rglob("*.py") if p.name != "conftest.py")
     assert not [name for name, n in counts.items() if n > 1], sorted(
-        str(p.relative_to(TESTS)) for p in TESTS.rglob("*.py") if counts[p.name] > 1)
+        str(p.relative_to(TESTS)) for p in TESTS.rglob("*.py") if counts[p.name] > 1
+    )
 
 
 def test_the_rule_refuses_what_it_should():
@@ -74,7 +79,12 @@ def test_the_rule_refuses_what_it_should():
     assert problem(TESTS / "kernels" / "test_mnrl.py") is None
     assert problem(TESTS / "test_encoder_save.py") is None
     assert problem(TESTS / "integration" / "test_anything.py") is None
-    for wrong in [TESTS / "losses" / "test_batching.py", TESTS / "nowhere" / "test_x.py", TESTS / "test_trainer.py",
-                  TESTS / "train" / "deeper" / "test_trainer.py", TESTS / "test_in.py"]:
+    for wrong in [
+        TESTS / "losses" / "test_batching.py",
+        TESTS / "nowhere" / "test_x.py",
+        TESTS / "test_trainer.py",
+        TESTS / "train" / "deeper" / "test_trainer.py",
+        TESTS / "test_in.py",
+    ]:
         message = problem(wrong)
         assert message and str(wrong.relative_to(TESTS)) in message and "the rule is" in message, (wrong, message)

@@ -21,15 +21,19 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minilm.util.checks import NonFiniteError
 from minilm.data.readers import read_rows, to_roles
 from minilm.run.registry import LOSSES, make_loss
 from minilm.train.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler
+from minilm.util.checks import NonFiniteError
 
 # Derandomised so CI is repeatable; MINILM_PROPERTY_EXAMPLES=2000 runs a long random search while you work.
 EXAMPLES = os.environ.get("MINILM_PROPERTY_EXAMPLES")
-FAST = settings(max_examples=int(EXAMPLES or 60), derandomize=not EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=int(EXAMPLES or 60),
+    derandomize=not EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 def clean(path, error: Exception) -> None:
@@ -64,17 +68,24 @@ CELL = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 
 
 @FAST
-@given(header=st.lists(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=6), min_size=1,
-                       max_size=4, unique=True),
-       rows=st.lists(st.lists(CELL, min_size=0, max_size=5), max_size=6),
-       delimiter=st.sampled_from([",", "\t"]))
+@given(
+    header=st.lists(
+        st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=6),
+        min_size=1,
+        max_size=4,
+        unique=True,
+    ),
+    rows=st.lists(st.lists(CELL, min_size=0, max_size=5), max_size=6),
+    delimiter=st.sampled_from([",", "\t"]),
+)
 def test_random_tables_round_trip_or_fail_by_line(tmp_path_factory, header, rows, delimiter):
     path = tmp_path_factory.mktemp("table") / ("d.csv" if delimiter == "," else "d.tsv")
     buffer = io.StringIO()
     quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
     try:
         csv.writer(buffer, delimiter=delimiter, quoting=quoting, escapechar=None, lineterminator="\n").writerows(
-            [header, *rows])
+            [header, *rows]
+        )
     except csv.Error:  # TSV without quoting cannot hold a tab or newline in a cell: not a table of that shape
         return
     path.write_text(buffer.getvalue(), encoding="utf-8")
@@ -85,15 +96,21 @@ def test_random_tables_round_trip_or_fail_by_line(tmp_path_factory, header, rows
         assert [[ds.columns[h][i] for h in header] for i in range(len(ds))] == rows
 
 
-JSON_VALUE = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | CELL,
-                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(CELL, inner, max_size=3),
-                          max_leaves=6)
+JSON_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | CELL,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(CELL, inner, max_size=3),
+    max_leaves=6,
+)
 
 
 @FAST
-@given(objects=st.lists(st.dictionaries(st.sampled_from(["anchor", "positive", "label", "x"]), JSON_VALUE,
-                                        max_size=4) | JSON_VALUE, max_size=6),
-       kind=st.sampled_from(["columns", "labels"]))
+@given(
+    objects=st.lists(
+        st.dictionaries(st.sampled_from(["anchor", "positive", "label", "x"]), JSON_VALUE, max_size=4) | JSON_VALUE,
+        max_size=6,
+    ),
+    kind=st.sampled_from(["columns", "labels"]),
+)
 def test_random_jsonl_rows_or_one_error_by_line(tmp_path_factory, objects, kind):
     path = tmp_path_factory.mktemp("jsonl") / "d.jsonl"
     path.write_text("".join(json.dumps(o) + "\n" for o in objects), encoding="utf-8")
@@ -110,8 +127,9 @@ def test_random_jsonl_rows_or_one_error_by_line(tmp_path_factory, objects, kind)
 
 
 @FAST
-@given(labels=st.lists(st.sampled_from(["1", "1.0", "01", "2", "cat", " 2", "2.50", "2.5", "-1"]), min_size=1,
-                       max_size=8))
+@given(
+    labels=st.lists(st.sampled_from(["1", "1.0", "01", "2", "cat", " 2", "2.50", "2.5", "-1"]), min_size=1, max_size=8)
+)
 def test_labels_are_ints_or_a_named_error(tmp_path_factory, labels):
     path = tmp_path_factory.mktemp("labels") / "d.csv"
     path.write_text("text,label\n" + "".join(f"t{i},{v}\n" for i, v in enumerate(labels)), encoding="utf-8")
@@ -130,8 +148,14 @@ def test_labels_are_ints_or_a_named_error(tmp_path_factory, labels):
 
 
 @FAST
-@given(name=st.sampled_from(sorted(LOSSES)), rows=st.integers(1, 6), width=st.integers(1, 8),
-       scale=st.sampled_from([1e-3, 1.0, 1e3]), seed=st.integers(0, 2**16), poison=st.booleans())
+@given(
+    name=st.sampled_from(sorted(LOSSES)),
+    rows=st.integers(1, 6),
+    width=st.integers(1, 8),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+    seed=st.integers(0, 2**16),
+    poison=st.booleans(),
+)
 def test_losses_on_random_shapes_and_values(name, rows, width, scale, seed, poison):
     from minilm.losses.inputs import needs_of, split_output
     from minilm.run.registry import resolve_loss
@@ -168,8 +192,10 @@ def test_losses_on_random_shapes_and_values(name, rows, width, scale, seed, pois
 
 
 @FAST
-@given(name=st.sampled_from(sorted(LOSSES)), shapes=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)),
-                                                             min_size=1, max_size=4))
+@given(
+    name=st.sampled_from(sorted(LOSSES)),
+    shapes=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=4),
+)
 def test_losses_on_mismatched_shapes_name_the_argument(name, shapes):
     embeddings = [torch.randn(*shape) for shape in shapes]
     try:  # module losses (ArcFace...) are built for the first argument's width: a mismatch must be named too
@@ -196,8 +222,11 @@ def test_random_sampler_covers_every_row_once(rows, batch_size, seed, epoch):
 
 
 @FAST
-@given(texts=st.lists(st.tuples(st.sampled_from("abcdefg"), st.sampled_from("abcdefgh")), min_size=1, max_size=30),
-       batch_size=st.integers(1, 8), seed=st.integers(0, 1000))
+@given(
+    texts=st.lists(st.tuples(st.sampled_from("abcdefg"), st.sampled_from("abcdefgh")), min_size=1, max_size=30),
+    batch_size=st.integers(1, 8),
+    seed=st.integers(0, 1000),
+)
 def test_no_duplicates_sampler_never_repeats_a_text_in_a_batch(texts, batch_size, seed):
     columns = [[a for a, _ in texts], [b for _, b in texts]]
     batches = NoDuplicatesBatchSampler(columns, batch_size, seed=seed).batches(0)
@@ -246,8 +275,12 @@ def test_tokenizer_on_random_unicode(tokenizer, texts):
 
 
 @FAST
-@given(before=st.text(max_size=10), after=st.text(max_size=10), surrogate=st.integers(0xD800, 0xDFFF),
-       index=st.integers(0, 3))
+@given(
+    before=st.text(max_size=10),
+    after=st.text(max_size=10),
+    surrogate=st.integers(0xD800, 0xDFFF),
+    index=st.integers(0, 3),
+)
 def test_text_that_is_not_unicode_is_named_by_index(tokenizer, before, after, surrogate, index):
     texts = ["fine"] * index + [before + chr(surrogate) + after]
     with pytest.raises(ValueError, match=rf"texts\[{index}\] is not valid Unicode text: surrogates not allowed"):

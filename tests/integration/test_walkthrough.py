@@ -49,7 +49,8 @@ def test_walkthrough_runs_and_prints_what_it_says(minilm_dir):
         language, expected = found[i + 1] if i + 1 < len(found) else ("", "")
         if language == "text":
             assert same_output(expected, out.getvalue()), (
-                f"block {i} printed:\n{out.getvalue()}\nbut the walkthrough says:\n{expected}")
+                f"block {i} printed:\n{out.getvalue()}\nbut the walkthrough says:\n{expected}"
+            )
         else:
             assert not out.getvalue().strip(), f"block {i} prints but no ```text block follows it"
 

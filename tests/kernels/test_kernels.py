@@ -12,9 +12,9 @@ from minilm.fast.unpadded import UnpaddedBatch
 from minilm.kernels.adamw import FusedAdamW
 from minilm.kernels.layer import compile_layers, is_compiled
 from minilm.kernels.mnrl import fused_mnrl_loss
+from minilm.loading.tokenizer import WordPieceTokenizer
 from minilm.losses import multiple_negatives_ranking_loss
 from minilm.train.optim import AdamW, LinearWarmupSchedule
-from minilm.loading.tokenizer import WordPieceTokenizer
 
 
 def frames_compiled() -> int:
@@ -24,8 +24,9 @@ def frames_compiled() -> int:
 
 
 def small_encoder(minilm_dir):
-    return tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 64), hidden_size=16, num_attention_heads=2,
-                        intermediate_size=32)
+    return tiny_encoder(
+        WordPieceTokenizer.from_dir(minilm_dir, 64), hidden_size=16, num_attention_heads=2, intermediate_size=32
+    )
 
 
 @pytest.mark.slow
@@ -35,12 +36,14 @@ def test_compiled_layers_match_eager_forward_and_backward_without_recompiling(mi
     assert all(is_compiled(layer) for layer in compiled.bert.layers)
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints unaffected
     # Sizes 0 and 1 are specialised by dynamo (an encode tail batch of 1 compiles once more); avoid them here.
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
     many = [" ".join(words[: 1 + (3 * i) % 10]) for i in range(20)]
     assert len(UnpaddedBatch.from_mask(eager.tokenize(many)["attention_mask"]).groups) > 1  # several attention groups
-    batches = [["a short one", "a somewhat longer sentence here"],
-               ["x", "y z", "one more batch of a new length entirely, longer than before"],
-               many]
+    batches = [
+        ["a short one", "a somewhat longer sentence here"],
+        ["x", "y z", "one more batch of a new length entirely, longer than before"],
+        many,
+    ]
     for i, texts in enumerate(batches):
         features = eager.tokenize(texts)
         outs = []

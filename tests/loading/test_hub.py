@@ -4,8 +4,8 @@ sha256; an unknown model names every place that was tried."""
 import pytest
 from helpers import make_tiny_checkpoint
 
-from minilm.loading import hub
 from minilm.encoder import SentenceEncoder
+from minilm.loading import hub
 from minilm.loading.hub import ModelNotFoundError, resolve_model_dir
 
 

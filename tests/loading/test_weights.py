@@ -2,6 +2,7 @@
 names the problem."""
 
 import json
+
 import pytest
 import torch
 from helpers import make_tiny_checkpoint
@@ -34,8 +35,9 @@ def test_bert_prefix_missing_position_ids_and_pooler_are_accepted(tiny):
                 state[f"bert.{key}"] = tensor
 
     rewrite_weights(tiny, prefix)
-    assert torch.allclose(torch.from_numpy(SentenceEncoder.from_pretrained(tiny).encode(["hello there"])),
-                          torch.from_numpy(reference))
+    assert torch.allclose(
+        torch.from_numpy(SentenceEncoder.from_pretrained(tiny).encode(["hello there"])), torch.from_numpy(reference)
+    )
 
 
 def test_missing_and_unexpected_keys_are_listed_by_name(tiny):
@@ -52,7 +54,9 @@ def test_missing_and_unexpected_keys_are_listed_by_name(tiny):
 
 def test_wrong_shape_is_named(tiny):
     rewrite_weights(tiny, lambda s: s.__setitem__("encoder.layer.0.intermediate.dense.weight", torch.zeros(100, 64)))
-    with pytest.raises(CheckpointError, match=r"encoder\.layer\.0\.intermediate\.dense\.weight: checkpoint \(100, 64\)"):
+    with pytest.raises(
+        CheckpointError, match=r"encoder\.layer\.0\.intermediate\.dense\.weight: checkpoint \(100, 64\)"
+    ):
         SentenceEncoder.from_pretrained(tiny)
 
 
@@ -81,8 +85,9 @@ def test_garbage_safetensors_header(tiny):
         SentenceEncoder.from_pretrained(tiny)
 
 
-@pytest.mark.parametrize("config", [{"pooling_mode": "weightedmean"}, {"pooling_mode_lasttoken": True},
-                                    {"pooling_mode": ["cls", "mean"]}])
+@pytest.mark.parametrize(
+    "config", [{"pooling_mode": "weightedmean"}, {"pooling_mode_lasttoken": True}, {"pooling_mode": ["cls", "mean"]}]
+)
 def test_unknown_pooling_mode(tiny, config):
     (tiny / "1_Pooling" / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="pooling mode"):
@@ -126,7 +131,11 @@ BAD_FILES = [  # (file, new content or edit of its JSON, what the error must say
     ("config.json", lambda c: c.update(vocab_size=True), "vocab_size must be an integer, got bool True"),
     ("config.json", lambda c: c.update(hidden_dropout_prob=1.5), r"hidden_dropout_prob must be in \[0, 1\), got 1.5"),
     ("config.json", lambda c: c.update(layer_norm_eps=-1e-12), r"layer_norm_eps must be in \(0, 1\)"),
-    ("config.json", lambda c: c.update(num_attention_heads=5), "hidden_size 64 is not divisible by num_attention_heads 5"),
+    (
+        "config.json",
+        lambda c: c.update(num_attention_heads=5),
+        "hidden_size 64 is not divisible by num_attention_heads 5",
+    ),
     ("modules.json", b'{"idx": 0}', r"modules.json: expected a JSON list \[...\], found dict"),
     ("modules.json", b'["Transformer", "Pooling"]', r"modules.json: entry 0 must be an object with a string 'type'"),
     ("modules.json", b'[{"path": ""}]', r"modules.json: entry 0 must be an object with a string 'type'"),
@@ -164,6 +173,9 @@ def test_nonfinite_weights_are_refused_naming_the_tensor(tiny, value):
         state["encoder.layer.1.attention.self.key.weight"][0, 0] = value
 
     rewrite_weights(tiny, poison)
-    with pytest.raises(CheckpointError, match=r"model.safetensors: tensor encoder.layer.1.attention.self.key.weight "
-                                              r"holds 1 NaN or infinite values"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"model.safetensors: tensor encoder.layer.1.attention.self.key.weight "
+        r"holds 1 NaN or infinite values",
+    ):
         SentenceEncoder.from_pretrained(tiny)

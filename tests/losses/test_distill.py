@@ -25,12 +25,13 @@ def o_embed_distill(students, teacher, distance):
     width = len(students[0][0])
     total = 0.0
     for c, column in enumerate(students):
-        rows = [t if len(t) == width else t[c * width:(c + 1) * width] for t in teacher]
+        rows = [t if len(t) == width else t[c * width : (c + 1) * width] for t in teacher]
         if distance == "mse":
             total += sum((x - y) ** 2 for s, t in zip(column, rows) for x, y in zip(s, t)) / (len(column) * width)
         else:
-            total += sum(o_distance(s, t, "euclidean" if distance == "l2" else "cosine")
-                         for s, t in zip(column, rows)) / len(column)
+            total += sum(
+                o_distance(s, t, "euclidean" if distance == "l2" else "cosine") for s, t in zip(column, rows)
+            ) / len(column)
     return total / len(students)
 
 
@@ -61,8 +62,11 @@ def o_kl(q, candidates, teacher, similarity, t_student, t_teacher):
 def o_softmax(u, v, labels, weight, bias, parts):
     total = 0.0
     for a, b, y in zip(u, v, labels):
-        features = (a + b if parts[0] else []) + ([abs(x - z) for x, z in zip(a, b)] if parts[1] else []) + (
-            [x * z for x, z in zip(a, b)] if parts[2] else [])
+        features = (
+            (a + b if parts[0] else [])
+            + ([abs(x - z) for x, z in zip(a, b)] if parts[1] else [])
+            + ([x * z for x, z in zip(a, b)] if parts[2] else [])
+        )
         logits = [sum(w * f for w, f in zip(row, features)) + c for row, c in zip(weight, bias)]
         total += o_lse(logits) - logits[y]
     return total / len(u)
@@ -95,8 +99,9 @@ def test_embed_distill_projection_matches_oracle():
     module = L.EmbedDistillLoss(embedding_dim=6, distance="mse", projection_dim=4).double()
     students, teacher = [_emb(5), _emb(5, seed=1)], _emb(5, 4, seed=2)
     w, b = module.projection.weight.tolist(), module.projection.bias.tolist()
-    projected = [[[sum(wi * x for wi, x in zip(row, s)) + c for row, c in zip(w, b)] for s in col.tolist()]
-                 for col in students]
+    projected = [
+        [[sum(wi * x for wi, x in zip(row, s)) + c for row, c in zip(w, b)] for s in col.tolist()] for col in students
+    ]
     _close(module(*students, teacher_embeddings=teacher), o_embed_distill(projected, teacher.tolist(), "mse"))
     assert module.teacher_dim == 4 and L.EmbedDistillLoss(embedding_dim=6).teacher_dim == 6
 
@@ -107,8 +112,10 @@ def test_embed_distill_projection_matches_oracle():
 def test_margin_mse_matches_oracle(n, k, margins, similarity):
     q, p, *negs = [_emb(n, seed=s) for s in range(2 + k)]
     teacher = _emb(n, k if margins else k + 1, seed=8)
-    _close(L.margin_mse_loss(q, p, *negs, teacher_scores=teacher, similarity=similarity),
-           o_margin_mse(q.tolist(), p.tolist(), [x.tolist() for x in negs], teacher.tolist(), similarity))
+    _close(
+        L.margin_mse_loss(q, p, *negs, teacher_scores=teacher, similarity=similarity),
+        o_margin_mse(q.tolist(), p.tolist(), [x.tolist() for x in negs], teacher.tolist(), similarity),
+    )
 
 
 @pytest.mark.parametrize("similarity", ["dot", "cosine"])
@@ -118,19 +125,28 @@ def test_distill_kl_div_matches_oracle(k, temperatures, similarity):
     q, *candidates = [_emb(5, seed=s) for s in range(2 + k)]
     teacher = 3 * _emb(5, k + 1, seed=8)
     t, ts, tt = temperatures
-    ours = L.distill_kl_div_loss(q, *candidates, teacher_scores=teacher, similarity=similarity, temperature=t,
-                                 student_temperature=ts, teacher_temperature=tt)
+    ours = L.distill_kl_div_loss(
+        q,
+        *candidates,
+        teacher_scores=teacher,
+        similarity=similarity,
+        temperature=t,
+        student_temperature=ts,
+        teacher_temperature=tt,
+    )
     _close(ours, o_kl(q.tolist(), [c.tolist() for c in candidates], teacher.tolist(), similarity, ts or t, tt or t))
 
 
 @pytest.mark.parametrize("parts", [(True, True, False), (True, True, True), (False, False, True), (True, False, False)])
 def test_softmax_loss_matches_oracle(parts):
     torch.manual_seed(0)
-    module = L.SoftmaxLoss(embedding_dim=6, num_labels=3, concat_embeddings=parts[0], concat_difference=parts[1],
-                           concat_product=parts[2]).double()
+    module = L.SoftmaxLoss(
+        embedding_dim=6, num_labels=3, concat_embeddings=parts[0], concat_difference=parts[1], concat_product=parts[2]
+    ).double()
     u, v, y = _emb(5), _emb(5, seed=1), torch.tensor([0, 2, 1, 1, 0])
-    expected = o_softmax(u.tolist(), v.tolist(), y.tolist(), module.classifier.weight.tolist(),
-                         module.classifier.bias.tolist(), parts)
+    expected = o_softmax(
+        u.tolist(), v.tolist(), y.tolist(), module.classifier.weight.tolist(), module.classifier.bias.tolist(), parts
+    )
     _close(module(u, v, y), expected)
 
 
@@ -142,31 +158,41 @@ def _gradcheck(fn, *inputs):
 @pytest.mark.parametrize("distance", ["mse", "l2", "cosine"])
 def test_gradcheck_embed_distill(distance):
     teacher = _emb(4, 12, seed=5)
-    _gradcheck(lambda a, b: L.embed_distill_loss(a, b, teacher_embeddings=teacher, distance=distance),
-               _emb(4), _emb(4, seed=1))
+    _gradcheck(
+        lambda a, b: L.embed_distill_loss(a, b, teacher_embeddings=teacher, distance=distance), _emb(4), _emb(4, seed=1)
+    )
 
 
 def test_gradcheck_margin_mse_kl_softmax_projection():
     scores = _emb(4, 3, seed=6)
-    _gradcheck(lambda q, p, n1, n2: L.margin_mse_loss(q, p, n1, n2, teacher_scores=scores),
-               *[_emb(4, seed=s) for s in range(4)])
-    _gradcheck(lambda q, p, n1, n2: L.distill_kl_div_loss(q, p, n1, n2, teacher_scores=scores, temperature=2.0),
-               *[_emb(4, seed=s) for s in range(4)])
+    _gradcheck(
+        lambda q, p, n1, n2: L.margin_mse_loss(q, p, n1, n2, teacher_scores=scores),
+        *[_emb(4, seed=s) for s in range(4)],
+    )
+    _gradcheck(
+        lambda q, p, n1, n2: L.distill_kl_div_loss(q, p, n1, n2, teacher_scores=scores, temperature=2.0),
+        *[_emb(4, seed=s) for s in range(4)],
+    )
     torch.manual_seed(0)
     head = L.SoftmaxLoss(embedding_dim=6, num_labels=3, concat_product=True).double()
     y = torch.tensor([0, 2, 1, 1])
 
     def softmax(u, v, weight):
-        return torch.func.functional_call(head, {"classifier.weight": weight, "classifier.bias": head.classifier.bias},
-                                          (u, v, y))
+        return torch.func.functional_call(
+            head, {"classifier.weight": weight, "classifier.bias": head.classifier.bias}, (u, v, y)
+        )
 
     _gradcheck(softmax, _emb(4), _emb(4, seed=1), head.classifier.weight.detach())
     proj = L.EmbedDistillLoss(embedding_dim=6, projection_dim=3).double()
     teacher = _emb(4, 3, seed=2)
 
     def projected(x, weight):
-        return torch.func.functional_call(proj, {"projection.weight": weight, "projection.bias": proj.projection.bias},
-                                          (x,), {"teacher_embeddings": teacher})
+        return torch.func.functional_call(
+            proj,
+            {"projection.weight": weight, "projection.bias": proj.projection.bias},
+            (x,),
+            {"teacher_embeddings": teacher},
+        )
 
     _gradcheck(projected, _emb(4), proj.projection.weight.detach())
 
@@ -177,65 +203,124 @@ def _x(n=4, d=3):
 
 BAD_CALLS = {
     "teacher rows": (lambda: L.mse_distill_loss(_x(), teacher_embeddings=_x(3)), ValueError, "teacher_embeddings"),
-    "teacher width": (lambda: L.mse_distill_loss(_x(), _x(), teacher_embeddings=_x(4, 5)), ValueError,
-                      "teacher_embeddings"),
-    "teacher 1-D": (lambda: L.embed_distill_loss(_x(), teacher_embeddings=torch.rand(4)), ValueError,
-                    "teacher_embeddings"),
-    "teacher int": (lambda: L.embed_distill_loss(_x(), teacher_embeddings=torch.ones(4, 3, dtype=torch.long)),
-                    TypeError, "teacher_embeddings"),
-    "teacher NaN": (lambda: L.embed_distill_loss(_x(), teacher_embeddings=torch.full((4, 3), float("nan"))),
-                    ValueError, "teacher_embeddings"),
-    "student NaN": (lambda: L.mse_distill_loss(_x(), torch.full((4, 3), float("nan")), teacher_embeddings=_x()),
-                    ValueError, r"embeddings\[1\]"),
-    "student inf, cosine": (lambda: L.embed_distill_loss(_x().fill_(float("inf")), teacher_embeddings=_x()),
-                            ValueError, r"embeddings\[0\]"),
-    "teacher inf, l2": (lambda: L.embed_distill_loss(_x(), teacher_embeddings=_x().fill_(float("-inf")),
-                                                     distance="l2"), ValueError, "teacher_embeddings"),
-    "margin negative NaN": (lambda: L.margin_mse_loss(_x(), _x(), _x(), torch.full((4, 3), float("nan")),
-                                                      teacher_scores=_x(4, 3)), ValueError, r"negatives\[1\]"),
-    "margin teacher NaN": (lambda: L.margin_mse_loss(_x(), _x(), _x(), teacher_scores=torch.full((4, 2), float("nan"))),
-                           ValueError, "teacher_scores"),
-    "kl query inf": (lambda: L.distill_kl_div_loss(_x().fill_(float("inf")), _x(), _x(), teacher_scores=_x(4, 2)),
-                     ValueError, "queries"),
+    "teacher width": (
+        lambda: L.mse_distill_loss(_x(), _x(), teacher_embeddings=_x(4, 5)),
+        ValueError,
+        "teacher_embeddings",
+    ),
+    "teacher 1-D": (
+        lambda: L.embed_distill_loss(_x(), teacher_embeddings=torch.rand(4)),
+        ValueError,
+        "teacher_embeddings",
+    ),
+    "teacher int": (
+        lambda: L.embed_distill_loss(_x(), teacher_embeddings=torch.ones(4, 3, dtype=torch.long)),
+        TypeError,
+        "teacher_embeddings",
+    ),
+    "teacher NaN": (
+        lambda: L.embed_distill_loss(_x(), teacher_embeddings=torch.full((4, 3), float("nan"))),
+        ValueError,
+        "teacher_embeddings",
+    ),
+    "student NaN": (
+        lambda: L.mse_distill_loss(_x(), torch.full((4, 3), float("nan")), teacher_embeddings=_x()),
+        ValueError,
+        r"embeddings\[1\]",
+    ),
+    "student inf, cosine": (
+        lambda: L.embed_distill_loss(_x().fill_(float("inf")), teacher_embeddings=_x()),
+        ValueError,
+        r"embeddings\[0\]",
+    ),
+    "teacher inf, l2": (
+        lambda: L.embed_distill_loss(_x(), teacher_embeddings=_x().fill_(float("-inf")), distance="l2"),
+        ValueError,
+        "teacher_embeddings",
+    ),
+    "margin negative NaN": (
+        lambda: L.margin_mse_loss(_x(), _x(), _x(), torch.full((4, 3), float("nan")), teacher_scores=_x(4, 3)),
+        ValueError,
+        r"negatives\[1\]",
+    ),
+    "margin teacher NaN": (
+        lambda: L.margin_mse_loss(_x(), _x(), _x(), teacher_scores=torch.full((4, 2), float("nan"))),
+        ValueError,
+        "teacher_scores",
+    ),
+    "kl query inf": (
+        lambda: L.distill_kl_div_loss(_x().fill_(float("inf")), _x(), _x(), teacher_scores=_x(4, 2)),
+        ValueError,
+        "queries",
+    ),
     "teacher missing": (lambda: L.embed_distill_loss(_x()), TypeError, "teacher_embeddings"),
     "no student": (lambda: L.embed_distill_loss(teacher_embeddings=_x()), TypeError, "embeddings"),
-    "student rows": (lambda: L.embed_distill_loss(_x(), _x(5), teacher_embeddings=_x()), ValueError,
-                     r"embeddings\[1\]"),
+    "student rows": (
+        lambda: L.embed_distill_loss(_x(), _x(5), teacher_embeddings=_x()),
+        ValueError,
+        r"embeddings\[1\]",
+    ),
     "student empty": (lambda: L.embed_distill_loss(_x(0), teacher_embeddings=_x(0)), ValueError, r"embeddings\[0\]"),
     "distance": (lambda: L.embed_distill_loss(_x(), teacher_embeddings=_x(), distance="l1"), ValueError, "distance"),
-    "projection width": (lambda: L.EmbedDistillLoss(embedding_dim=5, projection_dim=3)(_x(), teacher_embeddings=_x()),
-                         ValueError, "embedding_dim"),
+    "projection width": (
+        lambda: L.EmbedDistillLoss(embedding_dim=5, projection_dim=3)(_x(), teacher_embeddings=_x()),
+        ValueError,
+        "embedding_dim",
+    ),
     "projection dim": (lambda: L.EmbedDistillLoss(embedding_dim=3, projection_dim=0), ValueError, "projection_dim"),
     "margin no negative": (lambda: L.margin_mse_loss(_x(), _x(), teacher_scores=_x(4, 1)), ValueError, "negative"),
-    "margin teacher width": (lambda: L.margin_mse_loss(_x(), _x(), _x(), teacher_scores=_x(4, 3)), ValueError,
-                             "teacher_scores"),
-    "margin rows": (lambda: L.margin_mse_loss(_x(), _x(), _x(3), teacher_scores=_x(4, 2)), ValueError,
-                    r"negatives\[0\]"),
-    "margin teacher rows": (lambda: L.margin_mse_loss(_x(), _x(), _x(), teacher_scores=_x(3, 2)), ValueError,
-                            "teacher_scores"),
-    "margin similarity": (lambda: L.margin_mse_loss(_x(), _x(), _x(), teacher_scores=_x(4, 2), similarity="l2"),
-                          ValueError, "similarity"),
+    "margin teacher width": (
+        lambda: L.margin_mse_loss(_x(), _x(), _x(), teacher_scores=_x(4, 3)),
+        ValueError,
+        "teacher_scores",
+    ),
+    "margin rows": (
+        lambda: L.margin_mse_loss(_x(), _x(), _x(3), teacher_scores=_x(4, 2)),
+        ValueError,
+        r"negatives\[0\]",
+    ),
+    "margin teacher rows": (
+        lambda: L.margin_mse_loss(_x(), _x(), _x(), teacher_scores=_x(3, 2)),
+        ValueError,
+        "teacher_scores",
+    ),
+    "margin similarity": (
+        lambda: L.margin_mse_loss(_x(), _x(), _x(), teacher_scores=_x(4, 2), similarity="l2"),
+        ValueError,
+        "similarity",
+    ),
     "kl no negative": (lambda: L.distill_kl_div_loss(_x(), _x(), teacher_scores=_x(4, 1)), ValueError, "negative"),
-    "kl teacher width": (lambda: L.distill_kl_div_loss(_x(), _x(), _x(), teacher_scores=_x(4, 1)), ValueError,
-                         "teacher_scores"),
+    "kl teacher width": (
+        lambda: L.distill_kl_div_loss(_x(), _x(), _x(), teacher_scores=_x(4, 1)),
+        ValueError,
+        "teacher_scores",
+    ),
     "kl empty": (lambda: L.distill_kl_div_loss(_x(0), _x(0), _x(0), teacher_scores=_x(0, 2)), ValueError, "queries"),
-    "kl temperature": (lambda: L.distill_kl_div_loss(_x(), _x(), _x(), teacher_scores=_x(4, 2), temperature=0),
-                       ValueError, "temperature"),
+    "kl temperature": (
+        lambda: L.distill_kl_div_loss(_x(), _x(), _x(), teacher_scores=_x(4, 2), temperature=0),
+        ValueError,
+        "temperature",
+    ),
     "kl student temperature": (
         lambda: L.distill_kl_div_loss(_x(), _x(), _x(), teacher_scores=_x(4, 2), student_temperature=-1.0),
-        ValueError, "student_temperature"),
+        ValueError,
+        "student_temperature",
+    ),
     "softmax labels dtype": (lambda: L.SoftmaxLoss(3, 2)(_x(), _x(), torch.rand(4)), TypeError, "labels"),
-    "softmax labels range": (lambda: L.SoftmaxLoss(3, 2)(_x(), _x(), torch.tensor([0, 1, 2, 0])), ValueError,
-                             "labels"),
+    "softmax labels range": (lambda: L.SoftmaxLoss(3, 2)(_x(), _x(), torch.tensor([0, 1, 2, 0])), ValueError, "labels"),
     "softmax labels rows": (lambda: L.SoftmaxLoss(3, 2)(_x(), _x(), torch.tensor([0, 1, 1])), ValueError, "labels"),
-    "softmax rows": (lambda: L.SoftmaxLoss(3, 2)(_x(), _x(5), torch.tensor([0, 1, 1, 0])), ValueError,
-                     "embeddings_b"),
-    "softmax width": (lambda: L.SoftmaxLoss(4, 2)(_x(), _x(), torch.tensor([0, 1, 1, 0])), ValueError,
-                      "embedding_dim"),
-    "softmax empty": (lambda: L.SoftmaxLoss(3, 2)(_x(0), _x(0), torch.zeros(0, dtype=torch.long)), ValueError,
-                      "embeddings_a"),
-    "softmax no features": (lambda: L.SoftmaxLoss(3, 2, concat_embeddings=False, concat_difference=False),
-                            ValueError, "concat"),
+    "softmax rows": (lambda: L.SoftmaxLoss(3, 2)(_x(), _x(5), torch.tensor([0, 1, 1, 0])), ValueError, "embeddings_b"),
+    "softmax width": (lambda: L.SoftmaxLoss(4, 2)(_x(), _x(), torch.tensor([0, 1, 1, 0])), ValueError, "embedding_dim"),
+    "softmax empty": (
+        lambda: L.SoftmaxLoss(3, 2)(_x(0), _x(0), torch.zeros(0, dtype=torch.long)),
+        ValueError,
+        "embeddings_a",
+    ),
+    "softmax no features": (
+        lambda: L.SoftmaxLoss(3, 2, concat_embeddings=False, concat_difference=False),
+        ValueError,
+        "concat",
+    ),
     "softmax flag": (lambda: L.SoftmaxLoss(3, 2, concat_product=1), TypeError, "concat_product"),
     "softmax num_labels": (lambda: L.SoftmaxLoss(3, 0), ValueError, "num_labels"),
 }

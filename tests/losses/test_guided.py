@@ -10,8 +10,8 @@ import math
 
 import pytest
 import torch
-from test_losses import o_cos
 from test_in_batch import o_logsumexp
+from test_losses import o_cos
 
 from minilm import losses as L
 
@@ -50,24 +50,33 @@ def _emb(n, d=6, seed=0):
 def _setup(n, n_negatives, guide_dim=5):
     columns = [_emb(n, seed=s) for s in range(2 + n_negatives)]
     # a guide that roughly agrees with the student, so some candidates land on each side of the threshold
-    guide = [torch.cat([c[:, :guide_dim - 1], _emb(n, 1, seed=10 + k)], dim=1) for k, c in enumerate(columns)]
+    guide = [torch.cat([c[:, : guide_dim - 1], _emb(n, 1, seed=10 + k)], dim=1) for k, c in enumerate(columns)]
     return columns, guide
 
 
-@pytest.mark.parametrize("options", [
-    dict(margin_strategy="absolute", margin=0.0, contrast_anchors=True, contrast_positives=True),
-    dict(margin_strategy="absolute", margin=0.1, contrast_anchors=False, contrast_positives=True),
-    dict(margin_strategy="relative", margin=0.1, contrast_anchors=True, contrast_positives=False),
-    dict(margin_strategy="relative", margin=-0.2, contrast_anchors=False, contrast_positives=False),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(margin_strategy="absolute", margin=0.0, contrast_anchors=True, contrast_positives=True),
+        dict(margin_strategy="absolute", margin=0.1, contrast_anchors=False, contrast_positives=True),
+        dict(margin_strategy="relative", margin=0.1, contrast_anchors=True, contrast_positives=False),
+        dict(margin_strategy="relative", margin=-0.2, contrast_anchors=False, contrast_positives=False),
+    ],
+)
 @pytest.mark.parametrize("n_negatives", [0, 1, 2])
 @pytest.mark.parametrize("n", [1, 2, 7])
 def test_gist_matches_oracle(n, n_negatives, options):
     columns, guide = _setup(n, n_negatives)
     ours = L.gist_embed_loss(*columns, guide=guide, temperature=0.05, **options)
-    expected = o_gist([c.tolist() for c in columns], [g.tolist() for g in guide], 0.05,
-                      options["margin_strategy"], options["margin"], options["contrast_anchors"],
-                      options["contrast_positives"])
+    expected = o_gist(
+        [c.tolist() for c in columns],
+        [g.tolist() for g in guide],
+        0.05,
+        options["margin_strategy"],
+        options["margin"],
+        options["contrast_anchors"],
+        options["contrast_positives"],
+    )
     assert torch.isfinite(ours) and ours.item() == pytest.approx(expected, rel=1e-6, abs=1e-7)
 
 
@@ -90,7 +99,8 @@ def test_gradcheck_gist(strategy, n_negatives):
     columns, guide = _setup(5, n_negatives)
     leaves = [c.clone().requires_grad_() for c in columns]
     assert torch.autograd.gradcheck(
-        lambda *c: L.gist_embed_loss(*c, guide=guide, temperature=0.5, margin_strategy=strategy, margin=0.05), leaves)
+        lambda *c: L.gist_embed_loss(*c, guide=guide, temperature=0.5, margin_strategy=strategy, margin=0.05), leaves
+    )
 
 
 def _x(n=4, d=3):
@@ -102,20 +112,38 @@ BAD_CALLS = {
     "guide tensor": (lambda: L.gist_embed_loss(_x(), _x(), guide=_x()), TypeError, "guide"),
     "guide count": (lambda: L.gist_embed_loss(_x(), _x(), _x(), guide=[_x(), _x()]), TypeError, "guide"),
     "guide rows": (lambda: L.gist_embed_loss(_x(), _x(), guide=[_x(3), _x(3)]), ValueError, r"guide\[0\]"),
-    "guide width mismatch": (lambda: L.gist_embed_loss(_x(), _x(), guide=[_x(4, 5), _x(4, 6)]), ValueError,
-                             r"guide\[1\]"),
-    "guide NaN": (lambda: L.gist_embed_loss(_x(), _x(), guide=[_x(), torch.full((4, 3), float("nan"))]), ValueError,
-                  r"guide\[1\]"),
+    "guide width mismatch": (
+        lambda: L.gist_embed_loss(_x(), _x(), guide=[_x(4, 5), _x(4, 6)]),
+        ValueError,
+        r"guide\[1\]",
+    ),
+    "guide NaN": (
+        lambda: L.gist_embed_loss(_x(), _x(), guide=[_x(), torch.full((4, 3), float("nan"))]),
+        ValueError,
+        r"guide\[1\]",
+    ),
     "rows": (lambda: L.gist_embed_loss(_x(), _x(5), guide=[_x(), _x(5)]), ValueError, "positives"),
     "empty": (lambda: L.gist_embed_loss(_x(0), _x(0), guide=[_x(0), _x(0)]), ValueError, "anchors"),
-    "int": (lambda: L.gist_embed_loss(torch.ones(4, 3, dtype=torch.long), _x(), guide=[_x(), _x()]), TypeError,
-            "anchors"),
-    "strategy": (lambda: L.gist_embed_loss(_x(), _x(), guide=[_x(), _x()], margin_strategy="abs"), ValueError,
-                 "margin_strategy"),
-    "temperature": (lambda: L.gist_embed_loss(_x(), _x(), guide=[_x(), _x()], temperature=0), ValueError,
-                    "temperature"),
-    "flag": (lambda: L.gist_embed_loss(_x(), _x(), guide=[_x(), _x()], contrast_anchors=0), TypeError,
-             "contrast_anchors"),
+    "int": (
+        lambda: L.gist_embed_loss(torch.ones(4, 3, dtype=torch.long), _x(), guide=[_x(), _x()]),
+        TypeError,
+        "anchors",
+    ),
+    "strategy": (
+        lambda: L.gist_embed_loss(_x(), _x(), guide=[_x(), _x()], margin_strategy="abs"),
+        ValueError,
+        "margin_strategy",
+    ),
+    "temperature": (
+        lambda: L.gist_embed_loss(_x(), _x(), guide=[_x(), _x()], temperature=0),
+        ValueError,
+        "temperature",
+    ),
+    "flag": (
+        lambda: L.gist_embed_loss(_x(), _x(), guide=[_x(), _x()], contrast_anchors=0),
+        TypeError,
+        "contrast_anchors",
+    ),
 }
 
 

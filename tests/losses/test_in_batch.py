@@ -26,8 +26,17 @@ def o_logsumexp(xs):
     return top + math.log(sum(math.exp(x - top) for x in xs))
 
 
-def o_directed_mnrl(anchors, positives, *negatives, scale, similarity, directions, partition_mode,
-                    hardness_mode=None, hardness_strength=0.0):
+def o_directed_mnrl(
+    anchors,
+    positives,
+    *negatives,
+    scale,
+    similarity,
+    directions,
+    partition_mode,
+    hardness_mode=None,
+    hardness_strength=0.0,
+):
     sim = o_cos if similarity == "cosine" else o_dot
     b = len(anchors)
     docs = [(j, d) for column in (positives, *negatives) for j, d in enumerate(column)]  # (owner row, doc)
@@ -39,10 +48,15 @@ def o_directed_mnrl(anchors, positives, *negatives, scale, similarity, direction
             s = sim(anchors[i], d)
             is_positive = k == i
             own = j == i
-            raise_it = hardness_mode is not None and hardness_strength > 0 and (
-                (hardness_mode == "in_batch_negatives" and not own)
-                or (hardness_mode == "hard_negatives" and own and k >= b)
-                or (hardness_mode == "all_negatives" and not is_positive))
+            raise_it = (
+                hardness_mode is not None
+                and hardness_strength > 0
+                and (
+                    (hardness_mode == "in_batch_negatives" and not own)
+                    or (hardness_mode == "hard_negatives" and own and k >= b)
+                    or (hardness_mode == "all_negatives" and not is_positive)
+                )
+            )
             q2d.append(scale * s + (hardness_strength * s if raise_it else 0.0))
         pools["query_to_doc"] = q2d
         if "query_to_query" in directions:
@@ -107,22 +121,37 @@ def test_directions_match_oracle(n, directions, partition_mode, similarity, n_ne
 @pytest.mark.parametrize("n_negatives", [0, 1, 2])
 def test_hardness_matches_oracle(n_negatives, directions, partition_mode, hardness_mode):
     cols = [_emb(5, seed=s) for s in range(2 + n_negatives)]
-    kwargs = dict(scale=20.0, similarity="cosine", directions=directions, partition_mode=partition_mode,
-                  hardness_mode=hardness_mode, hardness_strength=3.0)
+    kwargs = dict(
+        scale=20.0,
+        similarity="cosine",
+        directions=directions,
+        partition_mode=partition_mode,
+        hardness_mode=hardness_mode,
+        hardness_strength=3.0,
+    )
     _close(L.multiple_negatives_ranking_loss(*cols, **kwargs), o_directed_mnrl(*[c.tolist() for c in cols], **kwargs))
 
 
 def test_symmetric_is_a_direction_set():
     a, p = _emb(6, seed=1), _emb(6, seed=2)
     by_flag = L.multiple_negatives_ranking_loss(a, p, symmetric=True)
-    by_directions = L.multiple_negatives_ranking_loss(a, p, directions=["query_to_doc", "doc_to_query"],
-                                                      partition_mode="per_direction")
+    by_directions = L.multiple_negatives_ranking_loss(
+        a, p, directions=["query_to_doc", "doc_to_query"], partition_mode="per_direction"
+    )
     assert by_flag.item() == pytest.approx(by_directions.item(), rel=1e-12)
-    with_hardness = L.multiple_negatives_ranking_loss(a, p, symmetric=True, hardness_mode="in_batch_negatives",
-                                                      hardness_strength=2.0)
-    expected = o_directed_mnrl(a.tolist(), p.tolist(), scale=20.0, similarity="cosine",
-                               directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction",
-                               hardness_mode="in_batch_negatives", hardness_strength=2.0)
+    with_hardness = L.multiple_negatives_ranking_loss(
+        a, p, symmetric=True, hardness_mode="in_batch_negatives", hardness_strength=2.0
+    )
+    expected = o_directed_mnrl(
+        a.tolist(),
+        p.tolist(),
+        scale=20.0,
+        similarity="cosine",
+        directions=("query_to_doc", "doc_to_query"),
+        partition_mode="per_direction",
+        hardness_mode="in_batch_negatives",
+        hardness_strength=2.0,
+    )
     _close(with_hardness, expected)
 
 
@@ -137,8 +166,10 @@ def test_mega_batch_margin_matches_oracle(n):
     a, p = _emb(n, seed=3), _emb(n, seed=4)
     if n > 1:
         a[1] = 0
-    _close(L.mega_batch_margin_loss(a, p, positive_margin=0.8, negative_margin=0.3),
-           o_mega_batch_margin(a.tolist(), p.tolist(), 0.8, 0.3))
+    _close(
+        L.mega_batch_margin_loss(a, p, positive_margin=0.8, negative_margin=0.3),
+        o_mega_batch_margin(a.tolist(), p.tolist(), 0.8, 0.3),
+    )
 
 
 def _gradcheck(fn, *inputs):
@@ -165,8 +196,11 @@ def t_hardness_mnrl(anchors, positives, negatives, held, scale, strength, mode):
     for i in range(b):
         logits = []
         for k, (j, d) in enumerate(docs):
-            raise_it = ((mode == "in_batch_negatives" and j != i) or (mode == "hard_negatives" and j == i and k >= b)
-                        or (mode == "all_negatives" and k != i))
+            raise_it = (
+                (mode == "in_batch_negatives" and j != i)
+                or (mode == "hard_negatives" and j == i and k >= b)
+                or (mode == "all_negatives" and k != i)
+            )
             penalty = strength * cos(held[0][i], held_docs[k], dim=0) if raise_it else 0
             logits.append(scale * cos(anchors[i], d, dim=0) + penalty)
         total = total + torch.stack(logits).logsumexp(0) - logits[i]
@@ -193,8 +227,9 @@ def test_hardness_gradient_holds_the_penalty_constant(hardness_mode):
 
 
 def test_gradcheck_mega_batch_margin():
-    _gradcheck(lambda a, p: L.mega_batch_margin_loss(a, p, positive_margin=0.9, negative_margin=-0.5),
-               _emb(5), _emb(5, seed=1))
+    _gradcheck(
+        lambda a, p: L.mega_batch_margin_loss(a, p, positive_margin=0.9, negative_margin=-0.5), _emb(5), _emb(5, seed=1)
+    )
 
 
 def _x(n=4, d=3):
@@ -202,45 +237,83 @@ def _x(n=4, d=3):
 
 
 BAD_CALLS = {
-    "no query_to_doc": (lambda: L.multiple_negatives_ranking_loss(_x(), _x(), directions=["doc_to_query"]),
-                        ValueError, "query_to_doc"),
-    "unknown direction": (lambda: L.multiple_negatives_ranking_loss(_x(), _x(), directions=["query_to_doc", "q2q"]),
-                          ValueError, "directions"),
-    "directions string": (lambda: L.multiple_negatives_ranking_loss(_x(), _x(), directions="query_to_doc"),
-                          TypeError, "directions"),
+    "no query_to_doc": (
+        lambda: L.multiple_negatives_ranking_loss(_x(), _x(), directions=["doc_to_query"]),
+        ValueError,
+        "query_to_doc",
+    ),
+    "unknown direction": (
+        lambda: L.multiple_negatives_ranking_loss(_x(), _x(), directions=["query_to_doc", "q2q"]),
+        ValueError,
+        "directions",
+    ),
+    "directions string": (
+        lambda: L.multiple_negatives_ranking_loss(_x(), _x(), directions="query_to_doc"),
+        TypeError,
+        "directions",
+    ),
     "empty directions": (lambda: L.multiple_negatives_ranking_loss(_x(), _x(), directions=[]), TypeError, "directions"),
     "repeated direction": (
         lambda: L.multiple_negatives_ranking_loss(_x(), _x(), directions=["query_to_doc", "query_to_doc"]),
-        ValueError, "directions"),
-    "partition mode": (lambda: L.multiple_negatives_ranking_loss(_x(), _x(), partition_mode="split"),
-                       ValueError, "partition_mode"),
+        ValueError,
+        "directions",
+    ),
+    "partition mode": (
+        lambda: L.multiple_negatives_ranking_loss(_x(), _x(), partition_mode="split"),
+        ValueError,
+        "partition_mode",
+    ),
     "per_direction with query_to_query": (
-        lambda: L.multiple_negatives_ranking_loss(_x(), _x(), directions=["query_to_doc", "query_to_query"],
-                                                  partition_mode="per_direction"),
-        ValueError, "partition_mode"),
+        lambda: L.multiple_negatives_ranking_loss(
+            _x(), _x(), directions=["query_to_doc", "query_to_query"], partition_mode="per_direction"
+        ),
+        ValueError,
+        "partition_mode",
+    ),
     "symmetric and directions": (
-        lambda: L.multiple_negatives_ranking_loss(_x(), _x(), symmetric=True,
-                                                  directions=["query_to_doc", "doc_to_query"]),
-        ValueError, "symmetric"),
-    "hardness mode": (lambda: L.multiple_negatives_ranking_loss(_x(), _x(), hardness_mode="hard"),
-                      ValueError, "hardness_mode"),
-    "negative strength": (lambda: L.multiple_negatives_ranking_loss(_x(), _x(), hardness_strength=-1.0),
-                          ValueError, "hardness_strength"),
+        lambda: L.multiple_negatives_ranking_loss(
+            _x(), _x(), symmetric=True, directions=["query_to_doc", "doc_to_query"]
+        ),
+        ValueError,
+        "symmetric",
+    ),
+    "hardness mode": (
+        lambda: L.multiple_negatives_ranking_loss(_x(), _x(), hardness_mode="hard"),
+        ValueError,
+        "hardness_mode",
+    ),
+    "negative strength": (
+        lambda: L.multiple_negatives_ranking_loss(_x(), _x(), hardness_strength=-1.0),
+        ValueError,
+        "hardness_strength",
+    ),
     "strength string": (
         lambda: L.multiple_negatives_ranking_loss(_x(), _x(), hardness_mode="all_negatives", hardness_strength="1"),
-        TypeError, "hardness_strength"),
+        TypeError,
+        "hardness_strength",
+    ),
     "rows with directions": (
         lambda: L.multiple_negatives_ranking_loss(_x(), _x(3), directions=["query_to_doc", "doc_to_query"]),
-        ValueError, "positives"),
+        ValueError,
+        "positives",
+    ),
     "empty with hardness": (
         lambda: L.multiple_negatives_ranking_loss(_x(0), _x(0), hardness_mode="all_negatives"),
-        ValueError, "anchors"),
+        ValueError,
+        "anchors",
+    ),
     "mega batch rows": (lambda: L.mega_batch_margin_loss(_x(), _x(5)), ValueError, "positives"),
     "mega batch empty": (lambda: L.mega_batch_margin_loss(_x(0), _x(0)), ValueError, "anchors"),
-    "mega batch dtype": (lambda: L.mega_batch_margin_loss(torch.ones(4, 3, dtype=torch.int64), _x()),
-                         TypeError, "anchors"),
-    "mega batch margin": (lambda: L.mega_batch_margin_loss(_x(), _x(), positive_margin=None), TypeError,
-                          "positive_margin"),
+    "mega batch dtype": (
+        lambda: L.mega_batch_margin_loss(torch.ones(4, 3, dtype=torch.int64), _x()),
+        TypeError,
+        "anchors",
+    ),
+    "mega batch margin": (
+        lambda: L.mega_batch_margin_loss(_x(), _x(), positive_margin=None),
+        TypeError,
+        "positive_margin",
+    ),
 }
 
 

@@ -51,33 +51,65 @@ def _setup(n_layers=3, n=5):
     return final, layers
 
 
-@pytest.mark.parametrize("settings", [
-    dict(last_layer_weight=1.0, prior_layers_weight=1.0, kl_div_weight=1.0, kl_temperature=0.3,
-         layer_weighting="uniform"),
-    dict(last_layer_weight=2.0, prior_layers_weight=0.5, kl_div_weight=3.0, kl_temperature=1.5,
-         layer_weighting="log"),
-    dict(last_layer_weight=1.0, prior_layers_weight=1.0, kl_div_weight=1.0, kl_temperature=0.0,
-         layer_weighting="linear"),
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(
+            last_layer_weight=1.0,
+            prior_layers_weight=1.0,
+            kl_div_weight=1.0,
+            kl_temperature=0.3,
+            layer_weighting="uniform",
+        ),
+        dict(
+            last_layer_weight=2.0, prior_layers_weight=0.5, kl_div_weight=3.0, kl_temperature=1.5, layer_weighting="log"
+        ),
+        dict(
+            last_layer_weight=1.0,
+            prior_layers_weight=1.0,
+            kl_div_weight=1.0,
+            kl_temperature=0.0,
+            layer_weighting="linear",
+        ),
+    ],
+)
 @pytest.mark.parametrize("chosen", [[], [1], [0, 2]])
 def test_adaptive_layer_matches_oracle(chosen, settings):
     final, layers = _setup()
     layers = {i: layers[i] for i in chosen}
     ours = L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, final, layers, **settings)
-    expected = o_adaptive(_mnrl_oracle, [c.tolist() for c in final],
-                          {i: [c.tolist() for c in cols] for i, cols in layers.items()},
-                          settings["last_layer_weight"], settings["prior_layers_weight"], settings["kl_div_weight"],
-                          settings["kl_temperature"], settings["layer_weighting"])
+    expected = o_adaptive(
+        _mnrl_oracle,
+        [c.tolist() for c in final],
+        {i: [c.tolist() for c in cols] for i, cols in layers.items()},
+        settings["last_layer_weight"],
+        settings["prior_layers_weight"],
+        settings["kl_div_weight"],
+        settings["kl_temperature"],
+        settings["layer_weighting"],
+    )
     assert ours.item() == pytest.approx(expected, rel=1e-6, abs=1e-7)
 
 
 def test_matryoshka_2d_is_adaptive_layer_of_matryoshka_and_targets_pass_through():
     final, layers = [_emb(6, 8, seed=1)], {0: [_emb(6, 8, seed=2)], 2: [_emb(6, 8, seed=3)]}
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    ours = L.matryoshka_2d_loss(L.batch_hard_triplet_loss, final, layers, dims=(8, 4), weights=(1.0, 0.5),
-                                targets={"labels": labels}, kl_temperature=0.5)
-    expected = L.adaptive_layer_loss(L.matryoshka(L.batch_hard_triplet_loss, (8, 4), (1.0, 0.5)), final, layers,
-                                     {"labels": labels}, kl_temperature=0.5)
+    ours = L.matryoshka_2d_loss(
+        L.batch_hard_triplet_loss,
+        final,
+        layers,
+        dims=(8, 4),
+        weights=(1.0, 0.5),
+        targets={"labels": labels},
+        kl_temperature=0.5,
+    )
+    expected = L.adaptive_layer_loss(
+        L.matryoshka(L.batch_hard_triplet_loss, (8, 4), (1.0, 0.5)),
+        final,
+        layers,
+        {"labels": labels},
+        kl_temperature=0.5,
+    )
     assert ours.item() == expected.item()
 
 
@@ -101,8 +133,9 @@ def test_gradcheck_adaptive_layer():
         return L.multiple_negatives_ranking_loss(a, b, scale=5.0)
 
     def fn(l0, l1):
-        return L.adaptive_layer_loss(inner, final, {0: [l0, l1], 1: layers[1]}, kl_temperature=0.7,
-                                     layer_weighting="log")
+        return L.adaptive_layer_loss(
+            inner, final, {0: [l0, l1], 1: layers[1]}, kl_temperature=0.7, layer_weighting="log"
+        )
 
     assert torch.autograd.gradcheck(fn, [x.clone().requires_grad_() for x in layers[0]])
     leaves = [x.clone().requires_grad_() for x in final]
@@ -115,24 +148,51 @@ def _x(n=4, d=3):
     return torch.randn(n, d)
 
 
-@pytest.mark.parametrize("call, error, name", [
-    (lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(), _x()], {0: [_x()]}), ValueError,
-     r"layers\[0\]"),
-    (lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(), _x()], {1: [_x(), _x(5)]}),
-     ValueError, r"layers\[1\]\[1\]"),
-    (lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(), _x(3)], {}), ValueError,
-     r"final\[1\]"),
-    (lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(0), _x(0)], {}), ValueError,
-     r"final\[0\]"),
-    (lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(), _x()], {}, layer_weighting="exp"),
-     ValueError, "layer_weighting"),
-    (lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(), _x()], {}, kl_temperature=-1.0),
-     ValueError, "kl_temperature"),
-    (lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(), _x()], {}, last_layer_weight="1"),
-     TypeError, "last_layer_weight"),
-    (lambda: L.matryoshka_2d_loss(L.multiple_negatives_ranking_loss, [_x(), _x()], {}, dims=(8,)), ValueError,
-     "dims"),
-])
+@pytest.mark.parametrize(
+    "call, error, name",
+    [
+        (
+            lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(), _x()], {0: [_x()]}),
+            ValueError,
+            r"layers\[0\]",
+        ),
+        (
+            lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(), _x()], {1: [_x(), _x(5)]}),
+            ValueError,
+            r"layers\[1\]\[1\]",
+        ),
+        (
+            lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(), _x(3)], {}),
+            ValueError,
+            r"final\[1\]",
+        ),
+        (
+            lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(0), _x(0)], {}),
+            ValueError,
+            r"final\[0\]",
+        ),
+        (
+            lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(), _x()], {}, layer_weighting="exp"),
+            ValueError,
+            "layer_weighting",
+        ),
+        (
+            lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(), _x()], {}, kl_temperature=-1.0),
+            ValueError,
+            "kl_temperature",
+        ),
+        (
+            lambda: L.adaptive_layer_loss(L.multiple_negatives_ranking_loss, [_x(), _x()], {}, last_layer_weight="1"),
+            TypeError,
+            "last_layer_weight",
+        ),
+        (
+            lambda: L.matryoshka_2d_loss(L.multiple_negatives_ranking_loss, [_x(), _x()], {}, dims=(8,)),
+            ValueError,
+            "dims",
+        ),
+    ],
+)
 def test_bad_input_raises_naming_argument(call, error, name):
     with pytest.raises(error, match=name):
         call()

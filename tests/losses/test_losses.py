@@ -219,8 +219,10 @@ def test_matryoshka_matches_oracle():
         return torch.nn.functional.normalize(t[:, :d], dim=-1).tolist()
 
     wrapped = L.matryoshka(L.multiple_negatives_ranking_loss, dims, weights)
-    expected = sum(w * o_mnrl(shrink(a, d), shrink(p, d), scale=20.0, similarity="cosine", symmetric=False)
-                   for d, w in zip(dims, weights))
+    expected = sum(
+        w * o_mnrl(shrink(a, d), shrink(p, d), scale=20.0, similarity="cosine", symmetric=False)
+        for d, w in zip(dims, weights)
+    )
     _close(wrapped(a, p), expected)
     wrapped = L.matryoshka(L.batch_hard_triplet_loss, dims=(6, 3))  # labels (1-D) pass through untruncated
     expected = sum(o_batch_hard(shrink(x, d), labels.tolist(), 0.5, "euclidean", False) for d in (6, 3))
@@ -280,7 +282,8 @@ BAD_CALLS = {
     "batch mismatch mnrl": (lambda: L.multiple_negatives_ranking_loss(_x(), _x(3)), ValueError, "positives"),
     "dim mismatch negatives": (
         lambda: L.multiple_negatives_ranking_loss(_x(), _x(), _x(4, 2)),
-        ValueError, r"hard_negatives\[0\]",
+        ValueError,
+        r"hard_negatives\[0\]",
     ),
     "batch mismatch cosent": (lambda: L.cosent_loss(_x(), _x(2), torch.rand(4)), ValueError, "embeddings_b"),
     "labels length": (lambda: L.batch_hard_triplet_loss(_x(), torch.tensor([0, 1, 0])), ValueError, "labels"),
@@ -292,20 +295,24 @@ BAD_CALLS = {
     "unknown distance": (lambda: L.triplet_loss(_x(), _x(), _x(), distance="cosin"), ValueError, "distance"),
     "manhattan matrix": (
         lambda: L.batch_hard_triplet_loss(_x(), torch.arange(4), distance="manhattan"),
-        ValueError, "distance",
+        ValueError,
+        "distance",
     ),
     "unknown similarity": (
         lambda: L.multiple_negatives_ranking_loss(_x(), _x(), similarity="l2"),
-        ValueError, "similarity",
+        ValueError,
+        "similarity",
     ),
     "NaN embeddings": (
         lambda: L.batch_hard_triplet_loss(torch.full((3, 2), float("nan")), torch.arange(3)),
-        ValueError, "embeddings",
+        ValueError,
+        "embeddings",
     ),
     "inf embeddings": (lambda: L.triplet_loss(_x(), _x().fill_(float("inf")), _x()), ValueError, "positive"),
     "int embeddings": (
         lambda: L.cosent_loss(torch.ones(4, 3, dtype=torch.long), _x(), torch.rand(4)),
-        TypeError, "embeddings_a",
+        TypeError,
+        "embeddings_a",
     ),
     "1-D embeddings": (lambda: L.triplet_loss(torch.rand(4), torch.rand(4), torch.rand(4)), ValueError, "anchor"),
     "empty batch": (lambda: L.multiple_negatives_ranking_loss(_x(0), _x(0)), ValueError, "anchors"),
@@ -314,11 +321,13 @@ BAD_CALLS = {
     "margin string": (lambda: L.triplet_loss(_x(), _x(), _x(), margin="1"), TypeError, "margin"),
     "soft_margin string": (
         lambda: L.batch_hard_triplet_loss(_x(), torch.arange(4), soft_margin="yes"),
-        TypeError, "soft_margin",
+        TypeError,
+        "soft_margin",
     ),
     "matryoshka dims too big": (
         lambda: L.matryoshka(L.triplet_loss, dims=(8, 4))(_x(), _x(), _x()),
-        ValueError, "dims",
+        ValueError,
+        "dims",
     ),
     "matryoshka weights": (lambda: L.matryoshka(L.triplet_loss, dims=(2,), weights=(1, 2)), ValueError, "weights"),
 }
@@ -380,15 +389,25 @@ def o_active_fraction(x, labels, margin, distance, soft, loss):
 
 # Cases without ties at the hinge: at a tie, "active" hangs on the last bit of a distance. With no negative, the
 # miners' fallback makes batch-hard's gap minus the self-distance (~1e-16 for cosine), a tie for the soft margin.
-STAT_CASES = [(case, soft) for case in ["random", "duplicate_labels_no_positive", "one_class", "all_distinct",
-                                        "batch_of_1", "batch_of_2_diff"]
-              for soft in (False, True) if not (soft and case in ("one_class", "batch_of_1"))]
+STAT_CASES = [
+    (case, soft)
+    for case in ["random", "duplicate_labels_no_positive", "one_class", "all_distinct", "batch_of_1", "batch_of_2_diff"]
+    for soft in (False, True)
+    if not (soft and case in ("one_class", "batch_of_1"))
+]
 
 
 @pytest.mark.parametrize("case, soft", STAT_CASES)
 @pytest.mark.parametrize("distance", ["euclidean", "cosine"])
-@pytest.mark.parametrize("loss, name", [(L.batch_hard_triplet_loss, "hard"), (L.batch_semi_hard_triplet_loss,
-                                        "semi_hard"), (L.batch_all_triplet_loss, "all")], ids=["hard", "semi", "all"])
+@pytest.mark.parametrize(
+    "loss, name",
+    [
+        (L.batch_hard_triplet_loss, "hard"),
+        (L.batch_semi_hard_triplet_loss, "semi_hard"),
+        (L.batch_all_triplet_loss, "all"),
+    ],
+    ids=["hard", "semi", "all"],
+)
 def test_batch_triplet_statistics_match_oracle(loss, name, soft, distance, case):
     x, labels = LABEL_CASES[case]
     margin = 0.7 if distance == "cosine" else 2.5
@@ -400,9 +419,11 @@ def test_batch_triplet_statistics_match_oracle(loss, name, soft, distance, case)
     hardest = o_hardest(xs, ys, distance)
     assert stats["active_triplets"].item() == pytest.approx(o_active_fraction(xs, ys, margin, distance, soft, name))
     assert stats["hardest_positive_distance"].item() == pytest.approx(
-        sum(h[0] for h in hardest) / len(xs), rel=1e-6, abs=1e-7)
+        sum(h[0] for h in hardest) / len(xs), rel=1e-6, abs=1e-7
+    )
     assert stats["hardest_negative_distance"].item() == pytest.approx(
-        sum(h[1] for h in hardest) / len(xs), rel=1e-6, abs=1e-7)
+        sum(h[1] for h in hardest) / len(xs), rel=1e-6, abs=1e-7
+    )
 
 
 def test_triplet_statistics_match_oracle():

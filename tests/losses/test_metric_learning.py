@@ -167,13 +167,15 @@ def test_pair_losses_match_oracle(labels):
     _close(L.ntxent_loss(x, y, temperature=0.5), o_ntxent(xs, ys, 0.5))
     _close(L.circle_loss(x, y, margin=0.4, gamma=8.0), o_circle(xs, ys, 0.4, 8.0))
     for mine in (False, True):
-        _close(L.multi_similarity_loss(x, y, alpha=2.0, beta=10.0, base=0.5, mine=mine, epsilon=0.1),
-               o_multi_similarity(xs, ys, 2.0, 10.0, 0.5, mine, 0.1))
+        _close(
+            L.multi_similarity_loss(x, y, alpha=2.0, beta=10.0, base=0.5, mine=mine, epsilon=0.1),
+            o_multi_similarity(xs, ys, 2.0, 10.0, 0.5, mine, 0.1),
+        )
 
 
 def test_multi_similarity_miner_matches_oracle():
-    from minilm.losses.miners import multi_similarity_pairs
     from minilm.losses.distances import cosine_similarity_matrix
+    from minilm.losses.miners import multi_similarity_pairs
 
     for name, labels in LABELS.items():
         x = _emb(len(labels), seed=4)
@@ -218,14 +220,18 @@ def _gradcheck(fn, *inputs):
 GRAD_LABELS = torch.tensor([0, 1, 0, 1, 2, 2, 0])
 
 
-@pytest.mark.parametrize("loss", [
-    lambda x: L.supcon_loss(x, GRAD_LABELS, temperature=0.5),
-    lambda x: L.supcon_loss(x, GRAD_LABELS, temperature=2.0, similarity="dot"),
-    lambda x: L.ntxent_loss(x, GRAD_LABELS, temperature=0.5),
-    lambda x: L.ntxent_loss(x, GRAD_LABELS, temperature=2.0, similarity="dot"),
-    lambda x: L.multi_similarity_loss(x, GRAD_LABELS, beta=10.0, mine=False),
-    lambda x: L.multi_similarity_loss(x, GRAD_LABELS, beta=10.0, epsilon=0.5),
-], ids=["supcon", "supcon_dot", "ntxent", "ntxent_dot", "ms", "ms_mined"])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda x: L.supcon_loss(x, GRAD_LABELS, temperature=0.5),
+        lambda x: L.supcon_loss(x, GRAD_LABELS, temperature=2.0, similarity="dot"),
+        lambda x: L.ntxent_loss(x, GRAD_LABELS, temperature=0.5),
+        lambda x: L.ntxent_loss(x, GRAD_LABELS, temperature=2.0, similarity="dot"),
+        lambda x: L.multi_similarity_loss(x, GRAD_LABELS, beta=10.0, mine=False),
+        lambda x: L.multi_similarity_loss(x, GRAD_LABELS, beta=10.0, epsilon=0.5),
+    ],
+    ids=["supcon", "supcon_dot", "ntxent", "ntxent_dot", "ms", "ms_mined"],
+)
 def test_gradcheck_pair_losses(loss):
     _gradcheck(loss, _emb(7))
 
@@ -238,10 +244,15 @@ def t_circle(x, held, labels, m, gamma):
     for i in range(len(x)):
         if not pos[i] or not neg[i]:
             continue
-        lp = torch.stack([-gamma * torch.relu(1 + m - cos(held[i], held[j], dim=0)) * (cos(x[i], x[j], dim=0) - 1 + m)
-                          for j in pos[i]])
-        ln = torch.stack([gamma * torch.relu(cos(held[i], held[j], dim=0) + m) * (cos(x[i], x[j], dim=0) - m)
-                          for j in neg[i]])
+        lp = torch.stack(
+            [
+                -gamma * torch.relu(1 + m - cos(held[i], held[j], dim=0)) * (cos(x[i], x[j], dim=0) - 1 + m)
+                for j in pos[i]
+            ]
+        )
+        ln = torch.stack(
+            [gamma * torch.relu(cos(held[i], held[j], dim=0) + m) * (cos(x[i], x[j], dim=0) - m) for j in neg[i]]
+        )
         losses.append(torch.nn.functional.softplus(lp.logsumexp(0) + ln.logsumexp(0)))
     return torch.stack(losses).mean()
 
@@ -254,13 +265,19 @@ def test_circle_gradient_holds_the_weights_constant():
     x = x0.clone().requires_grad_()
     ours, expected = L.circle_loss(x, GRAD_LABELS, gamma=8.0), t_circle(x, x0, GRAD_LABELS, 0.4, 8.0)
     assert ours.item() == pytest.approx(expected.item(), rel=1e-12)
-    torch.testing.assert_close(torch.autograd.grad(ours, x)[0], torch.autograd.grad(expected, x)[0],
-                               rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        torch.autograd.grad(ours, x)[0], torch.autograd.grad(expected, x)[0], rtol=1e-10, atol=1e-12
+    )
 
 
-@pytest.mark.parametrize("cls, kwargs", [(L.ArcFaceLoss, {"margin": 0.5, "scale": 4.0}),
-                                         (L.CosFaceLoss, {"margin": 0.35, "scale": 4.0}),
-                                         (L.ProxyAnchorLoss, {"margin": 0.1, "alpha": 4.0})])
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        (L.ArcFaceLoss, {"margin": 0.5, "scale": 4.0}),
+        (L.CosFaceLoss, {"margin": 0.35, "scale": 4.0}),
+        (L.ProxyAnchorLoss, {"margin": 0.1, "alpha": 4.0}),
+    ],
+)
 def test_gradcheck_proxy_losses(cls, kwargs):
     module = _proxy_module(cls, num_labels=3, **kwargs)
     y = torch.tensor([0, 1, 2, 0, 1])
@@ -287,34 +304,41 @@ IDS = ["supcon", "ntxent", "circle", "multi_similarity", "arcface", "cosface", "
 
 
 @pytest.mark.parametrize("loss", ALL_LABEL_LOSSES, ids=IDS)
-@pytest.mark.parametrize("call, error, name", [
-    (lambda f: f(_x(), torch.tensor([0, 1, 0])), ValueError, "labels"),  # mismatched rows
-    (lambda f: f(_x(), torch.tensor([0.0, 1, 0, 1])), TypeError, "labels"),  # label dtype
-    (lambda f: f(_x(), torch.zeros(4, 1, dtype=torch.long)), ValueError, "labels"),  # 2-D labels
-    (lambda f: f(_x(), [0, 1, 0, 1]), TypeError, "labels"),
-    (lambda f: f(torch.rand(4), torch.arange(4)), ValueError, "embeddings"),  # 1-D
-    (lambda f: f(_x(0), torch.arange(0)), ValueError, "embeddings"),  # empty batch
-    (lambda f: f(torch.full((4, 3), float("nan")), torch.arange(4)), ValueError, "embeddings"),
-    (lambda f: f(torch.ones(4, 3, dtype=torch.long), torch.arange(4)), TypeError, "embeddings"),
-], ids=["rows", "label dtype", "labels 2-D", "labels list", "1-D", "empty", "NaN", "int embeddings"])
+@pytest.mark.parametrize(
+    "call, error, name",
+    [
+        (lambda f: f(_x(), torch.tensor([0, 1, 0])), ValueError, "labels"),  # mismatched rows
+        (lambda f: f(_x(), torch.tensor([0.0, 1, 0, 1])), TypeError, "labels"),  # label dtype
+        (lambda f: f(_x(), torch.zeros(4, 1, dtype=torch.long)), ValueError, "labels"),  # 2-D labels
+        (lambda f: f(_x(), [0, 1, 0, 1]), TypeError, "labels"),
+        (lambda f: f(torch.rand(4), torch.arange(4)), ValueError, "embeddings"),  # 1-D
+        (lambda f: f(_x(0), torch.arange(0)), ValueError, "embeddings"),  # empty batch
+        (lambda f: f(torch.full((4, 3), float("nan")), torch.arange(4)), ValueError, "embeddings"),
+        (lambda f: f(torch.ones(4, 3, dtype=torch.long), torch.arange(4)), TypeError, "embeddings"),
+    ],
+    ids=["rows", "label dtype", "labels 2-D", "labels list", "1-D", "empty", "NaN", "int embeddings"],
+)
 def test_bad_input_raises_naming_argument(loss, call, error, name):
     with pytest.raises(error, match=name):
         call(loss)
 
 
-@pytest.mark.parametrize("call, error, name", [
-    (lambda: L.supcon_loss(_x(), torch.arange(4), temperature=0), ValueError, "temperature"),
-    (lambda: L.ntxent_loss(_x(), torch.arange(4), similarity="l2"), ValueError, "similarity"),
-    (lambda: L.circle_loss(_x(), torch.arange(4), gamma=-1.0), ValueError, "gamma"),
-    (lambda: L.multi_similarity_loss(_x(), torch.arange(4), mine="yes"), TypeError, "mine"),
-    (lambda: L.multi_similarity_loss(_x(), torch.arange(4), alpha=0), ValueError, "alpha"),
-    (lambda: L.ArcFaceLoss(embedding_dim=3, num_labels=4)(_x(), torch.tensor([0, 1, 4, 1])), ValueError, "labels"),
-    (lambda: L.CosFaceLoss(embedding_dim=3, num_labels=4)(_x(), torch.tensor([0, -1, 2, 1])), ValueError, "labels"),
-    (lambda: L.ProxyAnchorLoss(embedding_dim=3, num_labels=4)(_x(4, 5), torch.arange(4)), ValueError, "embeddings"),
-    (lambda: L.ArcFaceLoss(embedding_dim=3, num_labels=0), ValueError, "num_labels"),
-    (lambda: L.CosFaceLoss(embedding_dim=True, num_labels=3), TypeError, "embedding_dim"),
-    (lambda: L.ArcFaceLoss(embedding_dim=3, num_labels=3, margin=4.0), ValueError, "margin"),
-])
+@pytest.mark.parametrize(
+    "call, error, name",
+    [
+        (lambda: L.supcon_loss(_x(), torch.arange(4), temperature=0), ValueError, "temperature"),
+        (lambda: L.ntxent_loss(_x(), torch.arange(4), similarity="l2"), ValueError, "similarity"),
+        (lambda: L.circle_loss(_x(), torch.arange(4), gamma=-1.0), ValueError, "gamma"),
+        (lambda: L.multi_similarity_loss(_x(), torch.arange(4), mine="yes"), TypeError, "mine"),
+        (lambda: L.multi_similarity_loss(_x(), torch.arange(4), alpha=0), ValueError, "alpha"),
+        (lambda: L.ArcFaceLoss(embedding_dim=3, num_labels=4)(_x(), torch.tensor([0, 1, 4, 1])), ValueError, "labels"),
+        (lambda: L.CosFaceLoss(embedding_dim=3, num_labels=4)(_x(), torch.tensor([0, -1, 2, 1])), ValueError, "labels"),
+        (lambda: L.ProxyAnchorLoss(embedding_dim=3, num_labels=4)(_x(4, 5), torch.arange(4)), ValueError, "embeddings"),
+        (lambda: L.ArcFaceLoss(embedding_dim=3, num_labels=0), ValueError, "num_labels"),
+        (lambda: L.CosFaceLoss(embedding_dim=True, num_labels=3), TypeError, "embedding_dim"),
+        (lambda: L.ArcFaceLoss(embedding_dim=3, num_labels=3, margin=4.0), ValueError, "margin"),
+    ],
+)
 def test_bad_settings_raise_naming_argument(call, error, name):
     with pytest.raises(error, match=name):
         call()

@@ -81,10 +81,14 @@ def test_contrastive_losses_match_oracle(n, distance, labels):
         a[0] = 0  # zero vector
     y = torch.tensor(LABELS[labels][:n])
     margin = 0.5 if distance == "cosine" else 3.0
-    _close(L.contrastive_loss(a, b, y, distance=distance, margin=margin),
-           o_contrastive(a.tolist(), b.tolist(), y.tolist(), distance, margin))
-    _close(L.online_contrastive_loss(a, b, y, distance=distance, margin=margin),
-           o_online_contrastive(a.tolist(), b.tolist(), y.tolist(), distance, margin))
+    _close(
+        L.contrastive_loss(a, b, y, distance=distance, margin=margin),
+        o_contrastive(a.tolist(), b.tolist(), y.tolist(), distance, margin),
+    )
+    _close(
+        L.online_contrastive_loss(a, b, y, distance=distance, margin=margin),
+        o_online_contrastive(a.tolist(), b.tolist(), y.tolist(), distance, margin),
+    )
 
 
 def test_contrastive_soft_labels_and_bool():
@@ -92,8 +96,10 @@ def test_contrastive_soft_labels_and_bool():
     y = torch.tensor([0.2, 0.9, 0.0, 1.0, 0.5])  # weights, as sentence-transformers allows
     _close(L.contrastive_loss(a, b, y), o_contrastive(a.tolist(), b.tolist(), y.tolist(), "cosine", 0.5))
     yb = torch.tensor([True, False, True, True, False])
-    _close(L.online_contrastive_loss(a, b, yb), o_online_contrastive(a.tolist(), b.tolist(), yb.int().tolist(),
-                                                                      "cosine", 0.5))
+    _close(
+        L.online_contrastive_loss(a, b, yb),
+        o_online_contrastive(a.tolist(), b.tolist(), yb.int().tolist(), "cosine", 0.5),
+    )
 
 
 @pytest.mark.parametrize("n", [1, 2, 6])
@@ -124,8 +130,9 @@ def test_gradcheck_contrastive(distance):
     y = torch.tensor([1, 0, 0, 1, 1, 0])
     margin = 0.8 if distance == "cosine" else 4.0  # every negative inside the margin: all terms active
     _gradcheck(lambda a, b: L.contrastive_loss(a, b, y, distance=distance, margin=margin), _emb(6), _emb(6, seed=1))
-    _gradcheck(lambda a, b: L.online_contrastive_loss(a, b, y, distance=distance, margin=margin),
-               _emb(6), _emb(6, seed=1))
+    _gradcheck(
+        lambda a, b: L.online_contrastive_loss(a, b, y, distance=distance, margin=margin), _emb(6), _emb(6, seed=1)
+    )
 
 
 def test_gradcheck_cosine_similarity_and_angle():
@@ -143,29 +150,36 @@ PAIR_LOSSES = [L.contrastive_loss, L.online_contrastive_loss, L.cosine_similarit
 
 
 @pytest.mark.parametrize("loss", PAIR_LOSSES, ids=lambda f: f.__name__)
-@pytest.mark.parametrize("call, error, name", [
-    (lambda f: f(_x(), _x(3), torch.ones(4)), ValueError, "embeddings_b"),  # mismatched rows
-    (lambda f: f(_x(), _x(4, 2), torch.ones(4)), ValueError, "embeddings_b"),  # mismatched width
-    (lambda f: f(torch.rand(4), torch.rand(4), torch.ones(4)), ValueError, "embeddings_a"),  # 1-D
-    (lambda f: f(_x(0), _x(0), torch.ones(0)), ValueError, "embeddings_a"),  # empty batch
-    (lambda f: f(_x(), _x(), torch.ones(3)), ValueError, "scores"),  # one score short
-    (lambda f: f(_x(), _x(), torch.ones(4, 1)), ValueError, "scores"),  # 2-D scores
-    (lambda f: f(_x(), _x(), torch.tensor([0, 1, float("nan"), 1])), ValueError, "scores"),
-    (lambda f: f(_x(), _x(), [0, 1, 0, 1]), TypeError, "scores"),
-    (lambda f: f(torch.ones(4, 3, dtype=torch.long), _x(), torch.ones(4)), TypeError, "embeddings_a"),
-], ids=["rows", "width", "1-D", "empty", "scores length", "scores 2-D", "scores NaN", "scores list", "int"])
+@pytest.mark.parametrize(
+    "call, error, name",
+    [
+        (lambda f: f(_x(), _x(3), torch.ones(4)), ValueError, "embeddings_b"),  # mismatched rows
+        (lambda f: f(_x(), _x(4, 2), torch.ones(4)), ValueError, "embeddings_b"),  # mismatched width
+        (lambda f: f(torch.rand(4), torch.rand(4), torch.ones(4)), ValueError, "embeddings_a"),  # 1-D
+        (lambda f: f(_x(0), _x(0), torch.ones(0)), ValueError, "embeddings_a"),  # empty batch
+        (lambda f: f(_x(), _x(), torch.ones(3)), ValueError, "scores"),  # one score short
+        (lambda f: f(_x(), _x(), torch.ones(4, 1)), ValueError, "scores"),  # 2-D scores
+        (lambda f: f(_x(), _x(), torch.tensor([0, 1, float("nan"), 1])), ValueError, "scores"),
+        (lambda f: f(_x(), _x(), [0, 1, 0, 1]), TypeError, "scores"),
+        (lambda f: f(torch.ones(4, 3, dtype=torch.long), _x(), torch.ones(4)), TypeError, "embeddings_a"),
+    ],
+    ids=["rows", "width", "1-D", "empty", "scores length", "scores 2-D", "scores NaN", "scores list", "int"],
+)
 def test_bad_input_raises_naming_argument(loss, call, error, name):
     with pytest.raises(error, match=name):
         call(loss)
 
 
-@pytest.mark.parametrize("call, error, name", [
-    (lambda: L.contrastive_loss(_x(), _x(), torch.ones(4), distance="cos"), ValueError, "distance"),
-    (lambda: L.contrastive_loss(_x(), _x(), torch.ones(4), margin="1"), TypeError, "margin"),
-    (lambda: L.online_contrastive_loss(_x(), _x(), torch.tensor([0, 1, 2, 1])), ValueError, "scores"),
-    (lambda: L.online_contrastive_loss(_x(), _x(), torch.ones(4), margin=float("inf")), ValueError, "margin"),
-    (lambda: L.angle_loss(_x(), _x(), torch.ones(4), scale=0), ValueError, "scale"),
-])
+@pytest.mark.parametrize(
+    "call, error, name",
+    [
+        (lambda: L.contrastive_loss(_x(), _x(), torch.ones(4), distance="cos"), ValueError, "distance"),
+        (lambda: L.contrastive_loss(_x(), _x(), torch.ones(4), margin="1"), TypeError, "margin"),
+        (lambda: L.online_contrastive_loss(_x(), _x(), torch.tensor([0, 1, 2, 1])), ValueError, "scores"),
+        (lambda: L.online_contrastive_loss(_x(), _x(), torch.ones(4), margin=float("inf")), ValueError, "margin"),
+        (lambda: L.angle_loss(_x(), _x(), torch.ones(4), scale=0), ValueError, "scale"),
+    ],
+)
 def test_bad_settings_raise_naming_argument(call, error, name):
     with pytest.raises(error, match=name):
         call()

@@ -37,8 +37,9 @@ def _emb(n, d=6, seed=0):
 def test_gor_matches_oracle(n, columns, weights, aggregation):
     xs = [_emb(n, seed=s) for s in range(columns)]
     xs[0][0] = xs[0][-1]  # a duplicate row
-    value, parts = L.global_orthogonal_regularization(*xs, mean_weight=weights[0], second_moment_weight=weights[1],
-                                                      aggregation=aggregation)
+    value, parts = L.global_orthogonal_regularization(
+        *xs, mean_weight=weights[0], second_moment_weight=weights[1], aggregation=aggregation
+    )
     expected = o_gor([x.tolist() for x in xs], *weights, aggregation)
     assert value.item() == pytest.approx(expected, rel=1e-6, abs=1e-7)
     assert set(parts) == {k for k, w in zip(("gor_mean", "gor_second_moment"), weights) if w}
@@ -64,11 +65,16 @@ def test_recipe_keys_switch_it_on():
     loss = make_loss("mnrl", {"scale": 10.0, "gor_mean_weight": 0.5})
     value, stats = loss(a, p)
     assert value.item() == pytest.approx(
-        L.with_global_orthogonal_regularization(L.multiple_negatives_ranking_loss, mean_weight=0.5)(
-            a, p, scale=10.0)[0].item())
-    for kwargs, bad in [({"gor_aggregation": "max"}, "aggregation"), ({"gor_mean_weight": "1"}, "mean_weight"),
-                        ({"gor_mean_weight": 0.0, "gor_second_moment_weight": 0.0}, "both 0"),
-                        ({"gor_weight": 1.0}, "gor_weight")]:
+        L.with_global_orthogonal_regularization(L.multiple_negatives_ranking_loss, mean_weight=0.5)(a, p, scale=10.0)[
+            0
+        ].item()
+    )
+    for kwargs, bad in [
+        ({"gor_aggregation": "max"}, "aggregation"),
+        ({"gor_mean_weight": "1"}, "mean_weight"),
+        ({"gor_mean_weight": 0.0, "gor_second_moment_weight": 0.0}, "both 0"),
+        ({"gor_weight": 1.0}, "gor_weight"),
+    ]:
         with pytest.raises(ValueError, match=bad):
             check_loss_kwargs("mnrl", kwargs)
 
@@ -85,15 +91,18 @@ def _x(n=4, d=3):
     return torch.randn(n, d)
 
 
-@pytest.mark.parametrize("call, error, name", [
-    (lambda: L.global_orthogonal_regularization(), TypeError, "at least one"),
-    (lambda: L.global_orthogonal_regularization(_x(), _x(5)), ValueError, r"embeddings\[1\]"),
-    (lambda: L.global_orthogonal_regularization(_x(0)), ValueError, r"embeddings\[0\]"),
-    (lambda: L.global_orthogonal_regularization(torch.ones(4, 3, dtype=torch.long)), TypeError, r"embeddings\[0\]"),
-    (lambda: L.global_orthogonal_regularization(_x(), similarity="l2"), ValueError, "similarity"),
-    (lambda: L.with_global_orthogonal_regularization(L.cosent_loss, aggregation="max"), ValueError, "aggregation"),
-    (lambda: L.with_global_orthogonal_regularization(L.cosent_loss, mean_weight=None), TypeError, "mean_weight"),
-])
+@pytest.mark.parametrize(
+    "call, error, name",
+    [
+        (lambda: L.global_orthogonal_regularization(), TypeError, "at least one"),
+        (lambda: L.global_orthogonal_regularization(_x(), _x(5)), ValueError, r"embeddings\[1\]"),
+        (lambda: L.global_orthogonal_regularization(_x(0)), ValueError, r"embeddings\[0\]"),
+        (lambda: L.global_orthogonal_regularization(torch.ones(4, 3, dtype=torch.long)), TypeError, r"embeddings\[0\]"),
+        (lambda: L.global_orthogonal_regularization(_x(), similarity="l2"), ValueError, "similarity"),
+        (lambda: L.with_global_orthogonal_regularization(L.cosent_loss, aggregation="max"), ValueError, "aggregation"),
+        (lambda: L.with_global_orthogonal_regularization(L.cosent_loss, mean_weight=None), TypeError, "mean_weight"),
+    ],
+)
 def test_bad_input_raises_naming_argument(call, error, name):
     with pytest.raises(error, match=name):
         call()

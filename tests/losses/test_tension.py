@@ -10,8 +10,8 @@ import math
 
 import pytest
 import torch
-from test_losses import o_cos
 from test_in_batch import o_dot, o_logsumexp
+from test_losses import o_cos
 
 from minilm import losses as L
 from minilm.losses.inputs import split_output
@@ -53,8 +53,9 @@ def test_tension_in_batch_matches_oracle(n, similarity, scale):
     a, b = _emb(n), _emb(n, seed=1)
     loss = L.ContrastiveTensionInBatchLoss(scale=scale, similarity=similarity).double()
     value, stats = split_output(loss(a, b))
-    assert value.item() == pytest.approx(o_tension_in_batch(a.tolist(), b.tolist(), scale, similarity), rel=1e-6,
-                                         abs=1e-7)
+    assert value.item() == pytest.approx(
+        o_tension_in_batch(a.tolist(), b.tolist(), scale, similarity), rel=1e-6, abs=1e-7
+    )
     assert stats["scale"] == pytest.approx(scale)
 
 
@@ -74,16 +75,23 @@ def _x(n=4, d=3):
     return torch.randn(n, d)
 
 
-@pytest.mark.parametrize("call, error, name", [
-    (lambda: L.contrastive_tension_loss(_x(), _x(5), torch.ones(4)), ValueError, "embeddings_b"),
-    (lambda: L.contrastive_tension_loss(_x(), _x(), torch.ones(3)), ValueError, "scores"),
-    (lambda: L.contrastive_tension_loss(_x(0), _x(0), torch.ones(0)), ValueError, "embeddings_a"),
-    (lambda: L.contrastive_tension_loss(_x(), _x(), torch.tensor([0, 1, float("nan"), 0])), ValueError, "scores"),
-    (lambda: L.ContrastiveTensionInBatchLoss()(_x(), _x(3)), ValueError, "embeddings_b"),
-    (lambda: L.ContrastiveTensionInBatchLoss()(torch.ones(4, 3, dtype=torch.long), _x()), TypeError, "embeddings_a"),
-    (lambda: L.ContrastiveTensionInBatchLoss(scale=0.0), ValueError, "scale"),
-    (lambda: L.ContrastiveTensionInBatchLoss(similarity="l2"), ValueError, "similarity"),
-])
+@pytest.mark.parametrize(
+    "call, error, name",
+    [
+        (lambda: L.contrastive_tension_loss(_x(), _x(5), torch.ones(4)), ValueError, "embeddings_b"),
+        (lambda: L.contrastive_tension_loss(_x(), _x(), torch.ones(3)), ValueError, "scores"),
+        (lambda: L.contrastive_tension_loss(_x(0), _x(0), torch.ones(0)), ValueError, "embeddings_a"),
+        (lambda: L.contrastive_tension_loss(_x(), _x(), torch.tensor([0, 1, float("nan"), 0])), ValueError, "scores"),
+        (lambda: L.ContrastiveTensionInBatchLoss()(_x(), _x(3)), ValueError, "embeddings_b"),
+        (
+            lambda: L.ContrastiveTensionInBatchLoss()(torch.ones(4, 3, dtype=torch.long), _x()),
+            TypeError,
+            "embeddings_a",
+        ),
+        (lambda: L.ContrastiveTensionInBatchLoss(scale=0.0), ValueError, "scale"),
+        (lambda: L.ContrastiveTensionInBatchLoss(similarity="l2"), ValueError, "similarity"),
+    ],
+)
 def test_bad_input_raises_naming_argument(call, error, name):
     with pytest.raises(error, match=name):
         call()

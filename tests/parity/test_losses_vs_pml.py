@@ -5,10 +5,11 @@ float64; figures recorded for docs/losses.md).
 Mapping of conventions: PML's default CosineSimilarity distance is our cosine similarity (larger is closer) -- PML
 calls every metric a "distance" and flips signs by ``is_inverted``; ours states the sign in the name. PML's
 DotProductSimilarity(normalize_embeddings=False) is our similarity="dot" (PML normalises by default).
-ArcFace/CosFace: PML's ``W`` (embedding_size, num_classes) is our ``proxies.T`` (num_labels, embedding_dim); PML's ArcFace ``margin`` is in degrees, ours in radians. ProxyAnchor's
-``proxies`` have the same layout in both. Reductions are PML's defaults, which ours reproduce: SupCon and Circle
-average over anchors with a positive loss, NT-Xent over positive pairs, Multi-Similarity and ArcFace/CosFace over
-the batch, ProxyAnchor sums per proxy and divides by the proxies with positives / all proxies.
+ArcFace/CosFace: PML's ``W`` (embedding_size, num_classes) is our ``proxies.T`` (num_labels, embedding_dim); PML's
+ArcFace ``margin`` is in degrees, ours in radians. ProxyAnchor's ``proxies`` have the same layout in both. Reductions
+are PML's defaults, which ours reproduce: SupCon and Circle average over anchors with a positive loss, NT-Xent over
+positive pairs, Multi-Similarity and ArcFace/CosFace over the batch, ProxyAnchor sums per proxy and divides by the
+proxies with positives / all proxies.
 """
 
 from __future__ import annotations
@@ -49,10 +50,18 @@ def test_supcon_and_ntxent(similarity, labels, dtype):
     kwargs = {} if similarity == "cosine" else {"distance": DotProductSimilarity(normalize_embeddings=False)}
     t = 0.1 if similarity == "cosine" else 4.0  # dot products of 16-d gaussians are O(4)
     x = [_emb(len(y), dtype=dtype)]
-    compare("supcon", lambda e: L.supcon_loss(e[0], y, temperature=t, similarity=similarity),
-            lambda e: pml_losses.SupConLoss(temperature=t, **kwargs)(e[0], y), x)
-    compare("ntxent", lambda e: L.ntxent_loss(e[0], y, temperature=t, similarity=similarity),
-            lambda e: pml_losses.NTXentLoss(temperature=t, **kwargs)(e[0], y), x)
+    compare(
+        "supcon",
+        lambda e: L.supcon_loss(e[0], y, temperature=t, similarity=similarity),
+        lambda e: pml_losses.SupConLoss(temperature=t, **kwargs)(e[0], y),
+        x,
+    )
+    compare(
+        "ntxent",
+        lambda e: L.ntxent_loss(e[0], y, temperature=t, similarity=similarity),
+        lambda e: pml_losses.NTXentLoss(temperature=t, **kwargs)(e[0], y),
+        x,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -60,8 +69,12 @@ def test_supcon_and_ntxent(similarity, labels, dtype):
 def test_circle(labels, dtype):
     y = LABELS[labels]
     for m, gamma in [(0.4, 80.0), (0.25, 16.0)]:
-        compare("circle", lambda e: L.circle_loss(e[0], y, margin=m, gamma=gamma),
-                lambda e: pml_losses.CircleLoss(m=m, gamma=gamma)(e[0], y), [_emb(len(y), dtype=dtype, seed=1)])
+        compare(
+            "circle",
+            lambda e: L.circle_loss(e[0], y, margin=m, gamma=gamma),
+            lambda e: pml_losses.CircleLoss(m=m, gamma=gamma)(e[0], y),
+            [_emb(len(y), dtype=dtype, seed=1)],
+        )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -76,8 +89,12 @@ def test_multi_similarity(mine, labels, dtype):
         return pml(e[0], y, miner(e[0], y)) if mine else pml(e[0], y)
 
     # low-dimensional embeddings make the similarities spread, so the miner keeps some pairs and drops others
-    compare("multi_similarity", lambda e: L.multi_similarity_loss(e[0], y, mine=mine, epsilon=0.1), theirs,
-            [_emb(len(y), d=4, dtype=dtype, seed=2)])
+    compare(
+        "multi_similarity",
+        lambda e: L.multi_similarity_loss(e[0], y, mine=mine, epsilon=0.1),
+        theirs,
+        [_emb(len(y), d=4, dtype=dtype, seed=2)],
+    )
 
 
 def _labels(n, num_labels, seed):
@@ -94,16 +111,28 @@ def test_arcface_and_cosface(n, dtype):
         pml.to(dtype), ours.to(dtype)
         with torch.no_grad():
             ours.proxies.copy_(pml.W.T)
-        compare("arcface", lambda e: ours(e[0], y), lambda e: pml(e[0], y), [_emb(n, dtype=dtype, seed=4)],
-                [ours.proxies], [(pml.W, lambda g: g.T)])
+        compare(
+            "arcface",
+            lambda e: ours(e[0], y),
+            lambda e: pml(e[0], y),
+            [_emb(n, dtype=dtype, seed=4)],
+            [ours.proxies],
+            [(pml.W, lambda g: g.T)],
+        )
     for margin, scale in [(0.35, 64.0), (0.1, 8.0)]:
         pml = pml_losses.CosFaceLoss(num_classes=5, embedding_size=16, margin=margin, scale=scale)
         ours = L.CosFaceLoss(embedding_dim=16, num_labels=5, margin=margin, scale=scale)
         pml.to(dtype), ours.to(dtype)
         with torch.no_grad():
             ours.proxies.copy_(pml.W.T)
-        compare("cosface", lambda e: ours(e[0], y), lambda e: pml(e[0], y), [_emb(n, dtype=dtype, seed=5)],
-                [ours.proxies], [(pml.W, lambda g: g.T)])
+        compare(
+            "cosface",
+            lambda e: ours(e[0], y),
+            lambda e: pml(e[0], y),
+            [_emb(n, dtype=dtype, seed=5)],
+            [ours.proxies],
+            [(pml.W, lambda g: g.T)],
+        )
 
 
 def test_arcface_fallback_branch_matches_pml():
@@ -128,5 +157,11 @@ def test_proxy_anchor(n, dtype):
         pml.to(dtype), ours.to(dtype)
         with torch.no_grad():
             ours.proxies.copy_(pml.proxies)
-        compare("proxy_anchor", lambda e: ours(e[0], y), lambda e: pml(e[0], y), [_emb(n, dtype=dtype, seed=7)],
-                [ours.proxies], [pml.proxies])
+        compare(
+            "proxy_anchor",
+            lambda e: ours(e[0], y),
+            lambda e: pml(e[0], y),
+            [_emb(n, dtype=dtype, seed=7)],
+            [ours.proxies],
+            [pml.proxies],
+        )

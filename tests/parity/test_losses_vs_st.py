@@ -68,15 +68,22 @@ DTYPES = [torch.float32, torch.float64]
 def test_triplet(distance, dtype):
     cols = [_emb(10, dtype=dtype, seed=s) for s in range(3)]
     st = st_losses.TripletLoss(None, ST_PAIRWISE[distance], triplet_margin=1.5)
-    _compare(lambda e: L.triplet_loss(*e, distance=distance, margin=1.5),
-             lambda e: st.compute_loss_from_embeddings(e, None), cols)
+    _compare(
+        lambda e: L.triplet_loss(*e, distance=distance, margin=1.5),
+        lambda e: st.compute_loss_from_embeddings(e, None),
+        cols,
+    )
 
 
 BATCH = [
     ("hard", L.batch_hard_triplet_loss, False, lambda m, margin: st_losses.BatchHardTripletLoss(None, m, margin)),
     ("hard_soft", L.batch_hard_triplet_loss, True, lambda m, margin: st_losses.BatchHardSoftMarginTripletLoss(None, m)),
-    ("semi_hard", L.batch_semi_hard_triplet_loss, False,
-     lambda m, margin: st_losses.BatchSemiHardTripletLoss(None, m, margin)),
+    (
+        "semi_hard",
+        L.batch_semi_hard_triplet_loss,
+        False,
+        lambda m, margin: st_losses.BatchSemiHardTripletLoss(None, m, margin),
+    ),
     ("all", L.batch_all_triplet_loss, False, lambda m, margin: st_losses.BatchAllTripletLoss(None, m, margin)),
 ]
 
@@ -90,8 +97,11 @@ def test_batch_triplets(name, ours, soft, make_st, distance, labels, dtype):
     margin = 0.4 if distance == "cosine" else 3.0
     st = make_st(ST_MATRIX[distance], margin)
     x = _emb(len(labels), dtype=dtype, seed=3)
-    _compare(lambda e: ours(e[0], labels, margin=margin, distance=distance, soft_margin=soft),
-             lambda e: st.compute_loss_from_embeddings(e, labels), [x])
+    _compare(
+        lambda e: ours(e[0], labels, margin=margin, distance=distance, soft_margin=soft),
+        lambda e: st.compute_loss_from_embeddings(e, labels),
+        [x],
+    )
 
 
 def test_batch_triplets_defaults_match_st():
@@ -111,8 +121,11 @@ def test_mnrl(similarity, n_negatives, dtype):
     cols = [_emb(9, dtype=dtype, seed=s) for s in range(2 + n_negatives)]
     scale = 20.0 if similarity == "cosine" else 0.7
     st = st_losses.MultipleNegativesRankingLoss(None, scale=scale, similarity_fct=ST_SIMILARITY[similarity])
-    _compare(lambda e: L.multiple_negatives_ranking_loss(*e, scale=scale, similarity=similarity),
-             lambda e: st.compute_loss_from_embeddings(e, None), cols)
+    _compare(
+        lambda e: L.multiple_negatives_ranking_loss(*e, scale=scale, similarity=similarity),
+        lambda e: st.compute_loss_from_embeddings(e, None),
+        cols,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -123,26 +136,38 @@ def test_mnrl_symmetric(similarity, dtype):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         old = st_losses.MultipleNegativesSymmetricRankingLoss(None, scale, ST_SIMILARITY[similarity])
-    new = st_losses.MultipleNegativesRankingLoss(None, scale, ST_SIMILARITY[similarity],
-                                                 directions=("query_to_doc", "doc_to_query"),
-                                                 partition_mode="per_direction")
+    new = st_losses.MultipleNegativesRankingLoss(
+        None,
+        scale,
+        ST_SIMILARITY[similarity],
+        directions=("query_to_doc", "doc_to_query"),
+        partition_mode="per_direction",
+    )
     for st in (old, new):
-        _compare(lambda e: L.multiple_negatives_ranking_loss(*e, scale=scale, similarity=similarity, symmetric=True),
-                 lambda e: st.compute_loss_from_embeddings(e, None), cols)
+        _compare(
+            lambda e: L.multiple_negatives_ranking_loss(*e, scale=scale, similarity=similarity, symmetric=True),
+            lambda e: st.compute_loss_from_embeddings(e, None),
+            cols,
+        )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("scores", [
-    torch.tensor([0.1, 0.5, 0.3, 0.9, 0.0, 0.7, 0.2, 0.4]),
-    torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.0]),  # ties
-    torch.tensor([2, 0, 1, 5, 4, 3, 3, 1]),  # integer scores
-    torch.tensor([True, False, True, True, False, False, True, False]),
-], ids=["float", "ties", "int", "bool"])
+@pytest.mark.parametrize(
+    "scores",
+    [
+        torch.tensor([0.1, 0.5, 0.3, 0.9, 0.0, 0.7, 0.2, 0.4]),
+        torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.0]),  # ties
+        torch.tensor([2, 0, 1, 5, 4, 3, 3, 1]),  # integer scores
+        torch.tensor([True, False, True, True, False, False, True, False]),
+    ],
+    ids=["float", "ties", "int", "bool"],
+)
 def test_cosent(scores, dtype):
     st = st_losses.CoSENTLoss(None, scale=20.0)
     cols = [_emb(8, dtype=dtype, seed=s) for s in range(2)]
-    _compare(lambda e: L.cosent_loss(*e, scores, scale=20.0),
-             lambda e: st.compute_loss_from_embeddings(e, scores), cols)
+    _compare(
+        lambda e: L.cosent_loss(*e, scores, scale=20.0), lambda e: st.compute_loss_from_embeddings(e, scores), cols
+    )
 
 
 class StubModel(nn.Module):
@@ -173,6 +198,8 @@ def test_matryoshka(loss_name):
     st = st_losses.MatryoshkaLoss(stub, inner, list(dims), list(weights))
     ours = L.matryoshka(LOSSES[loss_name], dims, weights)
     targets = [] if target is None else [target]
-    _compare(lambda e: ours(*e, *targets, **kwargs),
-             lambda e: st([{"embedding": x} for x in e], target),
-             [_emb(10, 16, seed=s) for s in range(n_cols)])
+    _compare(
+        lambda e: ours(*e, *targets, **kwargs),
+        lambda e: st([{"embedding": x} for x in e], target),
+        [_emb(10, 16, seed=s) for s in range(n_cols)],
+    )

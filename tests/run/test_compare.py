@@ -11,12 +11,23 @@ import pytest
 from helpers import tiny_encoder
 
 from minilm.cli import main
-from minilm.run.compare import compare_embeddings
 from minilm.loading.tokenizer import WordPieceTokenizer
+from minilm.run.compare import compare_embeddings
 
-TEXTS = ["a cat sits on the mat", "a dog lies on the rug", "stock markets fell sharply", "the cat sat",
-         "a cat sits on the mat", "rain is expected tomorrow", "markets rallied today", "two dogs run in a field",
-         "it will snow tonight", "the dog sleeps", "prices of shares dropped", "a kitten on a carpet"]
+TEXTS = [
+    "a cat sits on the mat",
+    "a dog lies on the rug",
+    "stock markets fell sharply",
+    "the cat sat",
+    "a cat sits on the mat",
+    "rain is expected tomorrow",
+    "markets rallied today",
+    "two dogs run in a field",
+    "it will snow tonight",
+    "the dog sleeps",
+    "prices of shares dropped",
+    "a kitten on a carpet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +47,21 @@ def oracle(ours, theirs, texts, k):
             first.append(i)
 
     def neighbours(m, i):
-        scores = [(float(m[i] @ m[j] / np.linalg.norm(m[i]) / np.linalg.norm(m[j])), j) for j in range(len(m)) if j != i]
+        scores = [
+            (float(m[i] @ m[j] / np.linalg.norm(m[i]) / np.linalg.norm(m[j])), j) for j in range(len(m)) if j != i
+        ]
         return {j for _, j in sorted(scores, key=lambda s: -s[0])[:k]}
 
     ua, ub = a[first], b[first]
     shared = [len(neighbours(ua, i) & neighbours(ub, i)) for i in range(len(first))]
-    return np.abs(a - b).max(), min(cos), sum(cos) / len(cos), sum(shared) / (k * len(first)), \
-        sum(s == k for s in shared), len(first)
+    return (
+        np.abs(a - b).max(),
+        min(cos),
+        sum(cos) / len(cos),
+        sum(shared) / (k * len(first)),
+        sum(s == k for s in shared),
+        len(first),
+    )
 
 
 def test_statistics_match_a_loop_oracle():
@@ -53,8 +72,14 @@ def test_statistics_match_a_loop_oracle():
     theirs[4] = theirs[0]
     result = compare_embeddings(ours, theirs, TEXTS, k=3)
     expected = oracle(ours, theirs, TEXTS, 3)
-    got = (result.max_abs_difference, result.cosine_min, result.cosine_mean, result.neighbour_agreement,
-           result.identical_neighbourhoods, result.unique_lines)
+    got = (
+        result.max_abs_difference,
+        result.cosine_min,
+        result.cosine_mean,
+        result.neighbour_agreement,
+        result.identical_neighbourhoods,
+        result.unique_lines,
+    )
     assert np.allclose(got, expected, rtol=0, atol=1e-12), (got, expected)
     assert 0 < result.neighbour_agreement < 1 and result.lines == 12 and result.unique_lines == 11
     same = compare_embeddings(ours, ours.copy(), TEXTS, k=3)
@@ -66,8 +91,9 @@ def test_statistics_match_a_loop_oracle():
 def test_compare_command_within_and_beyond_tolerance(model_dir, tmp_path, capsys):
     (tmp_path / "in.txt").write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
     pairs = tmp_path / "pairs.csv"
-    pairs.write_text("a,b,score\n" + "".join(f"{TEXTS[i]},{TEXTS[(i * 5) % 12]},{i % 4}\n" for i in range(12)),
-                     encoding="utf-8")
+    pairs.write_text(
+        "a,b,score\n" + "".join(f"{TEXTS[i]},{TEXTS[(i * 5) % 12]},{i % 4}\n" for i in range(12)), encoding="utf-8"
+    )
     args = ["compare", "--model", str(model_dir), "--input", str(tmp_path / "in.txt"), "--pairs", str(pairs)]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -85,8 +111,10 @@ def test_missing_sentence_transformers_is_a_one_line_message(model_dir, tmp_path
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import sentence_transformers -> ImportError
     assert main(["compare", "--model", str(model_dir), "--input", str(tmp_path / "in.txt")]) == 2
     err = capsys.readouterr().err
-    assert err == ("minilm compare: error: minilm compare needs sentence-transformers, which is not installed: "
-                   "pip install 'minilm[compare]'\n")
+    assert err == (
+        "minilm compare: error: minilm compare needs sentence-transformers, which is not installed: "
+        "pip install 'minilm[compare]'\n"
+    )
 
 
 def test_bad_input_is_named(model_dir, tmp_path, capsys):

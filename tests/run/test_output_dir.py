@@ -8,9 +8,9 @@ import sys
 import pytest
 from helpers import killed_after_step, make_tiny_checkpoint, write_tiny_recipe
 
+from minilm.run.build import run_recipe
 from minilm.run.output_dir import RECORD_NAME, OutputDirError, claim, run_record
 from minilm.run.recipe import load_recipe
-from minilm.run.build import run_recipe
 
 
 @pytest.fixture()
@@ -46,17 +46,23 @@ def test_a_second_run_into_a_run_directory_is_refused_and_changes_nothing(recipe
     out = tmp_path / "out"
     fake_run(out, record(recipe_path))
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != ".lock"}
-    with pytest.raises(OutputDirError, match=rf"output directory {out} already holds run 'tiny'; pass --resume to "
-                                             r"continue it, --overwrite to replace it, or choose another --output"):
+    with pytest.raises(
+        OutputDirError,
+        match=rf"output directory {out} already holds run 'tiny'; pass --resume to "
+        r"continue it, --overwrite to replace it, or choose another --output",
+    ):
         claim(out, record(recipe_path, "train.lr=1e-3"))
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != ".lock"} == before
 
 
-@pytest.mark.parametrize("change, named", [
-    (["train.lr=1e-3"], r"recipe.train.lr: 5e-05 -> 0.001"),
-    (["train.seed=7"], r"recipe.train.seed: 42 -> 7; seed: 42 -> 7"),
-    (["loss.scale=10.0"], r"recipe.loss.scale: '\(absent\)' -> 10.0"),
-])
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        (["train.lr=1e-3"], r"recipe.train.lr: 5e-05 -> 0.001"),
+        (["train.seed=7"], r"recipe.train.seed: 42 -> 7; seed: 42 -> 7"),
+        (["loss.scale=10.0"], r"recipe.loss.scale: '\(absent\)' -> 10.0"),
+    ],
+)
 def test_resume_refuses_another_run_naming_what_differs(recipe_path, tmp_path, change, named):
     out = tmp_path / "out"
     fake_run(out, record(recipe_path))
@@ -101,7 +107,7 @@ def test_a_folder_of_other_files_is_refused_without_overwrite(recipe_path, tmp_p
 def test_a_record_without_outputs_is_no_run_yet(recipe_path, tmp_path):
     """A run stopped before it wrote anything (a bad base model, say) does not block the corrected run."""
     out = tmp_path / "out"
-    with claim(out, record(recipe_path, "model.base=\"typo\"")):
+    with claim(out, record(recipe_path, 'model.base="typo"')):
         pass
     with claim(out, record(recipe_path)):
         pass
@@ -122,10 +128,21 @@ def test_resume_needs_a_record(recipe_path, tmp_path):
 @pytest.mark.subprocess
 def test_a_second_concurrent_run_fails_at_once_naming_the_first(recipe_path, tmp_path):
     out = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time, fcntl, os; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, f'{os.getpid()}\\n'.encode()); print('held', flush=True); "
-        "time.sleep(60)"), str(out / ".lock")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time, fcntl, os; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+                "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, f'{os.getpid()}\\n'.encode()); "
+                "print('held', flush=True); "
+                "time.sleep(60)"
+            ),
+            str(out / ".lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     out.mkdir()
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -134,9 +151,12 @@ def test_a_second_concurrent_run_fails_at_once_naming_the_first(recipe_path, tmp
     finally:
         holder.kill()
         holder.wait()
-    with claim(out, record(recipe_path)):  # the kernel dropped the dead holder's lock: no stale lock
-        with pytest.raises(OutputDirError, match=rf"in use by another minilm run \(pid {os.getpid()}\)"):
-            claim(out, record(recipe_path), resume=True)
+    # the kernel dropped the dead holder's lock: no stale lock
+    with (
+        claim(out, record(recipe_path)),
+        pytest.raises(OutputDirError, match=rf"in use by another minilm run \(pid {os.getpid()}\)"),
+    ):
+        claim(out, record(recipe_path), resume=True)
 
 
 @pytest.mark.subprocess

@@ -11,8 +11,10 @@ from minilm.run.plots import log_series, smoothed
 
 RECORDS = [
     {"step": 0, "eval": {"cosine_accuracy": 0.5, "recall@10": 0.25}},
-    *({"step": s, "epoch": 0, "loss": 2.0 / s, "lr": 1e-5 * s, "grad_norm": 0.5, "temperature": 0.05}
-      for s in range(1, 61)),
+    *(
+        {"step": s, "epoch": 0, "loss": 2.0 / s, "lr": 1e-5 * s, "grad_norm": 0.5, "temperature": 0.05}
+        for s in range(1, 61)
+    ),
     {"step": 30, "eval": {"cosine_accuracy": 0.75, "recall@10": 0.5}},
     {"step": 60, "eval": {"cosine_accuracy": 0.625, "recall@10": None}},  # a value the run could not log
 ]
@@ -58,8 +60,9 @@ def test_smoothing_is_tensorboards_debiased_moving_average():
 
 def test_plot_errors_name_the_file(tmp_path, capsys):
     assert cli.main(["plot", str(tmp_path / "nothing")]) == 2
-    assert "nothing/log.jsonl not found: RUN_DIR must be the output directory of minilm train" in \
-        capsys.readouterr().err
+    assert (
+        "nothing/log.jsonl not found: RUN_DIR must be the output directory of minilm train" in capsys.readouterr().err
+    )
     run = write_run(tmp_path / "bad")
     with open(run / "log.jsonl", "a", encoding="utf-8") as f:
         f.write('{not json\n{"step": 99, "loss": 1.0}\n')  # not the last line: not a torn write

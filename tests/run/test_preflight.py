@@ -2,8 +2,8 @@
 
 import pytest
 
-from minilm.run.recipe import RecipeError, load_recipe
 from minilm.run.build import run_recipe
+from minilm.run.recipe import RecipeError, load_recipe
 
 RECIPE = """name = "r"
 [model]
@@ -39,8 +39,10 @@ PAIR_ROWS = ["anchor,positive"] + [f"q{i},a{i}" for i in range(6)]
 
 def test_in_batch_negatives_with_one_row_per_batch(tmp_path, monkeypatch):
     message = refused(tmp_path, monkeypatch, PAIR_ROWS, batch_size=1)
-    assert "loss mnrl takes its negatives from the other rows of a batch, so it needs at least 2 rows per batch; " \
-           "[train] batch_size is 1" in message
+    assert (
+        "loss mnrl takes its negatives from the other rows of a batch, so it needs at least 2 rows per batch; "
+        "[train] batch_size is 1" in message
+    )
 
 
 def test_a_one_row_file(tmp_path, monkeypatch):
@@ -62,16 +64,28 @@ def test_rows_that_all_share_a_text_cannot_make_in_batch_negatives(tmp_path, mon
 @pytest.mark.parametrize("sampler", ["auto", "random"])
 def test_a_labelled_loss_without_any_repeated_label(tmp_path, monkeypatch, sampler):
     rows = ["text,label"] + [f"sentence {i},{i}" for i in range(8)]
-    message = refused(tmp_path, monkeypatch, rows, loss="batch_hard_triplet", roles=LABELS,
-                      overrides=[f'data.sampler="{sampler}"'])
-    assert "loss batch_hard_triplet needs batches holding two rows of one label (a positive pair), but each of the " \
-           "8 labels in" in message and "occurs on one row only" in message
+    message = refused(
+        tmp_path, monkeypatch, rows, loss="batch_hard_triplet", roles=LABELS, overrides=[f'data.sampler="{sampler}"']
+    )
+    assert (
+        "loss batch_hard_triplet needs batches holding two rows of one label (a positive pair), but each of the "
+        "8 labels in"
+        in message
+        and "occurs on one row only" in message
+    )
 
 
 def test_a_labelled_loss_with_one_row_per_batch(tmp_path, monkeypatch):
     rows = ["text,label"] + [f"sentence {i},{i % 2}" for i in range(8)]
-    message = refused(tmp_path, monkeypatch, rows, loss="batch_hard_triplet", roles=LABELS, batch_size=1,
-                      overrides=['data.sampler="random"'])
+    message = refused(
+        tmp_path,
+        monkeypatch,
+        rows,
+        loss="batch_hard_triplet",
+        roles=LABELS,
+        batch_size=1,
+        overrides=['data.sampler="random"'],
+    )
     assert "but [train] batch_size is 1" in message
 
 
@@ -84,22 +98,32 @@ def test_a_sampler_that_cannot_batch_the_data_names_it(tmp_path, monkeypatch):
 TEACHER = {"anchor": "q", "positive": "p", "negative": "n", "teacher": "t"}
 
 
-@pytest.mark.parametrize("loss, teacher, numbers", [
-    ("margin_mse", "1.0;2.0;3.0", 3),  # two candidates (positive, negative): 2 scores or 1 margin, not 3
-    ("distill_kl_div", "0.5", 1),  # a softmax over the candidates needs a score for each of the 2
-])
+@pytest.mark.parametrize(
+    "loss, teacher, numbers",
+    [
+        ("margin_mse", "1.0;2.0;3.0", 3),  # two candidates (positive, negative): 2 scores or 1 margin, not 3
+        ("distill_kl_div", "0.5", 1),  # a softmax over the candidates needs a score for each of the 2
+    ],
+)
 def test_teacher_scores_that_do_not_fit_the_candidates(tmp_path, monkeypatch, loss, teacher, numbers):
     rows = ["q,p,n,t"] + [f"q{i},p{i},n{i},{teacher.split(';')[0]}" for i in range(6)]
     if numbers > 1:  # several numbers per row: a JSONL list
         import json
 
-        (tmp_path / "d.jsonl").write_text("".join(
-            json.dumps({"q": f"q{i}", "p": f"p{i}", "n": f"n{i}", "t": [float(x) for x in teacher.split(";")]}) + "\n"
-            for i in range(6)), encoding="utf-8")
+        (tmp_path / "d.jsonl").write_text(
+            "".join(
+                json.dumps({"q": f"q{i}", "p": f"p{i}", "n": f"n{i}", "t": [float(x) for x in teacher.split(";")]})
+                + "\n"
+                for i in range(6)
+            ),
+            encoding="utf-8",
+        )
         overrides = ['data.train="d.jsonl"']
     else:
         overrides = []
     message = refused(tmp_path, monkeypatch, rows, loss=loss, roles=TEACHER, overrides=overrides)
     assert f"[data] roles: teacher 't' gives {numbers} number" in message
-    assert f"which loss '{loss}' does not take with the 3 text columns ['q', 'p', 'n']: teacher_scores must have" \
-           in message
+    assert (
+        f"which loss '{loss}' does not take with the 3 text columns ['q', 'p', 'n']: teacher_scores must have"
+        in message
+    )

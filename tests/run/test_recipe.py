@@ -29,17 +29,21 @@ def test_recipe_runs_quick(name, tmp_path, minilm_dir, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, sets", [
-    ("gist_guide.toml", ["loss.guide={tiny}"]),
-    ("classifier_head.toml", []),
-    ("distill_teacher_model.toml", ["loss.teacher={tiny}"]),
-    ("adaptive_layer.toml", []),
-    ("matryoshka_2d.toml", ["loss.dims=[64, 32, 16]"]),  # the tiny model is 64 wide
-    ("contrastive_tension.toml", []),
-])
+@pytest.mark.parametrize(
+    "name, sets",
+    [
+        ("gist_guide.toml", ["loss.guide={tiny}"]),
+        ("classifier_head.toml", []),
+        ("distill_teacher_model.toml", ["loss.teacher={tiny}"]),
+        ("adaptive_layer.toml", []),
+        ("matryoshka_2d.toml", ["loss.dims=[64, 32, 16]"]),  # the tiny model is 64 wide
+        ("contrastive_tension.toml", []),
+    ],
+)
 def test_input_kind_recipes_run_quick_on_a_tiny_model(name, sets, tmp_path, tiny_base, capsys):
     """The recipes of the guide-model, pair_labels, teacher-model, every-layer and model-copy inputs, on the tiny
-    model (fast enough for every CI run); ``sets``: what else must point at the tiny model (a frozen model, its widths)."""
+    model (fast enough for every CI run); ``sets``: what else must point at the tiny model (a frozen model, its
+    widths)."""
     tiny = json.dumps(str(tiny_base))
     args = ["train", str(RECIPES / name), "--quick", "--output", str(tmp_path / "out"), "--set", f"model.base={tiny}"]
     for setting in sets:
@@ -78,28 +82,46 @@ batch_size = 2
 """
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace('name = "mnrl"', 'name = "contrastive_magic"'), "unknown loss name 'contrastive_magic'"),
-    (lambda t: t.replace("batch_size = 2", "epochs = 1"), r"missing key \[train\] batch_size"),
-    (lambda t: t.replace("batch_size = 2", 'batch_size = "two"'), r"\[train\] batch_size must be int, got str"),
-    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nlearning_rate = 1e-4"), r"unknown key \[train\] learning_rate"),
-    (lambda t: t.replace('name = "mnrl"', 'name = "mnrl"\nscale = -1.0'), "scale"),
-    (lambda t: t.replace('name = "mnrl"', 'name = "mnrl"\nmargin = 1.0'), "has no setting 'margin'"),
-    (lambda t: t.replace("[model]", "[modle]"), r"unknown section \[modle\]"),
-    (lambda t: t.replace('train = "d.csv"', 'train = "missing.csv"'), r"\[data\] train file missing.csv not found"),
-    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_size = -1"), "mini_batch_size must be >= 0"),
-    (lambda t: t.replace("batch_size = 2", "batch_size = 2\ncompile = 1"), r"\[train\] compile must be bool, got int"),
-    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_num_tokens = -5"),
-     r"\[train\] mini_batch_num_tokens must be >= 0, got -5"),
-    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_num_tokens = 1.5"),
-     r"\[train\] mini_batch_num_tokens must be int, got float"),
-    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_num_tokens = 64\nmini_batch_size = 4"),
-     r"\[train\] give mini_batch_size \(rows per mini-batch\) or mini_batch_num_tokens \(real tokens per "
-     r"mini-batch\), not both"),
-    (lambda t: t.replace('name = "mnrl"', 'name = "cosent"').replace("batch_size = 2", "batch_size = 2\n"
-                                                                      "mini_batch_num_tokens = 64"),
-     r"\[train\] mini_batch_num_tokens \(gradient cache\) needs an in-batch loss, not cosent"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace('name = "mnrl"', 'name = "contrastive_magic"'), "unknown loss name 'contrastive_magic'"),
+        (lambda t: t.replace("batch_size = 2", "epochs = 1"), r"missing key \[train\] batch_size"),
+        (lambda t: t.replace("batch_size = 2", 'batch_size = "two"'), r"\[train\] batch_size must be int, got str"),
+        (
+            lambda t: t.replace("batch_size = 2", "batch_size = 2\nlearning_rate = 1e-4"),
+            r"unknown key \[train\] learning_rate",
+        ),
+        (lambda t: t.replace('name = "mnrl"', 'name = "mnrl"\nscale = -1.0'), "scale"),
+        (lambda t: t.replace('name = "mnrl"', 'name = "mnrl"\nmargin = 1.0'), "has no setting 'margin'"),
+        (lambda t: t.replace("[model]", "[modle]"), r"unknown section \[modle\]"),
+        (lambda t: t.replace('train = "d.csv"', 'train = "missing.csv"'), r"\[data\] train file missing.csv not found"),
+        (lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_size = -1"), "mini_batch_size must be >= 0"),
+        (
+            lambda t: t.replace("batch_size = 2", "batch_size = 2\ncompile = 1"),
+            r"\[train\] compile must be bool, got int",
+        ),
+        (
+            lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_num_tokens = -5"),
+            r"\[train\] mini_batch_num_tokens must be >= 0, got -5",
+        ),
+        (
+            lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_num_tokens = 1.5"),
+            r"\[train\] mini_batch_num_tokens must be int, got float",
+        ),
+        (
+            lambda t: t.replace("batch_size = 2", "batch_size = 2\nmini_batch_num_tokens = 64\nmini_batch_size = 4"),
+            r"\[train\] give mini_batch_size \(rows per mini-batch\) or mini_batch_num_tokens \(real tokens per "
+            r"mini-batch\), not both",
+        ),
+        (
+            lambda t: t.replace('name = "mnrl"', 'name = "cosent"').replace(
+                "batch_size = 2", "batch_size = 2\nmini_batch_num_tokens = 64"
+            ),
+            r"\[train\] mini_batch_num_tokens \(gradient cache\) needs an in-batch loss, not cosent",
+        ),
+    ],
+)
 def test_malformed_recipe_is_refused_before_any_model_loads(tmp_path, monkeypatch, edit, message):
     from minilm.encoder import SentenceEncoder
 
@@ -143,11 +165,11 @@ def test_train_schema_is_train_config():
 
 # ------------------------------------------------------------------------------------------- the loss vs the recipe
 
-UNDECLARED = '''
+UNDECLARED = """
 def pull_together(anchors, positives):
     return (anchors - positives).pow(2).sum(dim=1).mean()
-'''
-NEEDS_CLASSES = '''
+"""
+NEEDS_CLASSES = """
 from torch import nn
 from minilm.losses import needs
 
@@ -155,24 +177,36 @@ from minilm.losses import needs
 class Head(nn.Module):
     def __init__(self, embedding_dim: int, num_labels: int):
         super().__init__()
-'''
+"""
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace('name = "mnrl"', 'name = "triplet"'),
-     r"roles give 2 text columns, but loss 'triplet' needs 3 text columns \(anchor, positive, negative\)"),
-    (lambda t: t.replace('name = "mnrl"', 'name = "batch_hard_triplet"'),
-     r"do not fit loss 'batch_hard_triplet', which needs one text column and a label \(roles text, label\)"),
-    (lambda t: t.replace('name = "mnrl"', 'name = "no_such_module_xyz:my_loss"'),
-     "cannot import module 'no_such_module_xyz'"),
-    (lambda t: t.replace('name = "mnrl"', 'name = "mine.py:pull_together"'),
-     r"loss 'mine.py:pull_together': loss pull_together does not declare its inputs: decorate it with"),
-    (lambda t: t.replace('name = "mnrl"', 'name = "mine.py:Head"'),
-     r"needs \['num_labels'\] from the run"),
-    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nloss_lr = 1e-3"),
-     r"\[train\] loss_lr is set, but loss 'mnrl' is a function without parameters"),
-    (lambda t: t.replace("batch_size = 2", "batch_size = 2\nloss_lr = -1.0"), r"\[train\] loss_lr must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda t: t.replace('name = "mnrl"', 'name = "triplet"'),
+            r"roles give 2 text columns, but loss 'triplet' needs 3 text columns \(anchor, positive, negative\)",
+        ),
+        (
+            lambda t: t.replace('name = "mnrl"', 'name = "batch_hard_triplet"'),
+            r"do not fit loss 'batch_hard_triplet', which needs one text column and a label \(roles text, label\)",
+        ),
+        (
+            lambda t: t.replace('name = "mnrl"', 'name = "no_such_module_xyz:my_loss"'),
+            "cannot import module 'no_such_module_xyz'",
+        ),
+        (
+            lambda t: t.replace('name = "mnrl"', 'name = "mine.py:pull_together"'),
+            r"loss 'mine.py:pull_together': loss pull_together does not declare its inputs: decorate it with",
+        ),
+        (lambda t: t.replace('name = "mnrl"', 'name = "mine.py:Head"'), r"needs \['num_labels'\] from the run"),
+        (
+            lambda t: t.replace("batch_size = 2", "batch_size = 2\nloss_lr = 1e-3"),
+            r"\[train\] loss_lr is set, but loss 'mnrl' is a function without parameters",
+        ),
+        (lambda t: t.replace("batch_size = 2", "batch_size = 2\nloss_lr = -1.0"), r"\[train\] loss_lr must be >= 0"),
+    ],
+)
 def test_the_loss_and_the_recipe_must_fit_before_any_model_loads(tmp_path, monkeypatch, edit, message):
     from minilm.encoder import SentenceEncoder
 
@@ -188,7 +222,8 @@ def test_a_triplet_recipe_on_pair_data_fails_before_the_model_loads(tmp_path, mo
 
     monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
     text = GOOD.replace('name = "mnrl"', 'name = "triplet"').replace(
-        'positive = "positive" }', 'positive = "positive", negative = "negative" }')
+        'positive = "positive" }', 'positive = "positive", negative = "negative" }'
+    )
     assert cli.main(["train", str(write(tmp_path, text)), "--output", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "column 'negative' not in" in err and "d.csv" in err
@@ -204,57 +239,83 @@ def test_switching_the_loss_with_set_says_which_settings_to_drop(tmp_path):
     assert "loss 'triplet' takes distance, margin, report" in message
     assert """--set 'loss={name="triplet"}'""" in message
     (tmp_path / "t.csv").write_text("anchor,positive,negative\nq1,a1,n1\nq2,a2,n2\n", encoding="utf-8")
-    switched = load_recipe(path, ['loss={name="triplet", margin=0.3}', 'data.train="t.csv"',
-                                  'data.roles={anchor="anchor", positive="positive", negative="negative"}'])
+    switched = load_recipe(
+        path,
+        [
+            'loss={name="triplet", margin=0.3}',
+            'data.train="t.csv"',
+            'data.roles={anchor="anchor", positive="positive", negative="negative"}',
+        ],
+    )
     assert switched.loss == {"name": "triplet", "margin": 0.3}
     with pytest.raises(RecipeError, match=r"\[loss\] loss 'mnrl' has no setting 'margin'"):
         load_recipe(path, ["loss.margin=0.3"])  # no rename: the plain message
 
 
-TWO_TEXTS = '''
+TWO_TEXTS = """
 from minilm.losses import mse_distill_loss, needs
 
 
 @needs("teacher_embeddings", columns=2)
 def distill_pair(sentence, translation, teacher_embeddings):
     return mse_distill_loss(sentence, translation, teacher_embeddings=teacher_embeddings)
-'''
+"""
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace(', teacher = "t"', ""), r"missing \['teacher'\]"),
-    (lambda t: t.replace('name = "margin_mse"', 'name = "distill_kl_div"\nteacher_temperature = 0.0'),
-     "teacher_temperature"),
-    (lambda t: t.replace('name = "margin_mse"', 'name = "mse"'), r"unknown \['anchor', 'positive', 'negative'\]"),
-    (lambda t: t.replace(', negative = "n"', ""),
-     r"\[data\] roles give 2 text columns, but loss 'margin_mse' needs 3 or more text columns \(anchor, positive, "
-     r"negative...\) and the teacher's score of each candidate .*; the text columns named are \['anchor', 'positive'\]"),
-    (lambda t: t.replace('name = "margin_mse"', 'name = "two_texts.py:distill_pair"').replace(
-        'anchor = "anchor", positive = "positive", negative = "n", teacher = "t"', 'text = ["anchor"], teacher = "t"'),
-     r"\[data\] roles give 1 text columns, but loss 'two_texts.py:distill_pair' needs 2 text column\(s\) and the "
-     r"teacher's embedding of each row \(roles text, teacher\); the text columns named are \['anchor'\]"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace(', teacher = "t"', ""), r"missing \['teacher'\]"),
+        (
+            lambda t: t.replace('name = "margin_mse"', 'name = "distill_kl_div"\nteacher_temperature = 0.0'),
+            "teacher_temperature",
+        ),
+        (lambda t: t.replace('name = "margin_mse"', 'name = "mse"'), r"unknown \['anchor', 'positive', 'negative'\]"),
+        (
+            lambda t: t.replace(', negative = "n"', ""),
+            r"\[data\] roles give 2 text columns, but loss 'margin_mse' needs 3 or more text columns "
+            r"\(anchor, positive, negative...\) and the teacher's score of each candidate .*; "
+            r"the text columns named are \['anchor', 'positive'\]",
+        ),
+        (
+            lambda t: t.replace('name = "margin_mse"', 'name = "two_texts.py:distill_pair"').replace(
+                'anchor = "anchor", positive = "positive", negative = "n", teacher = "t"',
+                'text = ["anchor"], teacher = "t"',
+            ),
+            r"\[data\] roles give 1 text columns, but loss 'two_texts.py:distill_pair' needs 2 text column\(s\) "
+            r"and the teacher's embedding of each row \(roles text, teacher\); the text columns named are \['anchor'\]",
+        ),
+    ],
+)
 def test_teacher_recipes_are_checked_before_any_model_loads(tmp_path, monkeypatch, edit, message):
     from minilm.encoder import SentenceEncoder
 
     monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
     (tmp_path / "two_texts.py").write_text(TWO_TEXTS, encoding="utf-8")
-    text = GOOD.replace('roles = { anchor = "anchor", positive = "positive" }',
-                        'roles = { anchor = "anchor", positive = "positive", negative = "n", teacher = "t" }')
+    text = GOOD.replace(
+        'roles = { anchor = "anchor", positive = "positive" }',
+        'roles = { anchor = "anchor", positive = "positive", negative = "n", teacher = "t" }',
+    )
     text = text.replace('name = "mnrl"', 'name = "margin_mse"')
     load_recipe(write(tmp_path, text))  # the teacher_scores kind is accepted as it is
     with pytest.raises(RecipeError, match=message):
         load_recipe(write(tmp_path, edit(text)))
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.seed=-1", r"\[train\] seed must be in \[0, 2\*\*63\), got -1"),
-    ("train.seed=18446744073709551616", r"\[train\] seed must be in \[0, 2\*\*63\)"),
-    ("eval.batch_size=0", r"\[eval\] batch_size must be >= 1, got 0"),
-    ("eval.limit=-1", r"\[eval\] limit must be >= 0 \(0: every row\), got -1"),
-    ('model.base="./models/mine"', r"\[model\] base folder ./models/mine not found \(looked at .*/models/mine, "
-                                   r"relative to the recipe\)"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.seed=-1", r"\[train\] seed must be in \[0, 2\*\*63\), got -1"),
+        ("train.seed=18446744073709551616", r"\[train\] seed must be in \[0, 2\*\*63\)"),
+        ("eval.batch_size=0", r"\[eval\] batch_size must be >= 1, got 0"),
+        ("eval.limit=-1", r"\[eval\] limit must be >= 0 \(0: every row\), got -1"),
+        (
+            'model.base="./models/mine"',
+            r"\[model\] base folder ./models/mine not found \(looked at .*/models/mine, "
+            r"relative to the recipe\)",
+        ),
+    ],
+)
 def test_out_of_range_values_are_refused_by_key(tmp_path, override, message):
     text = GOOD + '[eval]\ntask = "retrieval"\ndata = "d.csv"\nroles = { anchor = "anchor", positive = "positive" }\n'
     with pytest.raises(RecipeError, match=message):
@@ -272,25 +333,39 @@ def test_a_relative_model_base_is_the_recipes_not_the_working_directorys(tmp_pat
     assert load_recipe(path, [f'model.base="{elsewhere}"']).model["base"] == str(elsewhere)
 
 
-EVAL = GOOD + """[eval]
+EVAL = (
+    GOOD
+    + """[eval]
 task = "triplet"
 data = "t.csv"
 roles = { anchor = "anchor", positive = "positive", negative = "negative" }
 """
+)
 
 
-@pytest.mark.parametrize("train, message", [
-    ("metric_for_best = 'spearman'", r"\[train\] metric_for_best must be a metric of the \[eval\] task 'triplet': "
-                                     r"one of \['cosine_accuracy'\], got 'spearman'"),
-    ("load_best_at_end = true\neval_steps = 1", r"\[train\] load_best_at_end needs metric_for_best"),
-    ("metric_for_best = 'cosine_accuracy'\nearly_stopping_patience = 2",
-     r"\[train\] early_stopping_patience needs eval_steps > 0"),
-    ("metric_for_best = 'cosine_accuracy'\nearly_stopping_patience = -1", r"early_stopping_patience must be >= 0"),
-    ("greater_is_better = 1", r"\[train\] greater_is_better must be bool, got int"),
-    ("report_to = ['jsonl', 'wandb']", r"\[train\] report_to: unknown \['wandb'\]; known: \['jsonl', 'tensorboard'\]"),
-    ("report_to = ['tensorboard']", r"\[train\] report_to must include \"jsonl\""),
-    ("report_to = 'jsonl'", r"\[train\] report_to must be list, got str"),
-])
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        (
+            "metric_for_best = 'spearman'",
+            r"\[train\] metric_for_best must be a metric of the \[eval\] task 'triplet': "
+            r"one of \['cosine_accuracy'\], got 'spearman'",
+        ),
+        ("load_best_at_end = true\neval_steps = 1", r"\[train\] load_best_at_end needs metric_for_best"),
+        (
+            "metric_for_best = 'cosine_accuracy'\nearly_stopping_patience = 2",
+            r"\[train\] early_stopping_patience needs eval_steps > 0",
+        ),
+        ("metric_for_best = 'cosine_accuracy'\nearly_stopping_patience = -1", r"early_stopping_patience must be >= 0"),
+        ("greater_is_better = 1", r"\[train\] greater_is_better must be bool, got int"),
+        (
+            "report_to = ['jsonl', 'wandb']",
+            r"\[train\] report_to: unknown \['wandb'\]; known: \['jsonl', 'tensorboard'\]",
+        ),
+        ("report_to = ['tensorboard']", r"\[train\] report_to must include \"jsonl\""),
+        ("report_to = 'jsonl'", r"\[train\] report_to must be list, got str"),
+    ],
+)
 def test_best_model_settings_are_checked_before_any_model_loads(tmp_path, monkeypatch, train, message):
     from minilm.encoder import SentenceEncoder
 
@@ -302,10 +377,14 @@ def test_best_model_settings_are_checked_before_any_model_loads(tmp_path, monkey
 
 def test_metric_for_best_needs_an_eval_section_and_quick_runs_switch_it_off(tmp_path):
     with pytest.raises(RecipeError, match=r"metric_for_best = 'cosine_accuracy' needs an \[eval\] section"):
-        load_recipe(write(tmp_path, GOOD.replace("batch_size = 2", "batch_size = 2\nmetric_for_best = "
-                                                                   "'cosine_accuracy'")))
+        load_recipe(
+            write(tmp_path, GOOD.replace("batch_size = 2", "batch_size = 2\nmetric_for_best = 'cosine_accuracy'"))
+        )
     (tmp_path / "t.csv").write_text("anchor,positive,negative\nq,a,n\n", encoding="utf-8")
     best = "metric_for_best = 'cosine_accuracy'\neval_steps = 5\nload_best_at_end = true\nearly_stopping_patience = 3"
     recipe = make_quick(load_recipe(write(tmp_path, EVAL.replace("batch_size = 2", "batch_size = 2\n" + best))))
-    assert (recipe.train["eval_steps"], recipe.train["load_best_at_end"], recipe.train["early_stopping_patience"]) \
-        == (0, False, 0)
+    assert (recipe.train["eval_steps"], recipe.train["load_best_at_end"], recipe.train["early_stopping_patience"]) == (
+        0,
+        False,
+        0,
+    )

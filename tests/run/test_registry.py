@@ -45,11 +45,14 @@ def test_kwargs_check_names_the_bad_key():
 
 def test_a_guide_loss_takes_the_guide_key_and_its_dry_run_gets_guide_embeddings():
     assert needs_of(LOSSES["gist"]).guide and not needs_of(LOSSES["mnrl"]).guide
-    check_loss_kwargs("gist", {"guide": "sentence-transformers/all-MiniLM-L6-v2", "margin": 0.1,
-                               "matryoshka_dims": [8, 4]})
-    for kwargs, bad in [({"guide": 3}, r"guide must name a model \(a folder or a hub id\), got 3"),
-                        ({"guide": ""}, "guide must name a model"),
-                        ({"margin_strategy": "relativ"}, "margin_strategy")]:
+    check_loss_kwargs(
+        "gist", {"guide": "sentence-transformers/all-MiniLM-L6-v2", "margin": 0.1, "matryoshka_dims": [8, 4]}
+    )
+    for kwargs, bad in [
+        ({"guide": 3}, r"guide must name a model \(a folder or a hub id\), got 3"),
+        ({"guide": ""}, "guide must name a model"),
+        ({"margin_strategy": "relativ"}, "margin_strategy"),
+    ]:
         with pytest.raises(ValueError, match=bad):
             check_loss_kwargs("gist", kwargs)
     with pytest.raises(ValueError, match="loss 'mnrl' has no setting 'guide'"):
@@ -64,8 +67,9 @@ def test_a_layer_loss_consumes_what_its_inner_loss_does_and_refuses_what_it_cann
 
     from minilm.run.registry import loss_needs
 
-    assert needs_of(LOSSES["adaptive_layer"]) == Needs("columns", 2, more_columns=True, in_batch_negatives=True,
-                                                       layers=True)  # the default inner loss is MNRL
+    assert needs_of(LOSSES["adaptive_layer"]) == Needs(
+        "columns", 2, more_columns=True, in_batch_negatives=True, layers=True
+    )  # the default inner loss is MNRL
     assert loss_needs("adaptive_layer", settings={"loss": "batch_hard_triplet"}) == Needs("labels", 1, layers=True)
     assert loss_needs("matryoshka_2d", settings={"loss": "cosent"}) == Needs("scores", 2, layers=True)
     assert loss_needs("adaptive_layer", settings={"loss": "gist"}).guide  # the inner loss's guide is asked for
@@ -91,8 +95,9 @@ def test_a_layer_loss_consumes_what_its_inner_loss_does_and_refuses_what_it_cann
     assert needs_of(loss).layers
     ours = loss(*final, layers=earlier, layer_rng=random.Random(3))
     chosen = L.choose_layers(3, 1, random.Random(3))
-    reference = L.adaptive_layer_loss(lambda a, p: L.multiple_negatives_ranking_loss(a, p, scale=5.0), final,
-                                      {i: earlier[i] for i in chosen})
+    reference = L.adaptive_layer_loss(
+        lambda a, p: L.multiple_negatives_ranking_loss(a, p, scale=5.0), final, {i: earlier[i] for i in chosen}
+    )
     assert ours.item() == pytest.approx(reference.item(), rel=1e-12)
     for layers, bad in [({0: final, 2: final}, r"every earlier layer 0 .* got \[0, 2\]"), ([final], "got list")]:
         with pytest.raises(ValueError, match=bad):
@@ -111,7 +116,7 @@ def test_make_loss_binds_settings():
     assert needs_of(loss) == needs_of(L.multiple_negatives_ranking_loss)  # declarations survive the wrappers
 
 
-USER_LOSS = '''
+USER_LOSS = """
 from minilm.losses import needs, multiple_negatives_ranking_loss
 
 @needs("columns", columns=2, in_batch_negatives=True)
@@ -120,7 +125,7 @@ def hotter_mnrl(anchors, positives, temperature: float = 0.1):
 
 def undeclared(anchors, positives):
     return (anchors - positives).pow(2).mean()
-'''
+"""
 
 
 def test_a_loss_from_a_file_or_a_module(tmp_path, monkeypatch):
@@ -134,13 +139,16 @@ def test_a_loss_from_a_file_or_a_module(tmp_path, monkeypatch):
     assert loss(a, p).item() == pytest.approx(L.multiple_negatives_ranking_loss(a, p, scale=20.0).item())
 
 
-@pytest.mark.parametrize("name, message", [
-    ("user_losses.py:undeclared", "does not declare its inputs"),
-    ("user_losses.py:missing", "has no function 'missing'"),
-    ("nowhere.py:f", "nowhere.py not found"),
-    ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
-    ("mrnl", "unknown loss name 'mrnl'"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("user_losses.py:undeclared", "does not declare its inputs"),
+        ("user_losses.py:missing", "has no function 'missing'"),
+        ("nowhere.py:f", "nowhere.py not found"),
+        ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
+        ("mrnl", "unknown loss name 'mrnl'"),
+    ],
+)
 def test_bad_loss_names_are_refused_by_name(tmp_path, name, message):
     (tmp_path / "user_losses.py").write_text(USER_LOSS, encoding="utf-8")
     with pytest.raises(ValueError, match=message):
@@ -156,7 +164,7 @@ def test_declarations_are_checked():
         Needs("columns", 1)
 
 
-MODULE_LOSS = '''
+MODULE_LOSS = """
 import torch
 from torch import nn
 from minilm.losses import multiple_negatives_ranking_loss, needs
@@ -171,7 +179,7 @@ class LearnedScale(nn.Module):
     def forward(self, anchors, positives):  # plumbing only: the scale is not trained through here
         scale = self.log_scale.exp()
         return multiple_negatives_ranking_loss(anchors, positives, scale=float(scale.detach())), {"scale": scale}
-'''
+"""
 
 
 def test_a_loss_class_is_built_with_its_settings_and_the_run_context(tmp_path):
@@ -181,8 +189,12 @@ def test_a_loss_class_is_built_with_its_settings_and_the_run_context(tmp_path):
         check_loss_kwargs("module_loss.py:LearnedScale", {"embedding_dim": 3}, base_dir=tmp_path)
     with pytest.raises(ValueError, match=r"needs \['embedding_dim'\] from the run"):
         make_loss("module_loss.py:LearnedScale", {}, base_dir=tmp_path)
-    loss = make_loss("module_loss.py:LearnedScale", {"init_scale": 10.0}, base_dir=tmp_path,
-                     context={"embedding_dim": 3, "num_labels": 0})
+    loss = make_loss(
+        "module_loss.py:LearnedScale",
+        {"init_scale": 10.0},
+        base_dir=tmp_path,
+        context={"embedding_dim": 3, "num_labels": 0},
+    )
     assert isinstance(loss, torch.nn.Module) and loss.width == 3
     value, stats = loss(_x(), _x())
     assert stats["scale"].item() == pytest.approx(10.0)
@@ -198,8 +210,11 @@ def test_split_output_and_matryoshka_pass_statistics_through():
     loss, stats = split_output(L.matryoshka(reporting, (3, 2))(_x(), _x()))
     assert loss.ndim == 0 and stats == {"gap": 0.5, "count": 3.0}
     assert split_output((torch.tensor(1.0), {"bad": float("nan")}))[1] == {"bad": None}
-    for bad, message in [((torch.tensor(1.0), 2.0), "or \\(loss, dict"), (torch.ones(2), "0-d tensor"),
-                         ((torch.tensor(1.0), {"s": "x"}), "statistic 's' must be a number")]:
+    for bad, message in [
+        ((torch.tensor(1.0), 2.0), "or \\(loss, dict"),
+        (torch.ones(2), "0-d tensor"),
+        ((torch.tensor(1.0), {"s": "x"}), "statistic 's' must be a number"),
+    ]:
         with pytest.raises(TypeError, match=message):
             split_output(bad)
 
@@ -265,8 +280,14 @@ def test_a_loss_in_the_users_own_file_trains_through_minilm_train(tmp_path, tiny
 
     checkout = str(Path(__file__).resolve().parents[2])  # this minilm, whatever else is installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [checkout, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "minilm", "train", "mine.toml", "--output", "out"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "minilm", "train", "mine.toml", "--output", "out"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and all("violated" in r["stats"] for r in log)
@@ -274,8 +295,15 @@ def test_a_loss_in_the_users_own_file_trains_through_minilm_train(tmp_path, tiny
 
 
 def test_catalogue_settings_are_checked_by_dry_run():
-    check_loss_kwargs("mnrl", {"directions": ["query_to_doc", "doc_to_query"], "partition_mode": "per_direction",
-                               "hardness_mode": "in_batch_negatives", "hardness_strength": 2.0})
+    check_loss_kwargs(
+        "mnrl",
+        {
+            "directions": ["query_to_doc", "doc_to_query"],
+            "partition_mode": "per_direction",
+            "hardness_mode": "in_batch_negatives",
+            "hardness_strength": 2.0,
+        },
+    )
     check_loss_kwargs("embed_distill", {"projection_dim": 12, "distance": "mse"})  # teacher rows of width 12
     check_loss_kwargs("arcface", {"margin": 0.3, "scale": 30.0})
     for name, kwargs, bad in [

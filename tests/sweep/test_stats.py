@@ -62,20 +62,41 @@ def test_one_value_has_no_interval_and_bad_input_is_refused():
 def test_the_markdown_table_marks_intervals_that_exclude_zero(tmp_path):
     from types import SimpleNamespace
 
-    from minilm.sweep.spec import Config, Sweep
     from minilm.sweep.report import markdown
+    from minilm.sweep.spec import Config, Sweep
 
     recipe = SimpleNamespace(train={"max_steps": 10, "batch_size": 16, "epochs": 1})
-    sweep = Sweep(tmp_path / "s.toml", "s", "", tmp_path / "r.toml", [1, 2, 3], "acc", "none",
-                  [Config("base", {}, {}), Config("better", {}, {}), Config("noisy", {}, {})],
-                  runs=[SimpleNamespace(recipe=recipe)] * 9)
+    sweep = Sweep(
+        tmp_path / "s.toml",
+        "s",
+        "",
+        tmp_path / "r.toml",
+        [1, 2, 3],
+        "acc",
+        "none",
+        [Config("base", {}, {}), Config("better", {}, {}), Config("noisy", {}, {})],
+        runs=[SimpleNamespace(recipe=recipe)] * 9,
+    )
     values = {0: [0.88, 0.90, 0.86], 1: [0.91, 0.92, 0.90], 2: [0.95, 0.85, 0.87]}
-    rows = [{"config_index": c, "seed": s + 1, "status": "done", "acc": v, "acc_before": 0.8, "seconds": 1.0,
-             "final_loss": 0.5, "stat.active": 0.25} for c, vs in values.items() for s, v in enumerate(vs)]
+    rows = [
+        {
+            "config_index": c,
+            "seed": s + 1,
+            "status": "done",
+            "acc": v,
+            "acc_before": 0.8,
+            "seconds": 1.0,
+            "final_loss": 0.5,
+            "stat.active": 0.25,
+        }
+        for c, vs in values.items()
+        for s, v in enumerate(vs)
+    ]
     table = markdown(sweep, rows)
     assert "| base | 3 | 0.8000 | 0.8800 | 0.0200 | [0.8303, 0.9297] | baseline | — | — | — |" in table
     # better: p 0.035 by the paired t-test, 0.070 after Holm over 2 comparisons: no star (issue 19)
-    assert ("| better | 3 | 0.8000 | 0.9100 | 0.0100 | [0.8852, 0.9348] | +0.0300 | [+0.0052, +0.0548] | 0.035 | "
-            "0.070 |") in table
+    assert (
+        "| better | 3 | 0.8000 | 0.9100 | 0.0100 | [0.8852, 0.9348] | +0.0300 | [+0.0052, +0.0548] | 0.035 | 0.070 |"
+    ) in table
     assert "| +0.0100 | [-0.1390, +0.1590] | 0.800 | 0.800 |" in table and table.count("✱") == 1  # the legend
     assert "| better | 0.5000 | — | — | — | 0.2500 |" in table

@@ -15,9 +15,9 @@ from helpers import make_tiny_checkpoint
 from safetensors.torch import load_file
 
 from minilm import cli
-from minilm.train import trainer as trainer_module
 from minilm.run.build import run_recipe
 from minilm.sweep.runner import SweepError, load_sweep, run_sweep
+from minilm.train import trainer as trainer_module
 
 BASE = """
 name = "tiny"
@@ -72,11 +72,15 @@ def folder(tmp_path_factory, minilm_dir):
     root = tmp_path_factory.mktemp("research")
     make_tiny_checkpoint(root / "base", minilm_dir, layers=2, normalize=True)
     (root / "recipes").mkdir()
-    rows = [f"question {i} about topic {i % 7},answer {i} on topic {i % 7},note {i} on topic {(i + 3) % 7}"
-            for i in range(48)]
+    rows = [
+        f"question {i} about topic {i % 7},answer {i} on topic {i % 7},note {i} on topic {(i + 3) % 7}"
+        for i in range(48)
+    ]
     (root / "recipes" / "train.csv").write_text("anchor,positive,negative\n" + "\n".join(rows) + "\n")
-    evals = [f"query {i} on subject {i % 5},reply {i} on subject {i % 5},aside {i} on subject {(i + 2) % 5}"
-             for i in range(30)]
+    evals = [
+        f"query {i} on subject {i % 5},reply {i} on subject {i % 5},aside {i} on subject {(i + 2) % 5}"
+        for i in range(30)
+    ]
     (root / "recipes" / "eval.csv").write_text("anchor,positive,negative\n" + "\n".join(evals) + "\n")
     (root / "recipes" / "base.toml").write_text(BASE.format(base=root / "base"))
     (root / "my_losses").mkdir()
@@ -149,8 +153,10 @@ def test_a_sweep_run_is_the_run_minilm_train_makes(folder):
     run_sweep(path, folder / "kept", plots=False, log=lambda _: None)
     spec = sweep.runs[-1]  # the user's loss, margin 0.4, seed 4
     run_recipe(spec.recipe, folder / "bare", log=lambda _: None)
-    a, b = load_file(spec.directory / "final" / "model.safetensors"), load_file(folder / "bare" / "final" /
-                                                                                 "model.safetensors")
+    a, b = (
+        load_file(spec.directory / "final" / "model.safetensors"),
+        load_file(folder / "bare" / "final" / "model.safetensors"),
+    )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     bare = [json.loads(line) for line in (folder / "bare" / "log.jsonl").read_text().splitlines()]
     swept_log = [json.loads(line) for line in (spec.directory / "log.jsonl").read_text().splitlines()]
@@ -166,8 +172,12 @@ def test_a_killed_sweep_rerun_skips_finished_runs_and_resumes_the_unfinished_one
 
     def die_in_the_third_run(self, record):
         original(self, record)
-        if record.get("step") == 3 and "loss" in record and "margin=0.1" in str(self.output_dir) and \
-                self.output_dir.name == "seed-3":
+        if (
+            record.get("step") == 3
+            and "loss" in record
+            and "margin=0.1" in str(self.output_dir)
+            and self.output_dir.name == "seed-3"
+        ):
             raise KeyboardInterrupt("killed")
 
     monkeypatch.setattr(trainer_module.Trainer, "write_log", die_in_the_third_run)
@@ -210,31 +220,44 @@ def test_parallel_jobs_run_in_worker_processes(folder, swept, monkeypatch):
 
     monkeypatch.setattr(sweep_module, "train_run", with_pid)
     text = SWEEP.replace("seeds = [3, 4]", "seeds = [3]")  # 3 runs, 2 at a time
-    results = run_sweep(write_sweep(folder, "parallel", text=text), folder / "parallel", jobs=2, plots=False,
-                        log=lambda _: None)
+    results = run_sweep(
+        write_sweep(folder, "parallel", text=text), folder / "parallel", jobs=2, plots=False, log=lambda _: None
+    )
     assert len(results) == 3 and all(r["status"] == "done" for r in results)
     pids = {p.read_text() for p in (folder / "parallel").rglob("pid")}
     assert len(pids) == 2 and str(os.getpid()) not in pids
     reference, _ = swept
     for mine in sorted((folder / "parallel" / "runs").rglob("result.json")):
         theirs = reference / mine.relative_to(folder / "parallel")
-        losses = [[json.loads(line)["loss"] for line in (path.parent / "log.jsonl").read_text().splitlines()
-                   if '"loss"' in line] for path in (mine, theirs)]
+        losses = [
+            [
+                json.loads(line)["loss"]
+                for line in (path.parent / "log.jsonl").read_text().splitlines()
+                if '"loss"' in line
+            ]
+            for path in (mine, theirs)
+        ]
         assert losses[0] == pytest.approx(losses[1], rel=1e-4)  # one thread per worker: only summation order differs
 
 
 BAD_SWEEPS = [
-    (SWEEP.replace("grid = {{ margin", "grid = {{ margn"),
-     r"\[\[configs\]\] 2: grid key margn is not a setting of loss '.*squared_triplet'; it takes margin"),
+    (
+        SWEEP.replace("grid = {{ margin", "grid = {{ margn"),
+        r"\[\[configs\]\] 2: grid key margn is not a setting of loss '.*squared_triplet'; it takes margin",
+    ),
     (SWEEP.replace('name = "mnrl", report = true', 'name = "mnrl", margin = 0.1'), "has no setting 'margin'"),
     (SWEEP.replace('name = "mnrl", report = true', 'name = "nowhere.py:f"'), "nowhere.py not found"),
-    (SWEEP.replace('name = "mnrl", report = true', 'name = "mnrl" }}\ntrain = {{ seed = 1'),
-     "train sets seed, which decide the batches"),
+    (
+        SWEEP.replace('name = "mnrl", report = true', 'name = "mnrl" }}\ntrain = {{ seed = 1'),
+        "train sets seed, which decide the batches",
+    ),
     (SWEEP.replace('label = "mnrl"', 'label = "squared_triplet margin=0.1"'), "labels must be distinct"),
     (SWEEP.replace("seeds = [3, 4]", "seeds = [3, 3]"), "seeds must be a positive count or a list of distinct"),
     (SWEEP.replace("seeds = [3, 4]", "seeds = [3, 4]\nsteps = 5"), "unknown key steps"),
-    (SWEEP.replace("grid = {{ margin = [0.1, 0.4] }}", "grid = {{ margin = 0.1 }}"),
-     "grid.margin must be a non-empty list"),
+    (
+        SWEEP.replace("grid = {{ margin = [0.1, 0.4] }}", "grid = {{ margin = 0.1 }}"),
+        "grid.margin must be a non-empty list",
+    ),
     (SWEEP.replace('recipe = "recipes/base.toml"', 'recipe = "recipes/none.toml"'), "none.toml does not exist"),
     (SWEEP + '\n[[configs]]\nloss = {{ name = "batch_hard_triplet" }}\n', "do not fit loss 'batch_hard_triplet'"),
 ]
@@ -278,8 +301,9 @@ def test_without_matplotlib_the_tables_are_written_and_the_plots_explained(swept
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     lines = []
     assert write_plots(load_sweep(out.parent / "compare.toml", out), out, lines.append) is False
-    assert lines == ["plots need matplotlib, an optional extra: pip install 'minilm[plot]' "
-                     "(sweep.csv and sweep.md were written)"]
+    assert lines == [
+        "plots need matplotlib, an optional extra: pip install 'minilm[plot]' (sweep.csv and sweep.md were written)"
+    ]
 
 
 def test_the_cached_tokenizer_gives_the_same_ids_and_truncations(minilm_dir):

@@ -5,8 +5,8 @@ same finished runs, the same sweep.csv (run times aside), every run's log.jsonl 
 Kill points are random times within an uninterrupted sweep's length, drawn from a seed taken from the clock and
 printed (``MINILM_FAULT_SEED=<seed>`` replays them); ``MINILM_SWEEP_FAULT_POINTS`` sets how many (3 by default, to
 stay fast; docs/reliability.md gives a longer run). Sweeps are forked from a server that has imported torch and
-minilm once (the trick of tests/integration/test_faults.py), each with one thread, so every run computes the same bits whether it
-trains in a worker or in the sweep's own process.
+minilm once (the trick of tests/integration/test_faults.py), each with one thread, so every run computes the same bits
+whether it trains in a worker or in the sweep's own process.
 """
 
 import csv

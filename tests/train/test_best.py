@@ -11,11 +11,11 @@ import torch
 from helpers import killed_after_step, tiny_encoder, write_tiny_recipe
 from safetensors.torch import load_file
 
-from minilm.train.best import BestTracker
-from minilm.train.config import TrainConfig
-from minilm.run.recipe import load_recipe
 from minilm.run.build import run_recipe
+from minilm.run.recipe import load_recipe
+from minilm.train.best import BestTracker
 from minilm.train.checkpoints import checkpoints
+from minilm.train.config import TrainConfig
 from minilm.train.trainer import TrainData, Trainer
 
 # cosine_accuracy by step: best at step 2, then no improvement (the final evaluation at step 6 included)
@@ -24,8 +24,13 @@ SCORES = {0: 0.1, 1: 0.5, 2: 0.9, 3: 0.6, 4: 0.7, 5: 0.8, 6: 0.85}
 
 def test_tracker_keeps_the_strictly_best_and_counts_evaluations_since():
     up = BestTracker("acc", greater_is_better=True, patience=2)
-    assert [up.update(s, {"acc": v}) for s, v in [(1, 0.5), (2, 0.7), (3, 0.7), (4, math.nan), (5, 0.9)]] == \
-        [True, True, False, False, True]
+    assert [up.update(s, {"acc": v}) for s, v in [(1, 0.5), (2, 0.7), (3, 0.7), (4, math.nan), (5, 0.9)]] == [
+        True,
+        True,
+        False,
+        False,
+        True,
+    ]
     assert (up.best_step, up.best_value, up.evaluations_without_improvement) == (5, 0.9, 0)
     assert not up.should_stop
     up.update(6, {"acc": 0.1})
@@ -70,11 +75,15 @@ def test_trainer_refuses_best_settings_it_cannot_honour(minilm_dir):
     with pytest.raises(ValueError, match="load_best_at_end needs metric_for_best"):
         make(TrainConfig(batch_size=2, load_best_at_end=True, eval_steps=1))
     with pytest.raises(ValueError, match="early_stopping_patience needs eval_steps > 0"):
-        make(TrainConfig(batch_size=2, metric_for_best="cosine_accuracy", early_stopping_patience=2),
-             evaluate=lambda m: {})
+        make(
+            TrainConfig(batch_size=2, metric_for_best="cosine_accuracy", early_stopping_patience=2),
+            evaluate=lambda m: {},
+        )
     with pytest.raises(ValueError, match="load_best_at_end needs an output directory"):
-        make(TrainConfig(batch_size=2, metric_for_best="cosine_accuracy", load_best_at_end=True, eval_steps=1),
-             evaluate=lambda m: {})
+        make(
+            TrainConfig(batch_size=2, metric_for_best="cosine_accuracy", load_best_at_end=True, eval_steps=1),
+            evaluate=lambda m: {},
+        )
 
 
 @pytest.fixture()
@@ -112,8 +121,12 @@ def logged_steps(output):
     return [r["step"] for r in log if "loss" in r], [r["step"] for r in log if "eval" in r]
 
 
-BEST = ["train.metric_for_best='cosine_accuracy'", "train.eval_steps=1", "train.save_steps=1",
-        "train.keep_checkpoints=1"]
+BEST = [
+    "train.metric_for_best='cosine_accuracy'",
+    "train.eval_steps=1",
+    "train.save_steps=1",
+    "train.keep_checkpoints=1",
+]
 
 
 @pytest.mark.slow
@@ -131,8 +144,7 @@ def test_load_best_at_end_final_is_the_best_checkpoint_kept_through_pruning(tmp_
 
 
 @pytest.mark.slow
-def test_without_load_best_final_is_the_last_model_and_the_best_checkpoint_is_still_kept(tmp_path, tiny_base,
-                                                                                         scripted):
+def test_without_load_best_final_is_the_last_model_and_the_best_checkpoint_is_still_kept(tmp_path, tiny_base, scripted):
     path = write_tiny_recipe(tmp_path, tiny_base, train="", evaluate=True)
     run(path, tmp_path / "out", *BEST)
     kept = checkpoints(tmp_path / "out")
@@ -144,8 +156,13 @@ def test_without_load_best_final_is_the_last_model_and_the_best_checkpoint_is_st
 
 def test_a_new_best_is_checkpointed_for_load_best_at_end_even_off_the_save_schedule(tmp_path, tiny_base, scripted):
     path = write_tiny_recipe(tmp_path, tiny_base, train="", evaluate=True)
-    run(path, tmp_path / "out", "train.metric_for_best='cosine_accuracy'", "train.eval_steps=1",
-        "train.load_best_at_end=true")  # save_steps = 0: no scheduled checkpoint at all
+    run(
+        path,
+        tmp_path / "out",
+        "train.metric_for_best='cosine_accuracy'",
+        "train.eval_steps=1",
+        "train.load_best_at_end=true",
+    )  # save_steps = 0: no scheduled checkpoint at all
     assert [p.name for p in checkpoints(tmp_path / "out")] == ["step-0000001", "step-0000002"]
     assert same(weights(tmp_path / "out" / "final"), weights(checkpoints(tmp_path / "out")[1] / "model"))
 
@@ -185,8 +202,13 @@ def test_early_stopping_and_load_best_under_torchrun(tmp_path, tiny_base):
     from the scores the run logged."""
     from test_distributed import torchrun
 
-    path = write_tiny_recipe(tmp_path, tiny_base, evaluate=True, train="metric_for_best = 'cosine_accuracy'\neval_steps = 1\n"
-                                                  "early_stopping_patience = 1\nload_best_at_end = true")
+    path = write_tiny_recipe(
+        tmp_path,
+        tiny_base,
+        evaluate=True,
+        train="metric_for_best = 'cosine_accuracy'\neval_steps = 1\n"
+        "early_stopping_patience = 1\nload_best_at_end = true",
+    )
     done, _ = torchrun(["-m", "minilm", "train", str(path), "--output", str(tmp_path / "out")], timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]

@@ -4,7 +4,6 @@ test_compile_setting_trains_like_eager (slow: it compiles)."""
 
 from minilm.kernels.adamw import FusedAdamW
 from minilm.kernels.mnrl import fused_mnrl_loss
-
 from minilm.run.registry import make_loss
 from minilm.train.compiled import compiled_training
 

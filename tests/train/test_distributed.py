@@ -27,20 +27,26 @@ import torch.multiprocessing as mp
 from helpers import make_tiny_checkpoint
 from safetensors.torch import load_file
 
-from minilm.train import distributed
 from minilm.encoder import SentenceEncoder
-from minilm.train.step import loss_backward
 from minilm.losses import cosent_loss
 from minilm.losses import multiple_negatives_ranking_loss as mnrl
-from minilm.run.recipe import RecipeError, load_recipe
 from minilm.run.build import run_recipe
-from minilm.train.samplers import NoDuplicatesBatchSampler, RandomBatchSampler
+from minilm.run.recipe import RecipeError, load_recipe
+from minilm.train import distributed
 from minilm.train.checkpoints import checkpoints
+from minilm.train.samplers import NoDuplicatesBatchSampler, RandomBatchSampler
+from minilm.train.step import loss_backward
 
 WORLD, GLOBAL_BATCH, LOCAL_BATCH, STEPS = 2, 32, 16, 10
-TOPICS = "cats dogs rain sun cars trains food music tea maps".split()
-ROWS = [(f"question {i} about {TOPICS[i % 10]}?", f"answer {i} on {TOPICS[i % 10]}" + " indeed" * (i % 4),
-         f"unrelated note {i} on {TOPICS[(i + 3) % 10]}") for i in range(160)]
+TOPICS = ["cats", "dogs", "rain", "sun", "cars", "trains", "food", "music", "tea", "maps"]
+ROWS = [
+    (
+        f"question {i} about {TOPICS[i % 10]}?",
+        f"answer {i} on {TOPICS[i % 10]}" + " indeed" * (i % 4),
+        f"unrelated note {i} on {TOPICS[(i + 3) % 10]}",
+    )
+    for i in range(160)
+]
 BATCH = [list(column) for column in zip(*ROWS[:GLOBAL_BATCH])]  # anchors, positives, negatives: one global batch
 SCORES = torch.linspace(0, 1, GLOBAL_BATCH)  # for CoSENT on (anchors, positives): targets are gathered too
 RECIPE = """
@@ -112,9 +118,12 @@ def rank_worker(rank: int, port: int, base: str, recipe: str, out: str) -> None:
     mine = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
     half = [column[mine] for column in BATCH]
     gathered_mnrl = distributed.gather_loss(mnrl)
-    steps = {"plain": (mnrl, None, half, {}), "gathered": (gathered_mnrl, None, half, {}),
-             "cached": (gathered_mnrl, 5, half, {}),
-             "cosent": (distributed.gather_loss(cosent_loss), None, half[:2], {"scores": SCORES[mine]})}
+    steps = {
+        "plain": (mnrl, None, half, {}),
+        "gathered": (gathered_mnrl, None, half, {}),
+        "cached": (gathered_mnrl, 5, half, {}),
+        "cosent": (distributed.gather_loss(cosent_loss), None, half[:2], {"scores": SCORES[mine]}),
+    }
     results = {}
     for name, (loss_fn, mini, columns, targets) in steps.items():
         model.zero_grad(set_to_none=True)
@@ -143,8 +152,20 @@ def spawn(fn, args: tuple, timeout: float = 90) -> None:
 
 
 def torchrun(args: list[str], timeout: float = 90) -> tuple[subprocess.CompletedProcess, float]:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(WORLD),
-               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        str(WORLD),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        *args,
+    ]
     start = time.monotonic()
     done = subprocess.run(command, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=timeout)
     return done, time.monotonic() - start
@@ -182,12 +203,18 @@ def single(setup):
     full = loss_backward(model, BATCH, mnrl), grads(model)
     model.zero_grad(set_to_none=True)
     cosent = loss_backward(model, BATCH[:2], cosent_loss, scores=SCORES), grads(model)
-    halves = [loss_backward(model, [c[r * LOCAL_BATCH:(r + 1) * LOCAL_BATCH] for c in BATCH], mnrl)
-              for r in range(WORLD)]
+    halves = [
+        loss_backward(model, [c[r * LOCAL_BATCH : (r + 1) * LOCAL_BATCH] for c in BATCH], mnrl) for r in range(WORLD)
+    ]
     run_recipe(load_recipe(recipe), root / "single", log=lambda _: None)
     run_recipe(load_recipe(recipe, TEMPERATURE), root / "single_temperature", log=lambda _: None)
-    return {"full": full, "cosent": cosent, "halves": halves, "run": root / "single",
-            "temperature": root / "single_temperature"}
+    return {
+        "full": full,
+        "cosent": cosent,
+        "halves": halves,
+        "run": root / "single",
+        "temperature": root / "single_temperature",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +276,9 @@ def test_ten_gathered_steps_give_the_single_process_weights(ranks, single):
     assert max_weight_diff(out / "run_cached", single["run"]) <= 1e-5
     base = load_file(single["run"].parent / "base" / "model.safetensors")
     moved = load_file(single["run"] / "final" / "model.safetensors")
-    assert (moved["encoder.layer.0.output.dense.weight"] - base["encoder.layer.0.output.dense.weight"]).abs().max() > 1e-3
+    assert (
+        moved["encoder.layer.0.output.dense.weight"] - base["encoder.layer.0.output.dense.weight"]
+    ).abs().max() > 1e-3
 
 
 @pytest.mark.slow
@@ -322,8 +351,17 @@ def test_dead_rank_fails_the_job_and_torchrun_resume_finishes_it(setup, single, 
 @pytest.mark.subprocess
 def test_stalled_rank_fails_the_job_after_the_recipe_timeout(setup, faulty, tmp_path):
     _, recipe = setup
-    args = [str(faulty), "3", "sleep", "train", str(recipe), "--output", str(tmp_path / "out"),
-            "--set", "train.distributed_timeout_s=5"]
+    args = [
+        str(faulty),
+        "3",
+        "sleep",
+        "train",
+        str(recipe),
+        "--output",
+        str(tmp_path / "out"),
+        "--set",
+        "train.distributed_timeout_s=5",
+    ]
     done, seconds = torchrun(args)
     assert done.returncode != 0, done.stderr[-2000:]
     assert "timed out" in done.stderr.lower()  # rank 0 gave up waiting (gloo's message), it did not crash

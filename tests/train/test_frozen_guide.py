@@ -11,12 +11,11 @@ from safetensors.torch import load_file
 
 from minilm.encoder import SentenceEncoder
 from minilm.losses import gist_embed_loss
-from minilm.train import trainer as trainer_module
-from minilm.train.frozen import FrozenEncoder
-from minilm.run.recipe import RecipeError, load_recipe
 from minilm.run.build import run_recipe
+from minilm.run.recipe import RecipeError, load_recipe
 from minilm.sweep.runner import load_sweep, run_sweep
-from minilm.train.frozen import GuideModel
+from minilm.train import trainer as trainer_module
+from minilm.train.frozen import FrozenEncoder, GuideModel
 
 
 @pytest.fixture()
@@ -38,23 +37,27 @@ def test_a_guide_is_frozen_and_embeds_without_autograd(tiny_base):
     assert torch.allclose(embedded[0], whole, atol=1e-6) and torch.allclose(embedded[1], whole.flip(0), atol=1e-6)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda g: g.embed([{"input_ids": torch.zeros(2, 3)}]), r"columns\[0\] must be a list of texts, got dict"),
-    (lambda g: g.embed(["one text"]), r"columns\[0\] must be a list of texts, got str"),
-    (lambda g: FrozenEncoder(g.encoder, batch_size=0), "guide batch_size must be a positive int, got 0"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda g: g.embed([{"input_ids": torch.zeros(2, 3)}]), r"columns\[0\] must be a list of texts, got dict"),
+        (lambda g: g.embed(["one text"]), r"columns\[0\] must be a list of texts, got str"),
+        (lambda g: FrozenEncoder(g.encoder, batch_size=0), "guide batch_size must be a positive int, got 0"),
+    ],
+)
 def test_bad_guide_input_is_refused_by_name(tiny_base, call, message):
     with pytest.raises((TypeError, ValueError), match=message):
         call(FrozenEncoder.load(str(tiny_base)))
 
 
 @pytest.mark.slow
-def test_gist_trains_from_a_recipe_with_the_guide_frozen_and_never_saved(gist_recipe, tmp_path, tiny_base,
-                                                                          monkeypatch):
+def test_gist_trains_from_a_recipe_with_the_guide_frozen_and_never_saved(gist_recipe, tmp_path, tiny_base, monkeypatch):
     seen = keep_trainer(monkeypatch)
     run_recipe(load_recipe(gist_recipe), tmp_path / "out", log=lambda _: None)
     trainer = seen["trainer"]
-    assert_frozen_and_never_saved(trainer, trainer.extension(GuideModel).frozen.encoder, tiny_base, tmp_path / "out", "guide")
+    assert_frozen_and_never_saved(
+        trainer, trainer.extension(GuideModel).frozen.encoder, tiny_base, tmp_path / "out", "guide"
+    )
     card = (tmp_path / "out" / "final" / "README.md").read_text(encoding="utf-8")
     assert f'"guide": "{tiny_base}"' in card  # the card names the guide with the loss's settings
     assert "loss" not in trainer.parts
@@ -89,8 +92,14 @@ def test_cached_gist_passes_the_guide_through_the_gradient_cache(gist_recipe, tm
     b = load_file(tmp_path / "cached" / "final" / "model.safetensors")
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
-    losses = [[json.loads(line)["loss"] for line in (tmp_path / name / "log.jsonl").read_text().splitlines()
-               if '"loss"' in line] for name in ("plain", "cached")]
+    losses = [
+        [
+            json.loads(line)["loss"]
+            for line in (tmp_path / name / "log.jsonl").read_text().splitlines()
+            if '"loss"' in line
+        ]
+        for name in ("plain", "cached")
+    ]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
@@ -99,16 +108,25 @@ def test_a_gist_run_killed_and_resumed_equals_the_straight_run(gist_recipe, tmp_
     assert_resume_is_exact(monkeypatch, gist_recipe, tmp_path)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda t, base: t.replace(f'\nguide = "{base}"', ""),
-     r"missing key \[loss\] guide: loss 'gist' masks false negatives with a frozen guide model"),
-    (lambda t, base: t.replace(f'guide = "{base}"', 'guide = "./guides/none"'),
-     r"\[loss\] guide folder ./guides/none not found \(looked at .*guides/none, relative to the recipe\)"),
-    (lambda t, base: t.replace(f'guide = "{base}"', "guide = 3"), r"guide must name a model \(a folder or a hub id\)"),
-    (lambda t, base: t.replace('name = "gist"', 'name = "mnrl"'), r"loss 'mnrl' has no setting 'guide'"),
-])
-def test_a_guide_that_cannot_work_is_refused_before_any_model_loads(gist_recipe, tiny_base, monkeypatch, edit,
-                                                                    message):
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda t, base: t.replace(f'\nguide = "{base}"', ""),
+            r"missing key \[loss\] guide: loss 'gist' masks false negatives with a frozen guide model",
+        ),
+        (
+            lambda t, base: t.replace(f'guide = "{base}"', 'guide = "./guides/none"'),
+            r"\[loss\] guide folder ./guides/none not found \(looked at .*guides/none, relative to the recipe\)",
+        ),
+        (
+            lambda t, base: t.replace(f'guide = "{base}"', "guide = 3"),
+            r"guide must name a model \(a folder or a hub id\)",
+        ),
+        (lambda t, base: t.replace('name = "gist"', 'name = "mnrl"'), r"loss 'mnrl' has no setting 'guide'"),
+    ],
+)
+def test_a_guide_that_cannot_work_is_refused_before_any_model_loads(gist_recipe, tiny_base, monkeypatch, edit, message):
     monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
     gist_recipe.write_text(edit(gist_recipe.read_text(encoding="utf-8"), tiny_base), encoding="utf-8")
     with pytest.raises(RecipeError, match=message):
@@ -125,8 +143,8 @@ def test_a_relative_guide_is_the_recipes_folder(gist_recipe, tiny_base, tmp_path
 
 
 def test_the_trainer_refuses_a_guide_that_does_not_fit_the_loss(gist_recipe, tiny_base):
-    from minilm.train.config import TrainConfig
     from minilm.run.build import build_loss, load_train_data, make_sampler
+    from minilm.train.config import TrainConfig
 
     recipe = load_recipe(gist_recipe)
     model = SentenceEncoder.from_pretrained(tiny_base)
@@ -137,9 +155,17 @@ def test_the_trainer_refuses_a_guide_that_does_not_fit_the_loss(gist_recipe, tin
     with pytest.raises(ValueError, match="the guide must be a separate frozen copy, not the model being trained"):
         trainer_module.Trainer(model, loss, data, sampler, config, extensions=[GuideModel(FrozenEncoder(model))])
     mnrl = load_recipe(gist_recipe, ['loss={name="mnrl"}'])
-    with pytest.raises(ValueError, match="a guide was given, but loss multiple_negatives_ranking_loss does not take one"):
-        trainer_module.Trainer(model, build_loss(mnrl, model, data), data, sampler, config,
-                               extensions=[GuideModel(FrozenEncoder.load(str(tiny_base)))])
+    with pytest.raises(
+        ValueError, match="a guide was given, but loss multiple_negatives_ranking_loss does not take one"
+    ):
+        trainer_module.Trainer(
+            model,
+            build_loss(mnrl, model, data),
+            data,
+            sampler,
+            config,
+            extensions=[GuideModel(FrozenEncoder.load(str(tiny_base)))],
+        )
 
 
 SWEEP = """
@@ -160,18 +186,26 @@ train = { mini_batch_size = 4 }
 @pytest.mark.slow
 def test_gist_runs_from_a_sweep_with_its_guide_relative_to_the_sweep_file(tmp_path, tiny_base):
     path = write_tiny_recipe(tmp_path, tiny_base)
-    rows = "\n".join(f"query {i} on subject {i % 5},reply {i} on subject {i % 5},aside {i} on subject {(i + 2) % 5}"
-                     for i in range(12))
+    rows = "\n".join(
+        f"query {i} on subject {i % 5},reply {i} on subject {i % 5},aside {i} on subject {(i + 2) % 5}"
+        for i in range(12)
+    )
     (tmp_path / "eval.csv").write_text("anchor,positive,negative\n" + rows + "\n", encoding="utf-8")
     text = path.read_text(encoding="utf-8") + (
         '[eval]\ntask = "triplet"\ndata = "eval.csv"\n'
-        'roles = { anchor = "anchor", positive = "positive", negative = "negative" }\n')
+        'roles = { anchor = "anchor", positive = "positive", negative = "negative" }\n'
+    )
     (tmp_path / "base.toml").write_text(text, encoding="utf-8")
     (tmp_path / "sweeps").mkdir()
     (tmp_path / "sweeps" / "guide").symlink_to(tiny_base, target_is_directory=True)
     (tmp_path / "sweeps" / "s.toml").write_text(SWEEP.replace('"base.toml"', '"../base.toml"'), encoding="utf-8")
     sweep = load_sweep(tmp_path / "sweeps" / "s.toml", tmp_path / "out")
-    assert [r.recipe.loss.get("guide") for r in sweep.runs] == [None] + [str((tmp_path / "sweeps" / "guide").resolve())] * 2
+    assert [r.recipe.loss.get("guide") for r in sweep.runs] == [None] + [
+        str((tmp_path / "sweeps" / "guide").resolve())
+    ] * 2
     results = run_sweep(tmp_path / "sweeps" / "s.toml", tmp_path / "out", plots=False, log=lambda _: None)
     assert [(r["label"], r["status"], r["steps"]) for r in results] == [
-        ("mnrl", "done", 2), ("gist", "done", 2), ("cached gist", "done", 2)]
+        ("mnrl", "done", 2),
+        ("gist", "done", 2),
+        ("cached gist", "done", 2),
+    ]

@@ -15,7 +15,7 @@ from minilm import losses as L
 from minilm.train.grad_cache import cached_loss_backward, split_column
 from minilm.train.step import embed_columns, loss_backward
 
-WORDS = "cats dogs rain sun cars trains food music".split()
+WORDS = ["cats", "dogs", "rain", "sun", "cars", "trains", "food", "music"]
 ANCHORS = [f"what about {w}?" for w in WORDS]
 POSITIVES = [f"a short note on {w}" + " indeed" * (i % 4) for i, w in enumerate(WORDS)]  # ragged lengths
 NEGATIVES = [f"nothing on {w} here" for w in reversed(WORDS)]
@@ -29,8 +29,13 @@ def real_model(real_model):
 @pytest.fixture(scope="module")
 def tiny_model(real_model):
     """Random 2-layer encoder with the real tokenizer: fast enough to run several steps with dropout on."""
-    return tiny_encoder(real_model.tokenizer, num_attention_heads=2, max_position_embeddings=512,
-                        hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2)
+    return tiny_encoder(
+        real_model.tokenizer,
+        num_attention_heads=2,
+        max_position_embeddings=512,
+        hidden_dropout_prob=0.2,
+        attention_probs_dropout_prob=0.2,
+    )
 
 
 def _step(model, fn):
@@ -65,8 +70,14 @@ def test_cached_with_dropout_is_reproducible_on_real_model(real_model):
         runs = []
         for _ in range(2):
             torch.manual_seed(123)
-            runs.append(_step(real_model, lambda: cached_loss_backward(
-                real_model, [ANCHORS, POSITIVES], L.multiple_negatives_ranking_loss, 4)))
+            runs.append(
+                _step(
+                    real_model,
+                    lambda: cached_loss_backward(
+                        real_model, [ANCHORS, POSITIVES], L.multiple_negatives_ranking_loss, 4
+                    ),
+                )
+            )
     finally:
         real_model.eval()
     (loss_a, grads_a), (loss_b, grads_b) = runs
@@ -90,8 +101,9 @@ def test_dropout_masks_are_replayed(tiny_model):
     torch.manual_seed(5)
     reference = _step(tiny_model, chunked_plain)
     torch.manual_seed(5)
-    cached = _step(tiny_model, lambda: cached_loss_backward(
-        tiny_model, columns, L.multiple_negatives_ranking_loss, 3, scale=10.0))
+    cached = _step(
+        tiny_model, lambda: cached_loss_backward(tiny_model, columns, L.multiple_negatives_ranking_loss, 3, scale=10.0)
+    )
     _assert_same(cached, reference)
     after_cached = torch.rand(1)
     torch.manual_seed(5)
@@ -118,8 +130,10 @@ def test_grads_accumulate_like_backward(tiny_model):
     columns = [ANCHORS, POSITIVES]
     scores = torch.tensor([0.1, 0.9, 0.4, 0.4, 0.0, 1.0, 0.7, 0.3])
     loss, once = _step(tiny_model, lambda: cached_loss_backward(tiny_model, columns, L.cosent_loss, 3, scores=scores))
-    twice = _step(tiny_model, lambda: [cached_loss_backward(tiny_model, columns, L.cosent_loss, 3, scores=scores)
-                                       for _ in range(2)][0])
+    twice = _step(
+        tiny_model,
+        lambda: [cached_loss_backward(tiny_model, columns, L.cosent_loss, 3, scores=scores) for _ in range(2)][0],
+    )
     _assert_same(twice, (loss, {name: 2 * g for name, g in once.items()}))
 
 
@@ -155,14 +169,17 @@ def test_joint_forward_refuses_mismatched_feature_keys_and_shapes(tiny_model):
         embed_columns(tiny_model, [a, flat])
 
 
-@pytest.mark.parametrize("columns, mini_batch_size, error, match", [
-    ([ANCHORS, POSITIVES], 0, ValueError, "mini_batch_size"),
-    ([ANCHORS, POSITIVES], 2.5, ValueError, "mini_batch_size"),
-    ([ANCHORS, POSITIVES[:5]], 2, ValueError, "equal length"),
-    ([], 2, TypeError, "columns"),
-    ("abc", 2, TypeError, "columns"),
-    ([ANCHORS, "text"], 2, TypeError, r"columns\[1\]"),
-])
+@pytest.mark.parametrize(
+    "columns, mini_batch_size, error, match",
+    [
+        ([ANCHORS, POSITIVES], 0, ValueError, "mini_batch_size"),
+        ([ANCHORS, POSITIVES], 2.5, ValueError, "mini_batch_size"),
+        ([ANCHORS, POSITIVES[:5]], 2, ValueError, "equal length"),
+        ([], 2, TypeError, "columns"),
+        ("abc", 2, TypeError, "columns"),
+        ([ANCHORS, "text"], 2, TypeError, r"columns\[1\]"),
+    ],
+)
 def test_bad_input(tiny_model, columns, mini_batch_size, error, match):
     with pytest.raises(error, match=match):
         cached_loss_backward(tiny_model, columns, L.multiple_negatives_ranking_loss, mini_batch_size)
@@ -197,8 +214,12 @@ def test_cached_with_a_token_budget_equals_plain(real_model):
     chunks = split_column(real_model, POSITIVES, 32, mini_batch_num_tokens=40)
     assert len(chunks) == 2 and all(int(c["attention_mask"].sum()) <= 40 for c in chunks)  # 8 rows, 62 tokens
     plain = _step(real_model, lambda: loss_backward(real_model, columns, L.multiple_negatives_ranking_loss))
-    cached = _step(real_model, lambda: cached_loss_backward(real_model, columns, L.multiple_negatives_ranking_loss,
-                                                            32, mini_batch_num_tokens=40))
+    cached = _step(
+        real_model,
+        lambda: cached_loss_backward(
+            real_model, columns, L.multiple_negatives_ranking_loss, 32, mini_batch_num_tokens=40
+        ),
+    )
     _assert_same(cached, plain, atol=1e-7)
     with pytest.raises(ValueError, match="mini_batch_num_tokens"):
         cached_loss_backward(real_model, columns, L.multiple_negatives_ranking_loss, 32, mini_batch_num_tokens=0)

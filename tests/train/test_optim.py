@@ -11,8 +11,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from minilm.train.optim import (AdamW, LinearWarmupSchedule, clip_grad_norm, linear_warmup_multiplier, no_decay,
-                          param_groups)
+from minilm.train.optim import (
+    AdamW,
+    LinearWarmupSchedule,
+    clip_grad_norm,
+    linear_warmup_multiplier,
+    no_decay,
+    param_groups,
+)
 
 REL_TOL_F32 = 1e-6
 
@@ -104,8 +110,9 @@ def test_adamw_matches_torch_full_model_real_loss(encoder):
     assert max(_rel_err(ours_p[n], ref_p[n]) for n in named) <= REL_TOL_F32
 
 
-@pytest.mark.parametrize("total,warmup,ratio", [(100, 10, None), (57, 0, None), (100, 0, 0.1), (333, 0, 0.07),
-                                                (10, 25, None)])
+@pytest.mark.parametrize(
+    "total,warmup,ratio", [(100, 10, None), (57, 0, None), (100, 0, 0.1), (333, 0, 0.07), (10, 25, None)]
+)
 def test_schedule_matches_transformers(total, warmup, ratio):
     from transformers import TrainingArguments, get_linear_schedule_with_warmup
 
@@ -140,8 +147,12 @@ def test_schedule_bad_arguments():
 
 def test_adamw_bad_arguments():
     p = [torch.zeros(1, requires_grad=True)]
-    for kwargs, name in [({"lr": -1.0}, "lr"), ({"betas": (1.0, 0.9)}, "betas"), ({"eps": -1.0}, "eps"),
-                         ({"weight_decay": -0.1}, "weight_decay")]:
+    for kwargs, name in [
+        ({"lr": -1.0}, "lr"),
+        ({"betas": (1.0, 0.9)}, "betas"),
+        ({"eps": -1.0}, "eps"),
+        ({"weight_decay": -0.1}, "weight_decay"),
+    ]:
         with pytest.raises(ValueError, match=name):
             AdamW(p, **kwargs)
     with pytest.raises(ValueError, match="params"):
@@ -181,8 +192,11 @@ def _run(params, opt, sched, steps: range, seed: int = 5):
 
 def test_state_dict_resume_is_bit_identical():
     gen = torch.Generator().manual_seed(2)
-    named = {"w.weight": torch.randn(16, 8, generator=gen), "w.bias": torch.randn(16, generator=gen),
-             "norm.weight": torch.randn(8, generator=gen)}
+    named = {
+        "w.weight": torch.randn(16, 8, generator=gen),
+        "w.bias": torch.randn(16, generator=gen),
+        "norm.weight": torch.randn(8, generator=gen),
+    }
     a = _leaf_copies(named)
     opt_a = AdamW(param_groups(a, 0.01), lr=1e-2)
     sched_a = LinearWarmupSchedule(opt_a, 20, warmup_steps=4)

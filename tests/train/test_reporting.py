@@ -6,8 +6,8 @@ import sys
 import pytest
 from helpers import killed_after_step, write_tiny_recipe
 
-from minilm.run.recipe import RecipeError, load_recipe
 from minilm.run.build import run_recipe
+from minilm.run.recipe import RecipeError, load_recipe
 
 TENSORBOARD = ["train.report_to=['jsonl', 'tensorboard']", "train.save_steps=2", "train.eval_steps=3"]
 
@@ -29,14 +29,16 @@ def test_tensorboard_gets_every_step_and_evaluation(tmp_path, tiny_base):
     assert [step for step, _ in found["train/loss"]] == [1, 2, 3, 4, 5, 6]
     assert [step for step, _ in found["eval/cosine_accuracy"]] == [0, 3, 6]
     assert [value for _, value in found["eval/cosine_accuracy"]] == pytest.approx(
-        [h["cosine_accuracy"] for h in history], abs=1e-7)  # stored as float32
+        [h["cosine_accuracy"] for h in history], abs=1e-7
+    )  # stored as float32
 
 
 @pytest.mark.slow
 def test_a_resumed_run_shows_each_step_once(tmp_path, tiny_base, monkeypatch):
     path = write_tiny_recipe(tmp_path, tiny_base, train="", evaluate=True)
-    killed_after_step(monkeypatch, 5,
-                      lambda: run_recipe(load_recipe(path, TENSORBOARD), tmp_path / "out", log=lambda _: None))
+    killed_after_step(
+        monkeypatch, 5, lambda: run_recipe(load_recipe(path, TENSORBOARD), tmp_path / "out", log=lambda _: None)
+    )
     run_recipe(load_recipe(path, TENSORBOARD), tmp_path / "out", resume=True, log=lambda _: None)
     found = scalars(tmp_path / "out")
     assert [step for step, _ in found["train/loss"]] == [1, 2, 3, 4, 5, 6]  # step 5 ran twice, is shown once
@@ -49,8 +51,11 @@ def test_missing_tensorboard_is_refused_before_any_model_loads(tmp_path, tiny_ba
     monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if tensorboard were not installed
     path = write_tiny_recipe(tmp_path, tiny_base, train="", evaluate=True)
-    with pytest.raises(RecipeError, match=r"\[train\] report_to = \[\"tensorboard\"\] needs .*"
-                                          r"pip install 'minilm\[tensorboard\]'"):
+    with pytest.raises(
+        RecipeError,
+        match=r"\[train\] report_to = \[\"tensorboard\"\] needs .*"
+        r"pip install 'minilm\[tensorboard\]'",
+    ):
         load_recipe(path, TENSORBOARD)
     load_recipe(path)  # without it, nothing needs TensorBoard
 
@@ -60,7 +65,11 @@ def test_report_to_names_are_checked():
 
     check_report_to(["jsonl"])
     check_report_to(list(REPORTERS))
-    for bad, message in [(["jsonl", 3], "must be a list of names"), ("jsonl", "must be a list of names"),
-                         (["jsonl", "wandb"], r"unknown \['wandb'\]"), ([], 'must include "jsonl"')]:
+    for bad, message in [
+        (["jsonl", 3], "must be a list of names"),
+        ("jsonl", "must be a list of names"),
+        (["jsonl", "wandb"], r"unknown \['wandb'\]"),
+        ([], 'must include "jsonl"'),
+    ]:
         with pytest.raises(ValueError, match=message):
             check_report_to(bad)

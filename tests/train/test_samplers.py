@@ -7,8 +7,12 @@ from itertools import islice
 import pytest
 import torch
 
-from minilm.train.samplers import (GroupByLabelBatchSampler, NoDuplicatesBatchSampler, RandomBatchSampler,
-                                      TensionPairSampler)
+from minilm.train.samplers import (
+    GroupByLabelBatchSampler,
+    NoDuplicatesBatchSampler,
+    RandomBatchSampler,
+    TensionPairSampler,
+)
 
 
 def _dup_columns(n: int = 200, seed: int = 0) -> list[list[str]]:
@@ -48,7 +52,7 @@ def test_random_uses_torch_generator_seeded_with_seed_plus_epoch():
     s = RandomBatchSampler(20, 5, seed=10)
     s.set_epoch(2)
     order = torch.randperm(20, generator=torch.Generator().manual_seed(12)).tolist()
-    assert list(s) == [order[i:i + 5] for i in range(0, 20, 5)]
+    assert list(s) == [order[i : i + 5] for i in range(0, 20, 5)]
 
 
 def test_no_duplicates_never_repeats_a_text():
@@ -85,8 +89,13 @@ def test_no_duplicates_matches_sentence_transformers_first_pass():
 
     cols = _dup_columns()
     for epoch in (0, 3):
-        ref = STNoDuplicates(Rows(dict(zip(["anchor", "positive", "negative"], cols))), batch_size=16,
-                             drop_last=False, generator=torch.Generator(), seed=7)
+        ref = STNoDuplicates(
+            Rows(dict(zip(["anchor", "positive", "negative"], cols))),
+            batch_size=16,
+            drop_last=False,
+            generator=torch.Generator(),
+            seed=7,
+        )
         ref.set_epoch(epoch)
         ours = NoDuplicatesBatchSampler(cols, 16, seed=7)
         ours.set_epoch(epoch)

@@ -8,8 +8,8 @@ from helpers import killed_after_step, write_tiny_recipe
 from safetensors.torch import load_file
 
 from minilm.encoder import SentenceEncoder
-from minilm.run.recipe import load_recipe
 from minilm.run.build import run_recipe
+from minilm.run.recipe import load_recipe
 from minilm.train.checkpoints import checkpoints
 from minilm.train.trainer import TrainingDiverged
 
@@ -35,16 +35,19 @@ def test_same_recipe_twice_gives_identical_weights(recipe_path, tmp_path, tiny_b
         run_recipe(load_recipe(recipe_path), tmp_path / name, log=lambda _: None)
     assert_identical(final_weights(tmp_path / "a"), final_weights(tmp_path / "b"))
     base = load_file(tiny_base / "model.safetensors")
-    assert not torch.equal(final_weights(tmp_path / "a")["encoder.layer.0.output.dense.weight"],
-                           base["encoder.layer.0.output.dense.weight"])
+    assert not torch.equal(
+        final_weights(tmp_path / "a")["encoder.layer.0.output.dense.weight"],
+        base["encoder.layer.0.output.dense.weight"],
+    )
 
 
 @pytest.mark.slow
 def test_interrupted_run_resumed_gives_identical_weights(recipe_path, tmp_path, monkeypatch):
     run_recipe(load_recipe(recipe_path), tmp_path / "straight", log=lambda _: None)
 
-    killed_after_step(monkeypatch, 5,
-                      lambda: run_recipe(load_recipe(recipe_path), tmp_path / "resumed", log=lambda _: None))
+    killed_after_step(
+        monkeypatch, 5, lambda: run_recipe(load_recipe(recipe_path), tmp_path / "resumed", log=lambda _: None)
+    )
     assert [p.name for p in checkpoints(tmp_path / "resumed")] == ["step-0000002", "step-0000004"]
     run_recipe(load_recipe(recipe_path), tmp_path / "resumed", resume=True, log=lambda _: None)
     assert_identical(final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed"))
@@ -119,8 +122,9 @@ def test_token_budget_setting_gives_the_same_run(recipe_path, tmp_path, monkeypa
     plain = ["train.dropout=false", "train.save_steps=0", "train.max_steps=3"]
     run_recipe(load_recipe(recipe_path, plain), tmp_path / "plain", log=lambda _: None)
     assert budgets == []
-    run_recipe(load_recipe(recipe_path, plain + ["train.mini_batch_num_tokens=40"]), tmp_path / "tokens",
-               log=lambda _: None)
+    run_recipe(
+        load_recipe(recipe_path, plain + ["train.mini_batch_num_tokens=40"]), tmp_path / "tokens", log=lambda _: None
+    )
     assert len(budgets) == 3 * 2 and all(budget == 40 and spans > 1 for budget, spans in budgets)  # steps x columns
     a, b = final_weights(tmp_path / "plain"), final_weights(tmp_path / "tokens")
     for key in a:
@@ -132,8 +136,8 @@ def test_compile_setting_trains_like_eager(recipe_path, tmp_path):
     """train.compile: compiled layers, compiled AdamW step and fused MNRL give the eager run's weights (dropout off;
     float32 rounding of the fused kernels only); MNRL in another form keeps the reference loss."""
     from minilm.kernels.mnrl import fused_mnrl_loss
-    from minilm.train.compiled import compiled_training
     from minilm.run.registry import make_loss
+    from minilm.train.compiled import compiled_training
 
     class Model:  # what compiled_training needs of a model
         def compile_kernels(self):
@@ -233,8 +237,14 @@ def test_a_head_with_gradient_cache_trains_like_the_plain_step(recipe_path, tmp_
     a, b = final_weights(tmp_path / "plain"), final_weights(tmp_path / "cached")
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
-    scales = [[json.loads(line)["stats"]["scale"] for line in (tmp_path / name / "log.jsonl").read_text().splitlines()
-               if '"loss"' in line] for name in ("plain", "cached")]
+    scales = [
+        [
+            json.loads(line)["stats"]["scale"]
+            for line in (tmp_path / name / "log.jsonl").read_text().splitlines()
+            if '"loss"' in line
+        ]
+        for name in ("plain", "cached")
+    ]
     assert scales[0][-1] != scales[0][0]  # the scale moved
     assert scales[0] == pytest.approx(scales[1], rel=1e-5)
 
@@ -261,10 +271,16 @@ class Scaled(nn.Module):
 
 
 PARAMETER_LOSSES = {  # a registered loss with parameters -> its data: roles and rows
-    "softmax": ('{ a = "a", b = "b", label = "label" }', "a,b,label",
-                lambda i: f"question {i} about topic {i % 5},answer {i} for topic {(i + i % 2) % 5},{i % 2}"),
-    "arcface": ('{ text = "text", label = "label" }', "text,label",
-                lambda i: f"note {i} about topic {i % 3} and more,{i % 3}"),
+    "softmax": (
+        '{ a = "a", b = "b", label = "label" }',
+        "a,b,label",
+        lambda i: f"question {i} about topic {i % 5},answer {i} for topic {(i + i % 2) % 5},{i % 2}",
+    ),
+    "arcface": (
+        '{ text = "text", label = "label" }',
+        "text,label",
+        lambda i: f"note {i} about topic {i % 3} and more,{i % 3}",
+    ),
 }
 
 
@@ -292,7 +308,8 @@ def test_a_loss_with_parameters_killed_and_resumed_is_bit_identical(loss, tmp_pa
     at step 3 and a resume from the step-2 checkpoint equal those of the run that was never interrupted."""
     roles, header, row = PARAMETER_LOSSES[loss]
     (tmp_path / "rows.csv").write_text(header + "\n" + "\n".join(row(i) for i in range(24)) + "\n", encoding="utf-8")
-    (tmp_path / "r.toml").write_text(f"""name = "params"
+    (tmp_path / "r.toml").write_text(
+        f"""name = "params"
 [model]
 base = "{tiny_base}"
 [data]
@@ -305,7 +322,9 @@ batch_size = 6
 max_steps = 4
 save_steps = 2
 loss_lr = 1e-2
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     from minilm.train import trainer
 
     finished = {}
@@ -317,8 +336,9 @@ loss_lr = 1e-2
 
     monkeypatch.setattr(trainer.Trainer, "finish", keep)
     run_recipe(load_recipe(tmp_path / "r.toml"), tmp_path / "straight", log=lambda _: None)
-    killed_after_step(monkeypatch, 3,
-                      lambda: run_recipe(load_recipe(tmp_path / "r.toml"), tmp_path / "resumed", log=lambda _: None))
+    killed_after_step(
+        monkeypatch, 3, lambda: run_recipe(load_recipe(tmp_path / "r.toml"), tmp_path / "resumed", log=lambda _: None)
+    )
     assert [p.name for p in checkpoints(tmp_path / "resumed")] == ["step-0000002"]
     run_recipe(load_recipe(tmp_path / "r.toml"), tmp_path / "resumed", resume=True, log=lambda _: None)
     straight, resumed = finished["straight"], finished["resumed"]
@@ -331,13 +351,16 @@ loss_lr = 1e-2
     from minilm.run.build import build_loss, load_train_data
 
     start = build_loss(initial, straight.model, load_train_data(initial)).state_dict()
-    assert not all(torch.equal(start[k], v) for k, v in straight.parts["loss"].module.state_dict().items())  # it trained
+    assert not all(
+        torch.equal(start[k], v) for k, v in straight.parts["loss"].module.state_dict().items()
+    )  # it trained
 
 
 @pytest.mark.slow
 def test_resuming_with_a_different_kind_of_loss_is_refused(recipe_path, tmp_path):
-    run_recipe(load_recipe(recipe_path, ["train.max_steps=2", "train.save_steps=1"]), tmp_path / "out",
-               log=lambda _: None)
+    run_recipe(
+        load_recipe(recipe_path, ["train.max_steps=2", "train.save_steps=1"]), tmp_path / "out", log=lambda _: None
+    )
     (tmp_path / "scaled.py").write_text(SCALED_LOSS, encoding="utf-8")
     other = load_recipe(recipe_path, ['loss={name="scaled.py:Scaled"}'])
     # The output directory's run record refuses it first, naming the change; the checkpoint's own loss-state check
@@ -348,8 +371,9 @@ def test_resuming_with_a_different_kind_of_loss_is_refused(recipe_path, tmp_path
 
 @pytest.mark.slow
 def test_statistics_are_logged_per_step_when_the_loss_reports(recipe_path, tmp_path):
-    run_recipe(load_recipe(recipe_path, ["loss.report=true", "train.save_steps=0"]), tmp_path / "on",
-               log=lambda _: None)
+    run_recipe(
+        load_recipe(recipe_path, ["loss.report=true", "train.save_steps=0"]), tmp_path / "on", log=lambda _: None
+    )
     run_recipe(load_recipe(recipe_path, ["train.save_steps=0"]), tmp_path / "off", log=lambda _: None)
     on = [json.loads(line) for line in (tmp_path / "on" / "log.jsonl").read_text().splitlines()]
     off = [json.loads(line) for line in (tmp_path / "off" / "log.jsonl").read_text().splitlines()]
@@ -393,8 +417,10 @@ def test_a_layer_loss_step_equals_adaptive_layer_loss_on_the_models_per_layer_em
     from minilm.train.step import step
 
     model = tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 32), num_hidden_layers=3)
-    columns = [[f"question {i} on topic {i % 3}" for i in range(5)],
-               [f"an answer {i} that is longer for topic {i % 3}" + " really" * i for i in range(5)]]
+    columns = [
+        [f"question {i} on topic {i % 3}" for i in range(5)],
+        [f"an answer {i} that is longer for topic {i % 3}" + " really" * i for i in range(5)],
+    ]
     settings = {"n_layers_per_step": 2, "kl_temperature": 0.5, "layer_weighting": "log"}
     loss_fn = make_loss("adaptive_layer", {**settings, "loss": "mnrl", "loss_settings": {"scale": 10.0}})
     model.unpadded = True
@@ -407,8 +433,12 @@ def test_a_layer_loss_step_equals_adaptive_layer_loss_on_the_models_per_layer_em
     chosen = L.choose_layers(4, 2, random.Random("step 7"))
     assert len(chosen) == 2
     reference = L.adaptive_layer_loss(
-        lambda a, p: L.multiple_negatives_ranking_loss(a, p, scale=10.0), [c[-1] for c in per_column],
-        {i: [c[i] for c in per_column] for i in chosen}, kl_temperature=0.5, layer_weighting="log")
+        lambda a, p: L.multiple_negatives_ranking_loss(a, p, scale=10.0),
+        [c[-1] for c in per_column],
+        {i: [c[i] for c in per_column] for i in chosen},
+        kl_temperature=0.5,
+        layer_weighting="log",
+    )
     reference.backward()
     assert abs(ours.item() - reference.item()) <= 1e-5
     assert ours_grads.keys() == {n for n, p in model.named_parameters() if p.grad is not None}
@@ -421,8 +451,9 @@ def test_a_layer_loss_step_equals_adaptive_layer_loss_on_the_models_per_layer_em
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", sorted(LAYER_LOSSES))
 def test_a_layer_loss_trains_from_a_recipe(loss, tmp_path, tiny_base):
-    run_recipe(load_recipe(layer_recipe(tmp_path, tiny_base, loss, LAYER_LOSSES[loss])), tmp_path / "out",
-               log=lambda _: None)
+    run_recipe(
+        load_recipe(layer_recipe(tmp_path, tiny_base, loss, LAYER_LOSSES[loss])), tmp_path / "out", log=lambda _: None
+    )
     log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
     assert len(losses) == 4 and all(isinstance(x, float) and x > 0 for x in losses)
@@ -478,16 +509,19 @@ def test_a_layer_loss_refuses_the_gradient_cache_and_torchrun(tmp_path, tiny_bas
     from helpers import tiny_encoder
 
     from minilm.loading.tokenizer import WordPieceTokenizer
-    from minilm.train import distributed
     from minilm.run.recipe import RecipeError
     from minilm.run.registry import make_loss
+    from minilm.train import distributed
     from minilm.train.samplers import RandomBatchSampler
     from minilm.train.trainer import TrainConfig, TrainData, Trainer
 
     for key in ("mini_batch_size", "mini_batch_num_tokens"):
         path = layer_recipe(tmp_path, tiny_base, "adaptive_layer", "", train=f"{key} = 4")
-        with pytest.raises(RecipeError, match=rf"\[train\] {key} \(gradient cache\) cannot run loss "
-                                              r"'adaptive_layer': the cache embeds the last layer only"):
+        with pytest.raises(
+            RecipeError,
+            match=rf"\[train\] {key} \(gradient cache\) cannot run loss "
+            r"'adaptive_layer': the cache embeds the last layer only",
+        ):
             load_recipe(path)
     model = tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 32))
     data = TrainData(columns=[["a", "b"], ["c", "d"]])

@@ -9,8 +9,8 @@ import torch
 from helpers import killed_after_step, write_tiny_recipe
 
 from minilm.encoder import SentenceEncoder
-from minilm.run.recipe import load_recipe
 from minilm.run.build import run_recipe
+from minilm.run.recipe import load_recipe
 from minilm.train.checkpoints import checkpoints
 
 QUIET = {"log": lambda _: None}
@@ -23,6 +23,7 @@ def recipe_path(tmp_path, tiny_base):
 
 def strict_json_lines(path):
     """Every line parsed as strict JSON: NaN / Infinity are refused, as any JSON reader but Python's refuses them."""
+
     def refuse(constant):
         raise AssertionError(f"{path}: {constant} is not JSON")
 
@@ -47,8 +48,11 @@ def test_a_full_disk_at_a_checkpoint_names_it_and_keeps_the_previous_one(recipe_
 
     monkeypatch.setattr(trainer.torch, "save", disk_fills_up)
     out = tmp_path / "out"
-    with pytest.raises(OSError, match=r"cannot write .*checkpoints/step-0000004: No space left on device; .*"
-                                      r"training stopped after step 4; last good checkpoint: .*step-0000002"):
+    with pytest.raises(
+        OSError,
+        match=r"cannot write .*checkpoints/step-0000004: No space left on device; .*"
+        r"training stopped after step 4; last good checkpoint: .*step-0000002",
+    ):
         run_recipe(load_recipe(recipe_path), out, **QUIET)
     assert [p.name for p in checkpoints(out)] == ["step-0000002"]
     assert SentenceEncoder.from_pretrained(checkpoints(out)[0] / "model").encode("x").shape == (64,)
@@ -60,8 +64,18 @@ def test_log_lines_are_json_even_when_a_metric_is_nan(recipe_path, tmp_path, mon
 
     monkeypatch.setattr(run, "make_evaluator", lambda *a, **k: lambda model: {"spearman": float("nan")})
     recipe = load_recipe(recipe_path, ["train.save_steps=0", "train.max_steps=2"])
-    recipe.eval = {"task": "similarity", "data": recipe.data["train"], "format": "auto", "roles": {}, "batch_size": 8,
-                   "limit": 0, "header": True, "columns": [], "corpus": "", "corpus_roles": {}}  # only fingerprinted: a stub
+    recipe.eval = {
+        "task": "similarity",
+        "data": recipe.data["train"],
+        "format": "auto",
+        "roles": {},
+        "batch_size": 8,
+        "limit": 0,
+        "header": True,
+        "columns": [],
+        "corpus": "",
+        "corpus_roles": {},
+    }  # only fingerprinted: a stub
     run_recipe(recipe, tmp_path / "out", **QUIET)
     records = strict_json_lines(tmp_path / "out" / "log.jsonl")
     evals = [r for r in records if "eval" in r]
@@ -77,7 +91,9 @@ def test_checkpoints_are_built_under_a_temporary_name_of_this_process(recipe_pat
 
     seen = []
     real = io.put_in_place
-    monkeypatch.setattr(io, "put_in_place", lambda tmp, target: seen.append((tmp.name, target.name)) or real(tmp, target))
+    monkeypatch.setattr(
+        io, "put_in_place", lambda tmp, target: seen.append((tmp.name, target.name)) or real(tmp, target)
+    )
     run_recipe(load_recipe(recipe_path, ["train.keep_checkpoints=1"]), tmp_path / "out", **QUIET)
     steps = [(tmp, target) for tmp, target in seen if target.startswith("step-")]
     assert [target for _, target in steps] == ["step-0000002", "step-0000004"]
@@ -86,8 +102,17 @@ def test_checkpoints_are_built_under_a_temporary_name_of_this_process(recipe_pat
     assert hidden_leftovers(tmp_path / "out") == []
 
 
-@pytest.mark.parametrize("override", ["train.lr=nan", "train.lr=inf", "train.max_grad_norm=nan",
-                                      "train.weight_decay=inf", "train.warmup_ratio=nan", "data.min_score=-inf"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "train.lr=nan",
+        "train.lr=inf",
+        "train.max_grad_norm=nan",
+        "train.weight_decay=inf",
+        "train.warmup_ratio=nan",
+        "data.min_score=-inf",
+    ],
+)
 def test_nonfinite_recipe_numbers_are_refused_by_key(recipe_path, override):
     from minilm.run.recipe import RecipeError
 
@@ -97,12 +122,14 @@ def test_nonfinite_recipe_numbers_are_refused_by_key(recipe_path, override):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("steps, message", [
-    (6, r"step 2 \(epoch 0\): \w+ contains NaN or infinite values; the weights after step 1 overflow"),
-    (1, r"after step 1 \(epoch 0\) the weights are finite but the model's embeddings are not"),
-])
-def test_a_learning_rate_that_blows_up_the_model_stops_the_run_and_saves_nothing(recipe_path, tmp_path, steps,
-                                                                                 message):
+@pytest.mark.parametrize(
+    "steps, message",
+    [
+        (6, r"step 2 \(epoch 0\): \w+ contains NaN or infinite values; the weights after step 1 overflow"),
+        (1, r"after step 1 \(epoch 0\) the weights are finite but the model's embeddings are not"),
+    ],
+)
+def test_a_learning_rate_that_blows_up_the_model_stops_the_run_and_saves_nothing(recipe_path, tmp_path, steps, message):
     """lr 1e10: step 1's loss, gradient norm and updated weights are all finite, but the weights are so large that
     the next forward pass overflows. Caught at the next step, or before the final save when there is none."""
     from minilm.train.trainer import TrainingDiverged
@@ -129,8 +156,11 @@ def test_a_step_that_makes_a_weight_nonfinite_keeps_the_last_good_checkpoint(rec
 
     monkeypatch.setattr(trainer.AdamW, "step", poisoned_step)
     out = tmp_path / "out"
-    with pytest.raises(TrainingDiverged, match=r"step 3 .* non-finite .*Nothing from this step was saved; last good "
-                                               r"checkpoint: .*step-0000002"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"step 3 .* non-finite .*Nothing from this step was saved; last good "
+        r"checkpoint: .*step-0000002",
+    ):
         run_recipe(load_recipe(recipe_path), out, **QUIET)
     assert [p.name for p in checkpoints(out)] == ["step-0000002"] and not (out / "final").exists()
     assert [r["step"] for r in strict_json_lines(out / "log.jsonl") if "loss" in r] == [1, 2]
@@ -183,8 +213,11 @@ def test_every_checkpoint_damaged_is_an_error_naming_the_newest(recipe_path, int
         (checkpoint / "trainer_state.pt").write_bytes(b"not a torch file")
     from minilm.loading.weights import CheckpointError
 
-    with pytest.raises(CheckpointError, match=r"every checkpoint under .* is damaged \(newest step-0000004: "
-                                              r".*trainer_state.pt is unreadable"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"every checkpoint under .* is damaged \(newest step-0000004: "
+        r".*trainer_state.pt is unreadable",
+    ):
         resume(recipe_path, cut)
 
 

@@ -31,8 +31,12 @@ def reference_loop(model_dir, st_loss_factory, batches, data: TrainData):
     loss = st_loss_factory(st)
     decay = [p for n, p in st.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
     no_decay = [p for n, p in st.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.0}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=5e-5, betas=(0.9, 0.999), eps=1e-8)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.0}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=5e-5,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, (STEPS - step) / STEPS))
     for rows in batches:
         columns, targets = data.batch(rows)
@@ -70,17 +74,20 @@ def test_twenty_steps_match_sentence_transformers(case, minilm_dir):
 
     if case == "triplet":
         rows = read_rows(DATA / "product_search_zh.csv")
-        data = TrainData(to_roles(rows, {"anchor": "query", "positive": "product", "negative": "other_product"},
-                                  "columns"))
+        data = TrainData(
+            to_roles(rows, {"anchor": "query", "positive": "product", "negative": "other_product"}, "columns")
+        )
         sampler = RandomBatchSampler(len(data), 8, seed=42)
         loss_fn = make_loss("triplet", {"distance": "euclidean", "margin": 5.0})
 
         def st_loss(st):
-            return st_losses.TripletLoss(st, distance_metric=st_losses.TripletDistanceMetric.EUCLIDEAN,
-                                         triplet_margin=5.0)
+            return st_losses.TripletLoss(
+                st, distance_metric=st_losses.TripletDistanceMetric.EUCLIDEAN, triplet_margin=5.0
+            )
     elif case == "batch_hard":
-        texts, labels = to_roles(read_rows(DATA / "nutrition_notes_ko.csv"), {"text": "text", "label": "label"},
-                                 "labels")
+        texts, labels = to_roles(
+            read_rows(DATA / "nutrition_notes_ko.csv"), {"text": "text", "label": "label"}, "labels"
+        )
         data = TrainData([texts], labels, "labels")
         sampler = GroupByLabelBatchSampler(labels, 8, seed=42)
         loss_fn = make_loss("batch_hard_triplet", {"margin": 5.0})

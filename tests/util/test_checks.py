@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from minilm.util.checks import (as_float_matrix, check_embeddings, check_flag, check_nonempty_texts, check_number,
-                           check_same_shape, check_targets, check_texts, lookup)
+from minilm.util.checks import (
+    as_float_matrix,
+    check_embeddings,
+    check_flag,
+    check_nonempty_texts,
+    check_number,
+    check_same_shape,
+    check_targets,
+    check_texts,
+    lookup,
+)
 
 
 def test_check_embeddings_returns_them_in_order_and_promotes_half_precision():
@@ -19,13 +28,16 @@ def test_check_embeddings_returns_them_in_order_and_promotes_half_precision():
     assert check_embeddings(x=big)[0] is big
 
 
-@pytest.mark.parametrize("value, error, message", [
-    ([[1.0]], TypeError, "anchor must be a torch.Tensor"),
-    (torch.ones(2, 3, dtype=torch.long), TypeError, "anchor must be a floating-point tensor"),
-    (torch.ones(3), ValueError, r"anchor must have shape \(batch, dim\)"),
-    (torch.ones(0, 3), ValueError, "batch >= 1"),
-    (torch.tensor([[1.0, math.nan]]), ValueError, "anchor contains NaN"),
-])
+@pytest.mark.parametrize(
+    "value, error, message",
+    [
+        ([[1.0]], TypeError, "anchor must be a torch.Tensor"),
+        (torch.ones(2, 3, dtype=torch.long), TypeError, "anchor must be a floating-point tensor"),
+        (torch.ones(3), ValueError, r"anchor must have shape \(batch, dim\)"),
+        (torch.ones(0, 3), ValueError, "batch >= 1"),
+        (torch.tensor([[1.0, math.nan]]), ValueError, "anchor contains NaN"),
+    ],
+)
 def test_check_embeddings_names_the_argument(value, error, message):
     with pytest.raises(error, match=message):
         check_embeddings(anchor=value)

@@ -26,10 +26,9 @@ def test_write_replaces_the_file_whole(tmp_path):
 def test_an_error_while_writing_leaves_the_old_file(tmp_path):
     target = tmp_path / "out.bin"
     io.write_bytes(target, b"old")
-    with pytest.raises(KeyboardInterrupt):
-        with io.replacing(target) as f:
-            f.write(b"half of the new")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), io.replacing(target) as f:
+        f.write(b"half of the new")
+        raise KeyboardInterrupt
     assert target.read_bytes() == b"old"
     assert listing(tmp_path) == ["out.bin"]
 
@@ -73,10 +72,9 @@ def test_a_folder_is_swapped_in_whole_and_a_failure_leaves_the_old_one(tmp_path)
     target = tmp_path / "model"
     with io.building(target) as tmp:
         (tmp / "a").write_text("1")
-    with pytest.raises(RuntimeError):
-        with io.building(target) as tmp:
-            (tmp / "a").write_text("2")
-            raise RuntimeError("failed half-way")
+    with pytest.raises(RuntimeError), io.building(target) as tmp:
+        (tmp / "a").write_text("2")
+        raise RuntimeError("failed half-way")
     assert listing(tmp_path) == ["model", "model/a"] and (target / "a").read_text() == "1"
     with io.building(target) as tmp:
         (tmp / "b").write_text("3")
@@ -93,9 +91,8 @@ def test_a_kill_after_the_swap_leaves_the_new_folder_in_place(tmp_path, monkeypa
         raise KeyboardInterrupt
 
     monkeypatch.setattr(io, "remove_tree", killed)
-    with pytest.raises(KeyboardInterrupt):
-        with io.building(target) as tmp:
-            (tmp / "a").write_text("new")
+    with pytest.raises(KeyboardInterrupt), io.building(target) as tmp:
+        (tmp / "a").write_text("new")
     assert (target / "a").read_text() == "new"
     assert io.exchange is not None and io._SWAP is not None  # this machine swaps in one step (Linux renameat2)
 
@@ -148,14 +145,20 @@ def test_replacing_a_folder_refuses_files_and_foreign_folders(tmp_path, monkeypa
             io.check_replaceable(where, allowed, True, "a model")
 
 
-@pytest.mark.parametrize("text, lines", [
-    ("a\nb\n", ["a", "b"]),
-    ("a\r\nb", ["a", "b"]),
-    ("", []),
-    ("\n", [""]),
-    ("a\n\n", ["a", ""]),
-    ("form\ffeed\u2028line sep\x85nel\x1crecord\rcarriage\n", ["form\ffeed\u2028line sep\x85nel\x1crecord\rcarriage"]),
-])
+@pytest.mark.parametrize(
+    "text, lines",
+    [
+        ("a\nb\n", ["a", "b"]),
+        ("a\r\nb", ["a", "b"]),
+        ("", []),
+        ("\n", [""]),
+        ("a\n\n", ["a", ""]),
+        (
+            "form\ffeed\u2028line sep\x85nel\x1crecord\rcarriage\n",
+            ["form\ffeed\u2028line sep\x85nel\x1crecord\rcarriage"],
+        ),
+    ],
+)
 def test_lines_split_on_newline_only(text, lines):
     assert io.split_lines(text) == lines
 
@@ -169,13 +172,16 @@ def test_non_utf8_names_file_line_and_column(tmp_path):
     assert io.read_text(path) == "with a BOM"
 
 
-@pytest.mark.parametrize("content, kind, message", [
-    (b'{"a": 1,\n "b": }', dict, r":2: not valid JSON \(Expecting value at column 7\)"),
-    (b"[1, 2]", dict, r"expected a JSON object \{...\}, found list"),
-    (b'{"a": 1}', list, r"expected a JSON list \[...\], found dict"),
-    (b'{"a": "\xff"}', dict, ":1: not UTF-8 text"),
-    (b"", dict, "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content, kind, message",
+    [
+        (b'{"a": 1,\n "b": }', dict, r":2: not valid JSON \(Expecting value at column 7\)"),
+        (b"[1, 2]", dict, r"expected a JSON object \{...\}, found list"),
+        (b'{"a": 1}', list, r"expected a JSON list \[...\], found dict"),
+        (b'{"a": "\xff"}', dict, ":1: not UTF-8 text"),
+        (b"", dict, "not valid JSON"),
+    ],
+)
 def test_read_json_names_the_file(tmp_path, content, kind, message):
     path = tmp_path / "x.json"
     path.write_bytes(content)
@@ -201,5 +207,9 @@ def test_json_line_writes_nonfinite_numbers_as_null_with_the_reason():
         raise AssertionError(f"{constant} is not JSON")
 
     record = json.loads(line, parse_constant=refuse)
-    assert record == {"step": 3, "loss": None, "eval": {"spearman": None, "pearson": 0.5},
-                      "nonfinite": {"loss": "nan", "eval.spearman": "-inf"}}
+    assert record == {
+        "step": 3,
+        "loss": None,
+        "eval": {"spearman": None, "pearson": 0.5},
+        "nonfinite": {"loss": "nan", "eval.spearman": "-inf"},
+    }

@@ -1,8 +1,7 @@
 """Lesson 1, solved: minilm's tokenizer pads; the embedding layer is model.py's Embeddings.forward written out."""
 
-import torch
-
 import _minilm
+import torch
 
 
 def pad_batch(token_ids):

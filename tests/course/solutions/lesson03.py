@@ -3,9 +3,8 @@ minilm's additive_mask and the attention of lesson 2's solution."""
 
 import math
 
-import torch.nn.functional as F
-
 import _minilm
+import torch.nn.functional as F
 
 
 def linear(x, p, name):

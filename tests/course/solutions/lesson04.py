@@ -1,8 +1,7 @@
 """Lesson 4, solved with minilm's own functions: pool, its cosine_similarity_matrix, and SentenceEncoder's L2 step."""
 
-import torch.nn.functional as F
-
 import _minilm
+import torch.nn.functional as F
 
 
 def mean_pool(hidden, attention_mask):

@@ -1,8 +1,7 @@
 """Lesson 6, solved with minilm's cosine_similarity_matrix and multiple_negatives_ranking_loss."""
 
-import torch
-
 import _minilm
+import torch
 
 
 def in_batch_logits(anchors, positives, *hard_negatives, scale=20.0):

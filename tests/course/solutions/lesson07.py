@@ -1,8 +1,7 @@
 """Lesson 7, solved: minilm/train/optim.py's AdamW.step for one tensor, and its schedule's multiplier."""
 
-import torch
-
 import _minilm
+import torch
 
 
 @torch.no_grad()

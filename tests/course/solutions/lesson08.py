@@ -1,9 +1,8 @@
 """Lesson 8, solved: minilm's loss_backward for the plain step; the cached step is minilm/train/grad_cache.py's
 cached_step written out with torch's own RNG calls."""
 
-import torch
-
 import _minilm
+import torch
 
 
 def training_step(model, columns, loss_fn):
