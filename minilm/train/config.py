@@ -10,6 +10,7 @@ from dataclasses import MISSING, dataclass, field, fields
 
 # The settings that switch the gradient cache on (grad_cache.py): either splits a batch into mini-batches.
 GRADIENT_CACHE_KEYS = ("mini_batch_size", "mini_batch_num_tokens")
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # the trainer's AdamW, as sentence-transformers' (and torch's) defaults
 
 
 @dataclass
@@ -66,6 +67,15 @@ def default_of(f) -> object:
 def non_defaults(config: TrainConfig) -> dict:
     """The settings of ``config`` that differ from TrainConfig's defaults, in field order."""
     return {f.name: getattr(config, f.name) for f in fields(TrainConfig) if getattr(config, f.name) != default_of(f)}
+
+
+def check_learning_rates(config: TrainConfig) -> None:
+    """lr and loss_lr give AdamW a first step it can take in float32 (``optim.check_step_size``); a ValueError names
+    the key."""
+    from minilm.train.optim import check_step_size
+
+    for key in ("lr", "loss_lr"):
+        check_step_size(getattr(config, key), ADAM_BETAS[0], f"[train] {key}")
 
 
 def check_best_settings(config: TrainConfig) -> None:

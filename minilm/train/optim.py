@@ -35,6 +35,19 @@ def param_groups(model: nn.Module | Mapping[str, Tensor], weight_decay: float) -
     return [{"params": decay, "weight_decay": float(weight_decay)}, {"params": keep, "weight_decay": 0.0}]
 
 
+FLOAT32_MAX = torch.finfo(torch.float32).max
+
+
+def check_step_size(lr: float, beta1: float, where: str) -> None:
+    """The first step's size, lr / (1 - beta1) (the bias correction is smallest then), must be a finite float32: the
+    update hands it to torch as a float32 scalar, which would fail with torch's own overflow error mid-step."""
+    if not math.isfinite(lr) or lr / (1 - beta1) > FLOAT32_MAX:
+        raise ValueError(
+            f"{where}: lr {lr:g} gives a first AdamW step of lr / (1 - beta1) = {lr / (1 - beta1):g}, beyond float32 "
+            f"({FLOAT32_MAX:.3g}); a learning rate this high cannot train"
+        )
+
+
 class AdamW:
     """Adam with decoupled weight decay (Loshchilov & Hutter), bias-corrected moments, eps outside the sqrt.
 
@@ -70,10 +83,11 @@ class AdamW:
             params = [{"params": params}]
         self.betas, self.eps, self.foreach = betas, eps, foreach
         self.param_groups = []
-        for g in params:
+        for i, g in enumerate(params):
             group = {"lr": lr, "weight_decay": weight_decay, **g, "params": list(g["params"])}
             if not all(isinstance(p, Tensor) for p in group["params"]):
                 raise TypeError("params must contain tensors (or dicts whose 'params' are tensors)")
+            check_step_size(group["lr"], betas[0], f"parameter group {i}")
             self.param_groups.append(group)
         self.state: dict[Tensor, dict] = {}  # param -> {"step": int, "exp_avg": Tensor, "exp_avg_sq": Tensor}
         self._buffers: dict[tuple, Tensor] = {}  # (dtype, device) -> scratch for the update's denominator

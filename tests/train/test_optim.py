@@ -5,6 +5,7 @@ bit-identical because minilm.train.optim repeats torch's single-tensor op order.
 """
 
 import copy
+import math
 import io
 from types import SimpleNamespace
 
@@ -258,3 +259,22 @@ def test_zero_and_subnormal_second_moments_stay_bit_identical(eps):
         ref.step()
     # eps 0 makes never-seen rows 0 / 0 = NaN in torch too: the same NaNs are part of "bit-identical" there
     torch.testing.assert_close(ours[0], theirs[0], rtol=0, atol=0, equal_nan=True)
+
+
+def test_a_learning_rate_whose_first_step_overflows_float32_is_refused_by_name():
+    """lr / (1 - beta1) is the first step's size; beyond float32 torch would fail mid-step with its own overflow
+    error (lr 3e38 with beta1 0.9 gives 3e39). Refused when the optimiser is built, naming the group and the lr."""
+    p = torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match=r"parameter group 0: lr 3e\+38 gives a first AdamW step .* beyond float32"):
+        AdamW([p], lr=3e38)
+    with pytest.raises(ValueError, match=r"parameter group 1: lr inf"):
+        AdamW([{"params": [p]}, {"params": [torch.zeros(1, requires_grad=True)], "lr": math.inf}], lr=1e-3)
+    AdamW([p], lr=3e37)  # 3e38 after the bias correction: still a float32
+
+
+def test_the_trainer_settings_name_the_learning_rate_that_cannot_train():
+    from minilm.train.config import TrainConfig, check_learning_rates
+
+    with pytest.raises(ValueError, match=r"\[train\] loss_lr: lr 1e\+39"):
+        check_learning_rates(TrainConfig(loss_lr=1e39))
+    check_learning_rates(TrainConfig())
