@@ -5,8 +5,8 @@ bit-identical because minilm.train.optim repeats torch's single-tensor op order.
 """
 
 import copy
-import math
 import io
+import math
 from types import SimpleNamespace
 
 import pytest
