@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -94,3 +95,22 @@ def check_embeddings(model, texts: list[str], step: int, epoch: int, last_good: 
             f"after step {step} (epoch {epoch}) the weights are finite but the model's embeddings are "
             f"not (they overflow: learning rate too high?); nothing was saved{last_good}"
         )
+
+
+def check_loss_scale(scaler, step: int, epoch: int, last_good: str) -> None:
+    """fp16: stop the run when ``scaler`` (precision.LossScaler, just lowered for ``step``) has collapsed: too many
+    steps in a row overflowed, down to the smallest scale."""
+    if scaler.collapsed:
+        first = step + 1 - scaler.skips_in_row
+        raise TrainingDiverged(
+            f"step {step} (epoch {epoch}): the fp16 loss scale collapsed: steps {first} to "
+            f"{step} ({scaler.skips_in_row} in a row) all had a non-finite loss or gradient, "
+            f"down to scale {scaler.scale:g}; the model's forward overflows float16 (or the run has "
+            f'diverged): train with [train] precision = "bf16" or "fp32". No weight was updated by '
+            f"these steps{last_good}"
+        )
+
+
+def last_good(checkpoint: Path | None) -> str:
+    """The end of a message that stops a run: where its last good checkpoint is, if it has one."""
+    return f"; last good checkpoint: {checkpoint}" if checkpoint else ""

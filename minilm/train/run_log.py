@@ -1,7 +1,7 @@
-"""A run's log: ``log.jsonl`` in the output directory, one JSON record per logged step or evaluation, and the same
-records in TensorBoard when ``[train] report_to`` asks for it.
+"""A run's log: ``log.jsonl`` in the output directory, one JSON record per logged step or evaluation, the same
+records in TensorBoard when ``[train] report_to`` asks for it, and the progress line on stderr.
 
-Only the process that writes files (rank 0, with an output directory) writes it. A resumed run first trims what the
+Only rank 0 logs (and writes files only with an output directory). A resumed run first trims what the
 interrupted attempt logged after the step it resumes from, so the log reads as one uninterrupted run.
 """
 
@@ -12,16 +12,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from minilm.train.reporting import TensorBoard
+from minilm.util.devices import environment_line
 from minilm.util.io import append_line, json_line, read_json_lines, write_text
+from minilm.util.progress import Progress
 
 LOG_NAME = "log.jsonl"
 
 
 class RunLog:
-    def __init__(self, output_dir: Path | None, writes: bool, report_to: list[str]):
-        """``writes``: this process writes files (rank 0); without an output directory nothing is written."""
-        self.output_dir = output_dir if writes else None
-        self.report_to = report_to
+    def __init__(self, output_dir: Path | None, is_main: bool, report_to: list[str], environment: dict):
+        """``is_main``: this process logs (rank 0); without an output directory no file is written.
+        ``environment``: what the run runs on, said by the progress line's first line."""
+        self.is_main, self.output_dir = is_main, output_dir if is_main else None
+        self.report_to, self.environment = report_to, environment
+        self.progress: Progress | None = None  # from start_progress
         self.tensorboard: TensorBoard | None = None  # opened at the first record (report_to = ["tensorboard"])
         self.kept: list[dict] | None = None  # log.jsonl as records: read once (for a card), then kept in step
 
@@ -38,6 +42,23 @@ class RunLog:
             if self.tensorboard is None:
                 self.tensorboard = TensorBoard(self.output_dir / "tensorboard", purge_step=record["step"])
             self.tensorboard.write(record)
+
+    def start_progress(self, total_steps: int, step: int, stream) -> None:
+        """The progress line from ``step`` on, on ``stream``: about 20 lines a run in a log file, however fast."""
+        if self.is_main:
+            every = max(1, total_steps // 20)
+            self.progress = Progress(total_steps, "steps", "train", stream=stream, start=step, every=every)
+
+    def show(self, record: dict) -> None:
+        """A logged step on the progress line: its loss and learning rate (and an fp16 step skipped)."""
+        if self.progress is None:
+            return
+        detail = f"loss {record['loss']:.4f}  lr {record['lr']:.2e}"
+        if record.get("skipped"):
+            detail += f"  skipped (fp16 loss scale {record['loss_scale']:g} overflowed)"
+        if self.progress.last_shown is None:  # the run's first line says what it runs on
+            detail += "  " + environment_line(self.environment)
+        self.progress.update(record["step"], detail)
 
     def records(self) -> list[dict]:
         """Every record logged so far (read from the file the first time: a resumed run's earlier attempts)."""

@@ -1,20 +1,15 @@
 """The trainer: batches -> one step (``step.py``) -> clip -> AdamW -> schedule, with logs, evaluations and checkpoints.
 
 Same seed, same data -> bit-identical weights on CPU; a run resumed from a checkpoint continues exactly as the
-uninterrupted run would have (model, optimiser, schedule, sampler position, RNG state and every extension's state are
-all saved). What a loss needs besides the batch's embeddings (its own parameters, a frozen guide or teacher model,
-every layer, a trained copy of the model, a user's memory queue) comes as extension objects
-(``extensions.py``; which ones, from the loss's declaration: ``wiring.py``): the trainer optimises, clips,
-checkpoints and saves their parts as each ``Part`` says, and passes the loss what they add, without naming any.
-Statistics a loss reports go to ``log.jsonl`` with each step (``"stats"``), with what the extensions report after the
-update (a learned parameter's value: the one the next step uses, and after the last step the one saved).
-Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
-(see minilm/train/distributed.py and docs/distributed.md). The model trains on ``[train] device`` (its loss inputs and
-the extensions' parts follow it), under ``[train] precision`` (precision.py: autocast in the step, float32 weights and
-moments, fp16's loss scale checkpointed with the rest). A step reads the device back once: its loss, its gradient norm
-and whether the previous step left every weight finite; a step is logged once that is known. With ``metric_for_best``
-the best evaluation is tracked (best.py): ``load_best_at_end`` makes it final/, ``early_stopping_patience`` stops the
-run; a resume keeps both.
+uninterrupted run would have (what a checkpoint holds: state.py; writing it and final/: saving.py). What a loss needs
+besides the batch's embeddings comes as extension objects (``extensions.py``; which ones, from the loss's
+declaration: ``wiring.py``): the trainer optimises, clips, checkpoints and saves their parts as each ``Part`` says,
+and passes the loss what they add, without naming any. Statistics a loss reports, and what the extensions report after
+the update, are logged with each step (run_log.py). Under torchrun each process trains on its shard of every batch
+through DDP; only rank 0 logs, evaluates and saves (distributed.py). The model trains on ``[train] device`` under
+``[train] precision`` (precision.py). A step reads the device back once: its loss, its gradient norm and whether the
+previous step left every weight finite (divergence.py); a step is logged once that is known. With ``metric_for_best``
+the best evaluation is tracked (best.py) for ``load_best_at_end`` and ``early_stopping_patience``.
 """
 
 from __future__ import annotations
@@ -32,15 +27,7 @@ from minilm.data.dataset import TrainData
 from minilm.losses.inputs import LossOutputError
 from minilm.train import distributed
 from minilm.train.best import BestTracker
-from minilm.train.checkpoints import (
-    STATE_NAME,
-    checkpoint_name,
-    load_checkpoint_model,
-    prunable_checkpoints,
-    read_state,
-    save_parts_beside,
-    write_state,
-)
+from minilm.train.checkpoints import read_state
 from minilm.train.compiled import compiled_training
 from minilm.train.config import TrainConfig, check_best_settings
 from minilm.train.divergence import (
@@ -48,7 +35,9 @@ from minilm.train.divergence import (
     Unconfirmed,
     check_embeddings,
     check_float32_weights,
+    check_loss_scale,
     check_saved_tensors,
+    last_good,
     saved_tensors,
     weights_finite,
 )
@@ -57,14 +46,13 @@ from minilm.train.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, para
 from minilm.train.precision import make_precision, tf32_matmuls
 from minilm.train.reporting import check_report_to
 from minilm.train.run_log import LOG_NAME, RunLog
+from minilm.train.saving import save_checkpoint, save_final_model
 from minilm.train.state import load_trainer_state, trainer_state
 from minilm.train.step import GradCache, embed_plain, step
 from minilm.train.wiring import build_extensions, check_extensions
 from minilm.util import usercode
 from minilm.util.checks import NonFiniteError
-from minilm.util.devices import check_tf32, environment, environment_line, to_device
-from minilm.util.io import WriteError, building, remove_tree
-from minilm.util.progress import Progress
+from minilm.util.devices import check_tf32, environment, to_device
 
 _STDERR = sys.stderr  # the process's stderr as at import: a status line, not a message to capture
 __all__ = ["LOG_NAME", "TrainConfig", "TrainData", "Trainer", "TrainingDiverged"]
@@ -141,7 +129,6 @@ class Trainer:
         self.outside_ddp = [p for part in training for p in part.module.parameters() if p.requires_grad]
         # clipped together, under one global norm
         self.params = [p for p in model.parameters() if p.requires_grad] + self.outside_ddp
-        self.progress: Progress | None = None
         check_best_settings(config)
         check_report_to(config.report_to)
         if config.metric_for_best and evaluate is None:
@@ -154,7 +141,7 @@ class Trainer:
             else None
         )
         self.card = card  # what the model card says about the run (filled in further at each save)
-        self.run_log = RunLog(self.output_dir, self.is_main, config.report_to)  # log.jsonl (and TensorBoard)
+        self.run_log = RunLog(self.output_dir, self.is_main, config.report_to, self.environment)  # and progress
         self.unconfirmed: Unconfirmed | None = None  # the last step, logged once its weights are known finite
 
     def extension(self, kind: type[Extension]) -> Extension | None:
@@ -179,15 +166,7 @@ class Trainer:
         maybe save, until done; evaluate and save the final model last."""
         if self.step == 0:
             self.run_evaluation()
-        if self.is_main:  # about 20 lines a run in a log file, however fast it goes
-            self.progress = Progress(
-                self.total_steps,
-                "steps",
-                "train",
-                stream=_STDERR,
-                start=self.step,
-                every=max(1, self.total_steps // 20),
-            )
+        self.run_log.start_progress(self.total_steps, self.step, _STDERR)
         with tf32_matmuls(self.config.tf32):
             for rows in self.batches():
                 self.train_step(rows)  # logs the step before it
@@ -238,7 +217,7 @@ class Trainer:
                     return self.skip_step(math.nan, math.nan)
                 raise TrainingDiverged(
                     f"step {self.step + 1} (epoch {self.epoch}): {e}; the weights after step {self.step} overflow "
-                    f"(learning rate too high?); nothing from this step was saved{self._last_good()}"
+                    f"(learning rate too high?); nothing from this step was saved{last_good(self.last_checkpoint)}"
                 ) from None
         distributed.average_gradients(self.outside_ddp)  # DDP averages the model's; the parts' are outside it
         loss = distributed.mean_over_ranks(result.loss)  # every rank logs and checks the same number
@@ -252,7 +231,7 @@ class Trainer:
                 return self.skip_step(loss_value, norm_value)
             raise TrainingDiverged(
                 f"loss {loss_value} / gradient norm {norm_value} at step {self.step + 1} "
-                f"(epoch {self.epoch}); weights were not updated{self._last_good()}"
+                f"(epoch {self.epoch}); weights were not updated{last_good(self.last_checkpoint)}"
             )
         lr = self.optimizer.param_groups[0]["lr"]
         scale = self.scaler.scale if self.scaler is not None else None
@@ -268,12 +247,12 @@ class Trainer:
         record = {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
         if scale is not None:
             record["loss_scale"] = scale
-        stats = dict(self.mean_statistics(result.stats)) if result.stats else {}
+        stats = dict(distributed.mean_statistics(result.stats, self.device)) if result.stats else {}
         for ext in self.extensions:  # values as they are after the update (a learned temperature): equal on every rank
             stats.update(ext.statistics())
         if stats:
             record["stats"] = stats
-        self.unconfirmed = Unconfirmed(self.weights_finite(), record, lr)
+        self.unconfirmed = Unconfirmed(weights_finite(self.saved_tensors(), self.device), record, lr)
         return record
 
     def read_back(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> tuple[float, float]:
@@ -303,15 +282,7 @@ class Trainer:
         run."""
         scale = self.scaler.scale
         self.scaler.update(finite=False)
-        if self.scaler.collapsed:
-            first = self.step + 2 - self.scaler.skips_in_row
-            raise TrainingDiverged(
-                f"step {self.step + 1} (epoch {self.epoch}): the fp16 loss scale collapsed: steps {first} to "
-                f"{self.step + 1} ({self.scaler.skips_in_row} in a row) all had a non-finite loss or gradient, "
-                f"down to scale {self.scaler.scale:g}; the model's forward overflows float16 (or the run has "
-                f'diverged): train with [train] precision = "bf16" or "fp32". No weight was updated by '
-                f"these steps{self._last_good()}"
-            )
+        check_loss_scale(self.scaler, self.step + 1, self.epoch, last_good(self.last_checkpoint))
         lr = self.optimizer.param_groups[0]["lr"]
         self.step += 1
         record = {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
@@ -331,47 +302,26 @@ class Trainer:
             never=(NonFiniteError, TrainingDiverged),
         )
 
-    def mean_statistics(self, stats: dict) -> dict:
-        """The loss's statistics averaged over ranks (each rank's are of its shard unless the loss is gathered)."""
-        if self.world_size == 1:
-            return stats
-        values = torch.tensor([math.nan if v is None else v for v in stats.values()], device=self.device)
-        means = distributed.mean_over_ranks(values).tolist()
-        return {k: v if math.isfinite(v) else None for k, v in zip(stats, means)}
-
     def saved_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Every tensor a checkpoint or the final save holds, by name (divergence.saved_tensors)."""
         return saved_tensors(self.model, self.parts, self.extensions, self.optimizer)
-
-    def weights_finite(self) -> torch.Tensor:
-        """0-d bool on the device, not read back: whether every saved tensor looks finite (its sum is)."""
-        return weights_finite(self.saved_tensors(), self.device)
 
     def check_weights(self, lr: float, step: int | None = None, epoch: int | None = None) -> None:
         """Stop the run at the step that made any saved tensor NaN or infinite (e.g. a learning rate far too high):
         nothing non-finite is logged or saved, and the last checkpoint stays the last good one."""
         step, epoch = self.step if step is None else step, self.epoch if epoch is None else epoch
-        check_saved_tensors(self.saved_tensors(), lr, step, epoch, self._last_good())
+        check_saved_tensors(self.saved_tensors(), lr, step, epoch, last_good(self.last_checkpoint))
 
     def check_outputs(self) -> None:
         """Before anything is saved: the last step confirmed, and the model's embeddings of a few training texts
         finite (weights can all be finite and still overflow in the forward pass)."""
         self.confirm_step()
         texts = [column[0] for column in self.data.columns]
-        check_embeddings(self.model, texts, self.step, self.epoch, self._last_good())
-
-    def _last_good(self) -> str:
-        return f"; last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
+        check_embeddings(self.model, texts, self.step, self.epoch, last_good(self.last_checkpoint))
 
     def log_step(self, record: dict) -> None:
         self.write_log(record)
-        if self.progress is not None:
-            detail = f"loss {record['loss']:.4f}  lr {record['lr']:.2e}"
-            if record.get("skipped"):
-                detail += f"  skipped (fp16 loss scale {record['loss_scale']:g} overflowed)"
-            if self.progress.last_shown is None:  # the run's first line says what it runs on
-                detail += "  " + environment_line(self.environment)
-            self.progress.update(record["step"], detail)
+        self.run_log.show(record)
 
     def maybe_evaluate(self) -> None:
         every = self.config.eval_steps
@@ -392,10 +342,7 @@ class Trainer:
         if not self.stopped_early():  # an early stop has just evaluated this model
             self.track_best(self.run_evaluation())
         if self.output_dir is not None and self.is_main and self.save_final:  # one process writes final/
-            final_step = self.load_best() if self.config.load_best_at_end else self.step
-            self.model.save(self.output_dir / "final", card=self.model_card(final_step))
-            save_parts_beside(self.parts, self.output_dir / "final")
-            self.say(f"saved the fine-tuned model to {self.output_dir / 'final'}")
+            save_final_model(self)
         self.run_log.close()
 
     def run_evaluation(self) -> dict | None:
@@ -419,43 +366,10 @@ class Trainer:
             self.best.update(self.step, result)
         self.best.load_state_dict(distributed.gather_objects(self.best.state_dict())[0])
         if self.stopped_early() and self.step < self.total_steps:
-            best = (
-                "none" if self.best.best_step is None else f"{self.best.best_value:.4f} at step {self.best.best_step}"
-            )
-            self.say(
-                f"early stopping at step {self.step}: {self.best.metric} has not improved for "
-                f"{self.best.patience} evaluations (best {best})"
-            )
+            self.say(f"early stopping at step {self.step}: {self.best.why_stopped()}")
 
     def stopped_early(self) -> bool:
         return self.best is not None and self.best.should_stop
-
-    def load_best(self) -> int:
-        """load_best_at_end: put the best checkpoint's weights into the model; the step of the model it now holds."""
-        best = self.best.best_step
-        if best is None or best == self.step:  # the last model is the best (or nothing was ever better than NaN)
-            return self.step
-        load_checkpoint_model(self.model, self.parts, self.output_dir, best)
-        self.say(
-            f"load_best_at_end: final/ is the model of step {best} ({self.best.metric} "
-            f"{self.best.best_value:.4f}), not the last one (step {self.step})"
-        )
-        return best
-
-    # ------------------------------------------------------------------------------------------- model card, reports
-
-    def model_card(self, step: int) -> TrainingCard | None:
-        """The run's card for the model of ``step`` (rank 0): the log so far and that model's own evaluation."""
-        if self.card is None:
-            return None
-        card = self.card
-        card.log = self.run_log.records()
-        card.steps_per_epoch = card.steps_per_epoch or len(self.sampler.batches(0))
-        card.evaluation = next((h for h in reversed(self.history) if h["step"] == step), None)
-        card.metric_for_best = self.config.metric_for_best
-        card.best_step = self.best.best_step if self.best is not None else None
-        card.environment = self.environment
-        return card
 
     def write_log(self, record: dict) -> None:
         """One record to log.jsonl (and TensorBoard), by the process that writes files (run_log.py)."""
@@ -475,27 +389,8 @@ class Trainer:
         return self.seconds_before + time.perf_counter() - self.started
 
     def save_checkpoint(self) -> Path:
-        """checkpoints/step-N/{model/, trainer_state.pt}, built beside and renamed into place in one go (by rank 0)."""
-        self.check_outputs()
-        state = self.state_dict()  # on every rank: it is a collective
-        root = self.output_dir / "checkpoints"
-        final = root / checkpoint_name(self.step)
-        if self.is_main:
-            try:
-                with building(final) as tmp:  # a temporary name unique to this process, swapped in when complete
-                    self.model.save(tmp / "model", card=self.model_card(self.step))
-                    write_state(state, tmp / STATE_NAME)
-                best = self.best.best_step if self.best is not None else None
-                for old in prunable_checkpoints(self.output_dir, self.config.keep_checkpoints, best):
-                    remove_tree(old)  # renamed away first: a kill mid-removal leaves no half checkpoint
-            except OSError as e:
-                raise WriteError(
-                    e.errno,
-                    f"{e}; training stopped after step {self.step}{self._last_good()}",
-                    getattr(e, "reason", ""),
-                ) from None
-        self.last_checkpoint = final
-        return final
+        """checkpoints/step-N/{model/, trainer_state.pt}, written by rank 0 (saving.py)."""
+        return save_checkpoint(self)
 
     def resume_from(self, checkpoint: Path | None, state: dict | None = None) -> None:
         """Continue from ``checkpoint`` (its model must already be loaded into ``self.model``; ``state`` is its
