@@ -23,44 +23,9 @@ if TYPE_CHECKING:
     from minilm.run.recipe import Recipe
 
 
-def _check_eval(where: Path, name: str, e: dict) -> None:
-    """One evaluation's values: task, format, sizes, files and the roles its task reads."""
-    label = f"[eval.{name}]" if name else "[eval]"
-    section = label[1:-1]
-    if e["task"] not in TASKS:
-        raise RecipeError(f"{where}: {label} task must be one of {sorted(TASKS)}, got {e['task']!r}")
-    if e["format"] not in FORMATS:
-        raise RecipeError(f"{where}: {label} format must be one of {FORMATS}, got {e['format']!r}")
-    if e["batch_size"] < 1 or e["limit"] < 0:
-        key, low = ("batch_size", ">= 1") if e["batch_size"] < 1 else ("limit", ">= 0 (0: every row)")
-        raise RecipeError(f"{where}: {label} {key} must be {low}, got {e[key]}")
-    e["data"] = check_path(where, e["data"], f"{label} data")
-    if e["corpus_roles"] and not e["corpus"]:
-        raise RecipeError(f"{where}: {label} corpus_roles name the columns of a corpus file, but there is no corpus")
-    if e["corpus"]:
-        if e["task"] != "retrieval" or e["format"] != "auto":
-            got = f"task {e['task']!r}" if e["task"] != "retrieval" else f"format {e['format']!r}"
-            raise RecipeError(
-                f"{where}: {label} corpus is a file of documents to retrieve, for task 'retrieval' with files read "
-                f"by their suffix (.jsonl, .csv, .tsv), not {got}"
-            )
-        e["corpus"] = check_path(where, e["corpus"], f"{label} corpus")
-        for key, known in (("roles", QUERY_ROLES), ("corpus_roles", CORPUS_ROLES)):
-            unknown = [role for role in e[key] if role not in known]
-            bad = [role for role, column in e[key].items() if not isinstance(column, str)]
-            if unknown or bad:
-                raise RecipeError(
-                    f"{where}: {label} {key} map {', '.join(known)} to a column name each"
-                    f"{f'; unknown {unknown}' if unknown else ''}{f'; not a name: {bad}' if bad else ''}"
-                )
-        if not e["header"] and not e["columns"]:
-            raise RecipeError(f"{where}: {label} header = false needs columns = [...] naming the cells in order")
-        return
-    _check_columns(where, section, e)
-    _check_roles(where, section, e, TASKS[e["task"]], f"task {e['task']!r}")
-
-
 def check_values(r: Recipe) -> None:
+    """Every value of ``r`` (a recipe whose tables fit the schema), paths resolved in place; the first problem is a
+    RecipeError."""
     where, t = r.path, r.train
     for key in ("batch_size", "epochs"):
         if t[key] < 1:
@@ -140,6 +105,43 @@ def check_values(r: Recipe) -> None:
     for name, e in r.evaluations.items():
         _check_eval(where, name, e)
     _check_best(r)
+
+
+def _check_eval(where: Path, name: str, e: dict) -> None:
+    """One evaluation's values: task, format, sizes, files and the roles its task reads."""
+    label = f"[eval.{name}]" if name else "[eval]"
+    section = label[1:-1]
+    if e["task"] not in TASKS:
+        raise RecipeError(f"{where}: {label} task must be one of {sorted(TASKS)}, got {e['task']!r}")
+    if e["format"] not in FORMATS:
+        raise RecipeError(f"{where}: {label} format must be one of {FORMATS}, got {e['format']!r}")
+    if e["batch_size"] < 1 or e["limit"] < 0:
+        key, low = ("batch_size", ">= 1") if e["batch_size"] < 1 else ("limit", ">= 0 (0: every row)")
+        raise RecipeError(f"{where}: {label} {key} must be {low}, got {e[key]}")
+    e["data"] = check_path(where, e["data"], f"{label} data")
+    if e["corpus_roles"] and not e["corpus"]:
+        raise RecipeError(f"{where}: {label} corpus_roles name the columns of a corpus file, but there is no corpus")
+    if e["corpus"]:
+        if e["task"] != "retrieval" or e["format"] != "auto":
+            got = f"task {e['task']!r}" if e["task"] != "retrieval" else f"format {e['format']!r}"
+            raise RecipeError(
+                f"{where}: {label} corpus is a file of documents to retrieve, for task 'retrieval' with files read "
+                f"by their suffix (.jsonl, .csv, .tsv), not {got}"
+            )
+        e["corpus"] = check_path(where, e["corpus"], f"{label} corpus")
+        for key, known in (("roles", QUERY_ROLES), ("corpus_roles", CORPUS_ROLES)):
+            unknown = [role for role in e[key] if role not in known]
+            bad = [role for role, column in e[key].items() if not isinstance(column, str)]
+            if unknown or bad:
+                raise RecipeError(
+                    f"{where}: {label} {key} map {', '.join(known)} to a column name each"
+                    f"{f'; unknown {unknown}' if unknown else ''}{f'; not a name: {bad}' if bad else ''}"
+                )
+        if not e["header"] and not e["columns"]:
+            raise RecipeError(f"{where}: {label} header = false needs columns = [...] naming the cells in order")
+        return
+    _check_columns(where, section, e)
+    _check_roles(where, section, e, TASKS[e["task"]], f"task {e['task']!r}")
 
 
 def metric_problem(r: Recipe, metric: str) -> str | None:
