@@ -323,6 +323,10 @@ class Trainer:
         self.write_log(record)
         self.run_log.show(record)
 
+    def write_log(self, record: dict) -> None:
+        """One record to log.jsonl (and TensorBoard), by the process that writes files (run_log.py)."""
+        self.run_log.write(record)
+
     def maybe_evaluate(self) -> None:
         every = self.config.eval_steps
         if every and self.step % every == 0 and self.step < self.total_steps:
@@ -370,10 +374,6 @@ class Trainer:
 
     def stopped_early(self) -> bool:
         return self.best is not None and self.best.should_stop
-
-    def write_log(self, record: dict) -> None:
-        """One record to log.jsonl (and TensorBoard), by the process that writes files (run_log.py)."""
-        self.run_log.write(record)
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
