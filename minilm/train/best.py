@@ -42,6 +42,11 @@ class BestTracker:
         """Early stopping: ``patience`` evaluations in a row without improvement."""
         return self.patience > 0 and self.evaluations_without_improvement >= self.patience
 
+    def why_stopped(self) -> str:
+        """Early stopping's reason, for the run's log."""
+        best = "none" if self.best_step is None else f"{self.best_value:.4f} at step {self.best_step}"
+        return f"{self.metric} has not improved for {self.patience} evaluations (best {best})"
+
     def state_dict(self) -> dict:
         return {
             "metric": self.metric,

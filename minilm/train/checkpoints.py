@@ -1,6 +1,8 @@
 """A training run's checkpoints on disk: ``OUTPUT/checkpoints/step-N/`` holds the model (``model/``) and the trainer
-state (``trainer_state.pt``: optimiser, schedule, sampler position, RNG, history), written whole or not at all by the
-trainer; here they are named, listed, read and written, and a damaged one is skipped for the one before it."""
+state (``trainer_state.pt``: optimiser, schedule, sampler position, RNG, history, each part's and extension's state;
+see state.py), written whole or not at all by the trainer; here they are named, listed, read, written and pruned, and a
+damaged one is skipped for the one before it. The parts saved beside a model in final/ (a loss's classifier head, its
+temperature) are written here too."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors.torch import save
 
-from minilm.loading.weights import CheckpointError
+from minilm.loading.weights import CheckpointError, load_weights
+from minilm.util.io import write_bytes, write_json
 
 STATE_NAME = "trainer_state.pt"
 
@@ -87,3 +91,41 @@ def newest_usable_checkpoint(output_dir: Path, load_model: Callable[[Path], obje
             f"(newest {damaged[0]}); use --overwrite to start again"
         )
     return None
+
+
+def prunable_checkpoints(output_dir: Path, keep: int, best_step: int | None) -> list[Path]:
+    """The checkpoints beyond the newest ``keep``, except the best one (of ``best_step``), which pruning keeps."""
+    best = checkpoint_name(best_step) if best_step is not None else None
+    return [p for p in checkpoints(output_dir)[:-keep] if p.name != best]
+
+
+def save_parts_beside(parts: dict, directory: Path) -> None:
+    """Each part saved with the model (``Part.saved``: a classifier head, a temperature): its state_dict to
+    ``<name>.safetensors`` and its class and tensor shapes to ``<name>.json``, in ``directory``."""
+    for name, part in parts.items():
+        if not part.saved:
+            continue
+        module = part.module
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        about = {
+            "class": f"{type(module).__module__}.{type(module).__qualname__}",
+            "tensors": {k: list(v.shape) for k, v in state.items()},
+            # used with the model (a classifier head), or learnt for training only (a temperature)
+            "part_of_model": bool(getattr(module, "part_of_model", False)),
+        }
+        write_bytes(directory / f"{name}.safetensors", save(state))  # each whole or absent
+        write_json(directory / f"{name}.json", about)
+
+
+def load_checkpoint_model(model, parts: dict, output_dir: Path, step: int) -> None:
+    """load_best_at_end: put the weights of the checkpoint of ``step`` into ``model``, and its state of each part
+    saved with the model into that part (what is saved with the model is that step's too)."""
+    path = Path(output_dir) / "checkpoints" / checkpoint_name(step) / "model"
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"load_best_at_end: the best checkpoint (step {step}) is missing: {path}")
+    load_weights(model.bert, path)
+    saved = {name: part for name, part in parts.items() if part.saved}
+    if saved:
+        state = read_state(path.parent)
+        for name, part in saved.items():
+            part.module.load_state_dict(state[name])

@@ -21,6 +21,7 @@ With W = 1 (plain ``python -m minilm``) none of it is switched on.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -258,6 +259,16 @@ def mean_over_ranks(x: Tensor) -> Tensor:
     x = x.detach().clone()
     dist.all_reduce(x)
     return x / world_size()
+
+
+def mean_statistics(stats: dict, device) -> dict:
+    """A loss's statistics averaged over ranks (each rank's are of its shard unless the loss is gathered); None (a
+    statistic a rank did not have) and non-finite means stay None."""
+    if world_size() == 1:
+        return stats
+    values = torch.tensor([math.nan if v is None else v for v in stats.values()], device=device)
+    means = mean_over_ranks(values).tolist()
+    return {k: v if math.isfinite(v) else None for k, v in zip(stats, means)}
 
 
 def gather_objects(obj) -> list:

@@ -1,98 +1,61 @@
 """The trainer: batches -> one step (``step.py``) -> clip -> AdamW -> schedule, with logs, evaluations and checkpoints.
 
 Same seed, same data -> bit-identical weights on CPU; a run resumed from a checkpoint continues exactly as the
-uninterrupted run would have (model, optimiser, schedule, sampler position, RNG state and every extension's state are
-all saved). What a loss needs besides the batch's embeddings (its own parameters, a frozen guide or teacher model,
-every layer, a trained copy of the model, a user's memory queue) comes as extension objects
-(``extensions.py``; which ones, from the loss's declaration: ``wiring.py``): the trainer optimises, clips,
-checkpoints and saves their parts as each ``Part`` says, and passes the loss what they add, without naming any.
-Statistics a loss reports go to ``log.jsonl`` with each step (``"stats"``), with what the extensions report after the
-update (a learned parameter's value: the one the next step uses, and after the last step the one saved).
-Under torchrun each process trains on its shard of every batch through DDP; only rank 0 logs, evaluates and saves
-(see minilm/train/distributed.py and docs/distributed.md). The model trains on ``[train] device`` (its loss inputs and
-the extensions' parts follow it), under ``[train] precision`` (precision.py: autocast in the step, float32 weights and
-moments, fp16's loss scale checkpointed with the rest). A step reads the device back once: its loss, its gradient norm
-and whether the previous step left every weight finite; a step is logged once that is known. With ``metric_for_best``
-the best evaluation is tracked (best.py): ``load_best_at_end`` makes it final/, ``early_stopping_patience`` stops the
-run; a resume keeps both.
+uninterrupted run would have (what a checkpoint holds: state.py; writing it and final/: saving.py). What a loss needs
+besides the batch's embeddings comes as extension objects (``extensions.py``; which ones, from the loss's
+declaration: ``wiring.py``): the trainer optimises, clips, checkpoints and saves their parts as each ``Part`` says,
+and passes the loss what they add, without naming any. Statistics a loss reports, and what the extensions report after
+the update, are logged with each step (run_log.py). Under torchrun each process trains on its shard of every batch
+through DDP; only rank 0 logs, evaluates and saves (distributed.py). The model trains on ``[train] device`` under
+``[train] precision`` (precision.py). A step reads the device back once: its loss, its gradient norm and whether the
+previous step left every weight finite (divergence.py); a step is logged once that is known. With ``metric_for_best``
+the best evaluation is tracked (best.py) for ``load_best_at_end`` and ``early_stopping_patience``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save
 
 from minilm.card import TrainingCard
 from minilm.data.dataset import TrainData
-from minilm.loading.weights import load_weights
 from minilm.losses.inputs import LossOutputError
 from minilm.train import distributed
 from minilm.train.best import BestTracker
-from minilm.train.checkpoints import STATE_NAME, checkpoint_name, checkpoints, read_state, write_state
+from minilm.train.checkpoints import read_state
 from minilm.train.compiled import compiled_training
 from minilm.train.config import TrainConfig, check_best_settings
+from minilm.train.divergence import (
+    TrainingDiverged,
+    Unconfirmed,
+    check_embeddings,
+    check_float32_weights,
+    check_loss_scale,
+    check_saved_tensors,
+    last_good,
+    saved_tensors,
+    weights_finite,
+)
 from minilm.train.extensions import Extension, Part, RunContext
 from minilm.train.optim import AdamW, LinearWarmupSchedule, clip_grad_norm, param_groups
 from minilm.train.precision import make_precision, tf32_matmuls
-from minilm.train.reporting import TensorBoard, check_report_to
+from minilm.train.reporting import check_report_to
+from minilm.train.run_log import LOG_NAME, RunLog
+from minilm.train.saving import save_checkpoint, save_final_model
+from minilm.train.state import load_trainer_state, trainer_state
 from minilm.train.step import GradCache, embed_plain, step
 from minilm.train.wiring import build_extensions, check_extensions
 from minilm.util import usercode
 from minilm.util.checks import NonFiniteError
-from minilm.util.devices import check_tf32, environment, environment_line, to_device
-from minilm.util.io import (
-    WriteError,
-    append_line,
-    building,
-    json_line,
-    read_json_lines,
-    remove_tree,
-    write_bytes,
-    write_json,
-    write_text,
-)
-from minilm.util.progress import Progress
+from minilm.util.devices import check_tf32, environment, to_device
 
-LOG_NAME = "log.jsonl"
 _STDERR = sys.stderr  # the process's stderr as at import: a status line, not a message to capture
-# A checkpoint's keys that are the trainer's own; every other key is a part's state (``Part.checkpointed``).
-TRAINER_KEYS = {
-    "step",
-    "epoch",
-    "optimizer",
-    "schedule",
-    "sampler",
-    "rng",
-    "rng_by_rank",
-    "history",
-    "extensions",
-    "best",
-    "seconds",
-    "precision",
-}
-
 __all__ = ["LOG_NAME", "TrainConfig", "TrainData", "Trainer", "TrainingDiverged"]
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the gradient norm stopped being finite; the weights were not updated with it."""
-
-
-@dataclass
-class Unconfirmed:
-    """A step taken whose log record waits for the next read-back to say its update left every weight finite."""
-
-    weights_finite: torch.Tensor | None  # 0-d bool on the device, not read yet; None: no update (a skipped step)
-    record: dict
-    lr: float
 
 
 class Trainer:
@@ -166,7 +129,6 @@ class Trainer:
         self.outside_ddp = [p for part in training for p in part.module.parameters() if p.requires_grad]
         # clipped together, under one global norm
         self.params = [p for p in model.parameters() if p.requires_grad] + self.outside_ddp
-        self.progress: Progress | None = None
         check_best_settings(config)
         check_report_to(config.report_to)
         if config.metric_for_best and evaluate is None:
@@ -179,8 +141,7 @@ class Trainer:
             else None
         )
         self.card = card  # what the model card says about the run (filled in further at each save)
-        self.tensorboard: TensorBoard | None = None  # opened at the first record (report_to = ["tensorboard"])
-        self.log_records: list[dict] | None = None  # log.jsonl as records: read once (for a card), then kept in step
+        self.run_log = RunLog(self.output_dir, self.is_main, config.report_to, self.environment)  # and progress
         self.unconfirmed: Unconfirmed | None = None  # the last step, logged once its weights are known finite
 
     def extension(self, kind: type[Extension]) -> Extension | None:
@@ -205,15 +166,7 @@ class Trainer:
         maybe save, until done; evaluate and save the final model last."""
         if self.step == 0:
             self.run_evaluation()
-        if self.is_main:  # about 20 lines a run in a log file, however fast it goes
-            self.progress = Progress(
-                self.total_steps,
-                "steps",
-                "train",
-                stream=_STDERR,
-                start=self.step,
-                every=max(1, self.total_steps // 20),
-            )
+        self.run_log.start_progress(self.total_steps, self.step, _STDERR)
         with tf32_matmuls(self.config.tf32):
             for rows in self.batches():
                 self.train_step(rows)  # logs the step before it
@@ -264,7 +217,7 @@ class Trainer:
                     return self.skip_step(math.nan, math.nan)
                 raise TrainingDiverged(
                     f"step {self.step + 1} (epoch {self.epoch}): {e}; the weights after step {self.step} overflow "
-                    f"(learning rate too high?); nothing from this step was saved{self._last_good()}"
+                    f"(learning rate too high?); nothing from this step was saved{last_good(self.last_checkpoint)}"
                 ) from None
         distributed.average_gradients(self.outside_ddp)  # DDP averages the model's; the parts' are outside it
         loss = distributed.mean_over_ranks(result.loss)  # every rank logs and checks the same number
@@ -278,7 +231,7 @@ class Trainer:
                 return self.skip_step(loss_value, norm_value)
             raise TrainingDiverged(
                 f"loss {loss_value} / gradient norm {norm_value} at step {self.step + 1} "
-                f"(epoch {self.epoch}); weights were not updated{self._last_good()}"
+                f"(epoch {self.epoch}); weights were not updated{last_good(self.last_checkpoint)}"
             )
         lr = self.optimizer.param_groups[0]["lr"]
         scale = self.scaler.scale if self.scaler is not None else None
@@ -294,12 +247,12 @@ class Trainer:
         record = {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
         if scale is not None:
             record["loss_scale"] = scale
-        stats = dict(self.mean_statistics(result.stats)) if result.stats else {}
+        stats = dict(distributed.mean_statistics(result.stats, self.device)) if result.stats else {}
         for ext in self.extensions:  # values as they are after the update (a learned temperature): equal on every rank
             stats.update(ext.statistics())
         if stats:
             record["stats"] = stats
-        self.unconfirmed = Unconfirmed(self.weights_finite(), record, lr)
+        self.unconfirmed = Unconfirmed(weights_finite(self.saved_tensors(), self.device), record, lr)
         return record
 
     def read_back(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> tuple[float, float]:
@@ -329,15 +282,7 @@ class Trainer:
         run."""
         scale = self.scaler.scale
         self.scaler.update(finite=False)
-        if self.scaler.collapsed:
-            first = self.step + 2 - self.scaler.skips_in_row
-            raise TrainingDiverged(
-                f"step {self.step + 1} (epoch {self.epoch}): the fp16 loss scale collapsed: steps {first} to "
-                f"{self.step + 1} ({self.scaler.skips_in_row} in a row) all had a non-finite loss or gradient, "
-                f"down to scale {self.scaler.scale:g}; the model's forward overflows float16 (or the run has "
-                f'diverged): train with [train] precision = "bf16" or "fp32". No weight was updated by '
-                f"these steps{self._last_good()}"
-            )
+        check_loss_scale(self.scaler, self.step + 1, self.epoch, last_good(self.last_checkpoint))
         lr = self.optimizer.param_groups[0]["lr"]
         self.step += 1
         record = {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr, "grad_norm": norm_value}
@@ -357,80 +302,30 @@ class Trainer:
             never=(NonFiniteError, TrainingDiverged),
         )
 
-    def mean_statistics(self, stats: dict) -> dict:
-        """The loss's statistics averaged over ranks (each rank's are of its shard unless the loss is gathered)."""
-        if self.world_size == 1:
-            return stats
-        values = torch.tensor([math.nan if v is None else v for v in stats.values()], device=self.device)
-        means = distributed.mean_over_ranks(values).tolist()
-        return {k: v if math.isfinite(v) else None for k, v in zip(stats, means)}
-
     def saved_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """Every tensor a checkpoint or the final save holds: the model's weights, each checkpointed part's state,
-        each extension's own state (a queue) and the optimiser's moments of every parameter, by name."""
-        yield from self.model.named_parameters()
-        names = {id(p): name for name, p in self.model.named_parameters()}
-        for name, part in self.parts.items():
-            names.update({id(p): f"{name}.{key}" for key, p in part.module.named_parameters()})
-            if part.checkpointed or part.saved:
-                for key, value in part.module.state_dict().items():
-                    yield f"{name}.{key}", value
-        for ext in self.extensions:
-            for key, value in ext.state_dict().items():
-                yield f"{ext.name}.{key}", value
-        for param, moments in self.optimizer.state.items():  # exp_avg_sq can overflow while the weights stay finite
-            for key, value in moments.items():
-                if isinstance(value, torch.Tensor):
-                    yield f"optimizer.{names.get(id(param), 'parameter')}.{key}", value
-
-    def weights_finite(self) -> torch.Tensor:
-        """0-d bool on the device, not read back: every saved tensor's sum is finite (one cheap reduction each; a
-        false alarm, a sum that overflowed, is told apart by ``check_weights``)."""
-        sums = [t.detach().sum().to(self.device) for _, t in self.saved_tensors() if t.is_floating_point()]
-        return torch.isfinite(torch.stack(sums)).all() if sums else torch.ones((), dtype=torch.bool)
+        """Every tensor a checkpoint or the final save holds, by name (divergence.saved_tensors)."""
+        return saved_tensors(self.model, self.parts, self.extensions, self.optimizer)
 
     def check_weights(self, lr: float, step: int | None = None, epoch: int | None = None) -> None:
         """Stop the run at the step that made any saved tensor NaN or infinite (e.g. a learning rate far too high):
         nothing non-finite is logged or saved, and the last checkpoint stays the last good one."""
         step, epoch = self.step if step is None else step, self.epoch if epoch is None else epoch
-        named = [(n, t.detach()) for n, t in self.saved_tensors() if t.is_floating_point()]
-        sums = torch.stack([t.sum() for _, t in named]) if named else torch.zeros(0)  # one cheap reduction each
-        if bool(torch.isfinite(sums).all()):
-            return
-        bad = [name for name, t in named if not bool(torch.isfinite(t).all())]
-        if not bad:  # a sum overflowed, the values themselves are finite
-            return
-        what = "optimiser state" if bad[0].startswith("optimizer.") else "weight"
-        raise TrainingDiverged(
-            f"step {step} (epoch {epoch}, lr {lr:.3g}) made {what} {bad[0]} non-finite"
-            f"{f' (and {len(bad) - 1} more tensors)' if len(bad) > 1 else ''} though its loss and gradient norm were "
-            f"finite; the learning rate is likely too high. Nothing from this step was saved{self._last_good()}"
-        )
+        check_saved_tensors(self.saved_tensors(), lr, step, epoch, last_good(self.last_checkpoint))
 
     def check_outputs(self) -> None:
-        """Before anything is saved: the model's embeddings of a few training texts must be finite. Weights can all be
-        finite and still overflow in the forward pass (huge after one step of a far too high learning rate)."""
+        """Before anything is saved: the last step confirmed, and the model's embeddings of a few training texts
+        finite (weights can all be finite and still overflow in the forward pass)."""
         self.confirm_step()
         texts = [column[0] for column in self.data.columns]
-        embeddings = self.model.encode(texts, convert_to_tensor=True, workers=1)
-        if not bool(torch.isfinite(embeddings).all()):
-            raise TrainingDiverged(
-                f"after step {self.step} (epoch {self.epoch}) the weights are finite but the model's embeddings are "
-                f"not (they overflow: learning rate too high?); nothing was saved{self._last_good()}"
-            )
-
-    def _last_good(self) -> str:
-        return f"; last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
+        check_embeddings(self.model, texts, self.step, self.epoch, last_good(self.last_checkpoint))
 
     def log_step(self, record: dict) -> None:
         self.write_log(record)
-        if self.progress is not None:
-            detail = f"loss {record['loss']:.4f}  lr {record['lr']:.2e}"
-            if record.get("skipped"):
-                detail += f"  skipped (fp16 loss scale {record['loss_scale']:g} overflowed)"
-            if self.progress.last_shown is None:  # the run's first line says what it runs on
-                detail += "  " + environment_line(self.environment)
-            self.progress.update(record["step"], detail)
+        self.run_log.show(record)
+
+    def write_log(self, record: dict) -> None:
+        """One record to log.jsonl (and TensorBoard), by the process that writes files (run_log.py)."""
+        self.run_log.write(record)
 
     def maybe_evaluate(self) -> None:
         every = self.config.eval_steps
@@ -451,29 +346,8 @@ class Trainer:
         if not self.stopped_early():  # an early stop has just evaluated this model
             self.track_best(self.run_evaluation())
         if self.output_dir is not None and self.is_main and self.save_final:  # one process writes final/
-            final_step = self.load_best() if self.config.load_best_at_end else self.step
-            self.model.save(self.output_dir / "final", card=self.model_card(final_step))
-            self.save_parts_beside(self.output_dir / "final")
-            self.say(f"saved the fine-tuned model to {self.output_dir / 'final'}")
-        if self.tensorboard is not None:
-            self.tensorboard.close()
-
-    def save_parts_beside(self, directory: Path) -> None:
-        """Each part saved with the model (a loss's parameters: a classifier head, a temperature): its state_dict to
-        ``<name>.safetensors`` and its class and tensor shapes to ``<name>.json``, in ``directory``."""
-        for name, part in self.parts.items():
-            if not part.saved:
-                continue
-            module = part.module
-            state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-            about = {
-                "class": f"{type(module).__module__}.{type(module).__qualname__}",
-                "tensors": {k: list(v.shape) for k, v in state.items()},
-                # used with the model (a classifier head), or learnt for training only (a temperature)
-                "part_of_model": bool(getattr(module, "part_of_model", False)),
-            }
-            write_bytes(directory / f"{name}.safetensors", save(state))  # each whole or absent
-            write_json(directory / f"{name}.json", about)
+            save_final_model(self)
+        self.run_log.close()
 
     def run_evaluation(self) -> dict | None:
         """Evaluate, record and log; the result (None on the ranks that do not evaluate, or without an evaluator)."""
@@ -496,165 +370,27 @@ class Trainer:
             self.best.update(self.step, result)
         self.best.load_state_dict(distributed.gather_objects(self.best.state_dict())[0])
         if self.stopped_early() and self.step < self.total_steps:
-            best = (
-                "none" if self.best.best_step is None else f"{self.best.best_value:.4f} at step {self.best.best_step}"
-            )
-            self.say(
-                f"early stopping at step {self.step}: {self.best.metric} has not improved for "
-                f"{self.best.patience} evaluations (best {best})"
-            )
+            self.say(f"early stopping at step {self.step}: {self.best.why_stopped()}")
 
     def stopped_early(self) -> bool:
         return self.best is not None and self.best.should_stop
 
-    def load_best(self) -> int:
-        """load_best_at_end: put the best checkpoint's weights into the model; the step of the model it now holds."""
-        best = self.best.best_step
-        if best is None or best == self.step:  # the last model is the best (or nothing was ever better than NaN)
-            return self.step
-        path = self.output_dir / "checkpoints" / checkpoint_name(best) / "model"
-        if not (path / "model.safetensors").is_file():
-            raise FileNotFoundError(f"load_best_at_end: the best checkpoint (step {best}) is missing: {path}")
-        load_weights(self.model.bert, path)
-        saved = {name: part for name, part in self.parts.items() if part.saved}
-        if saved:  # what is saved with the model is the best step's too
-            state = read_state(path.parent)
-            for name, part in saved.items():
-                part.module.load_state_dict(state[name])
-        self.say(
-            f"load_best_at_end: final/ is the model of step {best} ({self.best.metric} "
-            f"{self.best.best_value:.4f}), not the last one (step {self.step})"
-        )
-        return best
-
-    def prunable_checkpoints(self) -> list[Path]:
-        """The checkpoints beyond the newest keep_checkpoints, except the best one, which pruning keeps."""
-        best = self.best.best_step if self.best is not None else None
-        keep = checkpoint_name(best) if best is not None else None
-        return [p for p in checkpoints(self.output_dir)[: -self.config.keep_checkpoints] if p.name != keep]
-
-    # ------------------------------------------------------------------------------------------- model card, reports
-
-    def model_card(self, step: int) -> TrainingCard | None:
-        """The run's card for the model of ``step`` (rank 0): the log so far and that model's own evaluation."""
-        if self.card is None:
-            return None
-        card = self.card
-        if self.log_records is None:
-            log = self.output_dir / LOG_NAME if self.output_dir is not None else None
-            self.log_records = read_json_lines(log)[0] if log is not None and log.is_file() else []
-        card.log = list(self.log_records)
-        card.steps_per_epoch = card.steps_per_epoch or len(self.sampler.batches(0))
-        card.evaluation = next((h for h in reversed(self.history) if h["step"] == step), None)
-        card.metric_for_best = self.config.metric_for_best
-        card.best_step = self.best.best_step if self.best is not None else None
-        card.environment = self.environment
-        return card
-
-    def report(self, record: dict) -> None:
-        """report_to: the log record also goes to TensorBoard (log.jsonl is written by write_log)."""
-        if "tensorboard" in self.config.report_to:
-            if self.tensorboard is None:
-                self.tensorboard = TensorBoard(self.output_dir / "tensorboard", purge_step=record["step"])
-            self.tensorboard.write(record)
-
-    def write_log(self, record: dict) -> None:
-        """One JSON Lines record per call, appended in a single write; NaN and infinity become null plus the reason."""
-        if self.output_dir is None or not self.is_main:
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        line = json_line(record)
-        append_line(self.output_dir / LOG_NAME, line)
-        if self.log_records is not None:
-            self.log_records.append(json.loads(line))  # as read_json_lines would read it back
-        self.report(record)
-
     # ------------------------------------------------------------------------------------------- checkpoints
 
     def state_dict(self) -> dict:
-        """Everything a resume needs. Under several processes this is a collective (every rank's RNG goes in)."""
-        rng = torch.get_rng_state()
-        return {
-            "step": self.step,
-            "epoch": self.epoch,
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "rng": rng,
-            "rng_by_rank": distributed.gather_objects(rng),
-            "history": self.history,
-            **{name: part.module.state_dict() for name, part in self.parts.items() if part.checkpointed},
-            "extensions": {ext.name: ext.state_dict() for ext in self.extensions if ext.state_dict()},
-            "best": self.best.state_dict() if self.best is not None else None,
-            "seconds": self.seconds(),
-            "precision": {
-                "name": self.config.precision,
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            },
-        }
+        """Everything a resume needs (state.py); under several processes a collective."""
+        return trainer_state(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_trainer_state(self, state)
 
     def seconds(self) -> float:
         """The run's time so far, over every attempt (``started``)."""
         return self.seconds_before + time.perf_counter() - self.started
 
-    def load_state_dict(self, state: dict) -> None:
-        kept = {name for name, part in self.parts.items() if part.checkpointed}
-        parts_in_state = set(state) - TRAINER_KEYS
-        if kept != parts_in_state:
-            raise ValueError(
-                f"the checkpoint holds the state of {sorted(parts_in_state) or 'no part'} besides the model, but this "
-                f"run's loss brings {sorted(kept) or 'none'}: was it written with another loss?"
-            )
-        extension_states = state.get("extensions", {})
-        unknown = set(extension_states) - {ext.name for ext in self.extensions}
-        if unknown:
-            raise ValueError(
-                f"the checkpoint holds the state of extension(s) {sorted(unknown)}, which this run's "
-                f"loss does not have: was it written with another loss?"
-            )
-        precision = state.get("precision") or {"name": "fp32", "scaler": None}  # older checkpoints: float32 runs
-        if precision["name"] != self.config.precision:
-            raise ValueError(
-                f"the checkpoint was trained with [train] precision {precision['name']!r}, this run has "
-                f"{self.config.precision!r}: resume with the precision it was written with"
-            )
-        self.step, self.epoch, self.history = state["step"], state["epoch"], list(state["history"])
-        self.seconds_before = float(state.get("seconds", 0.0))  # absent in a checkpoint of an older minilm
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.sampler.load_state_dict(state["sampler"])
-        for name in kept:  # each part as trained so far, never rebuilt from the resumed model
-            self.parts[name].module.load_state_dict(state[name])
-        for ext in self.extensions:
-            ext.load_state_dict(extension_states.get(ext.name, {}))
-        by_rank = state.get("rng_by_rank", [])
-        torch.set_rng_state(by_rank[self.rank] if len(by_rank) == self.world_size else state["rng"])
-        if self.best is not None and state.get("best") is not None:
-            self.best.load_state_dict(state["best"])
-        if self.scaler is not None:
-            self.scaler.load_state_dict(precision["scaler"])
-
     def save_checkpoint(self) -> Path:
-        """checkpoints/step-N/{model/, trainer_state.pt}, built beside and renamed into place in one go (by rank 0)."""
-        self.check_outputs()
-        state = self.state_dict()  # on every rank: it is a collective
-        root = self.output_dir / "checkpoints"
-        final = root / checkpoint_name(self.step)
-        if self.is_main:
-            try:
-                with building(final) as tmp:  # a temporary name unique to this process, swapped in when complete
-                    self.model.save(tmp / "model", card=self.model_card(self.step))
-                    write_state(state, tmp / STATE_NAME)
-                for old in self.prunable_checkpoints():
-                    remove_tree(old)  # renamed away first: a kill mid-removal leaves no half checkpoint
-            except OSError as e:
-                raise WriteError(
-                    e.errno,
-                    f"{e}; training stopped after step {self.step}{self._last_good()}",
-                    getattr(e, "reason", ""),
-                ) from None
-        self.last_checkpoint = final
-        return final
+        """checkpoints/step-N/{model/, trainer_state.pt}, written by rank 0 (saving.py)."""
+        return save_checkpoint(self)
 
     def resume_from(self, checkpoint: Path | None, state: dict | None = None) -> None:
         """Continue from ``checkpoint`` (its model must already be loaded into ``self.model``; ``state`` is its
@@ -662,28 +398,4 @@ class Trainer:
         if checkpoint is not None:
             self.load_state_dict(state if state is not None else read_state(checkpoint))
             self.last_checkpoint = checkpoint
-        if self.output_dir is not None and self.is_main:
-            self.trim_log()
-
-    def trim_log(self) -> None:
-        """Drop what the interrupted run logged after the step resumed from (and a torn last line, if a kill cut
-        one short); the log is rewritten beside and renamed, so a kill here leaves the old log."""
-        log = self.output_dir / LOG_NAME
-        if not log.is_file():
-            return
-        records, torn = read_json_lines(log)
-        if torn:
-            self.say(f"{log}: dropped a torn last line (the interrupted run's last write)")
-        kept = [r for r in records if r.get("step", 0) <= self.step] if self.step else []  # step 0: all is redone
-        write_text(log, "".join(json_line(r) + "\n" for r in kept))
-        self.log_records = None  # read again when a card needs it
-
-
-def check_float32_weights(model: torch.nn.Module) -> None:
-    """Training keeps float32 master weights (and AdamW moments); a half-precision model is refused by name."""
-    other = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32})
-    if other:
-        raise ValueError(
-            f"the model to train has {', '.join(other)} weights; training keeps float32 weights and runs the forward "
-            f'in bf16 or fp16 under autocast: load it in float32 and set [train] precision = "bf16" or "fp16"'
-        )
+        self.run_log.trim(self.step, self.say)
