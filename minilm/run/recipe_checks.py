@@ -13,7 +13,7 @@ from minilm.evaluation.metrics import TASKS
 from minilm.losses.inputs import MODEL_ROLES, Needs, roles_of
 from minilm.run.registry import GUIDE_KEY, PAIRS_KEY, TEACHER_KEY, is_module_loss, makes_pairs
 from minilm.run.schema import FORMATS, SAMPLERS, RecipeError, check_base, check_path
-from minilm.train.config import GRADIENT_CACHE_KEYS, TrainConfig, check_best_settings
+from minilm.train.config import GRADIENT_CACHE_KEYS, TrainConfig, check_best_settings, check_learning_rates
 from minilm.train.distributed import process_device
 from minilm.train.reporting import check_report_to
 from minilm.train.wiring import refusal as extension_refusal
@@ -181,6 +181,7 @@ def _check_best(r: Recipe) -> None:
             raise RecipeError(f"{where}: [train] metric_for_best {problem}")
     try:
         check_best_settings(TrainConfig.from_dict(t))
+        check_learning_rates(TrainConfig.from_dict(t))
         check_report_to(t["report_to"])
     except ValueError as e:
         raise RecipeError(f"{where}: [train] {e}") from None

@@ -75,7 +75,7 @@ def check_learning_rates(config: TrainConfig) -> None:
     from minilm.train.optim import check_step_size
 
     for key in ("lr", "loss_lr"):
-        check_step_size(getattr(config, key), ADAM_BETAS[0], f"[train] {key}")
+        check_step_size(getattr(config, key), ADAM_BETAS[0], key)
 
 
 def check_best_settings(config: TrainConfig) -> None:

@@ -29,7 +29,7 @@ from minilm.train import distributed
 from minilm.train.best import BestTracker
 from minilm.train.checkpoints import read_state
 from minilm.train.compiled import compiled_training
-from minilm.train.config import TrainConfig, check_best_settings
+from minilm.train.config import ADAM_BETAS, ADAM_EPS, TrainConfig, check_best_settings, check_learning_rates
 from minilm.train.divergence import (
     TrainingDiverged,
     Unconfirmed,
@@ -113,7 +113,7 @@ class Trainer:
         torch.manual_seed(config.seed + self.rank)  # dropout draws, distinct per rank; the sampler has its own seed
         self.total_steps = config.max_steps or sum(len(self.sampler.batches(e)) for e in range(config.epochs))
         self.optimizer = optimizer_class(
-            self.optimizer_groups(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=config.weight_decay
+            self.optimizer_groups(), lr=config.lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=config.weight_decay
         )
         self.schedule = LinearWarmupSchedule(
             self.optimizer, self.total_steps, config.warmup_steps, config.warmup_ratio or None
@@ -130,6 +130,7 @@ class Trainer:
         # clipped together, under one global norm
         self.params = [p for p in model.parameters() if p.requires_grad] + self.outside_ddp
         check_best_settings(config)
+        check_learning_rates(config)
         check_report_to(config.report_to)
         if config.metric_for_best and evaluate is None:
             raise ValueError(f"metric_for_best {config.metric_for_best!r} needs an evaluator")

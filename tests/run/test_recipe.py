@@ -310,6 +310,10 @@ def test_teacher_recipes_are_checked_before_any_model_loads(tmp_path, monkeypatc
         ("eval.batch_size=0", r"\[eval\] batch_size must be >= 1, got 0"),
         ("eval.limit=-1", r"\[eval\] limit must be >= 0 \(0: every row\), got -1"),
         (
+            "train.lr=3e38",
+            r"\[train\] lr: lr 3e\+38 gives a first AdamW step of lr / \(1 - beta1\) = 3e\+39, beyond float32",
+        ),
+        (
             'model.base="./models/mine"',
             r"\[model\] base folder ./models/mine not found \(looked at .*/models/mine, "
             r"relative to the recipe\)",

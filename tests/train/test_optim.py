@@ -275,6 +275,6 @@ def test_a_learning_rate_whose_first_step_overflows_float32_is_refused_by_name()
 def test_the_trainer_settings_name_the_learning_rate_that_cannot_train():
     from minilm.train.config import TrainConfig, check_learning_rates
 
-    with pytest.raises(ValueError, match=r"\[train\] loss_lr: lr 1e\+39"):
+    with pytest.raises(ValueError, match=r"^loss_lr: lr 1e\+39"):
         check_learning_rates(TrainConfig(loss_lr=1e39))
     check_learning_rates(TrainConfig())
