@@ -4,8 +4,8 @@ Matches sentence-transformers 6.2's ContrastiveTensionLoss and ContrastiveTensio
 
 Both take the embeddings of the first copy (``embeddings_a``) and of the second (``embeddings_b``), and declare it
 with ``@needs(..., model_copy=True)``: the trainer keeps a second trained copy of the model (built once from the
-starting weights) that embeds the first column, while the model itself embeds the second and is what gets saved
-(the ModelCopy extension, minilm/train/model_copy.py). The batches of ``contrastive_tension_loss`` (one identical pair, then
+starting weights) that embeds the first column, while the model itself embeds the second and is what gets saved (the
+ModelCopy extension, minilm/train/model_copy.py). The batches of ``contrastive_tension_loss`` (one identical pair, then
 ``pos_neg_ratio - 1`` random pairs) come from ``samplers.TensionPairSampler``.
 """
 
