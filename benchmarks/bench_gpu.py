@@ -391,7 +391,7 @@ def torchrun(model_dir: str, sts_file: Path, device: torch.device, dry: bool) ->
             "--model",
             model_dir,
             "--device",
-            device.type,  # the process's own GPU is torchrun's LOCAL_RANK one
+            str(device),  # one process keeps the device it names (--device cuda:1 included)
         ]
         env = {**os.environ, "BENCH_GPU_STS": str(sts_file)}
         if dry:
