@@ -3,8 +3,9 @@
     python benchmarks/bench_gpu.py [--data DIR] [--model DIR] [--output FILE.json]     # on a machine with a GPU
     python benchmarks/bench_gpu.py --dry-run                                          # every part, CPU, tiny model
 
-One command, no network, nothing beyond the test extra; about 3 minutes on one GPU (8 at most). It prints one table
-and writes one JSON (default benchmarks/results/bench_gpu.json); the exit status is 1 if a parity check fails.
+One command, no network, nothing beyond the test extra; within 8 minutes on one GPU (an estimate from the work it
+does: it has not run on a GPU yet). It prints one table and writes one JSON (default benchmarks/results/bench_gpu.json);
+the exit status is 1 if a parity check fails.
 
 1. **encode parity** (STS-B dev, from ../shared or ``--data``): minilm fp32 on the GPU vs on the CPU, max |diff|
    <= 1e-5, on the padded path (the GPU default) and the unpadded one; fp16 and bf16 (``from_pretrained(dtype=...)``)
@@ -12,23 +13,26 @@ and writes one JSON (default benchmarks/results/bench_gpu.json); the exit status
 2. **training**: MNRL, batch 32 and 256, fp32 and bf16: steps/s of minilm's ``Trainer.train_step`` against
    sentence-transformers' model and loss driven the way its trainer drives them (autocast around model and loss for
    bf16, ``torch.optim.AdamW(fused=True)``, LambdaLR, ``clip_grad_norm_``; SentenceTransformerTrainer itself needs the
-   ``datasets`` and ``accelerate`` packages, which the test extra does not have), same batches, same GPU; peak memory
-   of each (``torch.cuda.max_memory_allocated``).
+   ``datasets`` and ``accelerate`` packages, which the test extra does not have; benchmarks/bench_train.py drives it
+   the same way), same batches, same GPU; peak memory of each (``torch.cuda.max_memory_allocated``).
 3. **encode speed**: sentences/s on STS-B dev, batch 32: minilm fp32 (padded, the GPU default, and unpadded: which
    one a GPU should default to, ``minilm.util.devices.unpadded_by_default``), fp16; sentence-transformers fp32, fp16.
 4. **torchrun**: one process over nccl (``torchrun --standalone --nproc_per_node 1``); one MNRL step through DDP
    and the all-gathered loss equals the single-process step (max |weight diff| <= 1e-6).
 
-``--dry-run`` runs every part on the CPU with a tiny random model (gloo instead of nccl, 32 STS-B pairs, batches of
-8 and 16 for 32 and 256, two steps each) in under a minute: it checks that the script still runs
-(tests/test_bench_gpu.py runs it in CI), not the numbers; its limits are shown but do not set the exit status.
+``--dry-run`` runs every part on the CPU with a tiny random model (gloo instead of nccl, 32 STS-B dev pairs, batches
+of 8 and 16 for 32 and 256, two steps each, one thread) in under a minute of CPU time: it checks that the script
+still runs (tests/integration/test_bench_gpu.py runs it in CI), not the numbers; its limits are shown but do not set
+the exit status, and its peak-memory rows are blank (the CPU has no allocator counter).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +42,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # common.py, and this checkout's minilm (not another installed one)
 from common import STS_DIR, table  # noqa: E402
 
 from minilm.data.readers import read_sts  # noqa: E402
@@ -63,6 +68,7 @@ def peak_mb(device: torch.device) -> float | None:
 
 
 def reset_peak(device: torch.device) -> None:
+    gc.collect()  # the previous configuration's model and optimiser, if a reference cycle still holds them
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -169,10 +175,12 @@ def training_batches(sts_train: tuple, batch_size: int, count: int) -> list[list
 def minilm_training(model_dir, device, precision, pairs, batches) -> tuple[list[float], float | None]:
     """Seconds of each of minilm's training steps (the Trainer's own step: batch, forward, loss, backward, clip,
     AdamW, schedule), and the peak memory over them."""
+    from minilm.data.dataset import TrainData
     from minilm.encoder import SentenceEncoder
     from minilm.losses import multiple_negatives_ranking_loss
+    from minilm.train.config import TrainConfig
     from minilm.train.samplers import RandomBatchSampler
-    from minilm.train.trainer import TrainConfig, TrainData, Trainer
+    from minilm.train.trainer import Trainer
 
     model = SentenceEncoder.from_pretrained(model_dir, device=device)
     data = TrainData([pairs[0], pairs[1]])
@@ -211,8 +219,8 @@ def st_training(model_dir, device, precision, pairs, batches) -> tuple[list[floa
         with autocast:
             value = loss(features, None)
         value.backward()
+        value.isnan().item()  # its Trainer's logging_nan_inf_filter reads the loss back every step: one sync, as ours
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        value.item()  # the trainer logs it; the same one sync as minilm's step
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
@@ -248,12 +256,9 @@ def training(model_dir, device, sts_train, dry: bool) -> list[dict]:
                     "training", f"{case}: steps/s (minilm vs ST)", ours_rate, theirs_rate, ratio=ours_rate / theirs_rate
                 )
             )
-            if our_peak is not None:
-                rows.append(
-                    row(
-                        "training", f"{case}: peak MB (minilm vs ST)", our_peak, their_peak, ratio=our_peak / their_peak
-                    )
-                )
+            # torch.cuda.max_memory_allocated: the CPU has no such counter, so the dry run's row stays blank
+            ratio = our_peak / their_peak if our_peak is not None else None
+            rows.append(row("training", f"{case}: peak MB (minilm vs ST)", our_peak, their_peak, ratio=ratio))
     return rows
 
 
@@ -321,7 +326,7 @@ def encode_speed(model_dir, device, sentences, dry: bool) -> list[dict]:
 # ------------------------------------------------------------------------------------------- 4. torchrun
 
 
-def torchrun_child(model_dir: str, out: str) -> None:
+def torchrun_child(model_dir: str, out: str, device_setting: str) -> None:
     """Run by torchrun (one process): one MNRL step through DDP with the all-gathered loss, over nccl on a GPU (gloo
     on the CPU), against the plain single-process step on the same weights and batch."""
     import torch.distributed as dist
@@ -332,7 +337,7 @@ def torchrun_child(model_dir: str, out: str) -> None:
     from minilm.train.optim import AdamW, clip_grad_norm, param_groups
     from minilm.train.step import loss_backward
 
-    device = distributed.process_device("auto")
+    device = distributed.process_device(device_setting)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -370,7 +375,7 @@ def torchrun_child(model_dir: str, out: str) -> None:
     dist.destroy_process_group()
 
 
-def torchrun(model_dir: str, sts_file: Path, dry: bool) -> list[dict]:
+def torchrun(model_dir: str, sts_file: Path, device: torch.device, dry: bool) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "torchrun.json"
         command = [
@@ -385,8 +390,12 @@ def torchrun(model_dir: str, sts_file: Path, dry: bool) -> list[dict]:
             str(out),
             "--model",
             model_dir,
+            "--device",
+            str(device),  # one process keeps the device it names (--device cuda:1 included)
         ]
         env = {**os.environ, "BENCH_GPU_STS": str(sts_file)}
+        if dry:
+            env["OMP_NUM_THREADS"] = "1"  # as the parent's dry run: a tiny model, a shared machine
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
         if done.returncode != 0:
             raise RuntimeError(f"torchrun failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -412,9 +421,13 @@ def main() -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # sentence-transformers' loads, without their reports
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if args.torchrun_child:
-        torchrun_child(args.model, args.torchrun_child)
+        torchrun_child(args.model, args.torchrun_child, args.device)
         return 0
     started = time.perf_counter()
+    if args.dry_run:
+        # One thread: a tiny model's ops are too small to share out, and on a machine busy with other work, threads
+        # waiting for each other made the dry run's steps ~10x slower (measured at load average 9 on 2 cores).
+        torch.set_num_threads(1)
     device = torch.device("cpu") if args.dry_run else resolve_device(args.device, "--device")
     if not args.dry_run and device.type == "cpu":
         print("bench_gpu: no GPU here (use --dry-run to check the script on the CPU)", file=sys.stderr)
@@ -438,7 +451,7 @@ def main() -> int:
             "encode parity": lambda: encode_parity(model_dir, device, sts_dev, args.dry_run),
             "training": lambda: training(model_dir, device, sts_train, args.dry_run),
             "encode speed": lambda: encode_speed(model_dir, device, sts_dev[0] + sts_dev[1], args.dry_run),
-            "torchrun": lambda: torchrun(model_dir, args.data / "sts-dev.csv", args.dry_run),
+            "torchrun": lambda: torchrun(model_dir, args.data / "sts-dev.csv", device, args.dry_run),
         }
         rows, part_seconds = [], {}
         for name, run in parts.items():
@@ -448,6 +461,11 @@ def main() -> int:
     passed = all(r["ok"] is not False for r in rows)
     print(table([shown(r) for r in rows], COLUMNS))
     seconds = time.perf_counter() - started
+    cpu_seconds = sum(
+        getattr(resource.getrusage(who), field)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)  # children: the torchrun processes
+        for field in ("ru_utime", "ru_stime")
+    )
     checks = [r for r in rows if r["ok"] is not None]
     missed = sum(not r["ok"] for r in checks)
     if args.dry_run:
@@ -455,13 +473,14 @@ def main() -> int:
     else:
         verdict = "all checks passed" if passed else f"{missed} of {len(checks)} CHECKS FAILED"
     timings = ", ".join(f"{k} {v:g} s" for k, v in part_seconds.items())
-    print(f"{verdict}; {seconds:.0f} s on {environment(device)['device']} ({timings})")
+    print(f"{verdict}; {seconds:.0f} s ({cpu_seconds:.0f} s CPU) on {environment(device)['device']} ({timings})")
     output = args.output or RESULTS / ("bench_gpu_dry_run.json" if args.dry_run else "bench_gpu.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "environment": environment(device),
         "dry_run": args.dry_run,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "part_seconds": part_seconds,
         "passed": passed,
         "rows": rows,

@@ -36,7 +36,7 @@ from minilm.loading.layout import DEFAULT_PROMPTS, SAVED_FILES, check_prompts, w
 from minilm.loading.tokenizer import WordPieceTokenizer
 from minilm.loading.weights import WEIGHTS_NAME, CheckpointError, load_state
 from minilm.model import POOLING_MODES, BertModel, pool
-from minilm.util.devices import resolve_device, resolve_dtype, unpadded_by_default
+from minilm.util.devices import check_cpu_only, resolve_device, resolve_dtype, unpadded_by_default
 from minilm.util.io import building, check_replaceable
 from minilm.util.progress import Progress
 
@@ -101,7 +101,8 @@ class SentenceEncoder(nn.Module):
         ``device``: None or "auto" chooses as sentence-transformers does (CUDA, then MPS, then the CPU); "cpu",
         "cuda", "cuda:N", "mps" or a torch.device name one (one not on this machine is refused before anything
         loads). ``dtype`` (torch.float16, torch.bfloat16 or their names) converts the weights after loading, as
-        ``model.half()`` / ``model.bfloat16()`` do; ``encode`` still returns float32, as sentence-transformers' does.
+        ``model.half()`` / ``model.bfloat16()`` do; ``encode`` still returns float32 (sentence-transformers 6.2
+        returns the weights' dtype: float16 arrays and tensors, bfloat16 tensors).
         ``prompts``, ``default_prompt_name`` and ``truncate_dim`` are sentence-transformers' constructor arguments,
         with its meaning: they override what the folder's config_sentence_transformers.json says (a saved prompt of
         another name is kept).
@@ -304,7 +305,9 @@ class SentenceEncoder(nn.Module):
         2+ threads and the model is not compiled, else 1; see minilm.fast.workers); the embeddings are the same, and
         the caller's autocast applies in every worker. While encode runs, torch's intra-op thread count is lowered to
         the per-worker share (restored afterwards), which other threads of the process also see: pass workers=1 to
-        opt out. ``sentences``, ``normalize`` and ``convert_to`` are minilm's former names, deprecated.
+        opt out. Both are CPU techniques: on another device they are off by default, and ``quantized_model=True`` or
+        ``workers`` above 1 is refused by name. ``sentences``, ``normalize`` and ``convert_to`` are minilm's former
+        names, deprecated.
         """
         inputs, normalize_embeddings, convert_to_numpy, convert_to_tensor, skip_normalize = deprecated_names(
             inputs, sentences, normalize, convert_to, normalize_embeddings, convert_to_numpy, convert_to_tensor
@@ -324,6 +327,11 @@ class SentenceEncoder(nn.Module):
             texts = [prompt + text for text in texts]
         if device is not None and torch.device(device) != self.device:
             self.to(device)
+        # The CPU techniques, asked for on another device: refused by name (their defaults are off there already).
+        if quantized_model:
+            check_cpu_only("quantized_model=True", self.device)
+        if isinstance(workers, int) and not isinstance(workers, bool) and workers > 1:
+            check_cpu_only(f"workers={workers}", self.device)
 
         ids = self.tokenizer.encode_ids(texts, truncated)
         bert = self._int8.get(self.bert) if quantized_model else self.bert

@@ -2,6 +2,7 @@
 monkeypatched, since this machine has no GPU; every refusal (a device not there, a precision it cannot run, a
 CPU-only feature on a GPU), each before any model loads and naming the setting and what is available."""
 
+import inspect
 import json
 
 import numpy as np
@@ -160,6 +161,62 @@ def test_cpu_only_features_are_refused_by_name_on_a_gpu(gpus):
     devices.check_cpu_only("--quantized-model", torch.device("cpu"))
 
 
+def test_on_a_gpu_the_cpu_techniques_are_off_by_default(monkeypatch):
+    """Encode worker threads: one batch at a time off the CPU. Cheap dropout masks: a tensor off the CPU (a meta
+    tensor stands in for a GPU one here) goes through torch's own dropout, and no cheap mask is drawn. The int8 model
+    is never used unless asked for (``quantized_model=False`` is the default)."""
+    from minilm.fast import dropout as cheap
+    from minilm.fast.workers import default_workers
+
+    for device in (torch.device("cuda", 0), torch.device("mps")):
+        assert default_workers(device, compiled=False) == 1
+    assert default_workers(torch.device("cpu"), compiled=False) == (2 if torch.get_num_threads() >= 2 else 1)
+
+    calls = []
+    monkeypatch.setattr(cheap, "keep_mask", lambda *a, **k: calls.append("cheap mask"))
+    real_dropout = cheap.F.dropout
+    monkeypatch.setattr(
+        cheap.F, "dropout", lambda x, p, training: calls.append("torch") or real_dropout(x, p, training)
+    )
+    out = cheap.Dropout(0.1).train()(torch.ones(4, 8, device="meta"))
+    assert out.device.type == "meta" and calls == ["torch"]
+    assert inspect.signature(SentenceEncoder.encode).parameters["quantized_model"].default is False
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"quantized_model": True}, r"^quantized_model=True is a CPU technique and this runs on cuda:0 \(Fake GPU 0\)"),
+        ({"workers": 2}, r"^workers=2 is a CPU technique and this runs on cuda:0 \(Fake GPU 0\): drop workers=2"),
+    ],
+)
+def test_encode_on_a_gpu_refuses_a_cpu_technique_by_name(tiny_base, gpus, monkeypatch, option, message):
+    gpus(1)
+    model = SentenceEncoder.from_pretrained(tiny_base, device="cpu")
+    monkeypatch.setattr(SentenceEncoder, "device", property(lambda self: torch.device("cuda", 0)))
+
+    class Tokenised(Exception):
+        pass
+
+    def tokenise(*args, **kwargs):
+        raise Tokenised
+
+    monkeypatch.setattr(model.tokenizer, "encode_ids", tokenise)
+    with pytest.raises(ValueError, match=message):  # before anything is tokenised
+        model.encode(["a sentence"], **option)
+    with pytest.raises(Tokenised):  # workers=1 and the defaults ask for no CPU technique: on to the work
+        model.encode(["a sentence"], workers=1)
+    with pytest.raises(Tokenised):
+        model.encode(["a sentence"])
+
+
+def test_encode_on_the_cpu_takes_the_cpu_techniques(tiny_base):
+    model = SentenceEncoder.from_pretrained(tiny_base, device="cpu")
+    plain = model.encode(["a sentence", "another one"], workers=1)
+    assert np.allclose(model.encode(["a sentence", "another one"], workers=2), plain, atol=1e-6)
+    assert model.encode(["a sentence"], quantized_model=True).dtype == np.float32
+
+
 def test_the_unpadded_path_is_the_cpus_and_a_gpu_takes_the_padded_one(tiny_base, monkeypatch):
     assert devices.unpadded_by_default(torch.device("cpu"))
     assert not devices.unpadded_by_default(torch.device("cuda", 0))
@@ -206,6 +263,34 @@ def test_half_and_bfloat16_of_a_loaded_model_encode_to_float32(tiny_base):
     for convert in (lambda m: m.half(), lambda m: m.bfloat16()):
         model = convert(SentenceEncoder.from_pretrained(tiny_base))
         assert model.encode(["hello there"]).dtype == np.float32
+
+
+def test_every_output_of_a_half_model_is_float32(tiny_base):
+    for dtype in (torch.float16, torch.bfloat16):
+        model = SentenceEncoder.from_pretrained(tiny_base, dtype=dtype)
+        rows = model.encode(["hello there", "a cat"], convert_to_numpy=False)
+        tokens = model.encode(["hello there"], output_value="token_embeddings")
+        assert {row.dtype for row in rows} == {tokens[0].dtype} == {torch.float32}
+        assert model.encode("hello there").dtype == np.float32  # one sentence: one row
+
+
+@pytest.mark.slow
+def test_a_half_model_encodes_what_sentence_transformers_does_in_float32(tiny_base):
+    """sentence-transformers 6.2 returns the weights' dtype (a half model: float16 arrays and tensors; bfloat16:
+    bfloat16 tensors, float32 arrays since numpy has no bfloat16); minilm returns float32 always, the same values."""
+    from sentence_transformers import SentenceTransformer
+
+    sentences = ["a cat sat on the mat", "the weather is lovely today", "he drove to the stadium"]
+    for convert, st_numpy in ((lambda m: m.half(), np.float16), (lambda m: m.bfloat16(), np.float32)):
+        theirs = convert(SentenceTransformer(str(tiny_base), device="cpu"))
+        ours = convert(SentenceEncoder.from_pretrained(tiny_base))
+        st_dtype = next(theirs.parameters()).dtype
+        assert theirs.encode(sentences).dtype == st_numpy
+        assert theirs.encode(sentences, convert_to_tensor=True).dtype == st_dtype
+        got = ours.encode(sentences, convert_to_tensor=True)
+        assert got.dtype == torch.float32 and ours.encode(sentences).dtype == np.float32
+        reference = theirs.encode(sentences, convert_to_tensor=True).float()
+        assert torch.nn.functional.cosine_similarity(got, reference).min() > 0.999
 
 
 def test_a_half_precision_model_is_refused_for_training(tiny_base):
