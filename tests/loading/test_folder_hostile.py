@@ -83,6 +83,8 @@ def test_sizes_beyond_bounds_or_the_weights_are_refused_naming_config_and_key(ti
     assert "config.json" in refused(tiny, capsys)
 
 
+@pytest.mark.slow  # a fresh process (~2.5 s of CPU); the refusals themselves are tested in process above
+@pytest.mark.subprocess
 def test_peak_memory_of_a_refused_hostile_config_is_bounded(tiny, tmp_path):
     """In a fresh process: the rise of the peak resident size over importing minilm, while refusing configs that
     would allocate terabytes (past the bounds) or gigabytes (within the bounds, not the file's), in MB."""
