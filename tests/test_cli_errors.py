@@ -358,6 +358,7 @@ def run(*args, stdin=None, file_size_limit=None):
     )
 
 
+@pytest.mark.slow  # a process of its own (~3 s of CPU); the in-process error tests check the one-line messages
 @pytest.mark.subprocess
 def test_no_traceback_reaches_the_terminal(tmp_path, tiny_model):
     (tmp_path / "in.txt").write_bytes(b"\xff")
@@ -366,6 +367,7 @@ def test_no_traceback_reaches_the_terminal(tmp_path, tiny_model):
     assert "in.txt:1: not UTF-8 text" in done.stderr
 
 
+@pytest.mark.slow  # a process of its own with a file size limit (~3 s of CPU)
 @pytest.mark.subprocess
 def test_a_full_disk_leaves_the_previous_output(tmp_path, tiny_model):
     (tmp_path / "in.txt").write_text("".join(f"sentence {i}\n" for i in range(400)))  # 400 x 32 float32 = 51 kB

@@ -148,17 +148,24 @@ def test_the_same_script_with_model_level_prompt_and_truncate_dim(minilm_dir, st
         assert_equal_results(ours[case], theirs[case], case)
 
 
-@pytest.mark.real_weights
-@pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
-def test_precision_is_bit_identical_to_quantize_embeddings(minilm_dir, sts_dir, precision):
-    from sentence_transformers.util.quantization import quantize_embeddings
-
+@pytest.fixture(scope="module")
+def float_embeddings(minilm_dir, sts_dir):
+    """(model, texts, their float32 embeddings at truncate_dim 100): loaded and encoded once for the four precisions."""
     from minilm.encoder import SentenceEncoder
 
     model = SentenceEncoder.from_pretrained(minilm_dir)
     texts = sentences(sts_dir)
+    return model, texts, model.encode(texts, truncate_dim=100)
+
+
+@pytest.mark.real_weights
+@pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
+def test_precision_is_bit_identical_to_quantize_embeddings(float_embeddings, precision):
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    model, texts, floats = float_embeddings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         codes = model.encode(texts, precision=precision, truncate_dim=100)
-        expected = quantize_embeddings(model.encode(texts, truncate_dim=100), precision=precision)
+        expected = quantize_embeddings(floats.copy(), precision=precision)
     assert codes.dtype == expected.dtype and np.array_equal(codes, expected)

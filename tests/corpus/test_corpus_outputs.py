@@ -8,6 +8,7 @@ Tolerance: none; files are compared byte for byte."""
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,6 +136,8 @@ def test_one_writer_per_output(model, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.npy"]  # no lock file left behind
 
 
+@pytest.mark.slow  # three processes (~6 s of CPU); test_one_writer_per_output checks the same lock in process
+@pytest.mark.subprocess
 def test_a_second_process_is_refused_while_the_first_writes(model_dir, tmp_path):
     """Across processes: while another process holds the output (as a live encode does), the command exits 2 naming
     its pid and writes nothing; once the holder is gone (here it ends; a SIGKILL does the same), the command runs."""
@@ -170,13 +173,24 @@ def test_a_second_process_is_refused_while_the_first_writes(model_dir, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.npy"]
 
 
-@pytest.fixture()
-def three_parts(model, tmp_path):
-    corpus_file(tmp_path / "in.txt", 90)
+@pytest.fixture(scope="module")
+def three_parts_encoded(model, tmp_path_factory):
+    """One encode and three shards of the same 90 lines, encoded once for the module (four encodes per test were
+    ~2 s of each join test)."""
+    directory = tmp_path_factory.mktemp("three-parts")
+    corpus_file(directory / "in.txt", 90)
     options = CorpusOptions(chunk_lines=10)
-    encode_file(model, tmp_path / "in.txt", tmp_path / "one.npy", options, progress=False)
+    encode_file(model, directory / "in.txt", directory / "one.npy", options, progress=False)
     for i in range(3):
-        encode_file(model, tmp_path / "in.txt", tmp_path / "e.npy", options, shard=(i, 3), progress=False)
+        encode_file(model, directory / "in.txt", directory / "e.npy", options, shard=(i, 3), progress=False)
+    return directory
+
+
+@pytest.fixture()
+def three_parts(three_parts_encoded, tmp_path):
+    """A fresh copy of the encoded parts, manifests, input and one-process output in tmp_path, to spoil."""
+    for path in three_parts_encoded.iterdir():
+        shutil.copy2(path, tmp_path / path.name)
     return [part_path(tmp_path / "e.npy", i, 3) for i in range(3)]
 
 
@@ -293,6 +307,18 @@ def test_a_read_only_folder_is_named_by_the_output_not_a_temporary(model, model_
             run()
         assert io.TEMP_MARK not in str(caught.value) and ".lock" not in str(caught.value), caught.value
         assert str(READ_ONLY) in str(caught.value)
+
+
+@pytest.mark.skipif(
+    not READ_ONLY.is_dir() or os.access(READ_ONLY, os.W_OK) and os.getuid() != 0,
+    reason="needs a folder this user cannot write",
+)
+@pytest.mark.slow  # a process of its own (~2 s of CPU); the test above checks the library calls in process
+@pytest.mark.subprocess
+def test_a_read_only_folder_is_named_by_the_encode_command(model_dir):
+    if os.path.exists(READ_ONLY / "o.npy") or _writable(READ_ONLY):
+        pytest.skip(f"{READ_ONLY} is writable here")
+    target = READ_ONLY / "o.npy"
     result = subprocess.run(
         [sys.executable, "-m", "minilm", *encode_args(model_dir, "--input", "-", "--output", target)],
         input="a\n",

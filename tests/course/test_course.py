@@ -113,7 +113,12 @@ def test_the_command_line():
     with contextlib.redirect_stdout(out):
         assert check.main(["9", str(solution(9))]) == 0
     assert "2 of 2 functions pass." in out.getvalue()
-    # one real process, as a learner runs it: from the repository root, the default exercise file
+
+
+@pytest.mark.slow  # a process of its own (~2 s of CPU); test_the_command_line runs check.main in process
+@pytest.mark.subprocess
+def test_the_command_line_in_a_real_process():
+    """One real process, as a learner runs it: from the repository root, the default exercise file."""
     done = subprocess.run(
         [sys.executable, "course/check.py", "9"], cwd=REPO, capture_output=True, text=True, timeout=300
     )

@@ -296,6 +296,8 @@ keep_checkpoints = 10
 """
 
 
+@pytest.mark.slow  # three training processes (~9 s of CPU); the XBM oracle test stays in the fast tier
+@pytest.mark.subprocess
 def test_xbm_trains_from_a_recipe_and_resumes_bit_identically_after_sigkill(tmp_path, tiny_base):
     """The queue fills (memory_size 0, 8, 16, 16, ...), is checkpointed at every step, and a run SIGKILLed mid-way
     and resumed ends with the same weights, the same queue and the same log as one never interrupted."""

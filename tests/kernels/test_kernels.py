@@ -96,6 +96,7 @@ def test_compiled_pieces_also_serve_the_padded_forward(minilm_dir):
     assert (a[keep] - b[keep]).abs().max() <= 1e-5
 
 
+@pytest.mark.slow  # torch.compile of the layers (~3.5 s of CPU, compile workers); the fused kernels stay fast
 def test_deepcopy_of_a_compiled_model_runs_its_own_weights(minilm_dir):
     import copy
 

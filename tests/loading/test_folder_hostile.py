@@ -83,6 +83,8 @@ def test_sizes_beyond_bounds_or_the_weights_are_refused_naming_config_and_key(ti
     assert "config.json" in refused(tiny, capsys)
 
 
+@pytest.mark.slow  # a fresh process (~2.5 s of CPU); the refusals themselves are tested in process above
+@pytest.mark.subprocess
 def test_peak_memory_of_a_refused_hostile_config_is_bounded(tiny, tmp_path):
     """In a fresh process: the rise of the peak resident size over importing minilm, while refusing configs that
     would allocate terabytes (past the bounds) or gigabytes (within the bounds, not the file's), in MB."""
@@ -146,40 +148,103 @@ def test_a_token_id_beyond_the_vocabulary_is_refused_naming_it(tiny, capsys):
     refused(tiny, capsys)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "1_Pooling/config.json",
-        "modules.json",
-        "tokenizer.json",
-        "config.json",
-        "sentence_bert_config.json",
-        "model.safetensors",
-    ],
-)
-@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "folder"])
-def test_a_model_file_that_is_not_a_regular_file_is_refused_not_read(tiny, name, kind):
-    """/dev/zero never ends and a FIFO blocks its reader: both hung the load. Run in a process with a timeout, so a
-    regression fails instead of hanging the suite."""
-    path = tiny / name
-    path.unlink()
-    if kind == "/dev/zero":
-        path.symlink_to("/dev/zero")
-    elif kind == "fifo":
-        os.mkfifo(path)
-    else:
-        path.mkdir()
+NOT_REGULAR_NAMES = [
+    "1_Pooling/config.json",
+    "modules.json",
+    "tokenizer.json",
+    "config.json",
+    "sentence_bert_config.json",
+    "model.safetensors",
+]
+NOT_REGULAR_KINDS = ["/dev/zero", "fifo", "folder"]
+# `python -m minilm similarity` on each folder, each in its own forked child of one process that imported minilm once
+# (importing torch and minilm was ~2.5 s of each of the 18 cases when each started its own interpreter); a child that
+# does not end within the timeout is killed and reported as hung, so a regression fails instead of hanging the suite.
+RUN_EACH_FORKED = """
+import json, os, runpy, signal, sys, time
+import minilm.cli  # noqa: F401  (imported once, before the forks)
+timeout, folders = float(sys.argv[1]), sys.argv[2:]
+for folder in folders:
+    err = folder + ".stderr"
+    pid = os.fork()
+    if pid == 0:
+        fd = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 2)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        sys.argv = ["minilm", "similarity", "--model", folder, "a cat"]
+        try:
+            runpy.run_module("minilm", run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            code = 1
+        sys.stderr.flush()
+        os._exit(code)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            code = None
+            break
+        time.sleep(0.01)
+    with open(err, encoding="utf-8", errors="replace") as f:
+        print(json.dumps([folder, code, f.read()]), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def not_regular_results(saved, tmp_path_factory):
+    """{(kind, name): (the spoiled path, exit status or None if it hung, stderr)} for every case below."""
+    root = tmp_path_factory.mktemp("not-regular")
+    cases = {}
+    for i, (kind, name) in enumerate((k, n) for k in NOT_REGULAR_KINDS for n in NOT_REGULAR_NAMES):
+        folder = root / f"case{i}"
+        subprocess.run(["cp", "-r", str(saved), str(folder)], check=True)
+        path = folder / name
+        path.unlink()
+        if kind == "/dev/zero":
+            path.symlink_to("/dev/zero")
+        elif kind == "fifo":
+            os.mkfifo(path)
+        else:
+            path.mkdir()
+        cases[str(folder)] = (kind, name, path)
     result = subprocess.run(
-        [sys.executable, "-m", "minilm", "similarity", "--model", str(tiny), "a cat"],
+        [sys.executable, "-c", RUN_EACH_FORKED, "120", *cases],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=120 * len(cases) + 60,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert str(path) in result.stderr
+    assert result.returncode == 0, result.stderr
+    results = {}
+    for line in result.stdout.splitlines():
+        folder, code, err = json.loads(line)
+        kind, name, path = cases[folder]
+        results[kind, name] = (path, code, err)
+    assert len(results) == len(cases), result.stdout
+    return results
+
+
+@pytest.mark.parametrize("name", NOT_REGULAR_NAMES)
+@pytest.mark.parametrize("kind", NOT_REGULAR_KINDS)
+def test_a_model_file_that_is_not_a_regular_file_is_refused_not_read(not_regular_results, name, kind):
+    """/dev/zero never ends and a FIFO blocks its reader: both hung the load. Run in a process with a timeout, so a
+    regression fails instead of hanging the suite."""
+    path, returncode, stderr = not_regular_results[kind, name]
+    assert returncode is not None, f"{path}: the load hung (killed after 120 s)"
+    assert returncode == 2 and stderr.count("\n") == 1, stderr
+    assert str(path) in stderr
     expected = "is a directory" if kind == "folder" else "is not a regular file"
-    assert expected in result.stderr, result.stderr
+    assert expected in stderr, stderr
 
 
 def test_a_safetensors_header_that_lies_about_the_file_is_refused(tiny):

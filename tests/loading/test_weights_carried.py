@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -34,6 +35,10 @@ def load_in_sentence_transformers(directory: Path) -> str:
     return result.stdout + result.stderr
 
 
+# two fresh processes importing sentence-transformers (~20 s of CPU): the fast tier keeps the in-process pooler test
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.real_weights
 def test_a_saved_model_loads_in_sentence_transformers_without_a_missing_report(minilm_dir, tmp_path):
     model = SentenceEncoder.from_pretrained(minilm_dir)
     model.save(tmp_path / "saved")

@@ -167,6 +167,7 @@ def test_a_new_best_is_checkpointed_for_load_best_at_end_even_off_the_save_sched
     assert same(weights(tmp_path / "out" / "final"), weights(checkpoints(tmp_path / "out")[1] / "model"))
 
 
+@pytest.mark.slow  # a training run with an evaluation per step; the fast tier keeps the best-checkpoint run
 def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp_path, tiny_base, scripted):
     path = write_tiny_recipe(tmp_path, tiny_base, train="", evaluate=True)
     history = run(path, tmp_path / "out", *BEST, "train.early_stopping_patience=2", "train.load_best_at_end=true")
