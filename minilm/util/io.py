@@ -79,7 +79,17 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's live process
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited but not been reaped (its parent killed, and an init that reaps late, as in some
+    containers): it writes nothing more, so its temporaries are leftovers. Linux only; elsewhere False."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 # ------------------------------------------------------------------------------------------- writing files

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -213,3 +214,19 @@ def test_json_line_writes_nonfinite_numbers_as_null_with_the_reason():
         "eval": {"spearman": None, "pearson": 0.5},
         "nonfinite": {"loss": "nan", "eval.spearman": "-inf"},
     }
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_zombie_writers_temporaries_are_stale(tmp_path):
+    """A killed sweep's workers are reparented to init; where init reaps late (some containers), they linger as
+    zombies, which os.kill(pid, 0) still finds. They write nothing more, so their temporaries are leftovers: a rerun
+    removes them (was: the sweep fault test's "temporaries left" at some kill points)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while io._zombie(child.pid) is False and time.monotonic() < deadline:  # exited, not yet reaped by us
+        time.sleep(0.01)
+    try:
+        (tmp_path / f".checkpoints.minilm-tmp-{child.pid}-0a0b0c0d").mkdir()
+        assert [p.name for p in io.stale_temporaries(tmp_path)] == [f".checkpoints.minilm-tmp-{child.pid}-0a0b0c0d"]
+    finally:
+        child.wait()
