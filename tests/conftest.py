@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Under `pytest -n 2` each worker has one core: a second intra-op thread per worker would make four threads
-    # spin on two cores. One worker, one thread (the full suite: 14.4 min in one process, 9.1 min on two workers).
+    # spin on two cores. One worker, one thread (the full suite: 14.4 min in one process, 9.1-10.1 min on two workers).
     import torch
 
     torch.set_num_threads(1)
