@@ -204,7 +204,7 @@ def _check_runs(sweep: Sweep, restart_changed: bool, log) -> list[RunSpec]:
                 f"{run.directory} holds a run of another configuration (its {RUN_RECORD} differs from "
                 f"{run.label!r} seed {run.seed} of this sweep): use another --output, or remove it"
             )
-        changed.append((run, _input_changes(recorded, now)))
+        changed.append((run, _input_changes(recorded, now, run)))
     if changed and not restart_changed:
         shown = "; ".join(f"{run.label!r} seed {run.seed}: {', '.join(what)}" for run, what in changed[:3])
         more = f"; and {len(changed) - 3} more runs" if len(changed) > 3 else ""
@@ -225,13 +225,15 @@ def _check_runs(sweep: Sweep, restart_changed: bool, log) -> list[RunSpec]:
     return finished
 
 
-def _input_changes(recorded: dict, now: dict) -> list[str]:
-    """What changed in a run's inputs, by file: its loss code (as the loss names it) and its data (by role)."""
+def _input_changes(recorded: dict, now: dict, run: RunSpec) -> list[str]:
+    """What changed in a run's inputs, by file: its loss code (as the loss names it) and its data (by role: train,
+    and each evaluation's files as ``Recipe.eval_files`` names them)."""
     said = code_changes(recorded, now)
     before, after = recorded.get("data_sha256") or {}, now.get("data_sha256") or {}
+    files = {"train": run.recipe.data["train"], **run.recipe.eval_files()}
     for role in sorted(set(before) | set(after)):
         if before.get(role) != after.get(role):
-            file = now["recipe"]["data"]["train"] if role == "train" else now["recipe"].get("eval", {}).get("data")
+            file = files.get(role, "(no longer in the recipe)")
             said.append(f"{role} data {file}: changed" if role in before else f"{role} data {file}: not in the record")
     return said or ["fingerprints not in the record (recorded by an older minilm)"]
 

@@ -114,6 +114,20 @@ def test_edited_loss_code_is_refused_naming_the_file_until_restarted(folder, tmp
 
 
 @pytest.mark.slow
+def test_edited_evaluation_data_is_refused_naming_the_file(folder, tmp_path):
+    path, out = sweep_file(folder, "data-edits"), tmp_path / "out"
+    run_sweep(path, out, plots=False, log=quiet)
+    data = folder / "eval.csv"
+    original = data.read_text()
+    try:
+        data.write_text(original + "one more,row of,evaluation\n")
+        with pytest.raises(SweepError, match=r"'mnrl' seed 1: eval data \S*eval\.csv: changed"):
+            run_sweep(path, out, plots=False, log=quiet)
+    finally:
+        data.write_text(original)
+
+
+@pytest.mark.slow
 def test_a_killed_sweep_with_an_edited_sibling_module_is_refused_naming_it(folder, tmp_path, monkeypatch):
     path, out = sweep_file(folder, "killed"), tmp_path / "out"
     original_log = trainer_module.Trainer.write_log
