@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -211,3 +212,34 @@ def assert_resume_is_exact(monkeypatch, recipe: Path, directory: Path, killed_af
     run("resumed", resume=True)
     a, b = (load_file(directory / name / "final" / "model.safetensors") for name in ("straight", "resumed"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# Words of the random corpora the encode tests write (tests/corpus/): short lines, some empty.
+WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sat",
+    "on",
+    "mat",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "river",
+    "field",
+    "tall",
+    "grass",
+    "near",
+]
+
+
+def corpus_file(path, n, seed=0):
+    """Write ``n`` random lines of WORDS (0 to 13 words each, seeded) to ``path``; the lines."""
+    rng = np.random.default_rng(seed)
+    lines = [" ".join(rng.choice(WORDS, size=rng.integers(0, 14))) for _ in range(n)]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return lines

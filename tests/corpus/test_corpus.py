@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tiny_encoder
+from helpers import corpus_file
 
 from minilm.cli import main
 from minilm.corpus import encode as corpus
@@ -24,49 +24,9 @@ from minilm.corpus.encode import CorpusOptions, encode_file, partial_paths, scan
 from minilm.corpus.npyfile import npy_header
 from minilm.corpus.shards import join_parts, part_path, shard_lines
 from minilm.encoding.quantization import quantization_ranges, quantize_embeddings
-from minilm.loading.tokenizer import WordPieceTokenizer
 from minilm.util.progress import Progress
 
 REPO = Path(__file__).resolve().parents[2]
-WORDS = [
-    "the",
-    "a",
-    "cat",
-    "dog",
-    "sat",
-    "on",
-    "mat",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "lazy",
-    "river",
-    "field",
-    "tall",
-    "grass",
-    "near",
-]
-
-
-@pytest.fixture(scope="module")
-def model(minilm_dir):
-    return tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 64))
-
-
-@pytest.fixture(scope="module")
-def model_dir(model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    model.save(path)
-    return path
-
-
-def corpus_file(path, n, seed=0):
-    rng = np.random.default_rng(seed)
-    lines = [" ".join(rng.choice(WORDS, size=rng.integers(0, 14))) for _ in range(n)]
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return lines
 
 
 def quiet(message):

@@ -17,56 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tiny_encoder
+from helpers import corpus_file
 
 from minilm.cli import main
 from minilm.corpus.encode import CorpusOptions, encode_file, partial_paths
 from minilm.corpus.npyfile import lock_output
 from minilm.corpus.shards import join_parts, manifest_path, part_path
-from minilm.loading.tokenizer import WordPieceTokenizer
 from minilm.util import io
 
 REPO = Path(__file__).resolve().parents[2]
-WORDS = [
-    "the",
-    "a",
-    "cat",
-    "dog",
-    "sat",
-    "on",
-    "mat",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "lazy",
-    "river",
-    "field",
-    "tall",
-    "grass",
-    "near",
-]
 READ_ONLY = Path("/sys/kernel")  # refuses even root's writes: a read-only folder for a test run as root
-
-
-@pytest.fixture(scope="module")
-def model(minilm_dir):
-    return tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 64))
-
-
-@pytest.fixture(scope="module")
-def model_dir(model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    model.save(path)
-    return path
-
-
-def corpus_file(path, n, seed=0):
-    rng = np.random.default_rng(seed)
-    lines = [" ".join(rng.choice(WORDS, size=rng.integers(0, 14))) for _ in range(n)]
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return lines
 
 
 def encode_args(model_dir, *args):
