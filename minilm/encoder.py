@@ -28,6 +28,7 @@ from minilm.encoding.similarity import check_similarity_fn_name, similarity_pair
 from minilm.encoding.similarity import similarity as similarity_matrix
 from minilm.fast import make_fast
 from minilm.fast.int8 import Int8Cache
+from minilm.fast.slices import forward_slices
 from minilm.fast.unpadded import forward_unpadded, pool_unpadded, unpadding_pays
 from minilm.fast.workers import batch_workers, default_workers
 from minilm.loading.folder import read_model_folder
@@ -392,6 +393,9 @@ class SentenceEncoder(nn.Module):
         if show_progress_bar is None:
             show_progress_bar = len(batches) > 8 and sys.stderr.isatty()
         progress = Progress(len(ids), "texts") if show_progress_bar else None
+        # On the CPU a batch too large for the cache runs as several forwards, each its own work item for the
+        # workers, so even one batch of long texts keeps both cores busy (minilm.fast.slices).
+        batches = [rows[part] for rows in batches for part in forward_slices([len(ids[i]) for i in rows], self.device)]
         if workers is None:
             workers = default_workers(self.device, self._compiled)
         kind = self.device.type
