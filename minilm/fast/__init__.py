@@ -5,13 +5,14 @@
 - ``dropout.py``: cheap CPU dropout masks, swapped in for the model's ``nn.Dropout`` modules.
 - ``int8.py``: a dynamically int8-quantised copy of the model for ``encode(quantized_model=True)``.
 - ``workers.py``: encode batches two at a time on CPU, one core each.
+- ``slices.py``: on CPU, an encode batch too large for the cache runs as several forwards.
 - compiled layers are in ``kernels/layer.py`` (``minilm.kernels.layer``), off by default.
 
 ``SentenceEncoder`` switches the model to the fast path by default: ``make_fast(bert)`` when built, its forward
 through ``forward_unpadded`` for each batch with enough padding to skip (``unpadding_pays``) while
-``encoder.unpadded`` is true, and ``encode(workers=...)`` defaulting to 2 on CPU.
-int8 (``encode(quantized_model=True)``) and compiled layers (``compile_kernels()``) are opt-in. Every piece has a test
-against the plain model path.
+``encoder.unpadded`` is true, and ``encode(workers=...)`` defaulting to 2 on CPU, each worker taking cache-sized
+forwards (``forward_slices``). int8 (``encode(quantized_model=True)``) and compiled layers (``compile_kernels()``)
+are opt-in. Every piece has a test against the plain model path.
 """
 
 from __future__ import annotations
