@@ -160,14 +160,18 @@ def metric_problem(r: Recipe, metric: str) -> str | None:
 
 
 def _check_device(r: Recipe) -> None:
-    """[train] device is on this machine (each torchrun process's own GPU), and runs [train] precision and tf32."""
-    t = r.train
     try:
-        device = process_device(t["device"], "[train] device")
-        check_precision(t["precision"], device, "[train] precision")
-        check_tf32(t["tf32"], device, "[train] tf32")
+        check_device_settings(r.train)
     except ValueError as e:
         raise RecipeError(f"{r.path}: {e}") from None
+
+
+def check_device_settings(t: dict, prefix: str = "") -> None:
+    """A [train] table's device is on this machine (each torchrun process's own GPU) and runs its precision and tf32;
+    else a ValueError naming the setting, after ``prefix`` (a sweep names its run)."""
+    device = process_device(t["device"], f"{prefix}[train] device")
+    check_precision(t["precision"], device, f"{prefix}[train] precision")
+    check_tf32(t["tf32"], device, f"{prefix}[train] tf32")
 
 
 def _check_best(r: Recipe) -> None:

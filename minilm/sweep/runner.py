@@ -52,11 +52,11 @@ from pathlib import Path
 import torch
 
 from minilm.run.output_dir import claim_directory, code_changes
+from minilm.run.recipe_checks import check_device_settings
 from minilm.sweep.report import PLOTS, TABLES
 from minilm.sweep.spec import FINGERPRINTS, RESULT, RUN_RECORD, RunSpec, Sweep, SweepError, load_sweep
 from minilm.train.distributed import process_device
 from minilm.util.checks import check_texts
-from minilm.util.devices import check_precision, check_tf32
 from minilm.util.io import read_json, remove_tree, write_json
 from minilm.util.usercode import UserCodeError
 
@@ -139,11 +139,10 @@ def run_sweep(
         raise ValueError(f"--jobs must be a positive int, got {jobs!r}")
     sweep = load_sweep(path, output)
     if device is not None:
-        where = process_device(device, "--device")
+        process_device(device, "--device")
         for run in sweep.runs:
             run.recipe.train["device"] = device
-            check_precision(run.recipe.train["precision"], where, f"{run.label!r}: [train] precision")
-            check_tf32(run.recipe.train["tf32"], where, f"{run.label!r}: [train] tf32")
+            check_device_settings(run.recipe.train, f"{run.label!r}: ")
     check_jobs_on_device(jobs, process_device(sweep.runs[0].recipe.train["device"], "[train] device"))
     output = Path(output) if output is not None else Path("runs") / sweep.name
     # its tables and plots are the sweep's only beside its runs/ folder: a lone sweep.md is someone else's
