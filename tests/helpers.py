@@ -1,12 +1,18 @@
-"""Builders for tiny random models: minilm encoders in memory, and checkpoints in the sentence-transformers layout
-(the latter through transformers, test-only)."""
+"""What many test files share: tiny random models (minilm encoders in memory, checkpoints in the sentence-transformers
+layout through transformers, test-only), tiny recipes and their data, the forkserver harness of the kill tests, and
+table-backed encoders for evaluator comparisons."""
 
+import contextlib
 import json
+import multiprocessing
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
@@ -117,6 +123,22 @@ task = "triplet"
 data = "{data}"
 roles = {{ anchor = "anchor", positive = "positive", negative = "negative" }}
 """
+
+
+def save_tiny_base(folder: Path, minilm_dir: Path, max_length: int = 32) -> Path:
+    """A tiny random encoder with the real tokenizer cut at ``max_length``, saved as ``folder``/base: the model a tiny
+    recipe trains."""
+    from minilm.loading.tokenizer import WordPieceTokenizer
+
+    tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, max_length), normalize=True).save(folder / "base")
+    return folder / "base"
+
+
+def write_pairs(path: Path, rows: int, topics: int = 5) -> Path:
+    """``rows`` made-up (anchor, positive) question / answer rows over ``topics`` topics, as CSV at ``path``."""
+    lines = [f"question {i} about topic {i % topics},answer {i} on topic {i % topics}" for i in range(rows)]
+    path.write_text("anchor,positive\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def write_tiny_recipe(
@@ -243,3 +265,60 @@ def corpus_file(path, n, seed=0):
     lines = [" ".join(rng.choice(WORDS, size=rng.integers(0, 14))) for _ in range(n)]
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return lines
+
+
+def quiet_cli(args: list[str]) -> None:
+    """A forked child's whole life: one minilm command on one thread, its output discarded; exits with its code."""
+    import torch
+
+    from minilm import cli
+
+    torch.set_num_threads(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    sys.exit(cli.main(args))
+
+
+def _nothing() -> None:
+    pass
+
+
+def warm_forkserver(*modules: str):
+    """A forkserver context whose server has imported torch, minilm's command line and ``modules`` already, so each
+    child a fault test starts and kills costs its own work, not an interpreter start. The server is the process's
+    one: the first caller's imports are the ones it keeps."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "minilm.cli", "helpers", *modules])
+    warm = ctx.Process(target=_nothing)  # starts the server: its imports are not part of any timed run
+    warm.start()
+    warm.join()
+    return ctx
+
+
+class TableModel:
+    """The ``encode`` contract (sentence-transformers', which minilm's follows) answered from a text -> embedding
+    table, recording which texts it was asked for: both sides of an evaluator comparison read the same rows."""
+
+    def __init__(self, table: dict):
+        self.table, self.asked = table, []
+
+    def encode(self, texts, batch_size=32, convert_to_tensor=False):
+        self.asked += list(texts)
+        emb = np.stack([self.table[t] for t in texts])
+        return torch.from_numpy(emb) if convert_to_tensor else emb
+
+
+@contextlib.contextmanager
+def st_reading(st, table: dict):
+    """Make a real SentenceTransformer's encode (and so encode_query / encode_document) look ``table`` up."""
+
+    def encode(inputs, convert_to_tensor=False, **kwargs):
+        emb = np.stack([table[s] for s in inputs])
+        return torch.from_numpy(emb) if convert_to_tensor else emb
+
+    st.encode = encode
+    try:
+        yield st
+    finally:
+        del st.encode

@@ -3,14 +3,13 @@ distractors and exact ties, queries with one or several relevant ids, equal on e
 6.2's InformationRetrievalEvaluator; every bad file is an error naming file and line; ``limit`` draws the queries and
 keeps the whole corpus."""
 
-import contextlib
 import csv
 import json
 import re
 
 import numpy as np
 import pytest
-import torch
+from helpers import TableModel, st_reading
 
 from minilm.data.readers import read_sts
 from minilm.data.retrieval import check_roles, read_corpus, read_retrieval
@@ -18,31 +17,6 @@ from minilm.evaluation.evaluators import make_evaluator
 from minilm.evaluation.metrics import METRICS
 
 ST_EVAL = pytest.importorskip("sentence_transformers.sentence_transformer.evaluation")
-
-
-class TableModel:
-    """encode() answered from a text -> embedding table, recording what it was asked."""
-
-    def __init__(self, table):
-        self.table, self.asked = table, []
-
-    def encode(self, texts, batch_size=32, convert_to_tensor=False):
-        self.asked += list(texts)
-        emb = np.stack([self.table[t] for t in texts])
-        return torch.from_numpy(emb) if convert_to_tensor else emb
-
-
-@contextlib.contextmanager
-def st_reading(st, table):
-    def encode(inputs, convert_to_tensor=False, **kwargs):
-        emb = np.stack([table[s] for s in inputs])
-        return torch.from_numpy(emb) if convert_to_tensor else emb
-
-    st.encode = encode
-    try:
-        yield st
-    finally:
-        del st.encode
 
 
 @pytest.fixture(scope="module")

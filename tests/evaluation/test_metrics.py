@@ -7,13 +7,13 @@ whose `encode` is swapped for a lookup, ours on a tiny adapter with our `encode`
 ST end to end (no lookup) to show the lookup hides nothing.
 """
 
-import contextlib
 import os
 
 import numpy as np
 import pytest
 import scipy.stats
 import torch
+from helpers import TableModel, st_reading
 
 from minilm.data.readers import read_sts
 from minilm.evaluation.metrics import (
@@ -88,33 +88,6 @@ def retrieval_data(pairs):
 def all_texts(pairs):
     texts = dict.fromkeys(t for _, s1, s2 in pairs for t in (s1, s2))
     return list(texts)
-
-
-class TableModel:
-    """The `encode` contract (sentence-transformers', which minilm's follows) answered from a text -> embedding
-    table."""
-
-    def __init__(self, table: dict):
-        self.table = table
-
-    def encode(self, inputs, batch_size=32, convert_to_tensor=False):
-        emb = np.stack([self.table[s] for s in inputs])
-        return torch.from_numpy(emb) if convert_to_tensor else emb
-
-
-@contextlib.contextmanager
-def st_reading(st, table):
-    """Make a real SentenceTransformer's encode (and so encode_query/document) look up `table`."""
-
-    def encode(inputs, convert_to_tensor=False, **kwargs):
-        emb = np.stack([table[s] for s in inputs])
-        return torch.from_numpy(emb) if convert_to_tensor else emb
-
-    st.encode = encode
-    try:
-        yield st
-    finally:
-        del st.encode
 
 
 @pytest.fixture(scope="module")

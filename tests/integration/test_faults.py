@@ -9,17 +9,15 @@ imported torch and minilm once, so each costs the training, not the interpreter 
 """
 
 import json
-import multiprocessing
 import os
 import random
 import signal
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import tiny_encoder
+from helpers import quiet_cli, save_tiny_base, warm_forkserver, write_pairs
 from safetensors.torch import load_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]  # a minute of training runs, killed
@@ -50,47 +48,22 @@ MODEL_FILES = (
 )
 
 
-def train(args: list[str]) -> None:
-    """A forked child: one minilm command, one thread, quiet."""
-    import torch
-
-    from minilm import cli
-
-    torch.set_num_threads(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    sys.exit(cli.main(args))
-
-
-def nothing() -> None:
-    pass
-
-
 @pytest.fixture(scope="module")
 def forked():
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "minilm.cli", "minilm.run.build", "minilm.encoder", __name__])
-    warm = ctx.Process(target=nothing)  # starts the server: its imports are not part of any timed run
-    warm.start()
-    warm.join()
-    return ctx
+    return warm_forkserver("minilm.run.build", "minilm.encoder", __name__)
 
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory, minilm_dir):
-    from minilm.loading.tokenizer import WordPieceTokenizer
-
     directory = tmp_path_factory.mktemp("faults")
-    tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 64), normalize=True).save(directory / "base")
-    rows = [f"question {i} about topic {i % 7},answer {i} on topic {i % 7} in words" for i in range(64)]
-    (directory / "pairs.csv").write_text("anchor,positive\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    save_tiny_base(directory, minilm_dir, max_length=64)
+    write_pairs(directory / "pairs.csv", rows=64, topics=7)
     (directory / "r.toml").write_text(RECIPE.format(base=directory / "base"), encoding="utf-8")
     return directory / "r.toml"
 
 
 def start(ctx, recipe: Path, out: Path, *flags: str):
-    process = ctx.Process(target=train, args=(["train", str(recipe), "--output", str(out), *flags],))
+    process = ctx.Process(target=quiet_cli, args=(["train", str(recipe), "--output", str(out), *flags],))
     process.start()
     return process
 

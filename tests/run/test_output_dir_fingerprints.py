@@ -5,7 +5,7 @@ starts the run over with the code as it is now."""
 import json
 
 import pytest
-from helpers import killed_after_step, tiny_encoder
+from helpers import killed_after_step, save_tiny_base, write_pairs
 
 from minilm import cli
 from minilm.run.build import run_recipe
@@ -39,11 +39,8 @@ save_steps = 2
 
 @pytest.fixture()
 def recipe(tmp_path, minilm_dir):
-    from minilm.loading.tokenizer import WordPieceTokenizer
-
-    tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 32), normalize=True).save(tmp_path / "base")
-    rows = [f"question {i} about topic {i % 5},answer {i} on topic {i % 5}" for i in range(16)]
-    (tmp_path / "pairs.csv").write_text("anchor,positive\n" + "\n".join(rows) + "\n")
+    save_tiny_base(tmp_path, minilm_dir)
+    write_pairs(tmp_path / "pairs.csv", rows=16)
     (tmp_path / "losses").mkdir()
     (tmp_path / "losses" / "weighted.py").write_text(LOSS)
     (tmp_path / "losses" / "weights.py").write_text("WEIGHT = 1.0\n")

@@ -12,7 +12,6 @@ whether it trains in a worker or in the sweep's own process.
 import csv
 import io
 import json
-import multiprocessing
 import os
 import random
 import signal
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import tiny_encoder
+from helpers import quiet_cli, save_tiny_base, warm_forkserver
 
 POINTS = int(os.environ.get("MINILM_SWEEP_FAULT_POINTS", "3"))
 SEED = int(os.environ.get("MINILM_FAULT_SEED", str(time.time_ns() % 2**32)))
@@ -55,39 +54,15 @@ loss = {{ name = "triplet", distance = "cosine", margin = 0.3 }}
 """
 
 
-def sweep(args: list[str]) -> None:
-    """A forked child: one minilm sweep, one thread, quiet."""
-    import torch
-
-    from minilm import cli
-
-    torch.set_num_threads(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    sys.exit(cli.main(args))
-
-
-def nothing() -> None:
-    pass
-
-
 @pytest.fixture(scope="module")
 def forked():
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "minilm.cli", "minilm.sweep.runner", "minilm.encoder", __name__])
-    warm = ctx.Process(target=nothing)
-    warm.start()
-    warm.join()
-    return ctx
+    return warm_forkserver("minilm.sweep.runner", "minilm.encoder", __name__)
 
 
 def make_sweep(directory: Path, minilm_dir: Path, steps: int) -> Path:
-    from minilm.loading.tokenizer import WordPieceTokenizer
-
     directory.mkdir(parents=True, exist_ok=True)
     if not (directory / "base").is_dir():
-        tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 32), normalize=True).save(directory / "base")
+        save_tiny_base(directory, minilm_dir)
     rows = [
         f"question {i} on topic {i % 5},answer {i} on topic {i % 5},note {i} on topic {(i + 2) % 5}" for i in range(24)
     ]
@@ -100,7 +75,9 @@ def make_sweep(directory: Path, minilm_dir: Path, steps: int) -> Path:
 
 
 def start(ctx, path: Path, out: Path):
-    process = ctx.Process(target=sweep, args=(["sweep", str(path), "--output", str(out), "--jobs", "2", "--no-plots"],))
+    process = ctx.Process(
+        target=quiet_cli, args=(["sweep", str(path), "--output", str(out), "--jobs", "2", "--no-plots"],)
+    )
     process.start()
     return process
 

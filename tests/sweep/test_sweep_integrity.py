@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from helpers import tiny_encoder
+from helpers import save_tiny_base
 
 from minilm import cli
 from minilm.run.output_dir import OutputDirError, claim_directory
@@ -62,10 +62,9 @@ loss = {{ name = "losses/hinge.py:hinge"{settings} }}
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, minilm_dir):
-    from minilm.loading.tokenizer import WordPieceTokenizer
 
     root = tmp_path_factory.mktemp("sweep-integrity")
-    tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 32), normalize=True).save(root / "base")
+    save_tiny_base(root, minilm_dir)
     rows = [
         f"question {i} on topic {i % 5},answer {i} on topic {i % 5},note {i} on topic {(i + 2) % 5}" for i in range(16)
     ]

@@ -4,7 +4,7 @@ final/ (final/loss.safetensors included) or a checkpoint, and the last checkpoin
 
 import pytest
 import torch
-from helpers import tiny_encoder
+from helpers import save_tiny_base, write_pairs
 
 from minilm.run.build import run_recipe
 from minilm.run.recipe import load_recipe
@@ -79,12 +79,9 @@ keep_checkpoints = 4
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, minilm_dir):
-    from minilm.loading.tokenizer import WordPieceTokenizer
-
     folder = tmp_path_factory.mktemp("finite")
-    tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 32), normalize=True).save(folder / "base")
-    rows = [f"question {i} about topic {i % 5},answer {i} on topic {i % 5}" for i in range(16)]
-    (folder / "pairs.csv").write_text("anchor,positive\n" + "\n".join(rows) + "\n")
+    save_tiny_base(folder, minilm_dir)
+    write_pairs(folder / "pairs.csv", rows=16)
     (folder / "losses.py").write_text(LOSSES)
     return folder
 

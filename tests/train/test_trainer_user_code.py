@@ -6,7 +6,7 @@ never "internal error". The trainer wraps the step once; no branch names a loss.
 import re
 
 import pytest
-from helpers import tiny_encoder
+from helpers import save_tiny_base, write_pairs
 
 from minilm import cli
 
@@ -57,12 +57,9 @@ max_steps = 3
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory, minilm_dir):
-    from minilm.loading.tokenizer import WordPieceTokenizer
-
     folder = tmp_path_factory.mktemp("user-code")
-    tiny_encoder(WordPieceTokenizer.from_dir(minilm_dir, 32), normalize=True).save(folder / "base")
-    rows = [f"question {i} about topic {i % 5},answer {i} on topic {i % 5}" for i in range(16)]
-    (folder / "pairs.csv").write_text("anchor,positive\n" + "\n".join(rows) + "\n")
+    save_tiny_base(folder, minilm_dir)
+    write_pairs(folder / "pairs.csv", rows=16)
     (folder / "modes.py").write_text(MODES)
     (folder / "r.toml").write_text(RECIPE.format(base=folder / "base"))
     return folder / "r.toml"
