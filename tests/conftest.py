@@ -34,10 +34,24 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if REAL_WEIGHT_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.real_weights)
-    # Files holding a slow test run first, each file's tests still together (module fixtures are built once): under
-    # `pytest -n 2` a minute-long test handed out last kept one worker busy while the other sat idle.
+    # Under `pytest -n 2 --dist worksteal` a worker that runs dry takes half of the other's queue, so the run ends
+    # as soon as the last long test does: the files holding the longest tests go first, then every file holding a
+    # slow test, each file's tests still together (module fixtures are built once), in collection order otherwise.
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)  # stable: collection order within each group
+    items.sort(key=lambda item: (item.path.name not in LONGEST_FILES, item.path not in slow_files))
+
+
+# The files holding the suite's longest tests (`pytest --durations=20`: 25 s to 100 s each on a busy worker).
+LONGEST_FILES = (
+    "test_trainer_parity_bf16.py",
+    "test_trainer_parity.py",
+    "test_distributed.py",
+    "test_encoder.py",
+    "test_optim.py",
+    "test_int8.py",
+    "test_faults.py",
+    "test_bench_gpu.py",
+)
 
 
 @pytest.fixture(scope="session")
