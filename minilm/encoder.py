@@ -328,10 +328,12 @@ class SentenceEncoder(nn.Module):
             texts = [prompt + text for text in texts]
         if device is not None and torch.device(device) != self.device:
             self.to(device)
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
         # The CPU techniques, asked for on another device: refused by name (their defaults are off there already).
         if quantized_model:
             check_cpu_only("quantized_model=True", self.device)
-        if isinstance(workers, int) and not isinstance(workers, bool) and workers > 1:
+        if workers is not None and workers > 1:
             check_cpu_only(f"workers={workers}", self.device)
 
         ids = self.tokenizer.encode_ids(texts, truncated)
@@ -386,8 +388,6 @@ class SentenceEncoder(nn.Module):
         float32 on CPU (a row tensor, or whatever ``run`` returns per sequence)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-            raise ValueError(f"workers must be a positive integer, got {workers!r}")
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first: little padding per batch
         batches = [order[start : start + batch_size] for start in range(0, len(ids), batch_size)]
         if show_progress_bar is None:

@@ -269,8 +269,6 @@ def corpus_file(path, n, seed=0):
 
 def quiet_cli(args: list[str]) -> None:
     """A forked child's whole life: one minilm command on one thread, its output discarded; exits with its code."""
-    import torch
-
     from minilm import cli
 
     torch.set_num_threads(1)

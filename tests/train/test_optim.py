@@ -72,9 +72,9 @@ def test_adamw_matches_torch_200_steps_on_the_real_model(encoder):
     ref_s = torch.optim.lr_scheduler.LambdaLR(ref, lambda s: linear_warmup_multiplier(s, 20, 200))
     gen = torch.Generator().manual_seed(0)
     first = next(iter(named))
-    total, spare = sum(t.numel() for t in named.values()), 4099  # a prime: the 200 offsets below are distinct
-    pool = torch.randn(total + spare, generator=gen)
     sizes = [t.numel() for t in named.values()]
+    total, spare = sum(sizes), 4099  # a prime: the 200 offsets below are distinct
+    pool = torch.randn(total + spare, generator=gen)
     ours_flat, ref_flat = torch.empty(total), torch.empty(total)  # each side's gradients, reused every step
     for step in range(200):
         scale = 10.0 ** (-3 * torch.rand((), generator=gen).item())  # gradients from 1e-3 to 1 in size
